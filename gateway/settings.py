@@ -1,0 +1,124 @@
+"""Every setting of the gateway, as one typed object built once at start-up and passed down.
+
+Sources, highest priority first: keyword arguments (the CLI's flags), ``LEADGW_*`` environment
+variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODELS = PROJECT_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    """leadgw settings. Environment: ``LEADGW_<FIELD>`` (e.g. ``LEADGW_PORT=50052``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADGW_", extra="forbid", frozen=True)
+
+    config_file: Path | None = None
+    """TOML file with any of these settings (its keys are the field names)."""
+
+    # ---- server ----
+    host: str = "127.0.0.1"
+    """Address to bind. Anything other than loopback requires a keys file."""
+    port: int = Field(50051, ge=0, le=65535)
+    """Port to bind; 0 picks a free one (printed in the ready line)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Server processes sharing the port through SO_REUSEPORT."""
+    grace_period_s: float = Field(10.0, ge=0)
+    """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest request or response message; larger ones are refused by size."""
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # ---- auth / tenancy ----
+    keys_file: Path | None = None
+    """TOML file of API keys (hashed) → tenant and scopes. None: unauthenticated, loopback only."""
+
+    # ---- models ----
+    model_repository: Path = BUNDLED_MODELS
+    """Triton-style repository: <repo>/<model>/<version>/model.onnx and <repo>/<model>/config.toml."""
+    default_model: str = "lead_scorer"
+    """Model used when a ScoreLeads request names none."""
+    max_leads_per_request: int = Field(10_000, ge=1)
+    """ScoreLeads requests with more leads are refused with INVALID_ARGUMENT."""
+    default_max_reasons: int = Field(3, ge=0, le=32)
+
+    # ---- data / retrieval ----
+    data_dir: Path = Path(".leadgw")
+    """Where embedded Qdrant keeps its files, relative to the working directory unless absolute."""
+    qdrant_url: str | None = None
+    """A Qdrant server URL. None: embedded local mode under data_dir."""
+    qdrant_api_key: str | None = None
+    embeddings_url: str | None = None
+    """OpenAI-compatible embeddings endpoint. None: the local ONNX MiniLM model."""
+    embeddings_model: str = "all-MiniLM-L6-v2"
+    embeddings_api_key: str | None = None
+    load_demo_corpus: bool = True
+    """Load the seeded demo notes on start when the store is empty."""
+
+    # ---- LLM / summaries ----
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1. None: the marked fallback only."""
+    llm_model: str = "smollm2-135m-instruct"
+    llm_api_key: str = "not-needed"
+    llm_connect_timeout_s: float = Field(2.0, gt=0)
+    llm_read_timeout_s: float = Field(20.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_max_tokens: int = Field(256, ge=16)
+    pii_masking: Literal["auto", "on", "off"] = "auto"
+    """auto: mask personal data only when the LLM endpoint is not on loopback."""
+    summary_deadline_s: float = Field(20.0, gt=0)
+    """Used when the client sends no deadline."""
+    summaries_per_tenant: int = Field(4, ge=1)
+    """Concurrent summaries one tenant may run; more are refused with RESOURCE_EXHAUSTED."""
+    summary_cache_entries: int = Field(1024, ge=0)
+    breaker_failures: int = Field(5, ge=1)
+    """Consecutive LLM failures that open the circuit breaker."""
+    breaker_reset_s: float = Field(30.0, gt=0)
+
+    # ---- observability ----
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file_from(init_settings, env_settings)
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        value: Any = source().get("config_file")
+        if value:
+            path = Path(value)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} does not exist")
+            return path
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")

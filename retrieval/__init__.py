@@ -1,0 +1,1 @@
+"""Lead notes by meaning, free of any transport: embedder, Qdrant store, ingestion."""

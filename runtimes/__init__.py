@@ -1,0 +1,1 @@
+"""Model execution, free of any transport: repository, feature schema, batcher, sessions, LLM."""
