@@ -1,0 +1,169 @@
+"""Builds, starts and gracefully stops the gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.auth import KeyStore
+from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor
+from gateway.lead_servicer import LeadServicer
+from gateway.oip_servicer import InferenceServicer
+from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
+from gateway.settings import Settings, is_loopback
+from runtimes.repository import ModelRepository
+from runtimes.scoring import LeadScorer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    lead_service_pb2.DESCRIPTOR.services_by_name["LeadService"].full_name,
+)
+
+
+def server_version() -> str:
+    try:
+        return version("leadgw")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class Gateway:
+    """A started gateway: the gRPC server and the components it serves."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    repository: ModelRepository
+    health: health.aio.HealthServicer
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting, lets in-flight RPCs finish within the grace period, then cleans up."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        for close in reversed(self.closers):
+            await close()
+        await self.repository.close()
+
+
+def _key_store(settings: Settings) -> KeyStore | None:
+    if settings.keys_file is not None:
+        return KeyStore.from_file(settings.keys_file)
+    if not is_loopback(settings.host):
+        raise ValueError(
+            f"refusing to serve on {settings.host} without a keys file: set LEADGW_KEYS_FILE "
+            "(see `leadgw keys create --help`) or bind to 127.0.0.1"
+        )
+    log.warning("no keys file: every caller is tenant 'default' (allowed on loopback only)")
+    return None
+
+
+async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -> Gateway:
+    """Loads the models, binds the port and starts serving. Raises if it cannot."""
+    keys = _key_store(settings)
+    repository = ModelRepository(settings.model_repository)
+    await repository.load()
+    if not repository.ready:
+        raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
+    scorer = LeadScorer(
+        repository,
+        default_model=settings.default_model,
+        max_leads=settings.max_leads_per_request,
+    )
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # One process: a second server on the same port must fail, not silently share it.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+    ]
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(keys), *extra_interceptors, ErrorMappingInterceptor()],
+        options=options,
+    )
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(repository, server_version()), server
+    )
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
+        LeadServicer(
+            scorer,
+            default_max_reasons=settings.default_max_reasons,
+            summary_deadline_s=settings.summary_deadline_s,
+        ),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Gateway(settings, server, port, repository, health_servicer)
+
+
+def ready_line(gateway: Gateway) -> str:
+    models = ", ".join(
+        f"{name} v{','.join(gateway.repository.versions(name))}"
+        for name in gateway.repository.names()
+    )
+    return (
+        f"leadgw ready: listening on {gateway.address} (models: {models}); try: "
+        f"leadgw score examples/leads.jsonl --address {gateway.address}"
+    )
+
+
+async def serve(
+    settings: Settings, announce: Callable[[Gateway], None] | None = None
+) -> int:
+    """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
+    gateway = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if announce is None:
+        print(ready_line(gateway), flush=True)
+    else:
+        announce(gateway)
+    try:
+        await stop.wait()
+        log.info("stopping: grace period %.1f s", settings.grace_period_s)
+    finally:
+        await gateway.stop()
+    log.info("stopped")
+    return 0
+
+
+def run_serve(settings: Settings) -> int:
+    """``leadgw serve``: one process, or ``workers`` processes sharing the port."""
+    if settings.workers > 1:
+        from gateway.workers import run_workers
+
+        return run_workers(settings)
+    try:
+        return asyncio.run(serve(settings))
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"leadgw serve: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,101 @@
+"""``leadgw serve --workers N``: N gateway processes on one port through SO_REUSEPORT.
+
+Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
+connections across them. The parent only supervises: it prints one ready line when every worker
+is serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from gateway.settings import Settings
+
+READY_TIMEOUT_S = 120.0
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """Holds the port (bound, not listening) so that port 0 resolves once for every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    return holder
+
+
+def _worker_main(settings: Settings, index: int, ready: Any) -> None:
+    from gateway.server import serve
+
+    def announce(gateway: Any) -> None:
+        ready.put((index, os.getpid(), gateway.port))
+
+    try:
+        code = asyncio.run(serve(settings, announce=announce))
+    except Exception as exc:  # the parent reports it; the worker just fails
+        ready.put((index, os.getpid(), f"error: {exc}"))
+        code = 2
+    sys.exit(code)
+
+
+def run_workers(settings: Settings) -> int:
+    try:
+        holder = _reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        print(f"leadgw serve: cannot bind {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 2
+    port = holder.getsockname()[1]
+    worker_settings = settings.model_copy(update={"port": port})
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    workers = [
+        context.Process(target=_worker_main, args=(worker_settings, i, ready), name=f"leadgw-{i}")
+        for i in range(settings.workers)
+    ]
+    # Workers install their own handlers; until they are up, the parent must not die on a signal.
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            index, pid, status = ready.get(timeout=READY_TIMEOUT_S)
+            if not isinstance(status, int):
+                print(f"leadgw serve: worker {index} (pid {pid}) failed: {status}", file=sys.stderr)
+                forward(signal.SIGTERM, None)
+                break
+        else:
+            print(
+                f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
+                f"(pids {', '.join(str(w.pid) for w in workers)}); try: leadgw score "
+                f"examples/leads.jsonl --address {settings.host}:{port}",
+                flush=True,
+            )
+    except Exception:  # queue.Empty: a worker never came up
+        print("leadgw serve: workers did not become ready in time", file=sys.stderr)
+        forward(signal.SIGTERM, None)
+    finally:
+        holder.close()
+    for worker in workers:
+        worker.join()
+    codes = [worker.exitcode for worker in workers]
+    return 0 if all(code == 0 for code in codes) and not _failed_early(codes, stopping) else 1
+
+
+def _failed_early(codes: list[int | None], stopping: bool) -> bool:
+    # Workers that all exited 0 without being asked to stop did not serve: that is a failure.
+    return not stopping and all(code == 0 for code in codes)

@@ -1,0 +1,137 @@
+"""Bad input gets a precise status and message, and never harms the requests around it."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from leads_helpers import sample_leads, score_request
+
+from gateway.pb.inference import grpc_service_pb2 as oip
+from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
+from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from gateway.settings import BUNDLED_MODELS
+from runtimes.model_config import load_config
+from runtimes.types import LeadInput
+
+GOOD = sample_leads(3, seed=21)
+
+
+def with_feature(name: str, value: object, lead_id: str = "bad-lead") -> list[LeadInput]:
+    features = dict(GOOD[0].features)
+    features[name] = value
+    return [GOOD[1], LeadInput(lead_id, features), GOOD[2]]
+
+
+def without_feature(name: str) -> list[LeadInput]:
+    features = {k: v for k, v in GOOD[0].features.items() if k != name}
+    return [GOOD[1], LeadInput("bad-lead", features)]
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+
+SCORE_CASES = [
+    ("empty request", pb.ScoreLeadsRequest(), INVALID, ["no leads"]),
+    ("unknown model", score_request(GOOD, model_name="nope"), NOT_FOUND, ["'nope'"]),
+    ("unknown version", score_request(GOOD, model_version="7"), NOT_FOUND, ["'7'", "lead_scorer"]),
+    ("bad version", score_request(GOOD, model_version="v1"), NOT_FOUND, ["'v1'"]),
+    ("missing required", score_request(without_feature("channel")), INVALID, ["bad-lead", "channel"]),
+    ("string for number", score_request(with_feature("age", "old")), INVALID, ["bad-lead", "age"]),
+    ("number for category", score_request(with_feature("channel", 3.0)), INVALID, ["bad-lead", "channel"]),
+    ("bool for number", score_request(with_feature("age", True)), INVALID, ["bad-lead", "age"]),
+    ("out of range", score_request(with_feature("age", 250.0)), INVALID, ["bad-lead", "age", "250"]),
+    ("negative money", score_request(with_feature("investable_assets", -5.0)), INVALID, ["bad-lead", "investable_assets"]),
+    ("unknown category", score_request(with_feature("channel", "carrier-pigeon")), INVALID, ["bad-lead", "carrier-pigeon"]),
+    ("NaN", score_request(with_feature("age", float("nan"))), INVALID, ["bad-lead", "age"]),
+    ("Inf", score_request(with_feature("household_income", float("inf"))), INVALID, ["bad-lead", "household_income"]),
+    ("unknown feature", score_request(with_feature("shoe_size", 44.0)), INVALID, ["bad-lead", "shoe_size"]),
+    ("empty lead id", score_request(with_feature("age", 40.0, lead_id="")), INVALID, ["lead"]),
+    ("duplicate ids", score_request([GOOD[0], GOOD[1], GOOD[0]]), INVALID, ["duplicate", GOOD[0].lead_id]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "words"),
+    [pytest.param(r, s, w, id=name) for name, r, s, w in SCORE_CASES],
+)
+def test_score_leads_bad_input(lead_stub, request_, status, words) -> None:  # noqa: ANN001
+    with pytest.raises(grpc.RpcError) as caught:
+        lead_stub.ScoreLeads(request_, timeout=10)
+    assert caught.value.code() == status, caught.value.details()
+    for word in words:
+        assert word in caught.value.details()
+    # The server is unharmed: the next good request succeeds.
+    assert len(lead_stub.ScoreLeads(score_request(GOOD), timeout=10).scores) == 3
+
+
+def test_too_many_leads(lead_stub) -> None:  # noqa: ANN001
+    leads = [pb.Lead(lead_id=f"x{i}") for i in range(10_001)]
+    with pytest.raises(grpc.RpcError) as caught:
+        lead_stub.ScoreLeads(pb.ScoreLeadsRequest(leads=leads), timeout=10)
+    assert caught.value.code() == INVALID
+    assert "10001" in caught.value.details() and "10000" in caught.value.details()
+
+
+def _infer(
+    width: int, *, name: str = "features", datatype: str = "FP32", shape: list[int] | None = None
+) -> oip.ModelInferRequest:
+    request = oip.ModelInferRequest(model_name="lead_scorer")
+    request.inputs.add(name=name, datatype=datatype, shape=shape or [2, width])
+    return request
+
+
+def _raw(request: oip.ModelInferRequest, data: bytes) -> oip.ModelInferRequest:
+    request.raw_input_contents.append(data)
+    return request
+
+
+WIDTH = len(load_config(BUNDLED_MODELS / "lead_scorer" / "config.toml").raw["features"])
+
+
+def infer_cases() -> list:  # noqa: ANN201
+    good = np.zeros((2, WIDTH), dtype="<f4").tobytes()
+    two_inputs = _raw(_infer(WIDTH), good)
+    two_inputs.inputs.add(name="extra", datatype="FP32", shape=[2, WIDTH])
+    typed_wrong_field = _infer(WIDTH)
+    typed_wrong_field.inputs[0].contents.int_contents.extend([0] * 2 * WIDTH)
+    typed_short = _infer(WIDTH)
+    typed_short.inputs[0].contents.fp32_contents.extend([0.0] * 5)
+    wrong_output = _raw(_infer(WIDTH), good)
+    wrong_output.outputs.add(name="nonsense")
+    return [
+        ("raw size mismatch", _raw(_infer(WIDTH), good[:-4]), INVALID, ["features", "bytes"]),
+        ("unsupported datatype", _raw(_infer(WIDTH, datatype="COMPLEX"), good), INVALID, ["COMPLEX"]),
+        ("wrong datatype", _raw(_infer(WIDTH, datatype="INT64"), good), INVALID, ["INT64", "FP32"]),
+        ("wrong shape", _raw(_infer(WIDTH, shape=[2, 3]), good), INVALID, ["[2, 3]"]),
+        ("3-d shape", _raw(_infer(WIDTH, shape=[1, 2, WIDTH]), good), INVALID, ["does not match"]),
+        ("wrong input name", _raw(_infer(WIDTH, name="x"), good), INVALID, ["'x'"]),
+        ("two inputs", two_inputs, INVALID, ["one input"]),
+        ("typed wrong field", typed_wrong_field, INVALID, ["int_contents"]),
+        ("typed count mismatch", typed_short, INVALID, ["5 fp32_contents"]),
+        ("unknown output", wrong_output, INVALID, ["nonsense"]),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "words"),
+    [pytest.param(r, s, w, id=name) for name, r, s, w in infer_cases()],
+)
+def test_model_infer_bad_input(oip_stub, request_, status, words) -> None:  # noqa: ANN001
+    with pytest.raises(grpc.RpcError) as caught:
+        oip_stub.ModelInfer(request_, timeout=10)
+    assert caught.value.code() == status, caught.value.details()
+    for word in words:
+        assert word in caught.value.details()
+
+
+def test_oversized_message_is_refused_by_size(gateway_process) -> None:  # noqa: ANN001
+    gateway = gateway_process(env={"LEADGW_MAX_MESSAGE_BYTES": "65536"})
+    leads = sample_leads(2000, seed=2)
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ScoreLeads(score_request(leads), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "larger than max" in caught.value.details()
+        assert len(stub.ScoreLeads(score_request(leads[:3]), timeout=10).scores) == 3

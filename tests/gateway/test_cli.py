@@ -1,0 +1,102 @@
+"""The ``leadgw`` command line, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from gateway.auth import KeyStore
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "leads.jsonl"
+
+
+def leadgw(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    done = leadgw("--help")
+    assert done.returncode == 0
+    for command in ("serve", "score", "models", "keys", "train", "index", "bench"):
+        assert command in done.stdout
+    serve_help = leadgw("serve", "--help").stdout
+    assert "--port" in serve_help and "LEADGW_" in serve_help
+
+
+def test_score_json_is_ranked(shared_gateway) -> None:  # noqa: ANN001
+    done = leadgw("score", str(EXAMPLE), "--address", shared_gateway.address, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == sum(1 for line in EXAMPLE.read_text().splitlines() if line.strip())
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    probabilities = [r["probability"] for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(len(r["reasons"]) == 3 and r["band"] in ("hot", "warm", "cold") for r in rows)
+
+
+def test_score_table_and_csv(shared_gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    csv_file = tmp_path / "leads.csv"
+    csv_file.write_text(
+        "lead_id,age,channel,retiring_within_5y,investable_assets\n"
+        "a-1,61,referral,true,900000\n"
+        "a-2,35,cold_list,false,\n"
+    )
+    done = leadgw("score", str(csv_file), "--address", shared_gateway.address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == ["rank", "lead", "p(convert)", "band"]
+    assert lines[1].split()[1] == "a-1"  # the retiring referral with assets ranks first
+    assert "Came via" in done.stdout or "Retiring" in done.stdout
+
+
+def test_score_reports_bad_files_and_bad_leads(shared_gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    missing = leadgw("score", str(tmp_path / "nope.jsonl"), "--address", shared_gateway.address)
+    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"lead_id": "x", "features": {"channel": "web"}}\n{not json\n')
+    bad_json = leadgw("score", str(broken), "--address", shared_gateway.address)
+    assert bad_json.returncode == 2 and "broken.jsonl:2" in bad_json.stderr
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_text('{"lead_id": "x", "features": {"channel": "web", "age": 400}}\n')
+    refused = leadgw("score", str(invalid), "--address", shared_gateway.address)
+    assert refused.returncode == 1
+    assert "INVALID_ARGUMENT" in refused.stderr and "'x'" in refused.stderr
+
+
+def test_score_unreachable_gateway_fails_fast() -> None:
+    done = leadgw("score", str(EXAMPLE), "--address", "127.0.0.1:1", "--timeout", "2")
+    assert done.returncode == 1
+    assert "UNAVAILABLE" in done.stderr or "DEADLINE_EXCEEDED" in done.stderr
+
+
+def test_models_lists_what_is_loaded(shared_gateway) -> None:  # noqa: ANN001
+    done = leadgw("models", "--address", shared_gateway.address, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {(r["model"], r["version"], r["state"]) for r in rows} >= {("lead_scorer", "1", "READY")}
+    assert any("features FP32" in line for line in rows[0]["inputs"])
+
+
+def test_keys_create_writes_a_usable_hashed_entry(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    done = leadgw(
+        "keys", "create", "--tenant", "acme", "--scopes", "score,index", "--keys-file", str(keys)
+    )
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.split("API key (shown once): ")[1].strip()
+    assert key not in keys.read_text()  # only the hash is stored
+    caller = KeyStore.from_file(keys).authenticate([("authorization", f"Bearer {key}")])
+    assert caller.tenant == "acme" and caller.scopes == {"score", "index"}
+    assert tomllib.loads(keys.read_text())["keys"][0]["name"] == "acme"
+    bad = leadgw("keys", "create", "--tenant", "acme", "--scopes", "fly")
+    assert bad.returncode == 2 and "fly" in bad.stderr

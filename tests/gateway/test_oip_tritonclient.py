@@ -1,0 +1,75 @@
+"""The Open Inference Protocol as an outside client sees it: Triton's own ``tritonclient``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+MODEL = HERE.parent.parent / "models" / "lead_scorer" / "1" / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def findings(shared_gateway) -> dict:  # noqa: ANN001
+    done = subprocess.run(
+        [sys.executable, str(HERE / "tritonclient_checks.py"), shared_gateway.address, str(MODEL)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_health_and_metadata(findings: dict) -> None:
+    assert findings["live"] and findings["ready"] and findings["model_ready"]
+    assert findings["unknown_model_ready"] is False
+    assert findings["server_name"] == "leadgw"
+    meta = findings["metadata"]
+    assert meta["name"] == "lead_scorer"
+    assert meta["inputs"][0]["name"] == "features"
+    assert meta["inputs"][0]["datatype"] == "FP32"
+    assert [o["name"] for o in meta["outputs"]] == ["probability", "logit", "contributions"]
+
+
+def test_model_config_extension(findings: dict) -> None:
+    config = findings["config"]
+    width = int(findings["metadata"]["inputs"][0]["shape"][1])
+    assert config["name"] == "lead_scorer"
+    assert config["platform"] == "onnxruntime_onnx"
+    assert int(config["max_batch_size"]) > 0
+    assert config["input"][0]["data_type"] == "TYPE_FP32"
+    assert [int(d) for d in config["input"][0]["dims"]] == [width]
+    assert "dynamic_batching" in config
+    assert len(config["parameters"]["feature_names"]["string_value"].split(",")) == width
+
+
+def test_infer_matches_onnx_runtime_and_reasons_are_exact(findings: dict) -> None:
+    infer = findings["infer"]
+    width = int(findings["metadata"]["inputs"][0]["shape"][1])
+    assert infer["shapes"] == [[64, 1], [64, 1], [64, width]]
+    assert infer["max_diff_vs_ort"] < 1e-5
+    assert infer["max_reason_error"] < 1e-4
+    assert infer["model_version"] == "1"
+    assert findings["only_probability_outputs"] == ["probability"]
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("unknown_model", "StatusCode.NOT_FOUND", "no_such_model"),
+        ("unknown_version", "StatusCode.NOT_FOUND", "version '99'"),
+        ("wrong_shape", "StatusCode.INVALID_ARGUMENT", "does not match"),
+        ("wrong_datatype", "StatusCode.INVALID_ARGUMENT", "FP64"),
+        ("nan", "StatusCode.INVALID_ARGUMENT", "row 1, column 0"),
+        ("unknown_metadata", "StatusCode.NOT_FOUND", "no_such_model"),
+    ],
+)
+def test_errors_have_precise_status(findings: dict, case: str, status: str, words: str) -> None:
+    got_status, _, message = findings["errors"][case].partition("|")
+    assert got_status == status, findings["errors"][case]
+    assert words in message
