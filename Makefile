@@ -43,5 +43,8 @@ lint: install-dev  ## ruff and mypy.
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy gateway runtimes retrieval benchmarks
 
+llm-local:  ## Serve SmolLM2-135M-Instruct on 127.0.0.1:8080 with llama.cpp (own venv .venv-llm; compiles).
+	scripts/llm-local.sh
+
 clean:  ## Remove .venv and caches (not the data directory).
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

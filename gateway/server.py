@@ -22,7 +22,8 @@ from gateway.oip_servicer import InferenceServicer
 from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from gateway.settings import Settings, is_loopback
-from runtimes.repository import ModelRepository
+from runtimes.batcher import BatchingConfig, DynamicBatcher
+from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,16 @@ class Gateway:
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stops accepting, lets in-flight RPCs finish within the grace period, then cleans up."""
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Drains, stops accepting, lets in-flight RPCs finish within the grace period, cleans up.
+
+        gRPC cancels requests it has received but not yet handed to the application when the
+        server stops; the drain period (health NOT_SERVING, still serving) lets those land first.
+        """
         await self.health.enter_graceful_shutdown()
+        drain_s = self.settings.drain_s if drain is None else drain
+        if drain_s > 0:
+            await asyncio.sleep(drain_s)
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         for close in reversed(self.closers):
             await close()
@@ -76,11 +84,20 @@ def _key_store(settings: Settings) -> KeyStore | None:
     return None
 
 
+def _batcher_for(served: ServedModel) -> DynamicBatcher:
+    """Each model version batches its own concurrent requests on its own execution thread."""
+    return DynamicBatcher.from_config(
+        served.session.run,
+        BatchingConfig.from_config(served.config.batching),
+        name=f"{served.name}/{served.version}",
+    )
+
+
 async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -> Gateway:
     """Loads the models, binds the port and starts serving. Raises if it cannot."""
     keys = _key_store(settings)
     repository = ModelRepository(settings.model_repository)
-    await repository.load()
+    await repository.load(make_batcher=_batcher_for)
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
     scorer = LeadScorer(
@@ -149,7 +166,11 @@ async def serve(
         announce(gateway)
     try:
         await stop.wait()
-        log.info("stopping: grace period %.1f s", settings.grace_period_s)
+        log.info(
+            "stopping: draining %.1f s, then grace period %.1f s",
+            settings.drain_s,
+            settings.grace_period_s,
+        )
     finally:
         await gateway.stop()
     log.info("stopped")

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """Server processes sharing the port through SO_REUSEPORT."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
+    drain_s: float = Field(1.0, ge=0)
+    """On SIGTERM/SIGINT: how long to keep serving with health NOT_SERVING before refusing new RPCs,
+    so that load balancers move away and requests already on the wire are still taken in."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest request or response message; larger ones are refused by size."""
     log_level: str = "INFO"

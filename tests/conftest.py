@@ -106,4 +106,4 @@ async def inproc_gateway(tmp_path: Path) -> AsyncIterator[object]:
     try:
         yield gateway
     finally:
-        await gateway.stop(grace=1.0)
+        await gateway.stop(grace=1.0, drain=0)

@@ -1,0 +1,514 @@
+"""Deadline-aware dynamic batching of one model version's requests.
+
+Callers ``submit`` row matrices; one worker task per batcher concatenates what is queued into one
+call of the (blocking) batch function, run in an executor, and resolves each caller's future with
+its own rows of every output. Follows MLServer's adaptive batcher: futures, one batch per run, a
+batch's exception set on every waiting future.
+
+Flush policy, evaluated only while no batch is running (one batch at a time per batcher):
+
+- at once when the oldest queued request arrived while no batch was running: a lone request adds
+  one event-loop pass over a direct call, and whatever else was submitted in that same pass (a
+  burst) rides along in the same batch;
+- at once when the queue holds ``max_batch_size`` rows, or when the batcher is closing;
+- else, for requests that queued while a batch ran, when the oldest has waited
+  ``max_queue_delay_s``: under load, a little latency buys fuller batches and fewer runs;
+- or earlier, when ``now + estimated run time + slack`` reaches a queued request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from runtimes.batch_timing import RunTimeModel
+from runtimes.batching_config import BatchingConfig
+from runtimes.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
+
+__all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher"]
+
+log = logging.getLogger(__name__)
+
+BatchFn = Callable[[np.ndarray], dict[str, np.ndarray]]
+Outputs = dict[str, np.ndarray]
+
+MIN_RETRY_AFTER_S = 0.005
+"""Floor of the retry hint on a full queue: sooner than this a retry would meet the same queue."""
+
+
+# ---- results and counters ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One caller's outputs and how they were computed, for tracing and metrics."""
+
+    outputs: Outputs
+    queue_wait_s: float
+    """From submit to the moment its batch was handed to the executor."""
+    batch_id: int
+    """Per batcher, increasing; the same for every caller of one batch."""
+    batch_size: int
+    """Rows in the batch that computed this result."""
+    batch_requests: int
+    """Callers merged into that batch."""
+    run_s: float
+    """The batch's run time, from hand-off to the executor until its outputs were back."""
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Counters since start; ``DynamicBatcher.stats`` returns a snapshot."""
+
+    batches: int = 0
+    rows: int = 0
+    rejected: int = 0
+    """Refused because the queue was full."""
+    expired: int = 0
+    """Dropped before compute because their deadline had passed or could not be met."""
+    cancelled: int = 0
+    """Callers that went away; queued rows were never computed, running ones discarded."""
+    failed_batches: int = 0
+
+
+# ---- the batcher ------------------------------------------------------------------------------
+
+
+class _State(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    rows: np.ndarray
+    deadline: float | None
+    arrived: float
+    seq: int
+    future: asyncio.Future[BatchResult]
+    arrived_idle: bool
+    """No batch was running when it arrived: it need not wait for company."""
+    state: _State = field(default=_State.QUEUED)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.shape[0])
+
+    def fits_with(self, head: _Request) -> bool:
+        # A request of another width or dtype runs in its own batch, where run_batch's own
+        # error (if any) fails it alone instead of failing a whole concatenation.
+        return self.rows.shape[1:] == head.rows.shape[1:] and self.rows.dtype == head.rows.dtype
+
+
+class DynamicBatcher:
+    """Merges concurrent submits for one model version into batched runs of ``run_batch``.
+
+    ``run_batch`` is synchronous and blocking: it takes [rows, ...] and returns named outputs whose
+    first dimension is rows. It runs in ``executor`` (by default a dedicated single thread, shut
+    down by ``close``; a caller's executor is left running). A request with more rows than
+    ``max_batch_size`` is not split: it runs alone, as one batch.
+    """
+
+    def __init__(
+        self,
+        run_batch: BatchFn,
+        *,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue_size: int,
+        executor: Executor | None = None,
+        name: str = "",
+        deadline_slack_s: float = 0.001,
+    ) -> None:
+        """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
+        covering timer wake-up jitter and the reply's trip back to the client."""
+        if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
+            raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
+        self.name = name or "batcher"
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self.deadline_slack_s = deadline_slack_s
+        self._run_batch = run_batch
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"batch-{self.name}"
+        )
+        self.run_time = RunTimeModel()
+        self._stats = BatcherStats()
+        self._pending: deque[_Request] = deque()
+        self._deadlines: list[tuple[float, int, _Request]] = []  # heap; stale entries skipped
+        self._queued_rows = 0
+        self._seq = itertools.count(1)
+        self._running = False  # a batch is in the executor
+        self._batch_ids = itertools.count(1)
+        self._closed = False
+        # asyncio objects belong to the running loop: made on first submit, not here.
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._sleeping_until: float | None = None  # inf: idle on an empty queue
+
+    @classmethod
+    def from_config(
+        cls,
+        run_batch: BatchFn,
+        config: BatchingConfig,
+        *,
+        executor: Executor | None = None,
+        name: str = "",
+    ) -> DynamicBatcher:
+        return cls(
+            run_batch,
+            max_batch_size=config.max_batch_size,
+            max_queue_delay_s=config.max_queue_delay_s,
+            max_queue_size=config.max_queue_size,
+            executor=executor,
+            name=name,
+        )
+
+    @property
+    def queue_depth_rows(self) -> int:
+        """Rows waiting for a batch (not counting the batch running)."""
+        return self._queued_rows
+
+    @property
+    def stats(self) -> BatcherStats:
+        return replace(self._stats)
+
+    # ---- submitting ----
+
+    async def submit(self, rows: np.ndarray, *, deadline: float | None = None) -> Outputs:
+        """This caller's rows of every output, in order. ``deadline``: a ``time.monotonic()``."""
+        return (await self.submit_with_stats(rows, deadline=deadline)).outputs
+
+    async def submit_with_stats(
+        self, rows: np.ndarray, *, deadline: float | None = None
+    ) -> BatchResult:
+        """Like ``submit``, with the queue wait and the batch that computed the result."""
+        request = self._admit(rows, deadline)
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            self._withdraw(request)
+            raise
+
+    def _admit(self, rows: np.ndarray, deadline: float | None) -> _Request:
+        if self._closed:
+            raise Unavailable(f"{self.name} is shutting down and accepts no new requests")
+        if np.ndim(rows) < 1 or rows.shape[0] == 0:
+            raise InvalidInput(f"{self.name}: expected a [rows, features] matrix with rows > 0")
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            self._stats.expired += 1
+            raise DeadlineExceeded(
+                f"deadline passed {(now - deadline) * 1e3:.1f} ms before the request was queued"
+            )
+        n = int(rows.shape[0])
+        # One request larger than the whole queue is let in alone, or it could never run.
+        if self._queued_rows + n > self.max_queue_size and self._queued_rows > 0:
+            self._stats.rejected += 1
+            retry = max(
+                MIN_RETRY_AFTER_S, self.run_time.drain(self._queued_rows, self.max_batch_size)
+            )
+            raise ResourceExhausted(
+                f"{self.name} queue is full: {self._queued_rows} rows waiting, "
+                f"{n} more would exceed {self.max_queue_size}",
+                retry_after_s=retry,
+            )
+        loop = asyncio.get_running_loop()
+        request = _Request(
+            rows, deadline, now, next(self._seq), loop.create_future(), not self._running
+        )
+        self._pending.append(request)
+        self._queued_rows += n
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, request.seq, request))
+        self._start_worker()
+        self._maybe_wake(request)
+        return request
+
+    def _withdraw(self, request: _Request) -> None:
+        """The caller went away: never compute queued rows; a running batch's result is dropped."""
+        if request.state is _State.QUEUED:
+            self._pending.remove(request)
+            self._queued_rows -= request.n
+            request.state = _State.DONE
+            self._stats.cancelled += 1
+        elif request.state is _State.RUNNING:
+            self._stats.cancelled += 1
+
+    def _start_worker(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._serve(), name=f"batcher {self.name}")
+
+    def _maybe_wake(self, request: _Request) -> None:
+        """Wakes the worker only if this request can make it flush sooner than planned."""
+        planned = self._sleeping_until
+        if planned is None or self._wakeup is None:
+            return  # a batch is running; the worker looks at the queue when it is done
+        sooner = (
+            planned == math.inf
+            or self._queued_rows >= self.max_batch_size
+            or (request.deadline is not None and self._deadline_due(request.deadline) < planned)
+        )
+        if sooner:
+            self._wakeup.set()
+
+    # ---- the worker ----
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    if self._closed:
+                        return
+                    await self._sleep_until(math.inf)
+                    continue
+                if not await self._wait_until_due():
+                    continue
+                batch = self._take_batch()
+                if batch:
+                    await self._execute(batch)
+        except Exception as exc:  # a bug here must fail callers, not leave them waiting forever
+            log.exception("batcher %s worker failed", self.name)
+            self._fail_queued(exc)
+
+    async def _wait_until_due(self) -> bool:
+        """Sleeps until the queue should flush; False if it emptied (cancellations) meanwhile."""
+        while self._pending:
+            due = self._due_at()
+            if due <= time.monotonic():
+                return True
+            await self._sleep_until(due)
+        return False
+
+    async def _sleep_until(self, due: float) -> None:
+        """Sleeps until ``due`` or a wake-up. Cleared here, not before: no await separates the
+        caller's look at the queue from this, so no wake-up can be lost, and a stale one (its
+        request since cancelled) cannot spin the worker."""
+        assert self._wakeup is not None
+        self._wakeup.clear()
+        self._sleeping_until = due
+        try:
+            if due == math.inf:
+                await self._wakeup.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due - time.monotonic()):
+                        await self._wakeup.wait()
+        finally:
+            self._sleeping_until = None
+
+    def _due_at(self) -> float:
+        """When the queue should flush (see the module docstring for the policy)."""
+        if (
+            self._closed
+            or self._queued_rows >= self.max_batch_size
+            or self._pending[0].arrived_idle
+        ):
+            return -math.inf
+        due = self._pending[0].arrived + self.max_queue_delay_s
+        earliest = self._earliest_deadline()
+        if earliest is not None:
+            due = min(due, self._deadline_due(earliest))
+        return due
+
+    def _deadline_due(self, deadline: float) -> float:
+        rows = min(self._queued_rows, self.max_batch_size)
+        return deadline - self.run_time.estimate(rows) - self.deadline_slack_s
+
+    def _earliest_deadline(self) -> float | None:
+        if len(self._deadlines) > 2 * len(self._pending) + 64:
+            # Entries of requests that left the queue are only popped once they reach the top;
+            # a few far-off deadlines must not keep thousands of them alive.
+            self._deadlines = [e for e in self._deadlines if e[2].state is _State.QUEUED]
+            heapq.heapify(self._deadlines)
+        while self._deadlines and self._deadlines[0][2].state is not _State.QUEUED:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def _take_batch(self) -> list[_Request]:
+        """Pops the next batch in arrival order, dropping requests whose deadline it would miss."""
+        now = time.monotonic()
+        batch: list[_Request] = []
+        rows = 0
+        while self._pending:
+            request = self._pending[0]
+            if batch and (
+                rows + request.n > self.max_batch_size or not request.fits_with(batch[0])
+            ):
+                break
+            self._pending.popleft()
+            self._queued_rows -= request.n
+            if request.deadline is not None and request.deadline <= now:
+                self._expire(request, f"{(now - request.deadline) * 1e3:.1f} ms late")
+                continue
+            batch.append(request)
+            rows += request.n
+        estimate = self.run_time.estimate(rows)
+        kept = []
+        for request in batch:
+            if request.deadline is not None and now + estimate > request.deadline:
+                left = request.deadline - now
+                self._expire(
+                    request,
+                    f"would be {(estimate - left) * 1e3:.1f} ms late "
+                    f"(batch needs ~{estimate * 1e3:.1f} ms, {left * 1e3:.1f} ms left)",
+                )
+            else:
+                kept.append(request)
+        return kept
+
+    def _expire(self, request: _Request, how_late: str) -> None:
+        request.state = _State.DONE
+        self._stats.expired += 1
+        if not request.future.done():
+            waited = (time.monotonic() - request.arrived) * 1e3
+            request.future.set_exception(
+                DeadlineExceeded(f"dropped before compute after {waited:.1f} ms queued: {how_late}")
+            )
+
+    async def _execute(self, batch: list[_Request]) -> None:
+        """Runs one batch and waits for it. Callers are resolved by ``_finish``, straight from the
+        executor's completion callback: a loop pass sooner than awaiting ``run_in_executor``."""
+        for request in batch:
+            request.state = _State.RUNNING
+        self._running = True
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        started = time.monotonic()
+        try:
+            job = self._executor.submit(
+                _run_and_split, self._run_batch, [request.rows for request in batch]
+            )
+        except RuntimeError as exc:  # the executor was shut down under us
+            self._running = False
+            self._stats.failed_batches += 1
+            self._settle(batch, exc)
+            return
+        done = partial(self._finish, batch, next(self._batch_ids), started, finished)
+        job.add_done_callback(partial(_call_in_loop, loop, done))
+        try:
+            await finished
+        except asyncio.CancelledError:
+            self._settle(batch, Unavailable(f"{self.name} stopped before this batch finished"))
+            raise
+
+    def _finish(
+        self,
+        batch: list[_Request],
+        batch_id: int,
+        started: float,
+        finished: asyncio.Future[None],
+        job: Future[list[Outputs]],
+    ) -> None:
+        self._running = False
+        try:
+            per_caller = job.result()
+        except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
+            self._stats.failed_batches += 1
+            self._settle(batch, exc)
+        else:
+            run_s = time.monotonic() - started
+            total = sum(request.n for request in batch)
+            self.run_time.observe(total, run_s)
+            self._stats.batches += 1
+            self._stats.rows += total
+            for request, outputs in zip(batch, per_caller, strict=True):
+                request.state = _State.DONE
+                if not request.future.done():
+                    request.future.set_result(
+                        BatchResult(
+                            outputs=outputs,
+                            queue_wait_s=started - request.arrived,
+                            batch_id=batch_id,
+                            batch_size=total,
+                            batch_requests=len(batch),
+                            run_s=run_s,
+                        )
+                    )
+        finally:
+            if not finished.done():
+                finished.set_result(None)
+
+    @staticmethod
+    def _settle(batch: list[_Request], error: BaseException) -> None:
+        for request in batch:
+            request.state = _State.DONE
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        queued = list(self._pending)
+        self._pending.clear()
+        self._queued_rows = 0
+        self._settle(queued, error)
+
+    # ---- closing ----
+
+    async def close(self) -> None:
+        """Refuses new submits (UNAVAILABLE), runs what is queued, then stops the executor.
+
+        If ``close`` itself is cancelled, queued callers get UNAVAILABLE instead.
+        """
+        self._closed = True
+        worker = self._worker
+        try:
+            if worker is not None and not worker.done():
+                if self._wakeup is not None:
+                    self._wakeup.set()
+                await asyncio.shield(worker)
+        except asyncio.CancelledError:
+            if worker is not None:
+                worker.cancel()
+            self._fail_queued(Unavailable(f"{self.name} closed before this request ran"))
+            raise
+        finally:
+            if self._owns_executor:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_in_loop(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any
+) -> None:
+    """From the executor's thread, hands a completion back to the loop."""
+    with contextlib.suppress(RuntimeError):  # the loop closed while the batch ran: nobody waits
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> list[Outputs]:
+    """In the executor: concatenate once, run, give each caller a copy of its rows."""
+    batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+    outputs = run_batch(batch)
+    total = batch.shape[0]
+    for name, value in outputs.items():
+        if np.ndim(value) == 0 or np.shape(value)[0] != total:
+            raise RuntimeError(
+                f"output {name!r} has shape {np.shape(value)}; expected {total} rows first"
+            )
+    if len(inputs) == 1:
+        return [outputs]  # the whole batch belongs to this one caller: nothing to share
+    bounds = np.cumsum([0] + [len(rows) for rows in inputs])
+    # Copies, not views: a caller may write to its arrays, and a view would keep the whole
+    # batch's outputs alive as long as any one caller holds its part.
+    return [
+        {name: np.array(value[start:end]) for name, value in outputs.items()}
+        for start, end in itertools.pairwise(bounds)
+    ]

@@ -1,0 +1,56 @@
+"""The ``[batching]`` table of a model's config.toml, checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_BATCHING_KEYS = frozenset({"max_batch_size", "max_queue_delay_us", "max_queue_size"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    """The ``[batching]`` table of a model's config.toml."""
+
+    max_batch_size: int = 1024
+    """Most rows in one run of the model; a larger single request runs alone."""
+    max_queue_delay_us: int = 500
+    """Longest a request waits for company once a batch could run."""
+    max_queue_size: int = 4096
+    """Most rows waiting; beyond it submits are refused with RESOURCE_EXHAUSTED."""
+
+    @property
+    def max_queue_delay_s(self) -> float:
+        return self.max_queue_delay_us / 1e6
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BatchingConfig:
+        """Reads the ``batching`` table of a parsed config.toml (or that table itself, e.g.
+        ``ModelConfig.batching``); defaults when it is absent."""
+        known = set(config) & _BATCHING_KEYS
+        if "batching" in config:
+            table = config["batching"]
+        elif not known:
+            table = {}
+        elif known != set(config):
+            raise ValueError(f"{sorted(known)} belong in the [batching] table")
+        else:
+            table = config
+        if not isinstance(table, Mapping):
+            raise ValueError(f"[batching] must be a table, not {type(table).__name__}")
+        return cls.from_table(table)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> BatchingConfig:
+        """Checks the table itself: known keys only (a typo must not silently use a default)."""
+        unknown = sorted(set(table) - _BATCHING_KEYS)
+        if unknown:
+            raise ValueError(
+                f"[batching] has unknown keys {unknown}; known: {sorted(_BATCHING_KEYS)}"
+            )
+        for key, value in table.items():
+            # bool is an int subclass; `max_batch_size = true` is a mistake, not 1.
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"[batching] {key} must be a positive integer, got {value!r}")
+        return cls(**table)

@@ -1,0 +1,297 @@
+"""Streaming chat completions from any OpenAI-compatible endpoint, with our own retries (only
+before the first token), a circuit breaker, and deadlines for the first token and the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from runtimes.llm.breaker import CircuitBreaker
+from runtimes.llm.errors import LLMFailure
+from runtimes.llm.retry import backoff_delay, parse_retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    base_url: str
+    model: str
+    api_key: str = "not-needed"
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 20.0
+    max_retries: int = 2
+    max_tokens: int = 256
+    temperature: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    """True when the endpoint sent no usage and the counts are estimated from characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    usage: TokenUsage
+    finish_reason: str
+    attempts: int
+
+
+ChatEvent = TextDelta | StreamDone
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English text: good enough for accounting."""
+    return math.ceil(len(text) / 4)
+
+
+class LLMClient:
+    """One OpenAI-compatible endpoint and its circuit breaker.
+
+    The openai client's own retries are off (``max_retries=0``): it would retry after text was
+    streamed and know nothing of our deadlines.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        breaker: CircuitBreaker,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.breaker = breaker
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._client = AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key,
+            timeout=openai.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
+            max_retries=0,
+        )
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.base_url
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream_chat(
+        self, messages: Sequence[ChatMessage], *, first_token_by: float, finish_by: float
+    ) -> AsyncIterator[ChatEvent]:
+        """Yield ``TextDelta``s, then one ``StreamDone``. Raises ``LLMFailure``.
+
+        ``first_token_by`` and ``finish_by`` are ``clock()`` instants: retries happen only
+        until the first text arrives and only while they can still beat ``first_token_by``.
+        """
+        if not self.breaker.try_acquire():
+            raise LLMFailure("breaker_open", f"circuit breaker for {self.endpoint} is open")
+        verdict = False
+        try:
+            async for event in self._with_retries(messages, first_token_by, finish_by):
+                yield event
+            self.breaker.record_success()
+            verdict = True
+        except LLMFailure:
+            self.breaker.record_failure()
+            verdict = True
+            raise
+        finally:
+            if not verdict:  # the caller went away: neither a success nor the endpoint's fault
+                self.breaker.release()
+
+    async def _with_retries(
+        self, messages: Sequence[ChatMessage], first_token_by: float, finish_by: float
+    ) -> AsyncIterator[ChatEvent]:
+        attempt = 0
+        while True:
+            attempt += 1
+            streamed = False
+            try:
+                async for event in self._attempt(messages, first_token_by, finish_by, attempt):
+                    streamed = streamed or isinstance(event, TextDelta)
+                    yield event
+                return
+            except LLMFailure as failure:
+                # Never retry once text has reached the caller: it cannot be taken back.
+                if streamed or not failure.retryable or attempt > self.config.max_retries:
+                    raise
+                delay = backoff_delay(attempt, failure.retry_after_s, self._rng)
+                if self._clock() + delay >= first_token_by:
+                    raise
+                await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        messages: Sequence[ChatMessage],
+        first_token_by: float,
+        finish_by: float,
+        attempt: int,
+    ) -> AsyncIterator[ChatEvent]:
+        completion: list[str] = []
+        usage: TokenUsage | None = None
+        finish_reason = ""
+        stream: Any = None
+        try:
+            async with self._until(first_token_by, "first_token_timeout"):
+                stream = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=[_to_openai(m) for m in messages],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    max_tokens=self.config.max_tokens,
+                    temperature=self.config.temperature,
+                )
+            chunks = aiter(stream)
+            while True:
+                if completion:
+                    until, reason = finish_by, "deadline"
+                else:
+                    until, reason = first_token_by, "first_token_timeout"
+                async with self._until(until, reason):
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                text, chunk_finish, chunk_usage = _read_chunk(chunk)
+                finish_reason = chunk_finish or finish_reason
+                usage = chunk_usage or usage
+                if text:
+                    completion.append(text)
+                    yield TextDelta(text)
+        except LLMFailure as failure:
+            if completion and failure.reason == "first_token_timeout":
+                failure.reason = "deadline"
+            raise
+        except openai.APIStatusError as err:
+            raise _status_failure(err) from err
+        except openai.APITimeoutError as err:
+            raise LLMFailure("timeout", str(err), retryable=not completion) from err
+        except openai.APIConnectionError as err:
+            if stream is None:
+                raise LLMFailure("connection_error", str(err), retryable=True) from err
+            raise LLMFailure("stream_cut", str(err), retryable=not completion) from err
+        except openai.APIError as err:
+            raise LLMFailure("stream_error", str(err)) from err
+        except (ValueError, TypeError, AttributeError) as err:
+            # json.JSONDecodeError is a ValueError; a chunk of the wrong shape fails in _read_chunk.
+            raise LLMFailure("malformed_chunk", str(err)) from err
+        finally:
+            if stream is not None:
+                await stream.close()
+        if not finish_reason:
+            # A clean end of the HTTP body without a finish reason: the stream was cut short.
+            raise LLMFailure(
+                "stream_cut", "stream ended without a finish reason", retryable=not completion
+            )
+        if usage is None:
+            prompt_text = "".join(m.content for m in messages)
+            usage = TokenUsage(
+                estimate_tokens(prompt_text) + 4 * len(messages),
+                estimate_tokens("".join(completion)),
+                estimated=True,
+            )
+        yield StreamDone(usage, finish_reason, attempt)
+
+    def _until(self, instant: float, reason: str) -> _Until:
+        return _Until(instant - self._clock(), reason)
+
+
+class _Until:
+    """``asyncio.timeout`` that turns expiry into an ``LLMFailure`` with a reason."""
+
+    def __init__(self, remaining_s: float, reason: str) -> None:
+        self._remaining_s = remaining_s
+        self._reason = reason
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        if self._remaining_s <= 0:
+            raise LLMFailure(self._reason, "no time left")
+        self._timeout = asyncio.timeout(self._remaining_s)
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        assert self._timeout is not None
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError as err:
+            raise LLMFailure(self._reason, f"after {self._remaining_s:.3f}s") from err
+        return False
+
+
+def _to_openai(message: ChatMessage) -> ChatCompletionMessageParam:
+    return cast(ChatCompletionMessageParam, {"role": message.role, "content": message.content})
+
+
+def _read_chunk(chunk: Any) -> tuple[str, str, TokenUsage | None]:
+    """Text, finish reason and usage of one chunk; raises ValueError when it has the wrong shape
+    (the openai client does not validate streamed chunks)."""
+    choices = getattr(chunk, "choices", None)
+    if not isinstance(choices, list):
+        raise ValueError(f"chunk without a choices list: {_short(chunk)}")
+    text, finish = "", ""
+    for choice in choices:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None) if delta is not None else None
+        if content is not None and not isinstance(content, str):
+            raise ValueError(f"chunk content is not text: {_short(chunk)}")
+        text += content or ""
+        finish = getattr(choice, "finish_reason", None) or finish
+    usage = None
+    raw_usage = getattr(chunk, "usage", None)
+    if raw_usage is not None:
+        prompt = getattr(raw_usage, "prompt_tokens", None)
+        completion = getattr(raw_usage, "completion_tokens", None)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            raise ValueError(f"chunk usage without token counts: {_short(chunk)}")
+        usage = TokenUsage(prompt, completion, estimated=False)
+    return text, finish, usage
+
+
+def _status_failure(err: openai.APIStatusError) -> LLMFailure:
+    status = err.status_code
+    retryable = status in (408, 409, 429) or status >= 500
+    retry_after = None
+    if status in (429, 503):
+        retry_after = parse_retry_after(err.response.headers.get("retry-after"))
+    reason = "rate_limited" if status == 429 else f"http_{status}"
+    return LLMFailure(reason, str(err), retryable=retryable, retry_after_s=retry_after)
+
+
+def _short(obj: Any) -> str:
+    try:
+        text = json.dumps(obj.model_dump() if hasattr(obj, "model_dump") else obj, default=str)
+    except (TypeError, ValueError):
+        text = repr(obj)
+    return text[:200]

@@ -1,0 +1,368 @@
+"""The feature schema: named lead features → the model's float32 input tensor, and back to words.
+
+Built once per model version from its ``config.toml`` ``[[features]]`` tables. Encoding is
+column-wise: each feature's values are gathered across the leads and checked and converted in
+bulk; only when something is wrong does a per-lead pass run, to name the first bad lead in request
+order with a precise message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtimes.errors import InvalidInput
+from runtimes.types import FeatureValue, LeadInput
+
+KINDS = ("number", "category", "boolean")
+_NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
+_CATEGORY_TYPES = frozenset({str, np.str_})
+_BOOLEAN_TYPES = frozenset({bool, np.bool_})
+_TYPE_WORDS = {
+    "number": "a number",
+    "category": "a category name (string)",
+    "boolean": "true or false",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """One ``[[features]]`` table, checked and with its encoders precomputed."""
+
+    name: str
+    kind: str
+    label: str
+    required: bool
+    default: float  # the encoded value used for a missing feature (when not required)
+    minimum: float = -math.inf
+    maximum: float = math.inf
+    categories: tuple[str, ...] = ()
+    index: Mapping[Any, int] = field(default_factory=dict)  # category name → code
+    on_unknown: str = "error"
+    value_format: str = "{:g}"
+    template: str = "{label} {value}"
+    label_true: str = ""
+    label_false: str = ""
+    label_missing: str = ""
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> FeatureSpec:
+        """Checks one feature table; a ValueError names the feature and the key at fault."""
+        name = str(table.get("name", ""))
+        if not name:
+            raise ValueError("a [[features]] table has no name")
+        kind = table.get("type")
+        if kind not in KINDS:
+            raise ValueError(f"feature {name!r}: type must be one of {KINDS}, got {kind!r}")
+        label = str(table.get("label", name.replace("_", " ").capitalize()))
+        required = bool(table.get("required", True))
+        if not required and "default" not in table:
+            raise ValueError(f"feature {name!r}: not required, so it needs a default")
+        common: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "label": label,
+            "required": required,
+            "label_missing": str(table.get("label_missing", f"{label} unknown")),
+        }
+        if kind == "number":
+            minimum = float(table.get("min", -math.inf))
+            maximum = float(table.get("max", math.inf))
+            if not minimum <= maximum:
+                raise ValueError(f"feature {name!r}: min {minimum} is above max {maximum}")
+            # A default outside [min, max] is allowed on purpose: it is a "missing" sentinel that
+            # no client value can collide with, so the model learns missingness as its own bin.
+            return cls(
+                **common,
+                default=float(table.get("default", math.nan)),
+                minimum=minimum,
+                maximum=maximum,
+                value_format=str(table.get("format", "{:g}")),
+                template=str(table.get("template", "{label} {value}")),
+            )
+        if kind == "category":
+            categories = tuple(str(c) for c in table.get("categories", ()))
+            if not categories or len(set(categories)) != len(categories):
+                raise ValueError(f"feature {name!r}: categories must be a non-empty unique list")
+            index = {c: i for i, c in enumerate(categories)}
+            on_unknown = table.get("on_unknown", "error")
+            if on_unknown not in ("error", "default"):
+                raise ValueError(f"feature {name!r}: on_unknown must be 'error' or 'default'")
+            default = table.get("default")
+            if default is not None and default not in index:
+                raise ValueError(f"feature {name!r}: default {default!r} is not a category")
+            if on_unknown == "default" and default is None:
+                raise ValueError(f"feature {name!r}: on_unknown = 'default' needs a default")
+            return cls(
+                **common,
+                default=math.nan if default is None else float(index[default]),
+                categories=categories,
+                index=index,
+                on_unknown=on_unknown,
+                template=str(table.get("template", "{label}: {value}")),
+            )
+        default = table.get("default", False)
+        if not isinstance(default, bool):
+            raise ValueError(f"feature {name!r}: a boolean's default must be true or false")
+        return cls(
+            **common,
+            default=float(default),
+            label_true=str(table.get("label_true", label)),
+            label_false=str(table.get("label_false", f"Not {label[:1].lower()}{label[1:]}")),
+        )
+
+    # ---- encoding ----
+
+    def encode_column(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
+        """Encodes one feature across leads: float64 values, and the first bad row (or None)."""
+        if self.kind == "number":
+            return self._encode_numbers(column)
+        if self.kind == "category":
+            return self._encode_categories(column)
+        return self._encode_booleans(column)
+
+    def _encode_numbers(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
+        types = set(map(type, column))
+        if types <= _NUMBER_TYPES:
+            values = np.array(column, dtype=np.float64)
+            bad = ~np.isfinite(values) | (values < self.minimum) | (values > self.maximum)
+            return values, _first(bad)
+        present = np.fromiter((v is not None for v in column), bool, len(column))
+        typed = np.fromiter((type(v) in _NUMBER_TYPES for v in column), bool, len(column))
+        values = np.array(
+            [v if t else self.default for v, t in zip(column, typed, strict=True)], np.float64
+        )
+        out_of_range = ~np.isfinite(values) | (values < self.minimum) | (values > self.maximum)
+        bad = (present & ~typed) | (typed & out_of_range)
+        if self.required:
+            bad |= ~present
+        return values, _first(bad)
+
+    def _encode_categories(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
+        index = self.index
+        # Codes: a category's position, or one of two markers resolved below.
+        unknown, not_a_name = -1, -2
+        if set(map(type, column)) <= _CATEGORY_TYPES:
+            codes = np.fromiter((index.get(v, unknown) for v in column), np.int64, len(column))
+            bad = np.zeros(len(column), bool)
+        else:
+            present = np.fromiter((v is not None for v in column), bool, len(column))
+            typed = np.fromiter((type(v) in _CATEGORY_TYPES for v in column), bool, len(column))
+            pairs = zip(column, typed, strict=True)
+            codes = np.fromiter(
+                (index.get(v, unknown) if t else not_a_name for v, t in pairs),
+                np.int64,
+                len(column),
+            )
+            bad = present & ~typed
+            if self.required:
+                bad |= ~present
+        values = codes.astype(np.float64)
+        values[codes == not_a_name] = self.default
+        is_unknown = codes == unknown
+        if self.on_unknown == "default":
+            values[is_unknown] = self.default
+        else:
+            bad |= is_unknown
+        return values, _first(bad)
+
+    def _encode_booleans(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
+        if set(map(type, column)) <= _BOOLEAN_TYPES:
+            return np.array(column, dtype=np.float64), None
+        present = np.fromiter((v is not None for v in column), bool, len(column))
+        typed = np.fromiter((type(v) in _BOOLEAN_TYPES for v in column), bool, len(column))
+        values = np.array(
+            [bool(v) if t else self.default for v, t in zip(column, typed, strict=True)], float
+        )
+        bad = present & ~typed
+        if self.required:
+            bad |= ~present
+        return values, _first(bad)
+
+    def problem(self, value: FeatureValue) -> str | None:
+        """What is wrong with one value, for the error message; None if it is acceptable."""
+        if value is None:
+            return "is required but missing" if self.required else None
+        if type(value) not in _ALLOWED[self.kind]:
+            return f"must be {_TYPE_WORDS[self.kind]}, got {type(value).__name__} {_show(value)}"
+        if self.kind == "number":
+            number = float(value)  # type: ignore[arg-type]
+            if not math.isfinite(number):
+                return f"must be a finite number, got {number}"
+            if not self.minimum <= number <= self.maximum:
+                return f"is {number:g}, outside [{self.minimum:g}, {self.maximum:g}]"
+        if self.kind == "category" and value not in self.index and self.on_unknown == "error":
+            expected = ", ".join(self.categories)
+            return f"has unknown category {_show(value)}; expected one of: {expected}"
+        return None
+
+    # ---- reasons ----
+
+    def reason_label(self, value: FeatureValue) -> str:
+        """A phrase an advisor can read, for this feature at the value the client sent."""
+        if value is None:
+            return self.label_missing
+        if self.kind == "boolean":
+            return self.label_true if value else self.label_false
+        if self.kind == "category":
+            shown = str(value).replace("_", " ")
+            return self.template.format(label=self.label, value=shown)
+        if type(value) not in _NUMBER_TYPES:
+            return f"{self.label} {value}"
+        if self.value_format == "money":
+            shown = format_money(float(value))  # type: ignore[arg-type]
+        else:
+            shown = self.value_format.format(value)
+        return self.template.format(label=self.label, value=shown)
+
+
+_ALLOWED = {"number": _NUMBER_TYPES, "category": _CATEGORY_TYPES, "boolean": _BOOLEAN_TYPES}
+
+
+class FeatureSchema:
+    """Ordered features of one model: ``names`` is the tensor's column order."""
+
+    def __init__(self, specs: Sequence[FeatureSpec]) -> None:
+        if not specs:
+            raise ValueError("a feature schema needs at least one feature")
+        names = [spec.name for spec in specs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {duplicates}")
+        self.specs: tuple[FeatureSpec, ...] = tuple(specs)
+        self.names: list[str] = names
+        self.width: int = len(names)
+        self._by_name: dict[str, FeatureSpec] = {spec.name: spec for spec in specs}
+        self._known = frozenset(names)
+        self._blocks = [
+            _Block([i for i, spec in enumerate(specs) if spec.kind == kind], specs)
+            for kind in ("number", "boolean")
+        ]
+        self._categories = [i for i, spec in enumerate(specs) if spec.kind == "category"]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FeatureSchema:
+        """From a parsed model ``config.toml``: its ``[[features]]`` tables, in order."""
+        tables = config.get("features")
+        if not isinstance(tables, list) or not tables:
+            raise ValueError("model config has no [[features]] tables")
+        return cls([FeatureSpec.from_table(table) for table in tables])
+
+    def spec(self, name: str) -> FeatureSpec:
+        return self._by_name[name]
+
+    def encode(self, leads: Sequence[LeadInput]) -> np.ndarray:
+        """float32 [len(leads), width], C-contiguous; InvalidInput names the first bad lead."""
+        n = len(leads)
+        out = np.empty((n, self.width), dtype=np.float32)
+        first_bad = n
+        known = self._known
+        for row, lead in enumerate(leads):
+            if not lead.lead_id or not lead.features.keys() <= known:
+                first_bad = row
+                break
+        maps = [lead.features for lead in leads]
+        columns = [[f.get(name) for f in maps] for name in self.names]
+        for block in self._blocks:
+            first_bad = min(first_bad, block.encode(columns, out))
+        for column in self._categories:
+            values, bad = self.specs[column].encode_column(columns[column])
+            if bad is not None and bad < first_bad:
+                first_bad = bad
+            out[:, column] = values
+        if first_bad < n:
+            raise InvalidInput(self._explain(first_bad, leads[first_bad]))
+        return out
+
+    def _explain(self, row: int, lead: LeadInput) -> str:
+        """The message for the first problem of one lead, checking in the order a reader would."""
+        if not lead.lead_id:
+            return f"lead at position {row}: empty lead id"
+        who = f"lead {_show(lead.lead_id)}"
+        for name in lead.features:
+            if name not in self._known:
+                return f"{who}: unknown feature {_show(name)}"
+        for spec in self.specs:
+            problem = spec.problem(lead.features.get(spec.name))
+            if problem is not None:
+                return f"{who}: feature {spec.name!r} {problem}"
+        return f"{who}: invalid features"
+
+    def reason_label(self, feature: str, value: FeatureValue) -> str:
+        """E.g. "Retiring within 5 years", "Investable assets $1.2M", "Came via referral"."""
+        return self._by_name[feature].reason_label(value)
+
+    def reason_labels(self) -> dict[str, Callable[[FeatureValue], str]]:
+        """Per-feature label functions, for callers labelling many reasons in a loop."""
+        return {spec.name: spec.reason_label for spec in self.specs}
+
+
+class _Block:
+    """The number (or boolean) columns of a schema, checked together in one vectorised pass.
+
+    Per-column work costs a few numpy calls each; for a single lead those calls, not the data,
+    are the cost, so well-typed columns of one kind are stacked and checked at once. Columns
+    with a missing or wrongly typed value fall back to their own spec's encoder.
+    """
+
+    def __init__(self, columns: list[int], specs: Sequence[FeatureSpec]) -> None:
+        self.columns = columns
+        self.specs = [specs[i] for i in columns]
+        kind = self.specs[0].kind if self.specs else "boolean"
+        self.allowed = _ALLOWED[kind]
+        self.checks_range = kind == "number"
+        self.minimum = np.array([[s.minimum] for s in self.specs], dtype=np.float64)
+        self.maximum = np.array([[s.maximum] for s in self.specs], dtype=np.float64)
+
+    def encode(self, columns: list[list[FeatureValue]], out: np.ndarray) -> int:
+        """Writes this block's columns of ``out``; returns the first bad row (len(out) if none)."""
+        n = len(out)
+        clean = [set(map(type, columns[i])) <= self.allowed for i in self.columns]
+        first_bad = n
+        if any(clean):
+            rows = [k for k, ok in enumerate(clean) if ok]
+            targets = [self.columns[k] for k in rows]
+            values = np.array([columns[i] for i in targets], dtype=np.float64).reshape(
+                len(targets), n
+            )
+            out[:, targets] = values.T
+            if self.checks_range:
+                bad = ~np.isfinite(values)
+                bad |= values < self.minimum[rows]
+                bad |= values > self.maximum[rows]
+                if bad.any():
+                    first_bad = int(bad.any(axis=0).argmax())
+        for k, ok in enumerate(clean):
+            if not ok:
+                i = self.columns[k]
+                values, bad_row = self.specs[k].encode_column(columns[i])
+                out[:, i] = values
+                if bad_row is not None and bad_row < first_bad:
+                    first_bad = bad_row
+        return first_bad
+
+
+def format_money(amount: float) -> str:
+    """$1.2M, $350K, $900, $2.5B: short enough for a reason line."""
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if amount >= scale * 0.9995:
+            scaled = amount / scale
+            text = f"{scaled:.1f}" if scaled < 10 else f"{scaled:.0f}"
+            return f"{sign}${text.removesuffix('.0')}{suffix}"
+    return f"{sign}${amount:.0f}"
+
+
+def _first(bad: np.ndarray) -> int | None:
+    return int(bad.argmax()) if bad.any() else None
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """repr() cut short, so a huge bad value is not echoed back whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,70 @@
+"""What a summary stream yields: text chunks, then one ``SummaryResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from runtimes.types import LeadInput, LeadScore
+
+
+class LeadScorer(Protocol):
+    """What summaries need from the scorer."""
+
+    async def score_leads(
+        self,
+        leads: Sequence[LeadInput],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        max_reasons: int = 3,
+    ) -> list[LeadScore]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    index: int
+    """The [n] marker in the text."""
+    note_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyBreakdown:
+    score_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    prompt_ms: float = 0.0
+    first_token_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryResult:
+    """Always the last event of a summary."""
+
+    citations: list[Citation]
+    generator: str
+    """The LLM model name, or "fallback" when no LLM text was used."""
+    fallback: bool
+    """True when any of the text is the deterministic fallback summary."""
+    fallback_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool
+    cached: bool
+    latency: LatencyBreakdown
+    removed_citations: int
+    masked_pii: int
+    prompt_version: str
+    score: LeadScore
+    masked_by_type: dict[str, int] = field(default_factory=dict)
+
+
+SummaryEvent = TextChunk | SummaryResult
