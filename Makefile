@@ -43,6 +43,10 @@ lint: install-dev  ## ruff and mypy.
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy gateway runtimes retrieval benchmarks
 
+bench: install-dev  ## leadgw, both floors and MLServer side by side; report in bench-results/.
+	-bash benchmarks/mlserver/setup.sh $(PYTHON)
+	$(BIN)/leadgw bench --targets scoreleads,modelinfer,onnx-floor,transport-floor,mlserver --mode closed,sweep $(BENCH_ARGS)
+
 llm-local:  ## Serve SmolLM2-135M-Instruct on 127.0.0.1:8080 with llama.cpp (own venv .venv-llm; compiles).
 	scripts/llm-local.sh
 

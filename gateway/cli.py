@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=["json", "text"])
 
 
-def _settings_from(args: argparse.Namespace):  # noqa: ANN202 - Settings import is lazy
+def _settings_from(args: argparse.Namespace):
     from gateway.settings import Settings
 
     overrides = {
@@ -51,11 +50,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (ValidationError, FileNotFoundError) as exc:
         print(f"leadgw serve: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     from gateway.server import run_serve
 
     return run_serve(settings)
@@ -94,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _missing(name: str, exc: Exception):  # noqa: ANN202
+def _missing(name: str, exc: Exception):
     def run(args: argparse.Namespace) -> int:
         print(f"leadgw {name}: not available in this installation ({exc})", file=sys.stderr)
         return 2

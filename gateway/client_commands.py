@@ -107,7 +107,7 @@ def read_leads(path: str) -> Iterator[LeadInput]:
     stream = sys.stdin if path == "-" else open(path, newline="")  # noqa: SIM115
     with stream:
         if path.endswith(".csv"):
-            for line, row in enumerate(csv.DictReader(stream), start=2):
+            for row in csv.DictReader(stream):
                 lead_id = row.pop("lead_id", None)
                 if lead_id is None:
                     raise ValueError(f"{path}: no 'lead_id' column")
@@ -186,10 +186,13 @@ def _print_table(ranked: list[pb.LeadScore]) -> None:
     for rank, score in enumerate(ranked, start=1):
         reasons = "; ".join(f"{r.contribution:+.2f} {r.label}" for r in score.reasons)
         band = BAND_NAMES.get(score.band, "?")
-        print(f"{rank:>4}  {score.lead_id:<{id_width}}  {score.probability:>10.1%}  {band:<4}  {reasons}")
+        lead = f"{score.lead_id:<{id_width}}"
+        print(f"{rank:>4}  {lead}  {score.probability:>10.1%}  {band:<4}  {reasons}")
     if ranked:
-        print(f"\nmodel {ranked[0].model_name} v{ranked[0].model_version}; reasons are signed "
-              "contributions to the log-odds (positive raises the odds)")
+        print(
+            f"\nmodel {ranked[0].model_name} v{ranked[0].model_version}; reasons are signed "
+            "contributions to the log-odds (positive raises the odds)"
+        )
 
 
 # ---- models ----

@@ -81,8 +81,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._cache: dict[str, Handler] = {}
 
     def _caller(self, context: grpc.aio.ServicerContext, method: str) -> Caller:
-        caller = ANONYMOUS if self._keys is None else self._keys.authenticate(
-            context.invocation_metadata()
+        caller = (
+            ANONYMOUS
+            if self._keys is None
+            else self._keys.authenticate(context.invocation_metadata())
         )
         scope = METHOD_SCOPES.get(method)
         if scope is not None:

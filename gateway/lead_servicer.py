@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from gateway import lead_codec
+from gateway import lead_codec, notes_rpc, summary_rpc
 from gateway.auth import current_caller
 from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from retrieval.notes import NotesService
 from runtimes.errors import Unavailable
 from runtimes.scoring import LeadScorer, is_heavy
+from runtimes.summary import Summarizer
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -28,8 +30,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         scorer: LeadScorer,
         *,
         default_max_reasons: int,
-        notes: object | None = None,
-        summarizer: object | None = None,
+        notes: NotesService | None = None,
+        summarizer: Summarizer | None = None,
         summary_deadline_s: float = 20.0,
     ) -> None:
         self._scorer = scorer
@@ -60,29 +62,21 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
     async def IndexNotes(
         self, request: pb.IndexNotesRequest, context: grpc.aio.ServicerContext
     ) -> pb.IndexNotesResponse:
-        from gateway import notes_rpc
-
         return await notes_rpc.index_notes(self._require_notes(), current_caller().tenant, request)
 
     async def DeleteNotes(
         self, request: pb.DeleteNotesRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteNotesResponse:
-        from gateway import notes_rpc
-
         return await notes_rpc.delete_notes(self._require_notes(), current_caller().tenant, request)
 
     async def SearchNotes(
         self, request: pb.SearchNotesRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchNotesResponse:
-        from gateway import notes_rpc
-
         return await notes_rpc.search_notes(self._require_notes(), current_caller().tenant, request)
 
     async def SummarizeLead(
         self, request: pb.SummarizeLeadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SummarizeLeadResponse]:
-        from gateway import summary_rpc
-
         if self._summarizer is None:
             raise Unavailable("summaries are not configured on this server")
         deadline = deadline_of(context) or time.monotonic() + self._summary_deadline_s
@@ -91,7 +85,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         ):
             yield message
 
-    def _require_notes(self) -> object:
+    def _require_notes(self) -> NotesService:
         if self._notes is None:
             raise Unavailable("the notes store is not available on this server")
         return self._notes

@@ -34,7 +34,9 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
     tensor = request.inputs[0]
     where = f"tensor '{tensor.name}'"
     if tensor.name != expected:
-        raise InvalidInput(f"{where}: model '{served.name}' has no such input; it takes '{expected}'")
+        raise InvalidInput(
+            f"{where}: model '{served.name}' has no such input; it takes '{expected}'"
+        )
     if tensor.datatype != FP32:
         kind = "unsupported" if tensor.datatype not in KNOWN_DATATYPES else "not accepted"
         raise InvalidInput(

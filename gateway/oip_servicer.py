@@ -1,4 +1,4 @@
-"""``inference.GRPCInferenceService``: the Open Inference Protocol, as Triton's clients expect it."""
+"""``inference.GRPCInferenceService``: the Open Inference Protocol as Triton's clients expect it."""
 
 from __future__ import annotations
 
@@ -21,41 +21,57 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._repository = repository
         self._version = server_version
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:  # noqa: E501
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:  # noqa: E501
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._repository.ready)
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:  # noqa: E501
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
         try:
             self._repository.get(request.name, request.version or None)
         except NotFound:
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:  # noqa: E501
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=self._version, extensions=EXTENSIONS
         )
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:  # noqa: E501
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
         served = self._repository.get(request.name, request.version or None)
         response = pb.ModelMetadataResponse(
             name=served.name,
             versions=self._repository.versions(served.name),
             platform=served.config.platform,
         )
-        response.inputs.add(name=served.config.input_name, datatype="FP32", shape=[-1, served.width])
+        response.inputs.add(
+            name=served.config.input_name, datatype="FP32", shape=[-1, served.width]
+        )
         for name, shape in _output_shapes(served):
             response.outputs.add(name=name, datatype="FP32", shape=[-1, *shape])
         return response
 
-    async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:  # noqa: E501
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
         served = self._repository.get(request.name, request.version or None)
         return pb.ModelConfigResponse(config=_model_config(served, self._repository))
 
-    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:  # noqa: E501
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
         response = pb.RepositoryIndexResponse()
         for status in self._repository.status():
             if request.ready and status.state != "READY":
@@ -65,7 +81,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return response
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:  # noqa: E501
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
         served = self._repository.get(request.model_name, request.model_version or None)
         features = oip_codec.decode_features(request, served)
         names = oip_codec.requested_outputs(request, served)

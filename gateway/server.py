@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,9 +23,14 @@ from gateway.oip_servicer import InferenceServicer
 from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from gateway.settings import Settings, is_loopback
+from gateway.telemetry import Metrics, Telemetry, configure_logging, server_interceptor
+from retrieval.demo_corpus import load_demo_corpus_if_empty
+from retrieval.notes import NotesService
 from runtimes.batcher import BatchingConfig, DynamicBatcher
+from runtimes.errors import LeadgwError
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
+from runtimes.summary import summarizer_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +90,54 @@ def _key_store(settings: Settings) -> KeyStore | None:
     return None
 
 
-def _batcher_for(served: ServedModel) -> DynamicBatcher:
+async def _open_notes(settings: Settings) -> NotesService | None:
+    """The notes store, or None if it cannot open: scoring never waits on GenAI's parts."""
+    if settings.workers > 1 and not settings.qdrant_url:
+        log.warning(
+            "notes and summaries are off: embedded Qdrant is single-process; with --workers > 1 "
+            "set LEADGW_QDRANT_URL to a Qdrant server"
+        )
+        return None
+    try:
+        notes = await NotesService.open(settings)
+    except LeadgwError as exc:
+        log.error("notes store unavailable, summaries and notes RPCs will refuse: %s", exc.message)
+        return None
+    if settings.load_demo_corpus:
+        report = await load_demo_corpus_if_empty(notes)
+        if report is not None:
+            log.info(
+                "loaded the demo corpus: %d notes, %d leads", report.added, report.leads_upserted
+            )
+    return notes
+
+
+def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
     """Each model version batches its own concurrent requests on its own execution thread."""
-    return DynamicBatcher.from_config(
+    batcher = DynamicBatcher.from_config(
         served.session.run,
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
+        on_batch=partial(metrics.record_batch, served.name, served.version),
     )
+    metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
+    return batcher
 
 
-async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -> Gateway:
-    """Loads the models, binds the port and starts serving. Raises if it cannot."""
+async def start(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    extra_interceptors: Sequence[Any] = (),
+) -> Gateway:
+    """Loads the models, binds the port and starts serving. Raises if it cannot.
+
+    Telemetry is configured by the caller (``serve``): providers are process-global.
+    """
     keys = _key_store(settings)
+    metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
-    await repository.load(make_batcher=_batcher_for)
+    await repository.load(make_batcher=partial(_batcher_for, metrics))
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
     scorer = LeadScorer(
@@ -105,6 +145,13 @@ async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -
         default_model=settings.default_model,
         max_leads=settings.max_leads_per_request,
     )
+    closers: list[Any] = []
+    notes = await _open_notes(settings)
+    summarizer = None
+    if notes is not None:
+        closers.append(notes.close)
+        summarizer = summarizer_from_settings(settings, notes, scorer)
+        closers.append(summarizer.aclose)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -112,7 +159,12 @@ async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ]
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(keys), *extra_interceptors, ErrorMappingInterceptor()],
+        interceptors=[
+            AuthInterceptor(keys),
+            server_interceptor(metrics=metrics),
+            *extra_interceptors,
+            ErrorMappingInterceptor(),
+        ],
         options=options,
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
@@ -122,6 +174,8 @@ async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -
         LeadServicer(
             scorer,
             default_max_reasons=settings.default_max_reasons,
+            notes=notes,
+            summarizer=summarizer,
             summary_deadline_s=settings.summary_deadline_s,
         ),
         server,
@@ -137,7 +191,7 @@ async def start(settings: Settings, *, extra_interceptors: Sequence[Any] = ()) -
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(settings, server, port, repository, health_servicer)
+    return Gateway(settings, server, port, repository, health_servicer, closers)
 
 
 def ready_line(gateway: Gateway) -> str:
@@ -151,11 +205,17 @@ def ready_line(gateway: Gateway) -> str:
     )
 
 
-async def serve(
-    settings: Settings, announce: Callable[[Gateway], None] | None = None
-) -> int:
+async def serve(settings: Settings, announce: Callable[[Gateway], None] | None = None) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
-    gateway = await start(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    telemetry = Telemetry.configure(metrics_port=settings.metrics_port)
+    try:
+        gateway = await start(settings, metrics=telemetry.metrics)
+    except BaseException:
+        await asyncio.to_thread(telemetry.shutdown)
+        raise
+    if telemetry.metrics_port is not None:
+        log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", telemetry.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,6 +233,8 @@ async def serve(
         )
     finally:
         await gateway.stop()
+        # Flushes the last spans and closes the metrics endpoint; it blocks, so not on the loop.
+        await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
     return 0
 

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
 
     # ---- models ----
     model_repository: Path = BUNDLED_MODELS
-    """Triton-style repository: <repo>/<model>/<version>/model.onnx and <repo>/<model>/config.toml."""
+    """Triton-style: <repo>/<model>/<version>/model.onnx and <repo>/<model>/config.toml."""
     default_model: str = "lead_scorer"
     """Model used when a ScoreLeads request names none."""
     max_leads_per_request: int = Field(10_000, ge=1)

@@ -43,6 +43,13 @@ def _worker_main(settings: Settings, index: int, ready: Any) -> None:
     sys.exit(code)
 
 
+def _for_worker(settings: Settings, index: int) -> Settings:
+    """Each worker's own Prometheus port: metrics_port + index (0 stays 0: each picks one)."""
+    if not settings.metrics_port:
+        return settings
+    return settings.model_copy(update={"metrics_port": settings.metrics_port + index})
+
+
 def run_workers(settings: Settings) -> int:
     try:
         holder = _reserve_port(settings.host, settings.port)
@@ -54,7 +61,11 @@ def run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
     workers = [
-        context.Process(target=_worker_main, args=(worker_settings, i, ready), name=f"leadgw-{i}")
+        context.Process(
+            target=_worker_main,
+            args=(_for_worker(worker_settings, i), i, ready),
+            name=f"leadgw-{i}",
+        )
         for i in range(settings.workers)
     ]
     # Workers install their own handlers; until they are up, the parent must not die on a signal.

@@ -34,10 +34,13 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 from runtimes.batch_timing import RunTimeModel
 from runtimes.batching_config import BatchingConfig
 from runtimes.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
+from runtimes.tracing import batch_span, current_span_context
 
 __all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher"]
 
@@ -68,6 +71,8 @@ class BatchResult:
     """Callers merged into that batch."""
     run_s: float
     """The batch's run time, from hand-off to the executor until its outputs were back."""
+    batch_span_context: SpanContext | None = None
+    """The batch's span, for the request span to link to (None when tracing is off)."""
 
 
 @dataclass(slots=True)
@@ -103,6 +108,8 @@ class _Request:
     future: asyncio.Future[BatchResult]
     arrived_idle: bool
     """No batch was running when it arrived: it need not wait for company."""
+    span_context: SpanContext | None = None
+    """The submitting request's span, for the batch span to link to."""
     state: _State = field(default=_State.QUEUED)
 
     @property
@@ -134,9 +141,12 @@ class DynamicBatcher:
         executor: Executor | None = None,
         name: str = "",
         deadline_slack_s: float = 0.001,
+        on_batch: Callable[[int, float], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
-        covering timer wake-up jitter and the reply's trip back to the client."""
+        covering timer wake-up jitter and the reply's trip back to the client. ``on_batch(rows,
+        run_s)`` is called after each successful batch (metrics); ``tracer`` makes batch spans."""
         if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
         self.name = name or "batcher"
@@ -145,6 +155,8 @@ class DynamicBatcher:
         self.max_queue_size = max_queue_size
         self.deadline_slack_s = deadline_slack_s
         self._run_batch = run_batch
+        self._on_batch = on_batch
+        self._tracer = tracer or trace.get_tracer("leadgw.batcher")
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"batch-{self.name}"
@@ -171,6 +183,7 @@ class DynamicBatcher:
         *,
         executor: Executor | None = None,
         name: str = "",
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> DynamicBatcher:
         return cls(
             run_batch,
@@ -179,6 +192,7 @@ class DynamicBatcher:
             max_queue_size=config.max_queue_size,
             executor=executor,
             name=name,
+            on_batch=on_batch,
         )
 
     @property
@@ -232,7 +246,13 @@ class DynamicBatcher:
             )
         loop = asyncio.get_running_loop()
         request = _Request(
-            rows, deadline, now, next(self._seq), loop.create_future(), not self._running
+            rows,
+            deadline,
+            now,
+            next(self._seq),
+            loop.create_future(),
+            not self._running,
+            span_context=current_span_context(),
         )
         self._pending.append(request)
         self._queued_rows += n
@@ -392,37 +412,55 @@ class DynamicBatcher:
             request.state = _State.RUNNING
         self._running = True
         loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-        started = time.monotonic()
-        try:
-            job = self._executor.submit(
-                _run_and_split, self._run_batch, [request.rows for request in batch]
-            )
-        except RuntimeError as exc:  # the executor was shut down under us
-            self._running = False
-            self._stats.failed_batches += 1
-            self._settle(batch, exc)
-            return
-        done = partial(self._finish, batch, next(self._batch_ids), started, finished)
-        job.add_done_callback(partial(_call_in_loop, loop, done))
-        try:
-            await finished
-        except asyncio.CancelledError:
-            self._settle(batch, Unavailable(f"{self.name} stopped before this batch finished"))
-            raise
+        finished: asyncio.Future[BaseException | None] = loop.create_future()
+        batch_id = next(self._batch_ids)
+        # One batch serves many requests, each in its own trace: its span links to all of them.
+        with batch_span(
+            self._tracer,
+            [request.span_context for request in batch],
+            name=f"batch {self.name}",
+            attributes={
+                "leadgw.batch.id": batch_id,
+                "leadgw.batch.size": sum(request.n for request in batch),
+            },
+        ) as span:
+            span_context = span.get_span_context() if span.is_recording() else None
+            started = time.monotonic()
+            try:
+                job = self._executor.submit(
+                    _run_and_split, self._run_batch, [request.rows for request in batch]
+                )
+            except RuntimeError as exc:  # the executor was shut down under us
+                self._running = False
+                self._stats.failed_batches += 1
+                self._settle(batch, exc)
+                return
+            done = partial(self._finish, batch, batch_id, started, finished, span_context)
+            job.add_done_callback(partial(_call_in_loop, loop, done))
+            try:
+                error = await finished
+            except asyncio.CancelledError:
+                self._settle(batch, Unavailable(f"{self.name} stopped before this batch finished"))
+                raise
+            if error is not None and span.is_recording():
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
     def _finish(
         self,
         batch: list[_Request],
         batch_id: int,
         started: float,
-        finished: asyncio.Future[None],
+        finished: asyncio.Future[BaseException | None],
+        span_context: SpanContext | None,
         job: Future[list[Outputs]],
     ) -> None:
         self._running = False
+        error: BaseException | None = None
         try:
             per_caller = job.result()
         except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
+            error = exc
             self._stats.failed_batches += 1
             self._settle(batch, exc)
         else:
@@ -431,6 +469,8 @@ class DynamicBatcher:
             self.run_time.observe(total, run_s)
             self._stats.batches += 1
             self._stats.rows += total
+            if self._on_batch is not None:
+                self._on_batch(total, run_s)
             for request, outputs in zip(batch, per_caller, strict=True):
                 request.state = _State.DONE
                 if not request.future.done():
@@ -442,11 +482,12 @@ class DynamicBatcher:
                             batch_size=total,
                             batch_requests=len(batch),
                             run_s=run_s,
+                            batch_span_context=span_context,
                         )
                     )
         finally:
             if not finished.done():
-                finished.set_result(None)
+                finished.set_result(error)
 
     @staticmethod
     def _settle(batch: list[_Request], error: BaseException) -> None:

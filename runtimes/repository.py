@@ -1,8 +1,8 @@
 """The model repository: Triton's layout, every version loaded, the latest served by default.
 
-    <root>/<model>/config.toml            per-model config (schema, bands, batching, ORT)
-    <root>/<model>/<version>/model.onnx   one folder per integer version
-    <root>/<model>/<version>/config.toml  optional: replaces the model's config for this version
+<root>/<model>/config.toml            per-model config (schema, bands, batching, ORT)
+<root>/<model>/<version>/model.onnx   one folder per integer version
+<root>/<model>/<version>/config.toml  optional: replaces the model's config for this version
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 
 from runtimes.errors import NotFound, Unavailable
 from runtimes.model_config import ModelConfig, find_config, load_config
 from runtimes.schema import FeatureSchema
 from runtimes.session import OnnxSession
+from runtimes.tracing import record_batch_stats
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,22 @@ class ServedModel:
     def attach_batcher(self, make_batcher: Callable[[ServedModel], Any]) -> None:
         self._batcher = make_batcher(self)
 
-    async def infer(self, features: np.ndarray, deadline: float | None = None) -> dict[str, np.ndarray]:
+    async def infer(
+        self, features: np.ndarray, deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs the model on float32 [rows, width]; batched with concurrent callers when enabled."""
         if self._batcher is not None:
-            return await self._batcher.submit(features, deadline=deadline)
+            result = await self._batcher.submit_with_stats(features, deadline=deadline)
+            span = trace.get_current_span()
+            if span.is_recording():
+                record_batch_stats(
+                    span,
+                    queue_wait_s=result.queue_wait_s,
+                    batch_size=result.batch_size,
+                    batch_id=result.batch_id,
+                    batch_context=result.batch_span_context,
+                )
+            return result.outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.session.run, features)
 

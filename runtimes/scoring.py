@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Sequence
 
 import numpy as np
+from opentelemetry import trace
 
 from runtimes.errors import InvalidInput
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.types import Band, LeadInput, LeadScore, Reason
-
 
 # From about this many leads, conversion costs more than the hop to a worker thread.
 OFFLOAD_LEADS = 256
@@ -23,6 +23,7 @@ class LeadScorer:
         self.repository = repository
         self.default_model = default_model
         self.max_leads = max_leads
+        self._tracer = trace.get_tracer("leadgw.scoring")
 
     def resolve(self, model: str | None, version: str | None) -> ServedModel:
         return self.repository.get(model or self.default_model, version or None)
@@ -57,7 +58,10 @@ class LeadScorer:
             raise InvalidInput(f"request has {len(leads)} leads; the limit is {self.max_leads}")
         _check_unique_ids(leads)
         served = self.resolve(model, version)
-        return served, served.schema.encode(leads)
+        with self._tracer.start_as_current_span("encode features") as span:
+            if span.is_recording():
+                span.set_attribute("leadgw.leads", len(leads))
+            return served, served.schema.encode(leads)
 
 
 def is_heavy(leads: int) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 # A feature value as a client sends it: a number, a category name, a flag, or None for missing.
 FeatureValue = float | str | bool | None
@@ -15,7 +15,7 @@ class LeadInput:
     features: dict[str, FeatureValue]
 
 
-class Band(str, Enum):
+class Band(StrEnum):
     HOT = "hot"
     WARM = "warm"
     COLD = "cold"

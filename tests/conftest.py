@@ -100,9 +100,7 @@ async def inproc_gateway(tmp_path: Path) -> AsyncIterator[object]:
     from gateway.server import start
     from gateway.settings import Settings
 
-    gateway = await start(
-        Settings(port=0, data_dir=tmp_path / "data", load_demo_corpus=False)
-    )
+    gateway = await start(Settings(port=0, data_dir=tmp_path / "data", load_demo_corpus=False))
     try:
         yield gateway
     finally:

@@ -12,7 +12,7 @@ from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 @pytest.fixture
-def channel(shared_gateway) -> Iterator[grpc.Channel]:  # noqa: ANN001
+def channel(shared_gateway) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(shared_gateway.address) as open_channel:
         yield open_channel
 

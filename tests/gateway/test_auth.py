@@ -21,7 +21,7 @@ SUMMARY_KEY = "key-for-beta-summaries"
 
 
 @pytest.fixture
-def keyed_gateway(gateway_process, tmp_path: Path):  # noqa: ANN001, ANN201
+def keyed_gateway(gateway_process, tmp_path: Path):
     keys = tmp_path / "keys.toml"
     keys.write_text(
         f'[[keys]]\nname = "acme"\ntenant = "acme"\nscopes = ["score"]\n'
@@ -46,19 +46,19 @@ def _score(address: str, metadata: tuple = ()) -> int:
         ((("authorization", f"Bearer {SUMMARY_KEY}"),), grpc.StatusCode.PERMISSION_DENIED, "score"),
     ],
 )
-def test_refused(keyed_gateway, metadata, status, words) -> None:  # noqa: ANN001
+def test_refused(keyed_gateway, metadata, status, words) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         _score(keyed_gateway.address, metadata)
     assert caught.value.code() == status
     assert words in caught.value.details()
 
 
-def test_allowed_with_bearer_or_x_api_key(keyed_gateway) -> None:  # noqa: ANN001
+def test_allowed_with_bearer_or_x_api_key(keyed_gateway) -> None:
     assert _score(keyed_gateway.address, (("authorization", f"Bearer {SCORER_KEY}"),)) == 2
     assert _score(keyed_gateway.address, (("x-api-key", SCORER_KEY),)) == 2
 
 
-def test_health_and_admin_scope(keyed_gateway) -> None:  # noqa: ANN001
+def test_health_and_admin_scope(keyed_gateway) -> None:
     with grpc.insecure_channel(keyed_gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "leadgw.v1.LeadService", "inference.GRPCInferenceService"):

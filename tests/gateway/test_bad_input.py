@@ -55,7 +55,7 @@ SCORE_CASES = [
     ("request_", "status", "words"),
     [pytest.param(r, s, w, id=name) for name, r, s, w in SCORE_CASES],
 )
-def test_score_leads_bad_input(lead_stub, request_, status, words) -> None:  # noqa: ANN001
+def test_score_leads_bad_input(lead_stub, request_, status, words) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         lead_stub.ScoreLeads(request_, timeout=10)
     assert caught.value.code() == status, caught.value.details()
@@ -65,7 +65,7 @@ def test_score_leads_bad_input(lead_stub, request_, status, words) -> None:  # n
     assert len(lead_stub.ScoreLeads(score_request(GOOD), timeout=10).scores) == 3
 
 
-def test_too_many_leads(lead_stub) -> None:  # noqa: ANN001
+def test_too_many_leads(lead_stub) -> None:
     leads = [pb.Lead(lead_id=f"x{i}") for i in range(10_001)]
     with pytest.raises(grpc.RpcError) as caught:
         lead_stub.ScoreLeads(pb.ScoreLeadsRequest(leads=leads), timeout=10)
@@ -89,7 +89,7 @@ def _raw(request: oip.ModelInferRequest, data: bytes) -> oip.ModelInferRequest:
 WIDTH = len(load_config(BUNDLED_MODELS / "lead_scorer" / "config.toml").raw["features"])
 
 
-def infer_cases() -> list:  # noqa: ANN201
+def infer_cases() -> list:
     good = np.zeros((2, WIDTH), dtype="<f4").tobytes()
     two_inputs = _raw(_infer(WIDTH), good)
     two_inputs.inputs.add(name="extra", datatype="FP32", shape=[2, WIDTH])
@@ -117,7 +117,7 @@ def infer_cases() -> list:  # noqa: ANN201
     ("request_", "status", "words"),
     [pytest.param(r, s, w, id=name) for name, r, s, w in infer_cases()],
 )
-def test_model_infer_bad_input(oip_stub, request_, status, words) -> None:  # noqa: ANN001
+def test_model_infer_bad_input(oip_stub, request_, status, words) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         oip_stub.ModelInfer(request_, timeout=10)
     assert caught.value.code() == status, caught.value.details()
@@ -125,7 +125,7 @@ def test_model_infer_bad_input(oip_stub, request_, status, words) -> None:  # no
         assert word in caught.value.details()
 
 
-def test_oversized_message_is_refused_by_size(gateway_process) -> None:  # noqa: ANN001
+def test_oversized_message_is_refused_by_size(gateway_process) -> None:
     gateway = gateway_process(env={"LEADGW_MAX_MESSAGE_BYTES": "65536"})
     leads = sample_leads(2000, seed=2)
     with grpc.insecure_channel(gateway.address) as channel:

@@ -33,7 +33,7 @@ def test_help_lists_every_command() -> None:
     assert "--port" in serve_help and "LEADGW_" in serve_help
 
 
-def test_score_json_is_ranked(shared_gateway) -> None:  # noqa: ANN001
+def test_score_json_is_ranked(shared_gateway) -> None:
     done = leadgw("score", str(EXAMPLE), "--address", shared_gateway.address, "--json")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -44,7 +44,7 @@ def test_score_json_is_ranked(shared_gateway) -> None:  # noqa: ANN001
     assert all(len(r["reasons"]) == 3 and r["band"] in ("hot", "warm", "cold") for r in rows)
 
 
-def test_score_table_and_csv(shared_gateway, tmp_path: Path) -> None:  # noqa: ANN001
+def test_score_table_and_csv(shared_gateway, tmp_path: Path) -> None:
     csv_file = tmp_path / "leads.csv"
     csv_file.write_text(
         "lead_id,age,channel,retiring_within_5y,investable_assets\n"
@@ -59,7 +59,7 @@ def test_score_table_and_csv(shared_gateway, tmp_path: Path) -> None:  # noqa: A
     assert "Came via" in done.stdout or "Retiring" in done.stdout
 
 
-def test_score_reports_bad_files_and_bad_leads(shared_gateway, tmp_path: Path) -> None:  # noqa: ANN001
+def test_score_reports_bad_files_and_bad_leads(shared_gateway, tmp_path: Path) -> None:
     missing = leadgw("score", str(tmp_path / "nope.jsonl"), "--address", shared_gateway.address)
     assert missing.returncode == 2 and "nope.jsonl" in missing.stderr
     broken = tmp_path / "broken.jsonl"
@@ -79,7 +79,7 @@ def test_score_unreachable_gateway_fails_fast() -> None:
     assert "UNAVAILABLE" in done.stderr or "DEADLINE_EXCEEDED" in done.stderr
 
 
-def test_models_lists_what_is_loaded(shared_gateway) -> None:  # noqa: ANN001
+def test_models_lists_what_is_loaded(shared_gateway) -> None:
     done = leadgw("models", "--address", shared_gateway.address, "--json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)

@@ -14,7 +14,7 @@ MODEL = HERE.parent.parent / "models" / "lead_scorer" / "1" / "model.onnx"
 
 
 @pytest.fixture(scope="module")
-def findings(shared_gateway) -> dict:  # noqa: ANN001
+def findings(shared_gateway) -> dict:
     done = subprocess.run(
         [sys.executable, str(HERE / "tritonclient_checks.py"), shared_gateway.address, str(MODEL)],
         capture_output=True,

@@ -18,7 +18,7 @@ CONFIG = load_config(BUNDLED_MODELS / "lead_scorer" / "config.toml")
 SCHEMA = FeatureSchema.from_config(CONFIG.raw)
 
 
-def test_scores_match_the_model_and_reasons_are_exact(lead_stub) -> None:  # noqa: ANN001
+def test_scores_match_the_model_and_reasons_are_exact(lead_stub) -> None:
     leads = sample_leads(500, seed=3)
     response = lead_stub.ScoreLeads(score_request(leads, max_reasons=len(SCHEMA.names)))
     assert [s.lead_id for s in response.scores] == [lead.lead_id for lead in leads]
@@ -41,7 +41,7 @@ def test_scores_match_the_model_and_reasons_are_exact(lead_stub) -> None:  # noq
         assert score.model_name == "lead_scorer" and score.model_version == "1"
 
 
-def test_reasons_are_the_largest_by_magnitude_and_readable(lead_stub) -> None:  # noqa: ANN001
+def test_reasons_are_the_largest_by_magnitude_and_readable(lead_stub) -> None:
     leads = sample_leads(50, seed=4)
     full = lead_stub.ScoreLeads(score_request(leads, max_reasons=len(SCHEMA.names)))
     top3 = lead_stub.ScoreLeads(score_request(leads, max_reasons=3))
@@ -53,12 +53,12 @@ def test_reasons_are_the_largest_by_magnitude_and_readable(lead_stub) -> None:  
             assert reason.label and reason.label != reason.feature
 
 
-def test_default_reason_count_is_three(lead_stub) -> None:  # noqa: ANN001
+def test_default_reason_count_is_three(lead_stub) -> None:
     response = lead_stub.ScoreLeads(score_request(sample_leads(5)))
     assert all(len(s.reasons) == 3 for s in response.scores)
 
 
-def test_ranks_and_bands_follow_probability(lead_stub) -> None:  # noqa: ANN001
+def test_ranks_and_bands_follow_probability(lead_stub) -> None:
     leads = sample_leads(300, seed=5)
     scores = lead_stub.ScoreLeads(score_request(leads)).scores
     assert sorted(s.rank for s in scores) == list(range(1, len(leads) + 1))
@@ -75,14 +75,14 @@ def test_ranks_and_bands_follow_probability(lead_stub) -> None:  # noqa: ANN001
     assert {s.band for s in scores} >= {pb.SCORE_BAND_COLD, pb.SCORE_BAND_WARM}
 
 
-def test_explicit_model_and_version(lead_stub) -> None:  # noqa: ANN001
+def test_explicit_model_and_version(lead_stub) -> None:
     response = lead_stub.ScoreLeads(
         score_request(sample_leads(2), model_name="lead_scorer", model_version="1")
     )
     assert all(s.model_version == "1" for s in response.scores)
 
 
-def test_model_infer_typed_contents_answer_typed(oip_stub) -> None:  # noqa: ANN001
+def test_model_infer_typed_contents_answer_typed(oip_stub) -> None:
     features = SCHEMA.encode(sample_leads(3, seed=6))
     request = oip.ModelInferRequest(model_name="lead_scorer", id="typed-1")
     tensor = request.inputs.add(name="features", datatype="FP32", shape=list(features.shape))
@@ -96,7 +96,7 @@ def test_model_infer_typed_contents_answer_typed(oip_stub) -> None:  # noqa: ANN
     assert list(outputs["contributions"].shape) == [3, features.shape[1]]
 
 
-def test_model_infer_raw_contents_answer_raw(oip_stub) -> None:  # noqa: ANN001
+def test_model_infer_raw_contents_answer_raw(oip_stub) -> None:
     features = SCHEMA.encode(sample_leads(4, seed=8))
     request = oip.ModelInferRequest(model_name="lead_scorer")
     request.inputs.add(name="features", datatype="FP32", shape=list(features.shape))

@@ -11,7 +11,7 @@ from leads_helpers import sample_leads, score_request
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
-async def test_sigterm_loses_no_request_in_flight(gateway_process) -> None:  # noqa: ANN001
+async def test_sigterm_loses_no_request_in_flight(gateway_process) -> None:
     gateway = gateway_process()
     request = score_request(sample_leads(400, seed=9))
     async with grpc.aio.insecure_channel(gateway.address) as channel:
@@ -20,7 +20,7 @@ async def test_sigterm_loses_no_request_in_flight(gateway_process) -> None:  # n
         calls = [asyncio.ensure_future(stub.ScoreLeads(request, timeout=60)) for _ in range(10)]
         # Once one answer is back, the server has read every request of this one connection.
         # (10 x 400 rows stay under the model's 4,096-row queue, so none is refused.)
-        done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
         pending_before_signal = sum(not call.done() for call in calls)
         gateway.process.send_signal(signal.SIGTERM)
         responses = await asyncio.gather(*calls)

@@ -11,7 +11,7 @@ from leads_helpers import sample_leads, score_request
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
-def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None:  # noqa: ANN001
+def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None:
     gateway = gateway_process("--workers", "2")
     assert "with 2 workers" in gateway.ready_line
     pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
@@ -31,4 +31,6 @@ def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None
             assert len(pb_grpc.LeadServiceStub(channel).ScoreLeads(request, timeout=10).scores) == 3
 
     assert gateway.stop() == 0
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
+    )

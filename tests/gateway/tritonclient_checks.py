@@ -16,7 +16,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 
-def status_of(call) -> str:  # noqa: ANN001
+def status_of(call) -> str:
     try:
         call()
     except InferenceServerException as exc:
@@ -54,9 +54,13 @@ def main(address: str, model_path: str) -> dict:
     probability = result.as_numpy("probability")
     logit = result.as_numpy("logit")
     contributions = result.as_numpy("contributions")
-    expected = dict(zip(["probability", "logit", "contributions"],
-                        session.run(["probability", "logit", "contributions"],
-                                    {"features": features}), strict=True))
+    expected = dict(
+        zip(
+            ["probability", "logit", "contributions"],
+            session.run(["probability", "logit", "contributions"], {"features": features}),
+            strict=True,
+        )
+    )
     base = float(config["parameters"]["base_value"]["string_value"])
     found["infer"] = {
         "shapes": [list(probability.shape), list(logit.shape), list(contributions.shape)],
@@ -81,7 +85,9 @@ def main(address: str, model_path: str) -> dict:
     nan_input.set_data_from_numpy(nan)
     found["errors"] = {
         "unknown_model": status_of(lambda: client.infer("no_such_model", [tensor])),
-        "unknown_version": status_of(lambda: client.infer("lead_scorer", [tensor], model_version="99")),
+        "unknown_version": status_of(
+            lambda: client.infer("lead_scorer", [tensor], model_version="99")
+        ),
         "wrong_shape": status_of(lambda: client.infer("lead_scorer", [wrong_width])),
         "wrong_datatype": status_of(lambda: client.infer("lead_scorer", [fp64])),
         "nan": status_of(lambda: client.infer("lead_scorer", [nan_input])),

@@ -1,0 +1,125 @@
+"""The report of a bench: one JSON file with every parameter and figure, and a Markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.results import RunResult
+from benchmarks.sweep import SweepResult
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _load(run: RunResult) -> str:
+    shape = run.shape
+    if run.mode == "closed" and run.in_process:
+        return "closed, in-process, 1 at a time"
+    if run.mode == "closed":
+        return f"closed, {shape['concurrency']} in flight"
+    return f"open, {shape['arrival']} {shape['rate']:g}/s"
+
+
+def _cpu(run: RunResult) -> tuple[str, str]:
+    server = "-" if run.server_cpu is None else f"{run.server_cpu.cores:.2f}"
+    return f"{run.client_cpu.cores:.2f}", server
+
+
+def runs_table(runs: list[RunResult]) -> str:
+    header = (
+        "| target | load | rows/req | achieved req/s | ok req/s | rows/s | p50 ms | p90 ms "
+        "| p99 ms | p99.9 ms | max ms | errors | client CPU | server CPU |"
+    )
+    lines = [header, "|" + "---|" * 14]
+    for run in runs:
+        lat = run.latency_ms
+        client, server = _cpu(run)
+        errors = ", ".join(f"{c} {n}" for c, n in run.errors.items()) or "0"
+        lines.append(
+            f"| {run.target} | {_load(run)} | {run.rows_per_request} | {run.achieved_rps:,.0f} "
+            f"| {run.ok_rps:,.0f} | {run.rows_per_s:,.0f} | {_ms(lat.p50)} | {_ms(lat.p90)} "
+            f"| {_ms(lat.p99)} | {_ms(lat.p999)} | {_ms(lat.max)} | {errors} "
+            f"| {client} | {server} |"
+        )
+    return "\n".join(lines)
+
+
+def sweeps_table(sweeps: list[SweepResult]) -> str:
+    lines = [
+        "| target | p99 SLO ms | highest rate under SLO | steps (offered/s → p99 ms) "
+        "| stopped by |",
+        "|---|---|---|---|---|",
+    ]
+    for sweep in sweeps:
+        steps = ", ".join(
+            f"{s.offered_rps:,.0f} → {_ms(s.latency_ms.p99)}" for s in sweep.steps if s.offered_rps
+        )
+        best = "none" if sweep.best_rps is None else f"{sweep.best_rps:,.0f}/s"
+        lines.append(
+            f"| {sweep.target} | {sweep.plan['slo_ms']:g} | {best} | {steps} "
+            f"| {sweep.stop_reason} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepResult]) -> str:
+    machine = report["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
+    parts = [
+        f"# leadgw bench — {report['started_at']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical cores, "
+        f"{machine['memory_gib']} GiB; {machine['os']}; load average "
+        f"{machine['load_average_1m']} at the start. Versions: {versions}.",
+        "",
+        "Latency is measured by the client, in milliseconds, over the measured window (warm-up "
+        "excluded); open-loop latency counts from each request's intended send time. CPU is in "
+        "cores (CPU seconds per second) over the window; client and server share this machine.",
+        "",
+    ]
+    if runs:
+        parts += [runs_table(runs), ""]
+    if sweeps:
+        parts += ["## Rate sweep", "", sweeps_table(sweeps), ""]
+    if report["targets"]:
+        parts += ["## Targets", ""]
+        for name, info in report["targets"].items():
+            parts.append(
+                f"- **{name}** ({info['kind']}): {info['where']}; request {info['request_bytes']} "
+                f"B, response {info['response_bytes']} B; {info['detail']}"
+            )
+        parts.append("")
+    if report["skipped"]:
+        parts += ["## Skipped", ""]
+        parts += [f"- **{name}**: {why}" for name, why in report["skipped"].items()]
+        parts.append("")
+    if report["warnings"]:
+        parts += ["## Warnings", ""]
+        parts += [f"- {w}" for w in report["warnings"]]
+        parts.append("")
+    if report.get("plots"):
+        parts += ["## Plots", ""]
+        parts += [f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_report(
+    out: Path, report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepResult]
+) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "result.json"
+    md_path = out / "report.md"
+    full = {
+        **report,
+        "runs": [r.to_dict() for r in runs],
+        "sweeps": [s.to_dict() for s in sweeps],
+    }
+    json_path.write_text(json.dumps(full, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(report, runs, sweeps))
+    return json_path, md_path

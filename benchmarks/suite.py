@@ -1,0 +1,418 @@
+"""A whole bench: start what the run needs (leadgw, the transport floor, MLServer), preflight every
+target, run each mode against each target in turn, stop the servers and write the report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.floor_server import canned_response
+from benchmarks.leads import (
+    Feature,
+    SchemaError,
+    as_matrix,
+    latest_model_file,
+    load_schema,
+    random_rows,
+    synthetic_schema,
+)
+from benchmarks.loadgen import LoadShape, Mode
+from benchmarks.machine import machine_info, package_versions
+from benchmarks.mlserver_peer import DEFAULT_VENV, mlserver_version, start_mlserver
+from benchmarks.oip_target import input_shape, oip_target
+from benchmarks.onnx_target import OnnxFloorTarget
+from benchmarks.progress import ProgressSink
+from benchmarks.report import write_report
+from benchmarks.results import RunResult
+from benchmarks.runner import LoadError, check_shape, run_load
+from benchmarks.score_target import score_leads_target
+from benchmarks.servers import ServerProcess, ServerStartError, start_listening_server
+from benchmarks.sweep import SweepPlan, SweepResult, run_sweep
+from benchmarks.targets import Preflight, Target, TargetError
+
+TARGETS = ("scoreleads", "modelinfer", "onnx-floor", "transport-floor", "mlserver")
+MODES = ("closed", "open", "sweep")
+DEFAULT_TARGETS = ("scoreleads", "modelinfer", "onnx-floor", "transport-floor")
+REQUEST_POOL = 8  # distinct pre-built requests per target, cycled
+
+
+class BenchError(Exception):
+    """The bench cannot run as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything one ``leadgw bench`` run needs; every field lands in the result file."""
+
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    oip: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ("closed",)
+    shape: LoadShape = field(default_factory=lambda: LoadShape("closed"))
+    sweep: SweepPlan = field(default_factory=SweepPlan)
+    model: str = "lead_scorer"
+    model_repository: Path = Path("models")
+    batch: int = 1
+    features: int | None = None
+    timeout_s: float = 5.0
+    leadgw_address: str | None = None
+    leadgw_command: tuple[str, ...] = (sys.executable, "-m", "gateway", "serve")
+    server_ready_timeout_s: float = 60.0
+    mlserver_venv: Path = DEFAULT_VENV
+    mlserver_parallel_workers: int = 0
+    floor_stall_every: int = 0
+    floor_stall_ms: float = 200.0
+    out: Path = Path("bench-results")
+    plots: bool = True
+    command: str = ""
+
+
+@dataclass
+class BenchOutcome:
+    json_path: Path
+    markdown_path: Path
+    runs: list[RunResult]
+    sweeps: list[SweepResult]
+    report: dict[str, Any]
+    exit_code: int = 0
+    message: str = ""
+
+
+@dataclass
+class _Prepared:
+    targets: list[Target] = field(default_factory=list)
+    preflights: dict[str, Preflight] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    servers: dict[str, ServerProcess] = field(default_factory=dict)
+    extra_versions: dict[str, str | None] = field(default_factory=dict)
+
+
+def validate(config: BenchConfig) -> None:
+    unknown = [t for t in config.targets if t not in TARGETS]
+    if unknown:
+        raise BenchError(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}")
+    bad_modes = [m for m in config.modes if m not in MODES]
+    if bad_modes:
+        raise BenchError(f"unknown mode {bad_modes[0]!r}; choose from {', '.join(MODES)}")
+    if not config.targets and not config.oip:
+        raise BenchError("no target to run; pass --targets or --oip")
+    if config.batch < 1:
+        raise BenchError("--batch must be at least 1")
+    for spec in config.oip:
+        _parse_oip(spec)
+
+
+def _parse_oip(spec: str) -> tuple[str, str, str]:
+    """``[NAME=]HOST:PORT/MODEL`` → (name, address, model)."""
+    name, _, rest = spec.rpartition("=")
+    address, slash, model = rest.partition("/")
+    if not slash or not model or ":" not in address:
+        raise BenchError(f"--oip {spec!r}: expected [NAME=]HOST:PORT/MODEL")
+    return name or f"oip:{address}/{model}", address, model
+
+
+def _schema(config: BenchConfig) -> list[Feature]:
+    """Feature columns from the model's config, --features, the ONNX file, or an OIP endpoint."""
+    try:
+        return load_schema(config.model_repository, config.model)
+    except SchemaError as exc:
+        if "scoreleads" in config.targets:
+            raise BenchError(f"scoreleads needs the model's feature schema: {exc}") from None
+        missing = str(exc)
+    if config.features:
+        return synthetic_schema(config.features)
+    try:
+        path = latest_model_file(config.model_repository, config.model)
+        import onnxruntime as ort
+
+        columns = (
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            .get_inputs()[0]
+            .shape[1]
+        )
+        if isinstance(columns, int):
+            return synthetic_schema(columns)
+    except SchemaError:
+        pass
+    if config.oip:
+        _, address, model = _parse_oip(config.oip[0])
+        try:
+            _, columns = asyncio.run(input_shape(address, model, config.shape.connect_timeout_s))
+        except TargetError as exc:
+            raise BenchError(str(exc)) from None
+        return synthetic_schema(columns)
+    raise BenchError(f"cannot tell the model's feature columns ({missing}); pass --features")
+
+
+def _preflight(target: Target, timeout_s: float) -> Preflight:
+    return asyncio.run(target.preflight(timeout_s))
+
+
+def _add(prepared: _Prepared, target: Target, kind: str, where: str, timeout_s: float) -> Preflight:
+    preflight = _preflight(target, timeout_s)
+    prepared.targets.append(target)
+    prepared.preflights[target.name] = preflight
+    prepared.info[target.name] = {
+        "kind": kind,
+        "where": where,
+        "request_bytes": preflight.request_bytes,
+        "response_bytes": preflight.response_bytes,
+        "detail": preflight.detail,
+        "server_pid": target.server_pid,
+    }
+    return preflight
+
+
+def prepare(
+    config: BenchConfig, stack: ExitStack, progress: ProgressSink, scratch: Path
+) -> _Prepared:
+    """Start the servers the run needs and preflight every target, in the order given."""
+    schema = _schema(config)
+    rng = random.Random(config.shape.seed)
+    batches = [random_rows(schema, config.batch, rng) for _ in range(REQUEST_POOL)]
+    matrices = [as_matrix(schema, rows) for rows in batches]
+    timeout, connect = config.timeout_s, config.shape.connect_timeout_s
+    prepared = _Prepared()
+    leadgw_response: bytes | None = None
+
+    leadgw_address, leadgw_pid = config.leadgw_address, None
+    if leadgw_address is None and {"scoreleads", "modelinfer"} & set(config.targets):
+        command = [
+            *config.leadgw_command,
+            "--port", "0",
+            "--model-repository", str(config.model_repository),
+        ]  # fmt: skip
+        progress.note(f"starting leadgw: {' '.join(command)}")
+        try:
+            server = stack.enter_context(
+                start_listening_server("leadgw", command, config.server_ready_timeout_s)
+            )
+        except ServerStartError as exc:
+            raise BenchError(str(exc)) from None
+        prepared.servers["leadgw"] = server
+        leadgw_address, leadgw_pid = server.address, server.pid
+
+    for name in config.targets:
+        if name == "scoreleads":
+            assert leadgw_address is not None
+            target: Target = score_leads_target(
+                name, leadgw_address, config.model, schema, batches, timeout, leadgw_pid
+            )
+            _add(prepared, target, "leadgw LeadService.ScoreLeads", leadgw_address, connect)
+        elif name == "modelinfer":
+            assert leadgw_address is not None
+            target = oip_target(name, leadgw_address, config.model, matrices, timeout, leadgw_pid)
+            preflight = _add(prepared, target, "leadgw OIP ModelInfer", leadgw_address, connect)
+            leadgw_response = preflight.sample
+        elif name == "onnx-floor":
+            try:
+                path = latest_model_file(config.model_repository, config.model)
+            except SchemaError as exc:
+                raise BenchError(f"onnx-floor: {exc}") from None
+            target = OnnxFloorTarget(name, path, matrices)
+            kind = "compute floor: ONNX Runtime in-process, one call at a time in one process"
+            _add(prepared, target, kind, str(path), connect)
+        elif name == "transport-floor":
+            server = _start_floor(config, stack, scratch, len(schema), leadgw_response)
+            prepared.servers[name] = server
+            target = oip_target(name, server.address, config.model, matrices, timeout, server.pid)
+            _add(
+                prepared,
+                target,
+                "transport floor: bare grpc.aio OIP server",
+                server.address,
+                connect,
+            )
+        elif name == "mlserver":
+            _add_mlserver(config, stack, prepared, matrices, progress)
+    for spec in config.oip:
+        name, address, model = _parse_oip(spec)
+        target = oip_target(name, address, model, matrices, timeout)
+        _add(prepared, target, "OIP ModelInfer endpoint", address, connect)
+    return prepared
+
+
+def _start_floor(
+    config: BenchConfig,
+    stack: ExitStack,
+    scratch: Path,
+    features: int,
+    leadgw_response: bytes | None,
+) -> ServerProcess:
+    # The floor answers with leadgw's own ModelInfer response when there is one: same bytes.
+    response_file = scratch / "floor-response.bin"
+    response_file.write_bytes(
+        leadgw_response or canned_response(config.batch, features, config.model)
+    )
+    command = [
+        sys.executable, "-m", "benchmarks.floor_server", "--port", "0",
+        "--response-file", str(response_file),
+        "--stall-every", str(config.floor_stall_every), "--stall-ms", str(config.floor_stall_ms),
+    ]  # fmt: skip
+    try:
+        return stack.enter_context(
+            start_listening_server("transport-floor", command, config.server_ready_timeout_s)
+        )
+    except ServerStartError as exc:
+        raise BenchError(str(exc)) from None
+
+
+def _add_mlserver(
+    config: BenchConfig,
+    stack: ExitStack,
+    prepared: _Prepared,
+    matrices: list[np.ndarray],
+    progress: ProgressSink,
+) -> None:
+    """MLServer is a peer: when it cannot run, the bench says why and goes on without it."""
+    version = mlserver_version(config.mlserver_venv)
+    prepared.extra_versions["mlserver"] = version
+    try:
+        if version is None:
+            raise ServerStartError(
+                f"not installed in {config.mlserver_venv} (run benchmarks/mlserver/setup.sh)"
+            )
+        path = latest_model_file(config.model_repository, config.model)
+        progress.note(f"starting MLServer {version} from {config.mlserver_venv}")
+        server = stack.enter_context(
+            start_mlserver(
+                config.mlserver_venv,
+                config.model,
+                path,
+                config.mlserver_parallel_workers,
+                max(config.server_ready_timeout_s, 120.0),
+            )
+        )
+        prepared.servers["mlserver"] = server
+        target = oip_target(
+            "mlserver", server.address, config.model, matrices, config.timeout_s, server.pid
+        )
+        _add(
+            prepared,
+            target,
+            f"MLServer {version} V2 gRPC, custom ONNX Runtime runtime, "
+            f"parallel_workers={config.mlserver_parallel_workers}",
+            server.address,
+            config.shape.connect_timeout_s,
+        )
+    except (ServerStartError, SchemaError, TargetError) as exc:
+        reason = str(exc).removeprefix("mlserver: ")
+        prepared.skipped["mlserver"] = reason
+        progress.note(f"mlserver skipped: {reason}")
+
+
+def execute(
+    config: BenchConfig, prepared: _Prepared, progress: ProgressSink
+) -> tuple[list[RunResult], list[SweepResult]]:
+    runs: list[RunResult] = []
+    sweeps: list[SweepResult] = []
+    for mode in config.modes:
+        loop: Mode = "closed" if mode == "closed" else "open"
+        for target in prepared.targets:
+            preflight = prepared.preflights[target.name]
+            if mode == "sweep":
+                shape = replace(config.shape, mode="open", rate=config.sweep.start_rate)
+                sweeps.append(run_sweep(target, shape, preflight, config.sweep, progress))
+                continue
+            shape = replace(config.shape, mode=loop)
+            load = f"c={shape.concurrency}" if mode == "closed" else f"{shape.rate:g}/s"
+            runs.append(
+                run_load(target, shape, preflight, progress, f"{target.name} {mode} {load}")
+            )
+    return runs, sweeps
+
+
+def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
+    """Run the whole bench; raises ``BenchError`` (one line) when it cannot."""
+    validate(config)
+    started = dt.datetime.now(dt.UTC)
+    for mode in config.modes:
+        if mode == "open":
+            _check_rate(config, replace(config.shape, mode="open"))
+    with tempfile.TemporaryDirectory(prefix="leadgw-bench-") as scratch, ExitStack() as stack:
+        try:
+            prepared = prepare(config, stack, progress, Path(scratch))
+            runs, sweeps = execute(config, prepared, progress)
+        except (TargetError, LoadError) as exc:
+            raise BenchError(str(exc)) from None
+        exit_codes = {name: server.stop() for name, server in prepared.servers.items()}
+    report = _report(config, started, prepared, runs, sweeps, exit_codes)
+    plots = _plots(config, runs, sweeps, report)
+    report["plots"] = [str(p) for p in plots]
+    json_path, md_path = write_report(config.out, report, runs, sweeps)
+    outcome = BenchOutcome(json_path, md_path, runs, sweeps, report)
+    limited = [r for r in runs if r.mode == "open" and r.generator_limited]
+    if limited:
+        worst = limited[0]
+        outcome.exit_code = 3
+        outcome.message = (
+            f"the generator could not send {worst.offered_rps:g}/s to {worst.target} "
+            f"(sent {worst.achieved_rps:.0f}/s on time); lower --rate or raise --processes"
+        )
+    return outcome
+
+
+def _check_rate(config: BenchConfig, shape: LoadShape) -> None:
+    """The rate check needs only the shape; done before any server starts."""
+    try:
+        check_shape(shape, shape.processes, "load generator")
+    except LoadError as exc:
+        raise BenchError(str(exc)) from None
+
+
+def _report(
+    config: BenchConfig,
+    started: dt.datetime,
+    prepared: _Prepared,
+    runs: list[RunResult],
+    sweeps: list[SweepResult],
+    exit_codes: dict[str, int | None],
+) -> dict[str, Any]:
+    warnings = [f"{r.target} ({r.mode}): {w}" for r in runs for w in r.warnings]
+    for sweep in sweeps:
+        for step in sweep.steps:
+            warnings += [
+                f"{sweep.target} (sweep {step.offered_rps:g}/s): {w}" for w in step.warnings
+            ]
+    warnings += [f"{name} skipped: {why}" for name, why in prepared.skipped.items()]
+    parameters = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": config.command,
+        "machine": machine_info(),
+        "versions": package_versions(prepared.extra_versions),
+        "parameters": parameters,
+        "targets": prepared.info,
+        "skipped": prepared.skipped,
+        "server_exit_codes": exit_codes,
+        "warnings": warnings,
+    }
+
+
+def _plots(
+    config: BenchConfig, runs: list[RunResult], sweeps: list[SweepResult], report: dict[str, Any]
+) -> list[Path]:
+    if not config.plots:
+        return []
+    from benchmarks.plots import latency_plot, sweep_plot
+
+    config.out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        if runs:
+            paths.append(latency_plot(runs, config.out / "latency.png"))
+        if sweeps:
+            paths.append(sweep_plot(sweeps, config.out / "sweep.png"))
+    except ImportError as exc:  # matplotlib is the optional `plots` extra
+        report["warnings"].append(f"no plots: {exc}")
+    return paths

@@ -1,0 +1,119 @@
+"""IndexNotes, DeleteNotes and SearchNotes: protobuf ↔ the notes core.
+
+Pure conversion around :class:`retrieval.notes.NotesService`; the tenant comes from the caller's
+credentials, never from the request. Errors are the core's domain exceptions, mapped to gRPC
+statuses in one place (``gateway.errors``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway.lead_codec import leads_from_pb
+from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
+from retrieval.notes import NotesService
+from retrieval.report import IndexReport, IndexStatus
+from retrieval.types import NoteHit, NoteRecord
+
+DEFAULT_TOP_K = 5
+
+_STATUS_TO_PB = {
+    IndexStatus.ADDED: pb.NoteResult.STATUS_ADDED,
+    IndexStatus.UPDATED: pb.NoteResult.STATUS_UPDATED,
+    IndexStatus.UNCHANGED: pb.NoteResult.STATUS_UNCHANGED,
+    IndexStatus.REJECTED: pb.NoteResult.STATUS_REJECTED,
+}
+
+
+def timestamp_to_datetime(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def datetime_to_timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def note_from_pb(note: pb.Note, now: datetime) -> NoteRecord:
+    """An unset ``created_at`` means "now" (the time the gateway received the note)."""
+    created = timestamp_to_datetime(note.created_at) if note.HasField("created_at") else now
+    return NoteRecord(
+        note_id=note.note_id,
+        lead_id=note.lead_id,
+        kind=note.kind,
+        text=note.text,
+        created_at=created,
+        title=note.title,
+    )
+
+
+def note_to_pb(note: NoteRecord) -> pb.Note:
+    return pb.Note(
+        note_id=note.note_id,
+        lead_id=note.lead_id,
+        kind=note.kind,
+        text=note.text,
+        created_at=datetime_to_timestamp(note.created_at),
+        title=note.title,
+    )
+
+
+def report_to_pb(report: IndexReport) -> pb.IndexNotesResponse:
+    return pb.IndexNotesResponse(
+        results=[
+            pb.NoteResult(note_id=r.note_id, status=_STATUS_TO_PB[r.status], error=r.error)
+            for r in report.results
+        ],
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        rejected=report.rejected,
+        leads_upserted=report.leads_upserted,
+    )
+
+
+def hit_to_pb(hit: NoteHit) -> pb.NoteHit:
+    note = hit.note
+    return pb.NoteHit(
+        note_id=note.note_id,
+        lead_id=note.lead_id,
+        kind=note.kind,
+        text=note.text,
+        created_at=datetime_to_timestamp(note.created_at),
+        score=hit.score,
+        title=note.title,
+    )
+
+
+async def index_notes(
+    notes: NotesService, tenant: str, request: pb.IndexNotesRequest
+) -> pb.IndexNotesResponse:
+    now = datetime.now(UTC)
+    records = [note_from_pb(n, now) for n in request.notes]
+    report = await notes.index(tenant, records, leads_from_pb(request.leads))
+    return report_to_pb(report)
+
+
+async def delete_notes(
+    notes: NotesService, tenant: str, request: pb.DeleteNotesRequest
+) -> pb.DeleteNotesResponse:
+    deleted = await notes.delete(tenant, list(request.note_ids), request.lead_id or None)
+    return pb.DeleteNotesResponse(deleted=deleted)
+
+
+async def search_notes(
+    notes: NotesService, tenant: str, request: pb.SearchNotesRequest
+) -> pb.SearchNotesResponse:
+    hits = await notes.search(
+        tenant,
+        request.query,
+        lead_id=request.lead_id or None,
+        kinds=list(request.kinds),
+        since=timestamp_to_datetime(request.since) if request.HasField("since") else None,
+        until=timestamp_to_datetime(request.until) if request.HasField("until") else None,
+        top_k=request.top_k or DEFAULT_TOP_K,
+    )
+    return pb.SearchNotesResponse(hits=[hit_to_pb(h) for h in hits])

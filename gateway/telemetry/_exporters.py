@@ -1,0 +1,93 @@
+"""Span exporters and metric readers chosen by the standard ``OTEL_*`` environment variables.
+
+Exporter modules are imported only when selected, so an unconfigured gateway loads neither the
+OTLP/gRPC nor the OTLP/HTTP client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+KNOWN = frozenset({"otlp", "console", "none"})
+PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def disabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """``OTEL_SDK_DISABLED=true`` turns every exporter off."""
+    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def selected(variable: str, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The exporter names in ``variable`` (comma-separated); unset or ``none`` means none."""
+    names = [n.strip().lower() for n in environ.get(variable, "none").split(",") if n.strip()]
+    unknown = sorted(set(names) - KNOWN)
+    if unknown:
+        raise ValueError(f"{variable}: unsupported exporter(s) {unknown}; use otlp, console, none")
+    if "none" in names or disabled(environ):
+        return []
+    return list(dict.fromkeys(names))  # de-duplicated, order kept
+
+
+def otlp_protocol(signal: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The OTLP protocol for ``signal`` (TRACES or METRICS); grpc unless set otherwise."""
+    protocol = (
+        environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"OTLP protocol {protocol!r} is not supported; use one of {PROTOCOLS}")
+    return protocol
+
+
+def span_exporters_from_env() -> list[SpanExporter]:
+    """Exporters named by ``OTEL_TRACES_EXPORTER``; endpoints, headers and timeouts are read
+    from ``OTEL_EXPORTER_OTLP_*`` by the exporters themselves."""
+    exporters: list[SpanExporter] = []
+    for name in selected("OTEL_TRACES_EXPORTER"):
+        if name == "console":
+            # sys.stdout as it is now: the SDK's default is bound when it is imported.
+            exporters.append(ConsoleSpanExporter(out=sys.stdout))
+        elif otlp_protocol("TRACES") == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HTTPSpanExporter,
+            )
+
+            exporters.append(HTTPSpanExporter())
+    return exporters
+
+
+def metric_readers_from_env() -> list[MetricReader]:
+    """Periodic readers for the exporters named by ``OTEL_METRICS_EXPORTER`` (interval from
+    ``OTEL_METRIC_EXPORT_INTERVAL``)."""
+    readers: list[MetricReader] = []
+    for name in selected("OTEL_METRICS_EXPORTER"):
+        exporter: MetricExporter
+        if name == "console":
+            exporter = ConsoleMetricExporter(out=sys.stdout)
+        elif otlp_protocol("METRICS") == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            exporter = OTLPMetricExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter as HTTPMetricExporter,
+            )
+
+            exporter = HTTPMetricExporter()
+        readers.append(PeriodicExportingMetricReader(exporter))
+    return readers

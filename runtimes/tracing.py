@@ -1,0 +1,77 @@
+"""Helpers for the one span shape the plain tracer API does not make obvious: a batch that
+serves many requests, each with its own trace.
+
+The batch span is a child of the first *sampled* request it serves (so it shows up inside that
+request's trace, and is sampled whenever any of its requests is) and links to every sampled
+request span. Each request span, in turn, records its queue wait and batch size and links back
+to the batch. Only OpenTelemetry is imported: ``runtimes/`` may use this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Tracer
+from opentelemetry.util.types import AttributeValue
+
+
+def current_span_context() -> SpanContext | None:
+    """The current span's context (None outside any span): capture it where a request is
+    submitted to the batcher, in the request's own task."""
+    span_context = trace.get_current_span().get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+@contextmanager
+def batch_span(
+    tracer: Tracer,
+    request_contexts: Iterable[SpanContext | None],
+    name: str = "batch",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span]:
+    """Starts (and makes current) the span of one batch, parented and linked as described
+    above. The SDK keeps at most 128 links per span (``OTEL_SPAN_LINK_COUNT_LIMIT``)."""
+    contexts = [c for c in request_contexts if c is not None and c.is_valid]
+    sampled = [c for c in contexts if c.trace_flags.sampled]
+    # An explicit (possibly empty) parent: the batcher's task may have inherited some request's
+    # context when it was created, and the batch must not silently become that request's child.
+    parent_span_context = sampled[0] if sampled else (contexts[0] if contexts else None)
+    parent = (
+        Context()
+        if parent_span_context is None
+        else trace.set_span_in_context(NonRecordingSpan(parent_span_context), Context())
+    )
+    # Links to unsampled spans would point at traces nobody recorded.
+    links = [Link(c) for c in sampled]
+    all_attributes: dict[str, AttributeValue] = {"leadgw.batch.requests": len(contexts)}
+    all_attributes.update(attributes or {})
+    with tracer.start_as_current_span(
+        name, context=parent, links=links, attributes=all_attributes
+    ) as span:
+        yield span
+
+
+def record_batch_stats(
+    span: Span,
+    *,
+    queue_wait_s: float,
+    batch_size: int,
+    batch_id: int | str,
+    batch_context: SpanContext | None = None,
+) -> None:
+    """Puts what the batcher reports for one request on that request's span, and links the
+    span to its batch's span when given."""
+    if not span.is_recording():
+        return
+    span.set_attributes(
+        {
+            "leadgw.batch.id": str(batch_id),
+            "leadgw.batch.size": batch_size,
+            "leadgw.batch.queue_wait_ms": queue_wait_s * 1000.0,
+        }
+    )
+    if batch_context is not None and batch_context.is_valid:
+        span.add_link(batch_context, {"leadgw.link": "batch"})

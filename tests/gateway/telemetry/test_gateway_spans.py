@@ -1,0 +1,103 @@
+"""The span trees an engineer opens when a score is slow or a summary is wrong, from the real
+gateway (started in this process so the in-memory exporter sees its spans)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+from leads_helpers import sample_leads, score_request
+from opentelemetry import trace
+
+from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
+from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from gateway.server import start
+from gateway.settings import Settings
+from tests.gateway.telemetry.telemetry_helpers import SpanRecorder
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+async def test_score_leads_span_tree_continues_the_callers_trace(
+    spans: SpanRecorder, tmp_path: Path
+) -> None:
+    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            await stub.ScoreLeads(
+                score_request(sample_leads(4)),
+                metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT}-01"),),
+            )
+        server = (await spans.wait_for("leadgw.v1.LeadService/ScoreLeads"))[0]
+        assert server.kind == trace.SpanKind.SERVER
+        assert format(server.context.trace_id, "032x") == TRACE_ID
+        assert format(server.parent.span_id, "016x") == PARENT
+        assert server.attributes["rpc.grpc.status_code"] == 0
+        assert server.attributes["leadgw.batch.size"] == 4
+        assert "leadgw.batch.queue_wait_ms" in server.attributes
+        encode = spans.named("encode features")
+        assert encode.parent.span_id == server.context.span_id
+        batch = spans.named("batch lead_scorer/1")
+        assert batch.context.trace_id == server.context.trace_id
+        assert any(link.context.span_id == server.context.span_id for link in batch.links)
+    finally:
+        await gateway.stop(grace=1, drain=0)
+
+
+async def test_batched_burst_links_one_batch_to_many_request_spans(
+    spans: SpanRecorder, tmp_path: Path
+) -> None:
+    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            # Big requests are encoded on worker threads, so their batches arrive together
+            # (12 x 300 rows stay under the 4,096-row queue).
+            request = score_request(sample_leads(300))
+            await asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
+        servers = await spans.wait_for("leadgw.v1.LeadService/ScoreLeads", count=12)
+        batches = [s for s in spans.finished() if s.name == "batch lead_scorer/1"]
+        # 12 concurrent requests ran in fewer batches; every request links to its batch, and
+        # every batch links back to each of its requests.
+        assert len(batches) < 12
+        by_batch_id = {b.attributes["leadgw.batch.id"]: b for b in batches}
+        linked = set()
+        for server in servers:
+            batch = by_batch_id[int(server.attributes["leadgw.batch.id"])]
+            assert server.attributes["leadgw.batch.size"] == batch.attributes["leadgw.batch.size"]
+            assert any(link.context.span_id == batch.context.span_id for link in server.links)
+            linked |= {link.context.span_id for link in batch.links}
+        assert {s.context.span_id for s in servers} <= linked
+        assert max(b.attributes["leadgw.batch.requests"] for b in batches) > 1
+    finally:
+        await gateway.stop(grace=1, drain=0)
+
+
+async def test_summary_fallback_span_tree(spans: SpanRecorder, tmp_path: Path) -> None:
+    settings = Settings(port=0, data_dir=tmp_path, load_demo_corpus=True)  # no LLM configured
+    gateway = await start(settings)
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            finals = [
+                m.final
+                async for m in stub.SummarizeLead(pb.SummarizeLeadRequest(lead_id="demo-0002"))
+                if m.WhichOneof("event") == "final"
+            ]
+        assert finals[0].fallback
+        server = (await spans.wait_for("leadgw.v1.LeadService/SummarizeLead"))[0]
+        tree = {s.name: s for s in spans.finished() if s.context.trace_id == server.context.trace_id}
+        for name in ("summary.score", "summary.retrieve", "summary.fallback", "embed query",
+                     "vector search", "encode features"):  # fmt: skip
+            assert name in tree, sorted(tree)
+        assert tree["summary.score"].parent.span_id == server.context.span_id
+        assert tree["vector search"].attributes["db.system"] == "qdrant"
+        fallback = tree["summary.fallback"]
+        assert any("not_configured" in str(e.attributes) for e in fallback.events) or (
+            "not_configured" in str(fallback.attributes)
+        )
+    finally:
+        await gateway.stop(grace=1, drain=0)

@@ -1,0 +1,123 @@
+"""configure_logging: JSON lines and text, stamped with the current trace and span ids."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+from gateway.telemetry import Telemetry, configure_logging, server_interceptor
+from tests.gateway.telemetry.telemetry_helpers import start_echo_server
+
+log = logging.getLogger("leadgw.test")
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture
+def tracer() -> Tracer:
+    """A private provider: these tests need valid span ids, not exported spans."""
+    return TracerProvider().get_tracer("leadgw.test")
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_trace_and_span_ids_inside_a_span(tracer: Tracer) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+
+    log.info("outside")
+    with tracer.start_as_current_span("scoring") as span:
+        log.warning("scored %d leads", 3, extra={"model": "lead_scorer"})
+    ids = span.get_span_context()
+
+    outside, inside = lines(stream)
+    assert outside["message"] == "outside"
+    assert "trace_id" not in outside and "span_id" not in outside
+    assert inside["trace_id"] == format(ids.trace_id, "032x")
+    assert inside["span_id"] == format(ids.span_id, "016x")
+    assert inside["message"] == "scored 3 leads"
+    assert inside["level"] == "WARNING"
+    assert inside["logger"] == "leadgw.test"
+    assert inside["model"] == "lead_scorer"
+    assert str(inside["timestamp"]).endswith("Z")
+
+
+def test_json_exception_is_one_line_with_the_traceback(tracer: Tracer) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+        raise ValueError("bad lead")
+    except ValueError:
+        log.exception("scoring failed")
+
+    (line,) = lines(stream)
+    assert "ValueError: bad lead" in str(line["exception"])
+
+
+def test_text_format_shows_ids_for_humans(tracer: Tracer) -> None:
+    stream = io.StringIO()
+    configure_logging("DEBUG", "text", stream=stream)
+    with tracer.start_as_current_span("s") as span:
+        log.debug("hello")
+
+    text = stream.getvalue()
+    assert "DEBUG" in text and "leadgw.test: hello" in text
+    assert f"trace_id={span.get_span_context().trace_id:032x}" in text
+
+
+def test_level_filters_and_a_second_call_replaces_the_first() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("INFO", "json", stream=first)
+    configure_logging("WARNING", "json", stream=second)
+
+    log.info("dropped")
+    log.warning("kept")
+
+    assert first.getvalue() == ""
+    assert [line["message"] for line in lines(second)] == ["kept"]
+
+
+def test_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="json"):
+        configure_logging("INFO", "yaml")  # type: ignore[arg-type]
+
+
+async def test_with_tracing_off_logs_still_carry_the_callers_trace_id(
+    clean_otel_env: pytest.MonkeyPatch,
+) -> None:
+    """No exporter configured: nothing is recorded, but a caller's trace id reaches the logs."""
+    telemetry = Telemetry.configure(set_global=False)
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    server, port = await start_echo_server(
+        server_interceptor(tracer_provider=telemetry.tracer_provider)
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await channel.unary_unary("/test.v1.Echo/Say")(
+                b"log", metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+            )
+    finally:
+        await server.stop(None)
+        telemetry.shutdown()
+
+    (line,) = [line for line in lines(stream) if line["message"] == "inside the handler"]
+    assert line["trace_id"] == trace_id
