@@ -23,16 +23,24 @@ from gateway.oip_servicer import InferenceServicer
 from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from gateway.settings import Settings, is_loopback
+from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_interceptor
 from retrieval.demo_corpus import load_demo_corpus_if_empty
 from retrieval.notes import NotesService
 from runtimes.batcher import BatchingConfig, DynamicBatcher
 from runtimes.errors import LeadgwError
+from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
 from runtimes.summary import summarizer_from_settings
 
 log = logging.getLogger(__name__)
+
+BREAKER_GAUGE = {
+    BreakerState.CLOSED: GaugeBreakerState.CLOSED,
+    BreakerState.HALF_OPEN: GaugeBreakerState.HALF_OPEN,
+    BreakerState.OPEN: GaugeBreakerState.OPEN,
+}
 
 SERVICE_NAMES = (
     grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
@@ -112,13 +120,21 @@ async def _open_notes(settings: Settings) -> NotesService | None:
     return notes
 
 
+def _record_batch(
+    metrics: Metrics, model: str, version: str, rows: int, run_s: float, waits: list[float]
+) -> None:
+    metrics.record_batch(model, version, rows, run_s)
+    for wait in waits:
+        metrics.record_queue_wait(model, version, wait)
+
+
 def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
     """Each model version batches its own concurrent requests on its own execution thread."""
     batcher = DynamicBatcher.from_config(
         served.session.run,
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
-        on_batch=partial(metrics.record_batch, served.name, served.version),
+        on_batch=partial(_record_batch, metrics, served.name, served.version),
     )
     metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
     return batcher
@@ -150,8 +166,12 @@ async def start(
     summarizer = None
     if notes is not None:
         closers.append(notes.close)
-        summarizer = summarizer_from_settings(settings, notes, scorer)
+        summarizer = summarizer_from_settings(settings, notes, scorer, metrics=metrics)
         closers.append(summarizer.aclose)
+        llm = summarizer.llm
+        if llm is not None:
+            breaker = llm.breaker
+            metrics.observe_breaker_state(llm.endpoint, lambda: BREAKER_GAUGE[breaker.state])
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),

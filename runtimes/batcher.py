@@ -141,12 +141,13 @@ class DynamicBatcher:
         executor: Executor | None = None,
         name: str = "",
         deadline_slack_s: float = 0.001,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, list[float]], None] | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
-        covering timer wake-up jitter and the reply's trip back to the client. ``on_batch(rows,
-        run_s)`` is called after each successful batch (metrics); ``tracer`` makes batch spans."""
+        covering timer wake-up jitter and the reply's trip back to the client.
+        ``on_batch(rows, run_s, queue_waits_s)`` is called after each successful batch (for
+        metrics); ``tracer`` makes the batch spans."""
         if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
         self.name = name or "batcher"
@@ -183,7 +184,7 @@ class DynamicBatcher:
         *,
         executor: Executor | None = None,
         name: str = "",
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, list[float]], None] | None = None,
     ) -> DynamicBatcher:
         return cls(
             run_batch,
@@ -470,7 +471,7 @@ class DynamicBatcher:
             self._stats.batches += 1
             self._stats.rows += total
             if self._on_batch is not None:
-                self._on_batch(total, run_s)
+                self._on_batch(total, run_s, [started - request.arrived for request in batch])
             for request, outputs in zip(batch, per_caller, strict=True):
                 request.state = _State.DONE
                 if not request.future.done():

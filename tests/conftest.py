@@ -25,6 +25,7 @@ class GatewayProcess:
     process: subprocess.Popen[str]
     address: str
     ready_line: str
+    stderr_path: Path
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
@@ -36,7 +37,8 @@ class GatewayProcess:
             return self.process.wait(timeout=5)
 
     def stderr_text(self) -> str:
-        return self.process.stderr.read() if self.process.stderr else ""
+        """What the server has logged so far (JSON lines by default)."""
+        return self.stderr_path.read_text()
 
 
 def start_gateway_process(
@@ -66,7 +68,8 @@ def start_gateway_process(
             raise RuntimeError(f"gateway exited ({process.returncode}):\n{stderr_file.read()}")
         match = READY.search(line)
         if match:
-            return GatewayProcess(process, f"{match['host']}:{match['port']}", line.strip())
+            address = f"{match['host']}:{match['port']}"
+            return GatewayProcess(process, address, line.strip(), stderr_path)
     process.kill()
     raise RuntimeError("gateway did not become ready in time")
 

@@ -11,7 +11,7 @@ from retrieval.types import NotesReader
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig, PiiMode, should_mask
 from runtimes.summary.cache import SummaryCache
 from runtimes.summary.limits import TenantLimiter
-from runtimes.summary.summarizer import Summarizer
+from runtimes.summary.summarizer import Summarizer, SummaryMetrics
 from runtimes.summary.types import LeadScorer
 
 
@@ -66,6 +66,7 @@ def summarizer_from_settings(
     scorer: LeadScorer,
     *,
     tracer: trace.Tracer | None = None,
+    metrics: SummaryMetrics | None = None,
 ) -> Summarizer:
     """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown."""
     return Summarizer(
@@ -76,4 +77,5 @@ def summarizer_from_settings(
         limiter=TenantLimiter(settings.summaries_per_tenant),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
         tracer=tracer,
+        metrics=metrics,
     )

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from opentelemetry import trace
 
@@ -47,6 +48,16 @@ class _Generation:
     first_token_ms: float = 0.0
 
 
+class SummaryMetrics(Protocol):
+    """What summaries report to metrics (the gateway's ``Metrics`` satisfies it)."""
+
+    def record_summary_cache(self, hit: bool) -> None: ...
+
+    def record_llm_tokens(self, input_tokens: int, output_tokens: int) -> None: ...
+
+    def record_llm_error(self, reason: str) -> None: ...
+
+
 class Summarizer:
     """Streams lead summaries. One per process; shared by every request.
 
@@ -70,8 +81,10 @@ class Summarizer:
         recent_notes: int = 3,
         firm_docs: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        metrics: SummaryMetrics | None = None,
     ) -> None:
         self._notes = notes
+        self._metrics = metrics
         self._scorer = scorer
         self._llm = llm
         self._cache = cache
@@ -187,6 +200,8 @@ class Summarizer:
             with self._tracer.start_as_current_span("summary.cache_lookup") as span:
                 hit = self._cache.get(key)
                 span.set_attribute("leadgw.cache.hit", hit is not None)
+            if self._metrics is not None:
+                self._metrics.record_summary_cache(hit is not None)
             if hit is not None:
                 for chunk in hit.chunks:
                     yield TextChunk(chunk)
@@ -231,6 +246,11 @@ class Summarizer:
                 yield TextChunk(tail)
 
         usage = generation.usage or _estimated_usage(prompt, generation, emitted)
+        if self._metrics is not None and self._llm is not None:
+            if generation.failure:
+                self._metrics.record_llm_error(generation.failure)
+            if generation.llm_text or generation.usage is not None:
+                self._metrics.record_llm_tokens(usage.prompt_tokens, usage.completion_tokens)
         llm_name = self._llm.model if self._llm else FALLBACK
         result = SummaryResult(
             citations=[

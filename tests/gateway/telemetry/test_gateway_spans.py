@@ -89,7 +89,9 @@ async def test_summary_fallback_span_tree(spans: SpanRecorder, tmp_path: Path) -
             ]
         assert finals[0].fallback
         server = (await spans.wait_for("leadgw.v1.LeadService/SummarizeLead"))[0]
-        tree = {s.name: s for s in spans.finished() if s.context.trace_id == server.context.trace_id}
+        tree = {
+            s.name: s for s in spans.finished() if s.context.trace_id == server.context.trace_id
+        }
         for name in ("summary.score", "summary.retrieve", "summary.fallback", "embed query",
                      "vector search", "encode features"):  # fmt: skip
             assert name in tree, sorted(tree)
