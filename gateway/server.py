@@ -36,6 +36,9 @@ from runtimes.summary import summarizer_from_settings
 
 log = logging.getLogger(__name__)
 
+# Batches the model runs within this time run on the event loop: the executor hop costs more.
+INLINE_RUN_S = 250e-6
+
 BREAKER_GAUGE = {
     BreakerState.CLOSED: GaugeBreakerState.CLOSED,
     BreakerState.HALF_OPEN: GaugeBreakerState.HALF_OPEN,
@@ -65,6 +68,7 @@ class Gateway:
     repository: ModelRepository
     health: health.aio.HealthServicer
     closers: list[Any] = field(default_factory=list)
+    notes: NotesService | None = None
 
     @property
     def address(self) -> str:
@@ -135,6 +139,7 @@ def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
+        inline_run_s=INLINE_RUN_S,
     )
     metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
     return batcher
@@ -211,7 +216,7 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(settings, server, port, repository, health_servicer, closers)
+    return Gateway(settings, server, port, repository, health_servicer, closers, notes)
 
 
 def ready_line(gateway: Gateway) -> str:

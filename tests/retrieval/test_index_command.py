@@ -1,4 +1,4 @@
-"""``leadgw index FILE`` end to end: real gRPC on 127.0.0.1:0, a servicer calling notes_rpc."""
+"""``leadgw index FILE`` end to end: the real gateway on 127.0.0.1:0, keys and all."""
 
 from __future__ import annotations
 
@@ -10,57 +10,34 @@ from pathlib import Path
 
 import grpc
 import pytest
-from notes_helpers import local_settings
 
-from gateway import index_command, notes_rpc
+from gateway import index_command
+from gateway.auth import hash_key
 from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
-from retrieval.embedder import OnnxEmbedder
+from gateway.server import start
+from gateway.settings import Settings
 from retrieval.notes import NotesService
-from runtimes.errors import LeadgwError
 
 API_KEY = "test-key"
 TENANT = "acme"
 
 
-class NotesOnlyServicer(pb_grpc.LeadServiceServicer):
-    """The notes RPCs only, with the tenant taken from a bearer key as the real server does."""
-
-    def __init__(self, notes: NotesService) -> None:
-        self.notes = notes
-
-    async def _call(self, handler, request, context: grpc.aio.ServicerContext):
-        if dict(context.invocation_metadata()).get("authorization") != f"Bearer {API_KEY}":
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
-        try:
-            return await handler(self.notes, TENANT, request)
-        except LeadgwError as exc:
-            await context.abort(grpc.StatusCode[exc.status], exc.message)
-
-    async def IndexNotes(self, request, context):
-        return await self._call(notes_rpc.index_notes, request, context)
-
-    async def DeleteNotes(self, request, context):
-        return await self._call(notes_rpc.delete_notes, request, context)
-
-    async def SearchNotes(self, request, context):
-        return await self._call(notes_rpc.search_notes, request, context)
-
-
 @pytest.fixture
-async def gateway(
-    tmp_path: Path, embedder: OnnxEmbedder
-) -> AsyncIterator[tuple[str, NotesService]]:
-    notes = await NotesService.open(local_settings(tmp_path / "data"), embedder=embedder)
-    server = grpc.aio.server()
-    pb_grpc.add_LeadServiceServicer_to_server(NotesOnlyServicer(notes), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[str, NotesService]]:
+    """The real gateway, in this process so the tests can look into its notes store."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        f'[[keys]]\ntenant = "{TENANT}"\nscopes = ["index", "summarize"]\n'
+        f'sha256 = "{hash_key(API_KEY)}"\n'
+    )
+    settings = Settings(port=0, data_dir=tmp_path / "data", keys_file=keys, load_demo_corpus=False)
+    running = await start(settings)
+    assert running.notes is not None
     try:
-        yield f"127.0.0.1:{port}", notes
+        yield running.address, running.notes
     finally:
-        await server.stop(grace=None)
-        await notes.close()
+        await running.stop(grace=1, drain=0)
 
 
 def index_args(file: Path, address: str, **extra: object) -> argparse.Namespace:
