@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.genai_report import genai_sections
 from benchmarks.results import RunResult
 from benchmarks.sweep import SweepResult
 
@@ -86,6 +87,7 @@ def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepRe
         parts += [runs_table(runs), ""]
     if sweeps:
         parts += ["## Rate sweep", "", sweeps_table(sweeps), ""]
+    parts += genai_sections(report.get("genai", {}))
     if report["targets"]:
         parts += ["## Targets", ""]
         for name, info in report["targets"].items():

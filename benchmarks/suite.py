@@ -1,5 +1,8 @@
 """A whole bench: start what the run needs (leadgw, the transport floor, MLServer), preflight every
-target, run each mode against each target in turn, stop the servers and write the report."""
+target, run each mode against each target in turn, stop the servers and write the report.
+
+The GenAI targets (embed, search, summary) and ``--tracing`` start what they need themselves, after
+the other targets have run: see ``retrieval_suite``, ``summary_suite`` and ``tracing_suite``."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.floor_server import canned_response
+from benchmarks.genai import genai_versions, run_genai
 from benchmarks.leads import (
     Feature,
     SchemaError,
@@ -39,7 +43,9 @@ from benchmarks.servers import ServerProcess, ServerStartError, start_listening_
 from benchmarks.sweep import SweepPlan, SweepResult, run_sweep
 from benchmarks.targets import Preflight, Target, TargetError
 
-TARGETS = ("scoreleads", "modelinfer", "onnx-floor", "transport-floor", "mlserver")
+LEADGW_TARGETS = ("scoreleads", "modelinfer")
+GENAI_TARGETS = ("embed", "search", "summary")
+TARGETS = (*LEADGW_TARGETS, "onnx-floor", "transport-floor", "mlserver", *GENAI_TARGETS)
 MODES = ("closed", "open", "sweep")
 DEFAULT_TARGETS = ("scoreleads", "modelinfer", "onnx-floor", "transport-floor")
 REQUEST_POOL = 8  # distinct pre-built requests per target, cycled
@@ -73,6 +79,14 @@ class BenchConfig:
     out: Path = Path("bench-results")
     plots: bool = True
     command: str = ""
+    # GenAI targets and tracing levels (issues 5, 6, 7).
+    search_notes: tuple[int, ...] = (10_000, 100_000)
+    summary_notes: int = 10_000
+    summary_concurrency: int = 8
+    llm_first_token_ms: float = 50.0
+    summary_stream_s: float = 4.0
+    tracing: tuple[str, ...] = ()  # "off" and sampling ratios; empty: no tracing suite
+    tracing_rounds: int = 1
 
 
 @dataclass
@@ -94,6 +108,11 @@ class _Prepared:
     skipped: dict[str, str] = field(default_factory=dict)
     servers: dict[str, ServerProcess] = field(default_factory=dict)
     extra_versions: dict[str, str | None] = field(default_factory=dict)
+    schema: list[Feature] = field(default_factory=list)
+    batches: list[list[list[object]]] = field(default_factory=list)
+    # Filled by the GenAI targets and --tracing, which stop their own servers.
+    genai: dict[str, Any] = field(default_factory=dict)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
 
 
 def validate(config: BenchConfig) -> None:
@@ -107,6 +126,13 @@ def validate(config: BenchConfig) -> None:
         raise BenchError("no target to run; pass --targets or --oip")
     if config.batch < 1:
         raise BenchError("--batch must be at least 1")
+    if config.tracing:
+        if not set(LEADGW_TARGETS) & set(config.targets):
+            raise BenchError("--tracing needs a leadgw target: scoreleads or modelinfer")
+        if config.leadgw_address is not None:
+            raise BenchError("--tracing starts a gateway per level; drop --leadgw-address")
+    if "search" in config.targets and not config.search_notes:
+        raise BenchError("--search-notes: give at least one store size")
     for spec in config.oip:
         _parse_oip(spec)
 
@@ -125,8 +151,9 @@ def _schema(config: BenchConfig) -> list[Feature]:
     try:
         return load_schema(config.model_repository, config.model)
     except SchemaError as exc:
-        if "scoreleads" in config.targets:
-            raise BenchError(f"scoreleads needs the model's feature schema: {exc}") from None
+        needs = [t for t in ("scoreleads", "summary") if t in config.targets]
+        if needs:
+            raise BenchError(f"{needs[0]} needs the model's feature schema: {exc}") from None
         missing = str(exc)
     if config.features:
         return synthetic_schema(config.features)
@@ -181,11 +208,13 @@ def prepare(
     batches = [random_rows(schema, config.batch, rng) for _ in range(REQUEST_POOL)]
     matrices = [as_matrix(schema, rows) for rows in batches]
     timeout, connect = config.timeout_s, config.shape.connect_timeout_s
-    prepared = _Prepared()
+    prepared = _Prepared(schema=schema, batches=batches)
     leadgw_response: bytes | None = None
 
+    # With --tracing the leadgw targets run only in the tracing suite, on gateways of its own.
+    on_shared_gateway = [] if config.tracing else [t for t in config.targets if t in LEADGW_TARGETS]
     leadgw_address, leadgw_pid = config.leadgw_address, None
-    if leadgw_address is None and {"scoreleads", "modelinfer"} & set(config.targets):
+    if leadgw_address is None and on_shared_gateway:
         command = [
             *config.leadgw_command,
             "--port", "0",
@@ -202,6 +231,8 @@ def prepare(
         leadgw_address, leadgw_pid = server.address, server.pid
 
     for name in config.targets:
+        if name in GENAI_TARGETS or (name in LEADGW_TARGETS and name not in on_shared_gateway):
+            continue  # run by run_genai, which starts what they need
         if name == "scoreleads":
             assert leadgw_address is not None
             target: Target = score_leads_target(
@@ -328,6 +359,10 @@ def execute(
             runs.append(
                 run_load(target, shape, preflight, progress, f"{target.name} {mode} {load}")
             )
+    if config.tracing or set(GENAI_TARGETS) & set(config.targets):
+        prepared.extra_versions.update(genai_versions())
+    runs += run_genai(config, prepared.schema, prepared.batches, prepared.genai,
+                      prepared.exit_codes, progress)  # fmt: skip
     return runs, sweeps
 
 
@@ -338,6 +373,8 @@ def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
     for mode in config.modes:
         if mode == "open":
             _check_rate(config, replace(config.shape, mode="open"))
+    if "summary" in config.targets:  # its ScoreLeads runs are open-loop at --rate
+        _check_rate(config, replace(config.shape, mode="open"))
     with tempfile.TemporaryDirectory(prefix="leadgw-bench-") as scratch, ExitStack() as stack:
         try:
             prepared = prepare(config, stack, progress, Path(scratch))
@@ -345,6 +382,7 @@ def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
         except (TargetError, LoadError) as exc:
             raise BenchError(str(exc)) from None
         exit_codes = {name: server.stop() for name, server in prepared.servers.items()}
+        exit_codes.update(prepared.exit_codes)
     report = _report(config, started, prepared, runs, sweeps, exit_codes)
     plots = _plots(config, runs, sweeps, report)
     report["plots"] = [str(p) for p in plots]
@@ -396,6 +434,7 @@ def _report(
         "skipped": prepared.skipped,
         "server_exit_codes": exit_codes,
         "warnings": warnings,
+        "genai": prepared.genai,
     }
 
 

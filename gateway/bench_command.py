@@ -19,6 +19,7 @@ from benchmarks.mlserver_peer import DEFAULT_VENV
 from benchmarks.progress import NoProgress, RichProgress
 from benchmarks.suite import DEFAULT_TARGETS, MODES, TARGETS, BenchConfig, BenchError, run_bench
 from benchmarks.sweep import SweepPlan
+from benchmarks.tracing_suite import parse_levels
 from gateway.settings import BUNDLED_MODELS
 
 DESCRIPTION = """\
@@ -31,6 +32,14 @@ transport floor), mlserver (MLServer from benchmarks/.venv-mlserver with the sam
 any OIP gRPC endpoint with --oip. Modes: closed (N requests in flight), open (fixed or Poisson
 arrivals, latency from each request's intended send time), sweep (open-loop steps up to the
 highest rate whose p99 meets --slo-ms).
+
+GenAI targets (not in the default set): embed (texts/s through the ONNX embedder), search (notes
+search p50/p99 in Qdrant local mode at each --search-notes size, bulk-loaded with random
+vectors), summary (a gateway with --summary-notes notes and a loopback LLM stand-in: the
+gateway's time before the first token, and ScoreLeads p99 open-loop at --rate with and without
+--summary-concurrency summaries streaming). --tracing off,0.01,1.0 runs the leadgw targets
+closed-loop once per sampling level instead, each on its own gateway exporting OTLP/gRPC to a
+discard collector, and reports their throughput against tracing off.
 
 Writes result.json, report.md and PNG plots to --out. Exit codes: 0 done, 2 bad input or a
 target that failed its preflight, 3 the generator could not send the asked open-loop rate.
@@ -60,6 +69,17 @@ def _non_negative_float(text: str) -> float:
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part.replace("_", "")) for part in _csv(text))
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +214,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--floor-stall-ms", type=_positive_float, default=200.0, help=f"length of a freeze {d}"
     )
 
+    genai = parser.add_argument_group("GenAI targets and tracing (embed, search, summary)")
+    genai.add_argument(
+        "--search-notes",
+        type=_sizes,
+        default=(10_000, 100_000),
+        metavar="N,N",
+        help="search: store sizes in notes (default: 10000,100000; 100,000 take ~1 min to load)",
+    )
+    genai.add_argument(
+        "--summary-notes", type=_positive_int, default=10_000, help=f"summary: notes in store {d}"
+    )
+    genai.add_argument(
+        "--summary-concurrency",
+        type=_positive_int,
+        default=8,
+        help=f"summary: summaries kept streaming during the second ScoreLeads run {d}",
+    )
+    genai.add_argument(
+        "--llm-first-token-ms",
+        type=_non_negative_float,
+        default=50.0,
+        help=f"summary: the LLM stand-in's wait before its first text {d}",
+    )
+    genai.add_argument(
+        "--summary-stream-s",
+        type=_positive_float,
+        default=4.0,
+        help=f"summary: how long each background summary streams {d}",
+    )
+    genai.add_argument(
+        "--tracing",
+        type=_levels,
+        default=(),
+        metavar="off,0.01,1.0",
+        help="run the leadgw targets closed-loop once per level ('off' or a sampling ratio; "
+        "'off' is added if missing) and report throughput against tracing off",
+    )
+    genai.add_argument(
+        "--tracing-rounds",
+        type=_positive_int,
+        default=1,
+        help=f"repeat the sequence of --tracing levels, averaging each level {d}",
+    )
+
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out", type=Path, help="report folder (default: bench-results/<UTC timestamp>)"
@@ -246,6 +310,13 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         out=args.out or Path("bench-results") / stamp,
         plots=not args.no_plots,
         command=command,
+        search_notes=args.search_notes,
+        summary_notes=args.summary_notes,
+        summary_concurrency=args.summary_concurrency,
+        llm_first_token_ms=args.llm_first_token_ms,
+        summary_stream_s=args.summary_stream_s,
+        tracing=args.tracing,
+        tracing_rounds=args.tracing_rounds,
     )
 
 

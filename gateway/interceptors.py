@@ -1,11 +1,17 @@
-"""Server interceptors, outermost first: auth → (tracing) → error mapping.
+"""What runs around every leadgw RPC, outermost first: auth → tracing → error mapping.
 
-Each wraps a method's handler once and caches it, so the per-RPC cost is a dict lookup.
+Each layer is a *handler wrapper*: given a method's path and handler, it returns a new handler,
+once per method at start-up. The server registers its servicers' handlers already wrapped
+(``wrapped_registration``), so an RPC pays for three plain function calls and no gRPC
+interceptor machinery (measured: grpc.aio interceptors cost a third of ModelInfer's throughput).
+Health and reflection are registered unwrapped: orchestrators probe them without credentials.
+``*Interceptor`` classes adapt the same wrappers to ``grpc.aio.ServerInterceptor`` for servers
+that need interceptors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -28,86 +34,58 @@ METHOD_SCOPES = {
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Handler = grpc.RpcMethodHandler
+HandlerWrapper = Callable[[str, Handler], Handler]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
-def _rewrap(handler: Handler, wrap_u: Any, wrap_s: Any) -> Handler:
+def _rewrap(
+    handler: Handler,
+    wrap_unary_behavior: Callable[[Behavior], Behavior],
+    wrap_stream_behavior: Callable[[Behavior], Behavior],
+) -> Handler:
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            wrap_u(handler.unary_unary),
+            wrap_unary_behavior(handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            wrap_s(handler.unary_stream),
+            wrap_stream_behavior(handler.unary_stream),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler  # client- and bidi-streaming: leadgw serves none
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+def error_mapping(path: str, handler: Handler) -> Handler:
     """Domain errors → their status; unexpected errors → INTERNAL with a fixed message."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        wrapped = _rewrap(
-            handler, lambda b: wrap_unary(b, method), lambda b: wrap_stream(b, method)
-        )
-        self._cache[method] = wrapped
-        return wrapped
+    return _rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call but health and reflection, and checks the method's scope.
+def authentication(keys: KeyStore | None) -> HandlerWrapper:
+    """Authenticates each call and checks the method's scope; the caller is then current.
 
     With no key store (loopback only, no keys file) every caller is tenant ``default``.
     """
 
-    def __init__(self, keys: KeyStore | None) -> None:
-        self._keys = keys
-        self._cache: dict[str, Handler] = {}
+    def wrap(path: str, handler: Handler) -> Handler:
+        scope = METHOD_SCOPES.get(path)
+        method = path.rsplit("/", 1)[-1]
 
-    def _caller(self, context: grpc.aio.ServicerContext, method: str) -> Caller:
-        caller = (
-            ANONYMOUS
-            if self._keys is None
-            else self._keys.authenticate(context.invocation_metadata())
-        )
-        scope = METHOD_SCOPES.get(method)
-        if scope is not None:
-            caller.require(scope, method.rsplit("/", 1)[-1])
-        return caller
+        def caller_of(context: grpc.aio.ServicerContext) -> Caller:
+            caller = ANONYMOUS if keys is None else keys.authenticate(context.invocation_metadata())
+            if scope is not None:
+                caller.require(scope, method)
+            return caller
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-
-        def wrap_u(behavior: Any) -> Any:
+        def unary(behavior: Behavior) -> Behavior:
             async def authed(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    caller = self._caller(context, method)
+                    caller = caller_of(context)
                 except LeadgwError as error:
-                    await abort_with(context, error, method)
+                    await abort_with(context, error, path)
                 token = set_caller(caller)
                 try:
                     return await behavior(request, context)
@@ -116,12 +94,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             return authed
 
-        def wrap_s(behavior: Any) -> Any:
-            async def authed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def stream(behavior: Behavior) -> Behavior:
+            async def authed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
-                    caller = self._caller(context, method)
+                    caller = caller_of(context)
                 except LeadgwError as error:
-                    await abort_with(context, error, method)
+                    await abort_with(context, error, path)
                 token = set_caller(caller)
                 try:
                     async for response in behavior(request, context):
@@ -131,6 +109,74 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             return authed
 
-        wrapped = _rewrap(handler, wrap_u, wrap_s)
+        return _rewrap(handler, unary, stream)
+
+    return wrap
+
+
+def chain(*wrappers: HandlerWrapper) -> HandlerWrapper:
+    """One wrapper from several, the first outermost."""
+
+    def wrap(path: str, handler: Handler) -> Handler:
+        for wrapper in reversed(wrappers):
+            handler = wrapper(path, handler)
+        return handler
+
+    return wrap
+
+
+class _WrappingRegistrar:
+    """Stands in for the server while generated ``add_*Servicer_to_server`` code registers a
+    servicer: the method handlers it hands over are wrapped, then registered on the server."""
+
+    def __init__(self, server: grpc.aio.Server, wrap: HandlerWrapper) -> None:
+        self._server = server
+        self._wrap = wrap
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        # Generated code passes the same handlers again below, by name: those are wrapped.
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
+        )
+        self._server.add_registered_method_handlers(service, wrapped)
+
+
+def wrapped_registration(server: grpc.aio.Server, wrap: HandlerWrapper) -> Any:
+    """Pass this instead of the server to ``add_*Servicer_to_server``."""
+    return _WrappingRegistrar(server, wrap)
+
+
+class _WrapperInterceptor(grpc.aio.ServerInterceptor):
+    """A handler wrapper as an interceptor, wrapping each method once."""
+
+    def __init__(self, wrap: HandlerWrapper) -> None:
+        self._wrap = wrap
+        self._cache: dict[str, Handler] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        wrapped = self._wrap(method, handler)
         self._cache[method] = wrapped
         return wrapped
+
+
+class ErrorMappingInterceptor(_WrapperInterceptor):
+    def __init__(self) -> None:
+        super().__init__(error_mapping)
+
+
+class AuthInterceptor(_WrapperInterceptor):
+    def __init__(self, keys: KeyStore | None) -> None:
+        super().__init__(authentication(keys))

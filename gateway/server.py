@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -17,14 +17,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.auth import KeyStore
-from gateway.interceptors import AuthInterceptor, ErrorMappingInterceptor
+from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
 from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
-from gateway.telemetry import Metrics, Telemetry, configure_logging, server_interceptor
+from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
 from retrieval.demo_corpus import load_demo_corpus_if_empty
 from retrieval.notes import NotesService
 from runtimes.batcher import BatchingConfig, DynamicBatcher
@@ -35,9 +35,6 @@ from runtimes.scoring import LeadScorer
 from runtimes.summary import summarizer_from_settings
 
 log = logging.getLogger(__name__)
-
-# Batches the model runs within this time run on the event loop: the executor hop costs more.
-INLINE_RUN_S = 250e-6
 
 BREAKER_GAUGE = {
     BreakerState.CLOSED: GaugeBreakerState.CLOSED,
@@ -139,7 +136,6 @@ def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
-        inline_run_s=INLINE_RUN_S,
     )
     metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
     return batcher
@@ -149,7 +145,6 @@ async def start(
     settings: Settings,
     *,
     metrics: Metrics | None = None,
-    extra_interceptors: Sequence[Any] = (),
 ) -> Gateway:
     """Loads the models, binds the port and starts serving. Raises if it cannot.
 
@@ -183,17 +178,15 @@ async def start(
         # One process: a second server on the same port must fail, not silently share it.
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ]
-    server = grpc.aio.server(
-        interceptors=[
-            AuthInterceptor(keys),
-            server_interceptor(metrics=metrics),
-            *extra_interceptors,
-            ErrorMappingInterceptor(),
-        ],
-        options=options,
+    server = grpc.aio.server(options=options)
+    # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
+    # interceptors on every call; health and reflection (below) stay open and untraced.
+    wrapped = wrapped_registration(
+        server,
+        chain(authentication(keys), server_handler_wrapper(metrics=metrics), error_mapping),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, server_version()), server
+        InferenceServicer(repository, server_version()), wrapped
     )
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
         LeadServicer(
@@ -203,7 +196,7 @@ async def start(
             summarizer=summarizer,
             summary_deadline_s=settings.summary_deadline_s,
         ),
-        server,
+        wrapped,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -6,7 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_BATCHING_KEYS = frozenset({"max_batch_size", "max_queue_delay_us", "max_queue_size"})
+_BATCHING_KEYS = frozenset(
+    {"max_batch_size", "max_queue_delay_us", "max_queue_size", "inline_run_us"}
+)
+# Keys for which 0 is meaningful (off).
+_MAY_BE_ZERO = frozenset({"inline_run_us"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +23,19 @@ class BatchingConfig:
     """Longest a request waits for company once a batch could run."""
     max_queue_size: int = 4096
     """Most rows waiting; beyond it submits are refused with RESOURCE_EXHAUSTED."""
+    inline_run_us: int = 250
+    """Runs the model is known to finish within this run on the event loop, and a request that
+    finds the batcher idle runs at once in its own task: for a model this cheap, the hop to the
+    executor thread and back costs more than the run, and waiting for company buys nothing.
+    0 always batches on the executor thread."""
 
     @property
     def max_queue_delay_s(self) -> float:
         return self.max_queue_delay_us / 1e6
+
+    @property
+    def inline_run_s(self) -> float:
+        return self.inline_run_us / 1e6
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BatchingConfig:
@@ -51,6 +64,8 @@ class BatchingConfig:
             )
         for key, value in table.items():
             # bool is an int subclass; `max_batch_size = true` is a mistake, not 1.
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"[batching] {key} must be a positive integer, got {value!r}")
+            smallest = 0 if key in _MAY_BE_ZERO else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < smallest:
+                kind = "a non-negative" if smallest == 0 else "a positive"
+                raise ValueError(f"[batching] {key} must be {kind} integer, got {value!r}")
         return cls(**table)

@@ -3,7 +3,9 @@
 Built once per model version from its ``config.toml`` ``[[features]]`` tables. Encoding is
 column-wise: each feature's values are gathered across the leads and checked and converted in
 bulk; only when something is wrong does a per-lead pass run, to name the first bad lead in request
-order with a precise message.
+order with a precise message. A handful of leads (the common online request) takes a row-wise
+pure-Python path instead, since for them numpy's per-call cost, not the data, is the work; it
+produces the same matrix and the same errors.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ KINDS = ("number", "category", "boolean")
 _NUMBER_TYPES = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
 _CATEGORY_TYPES = frozenset({str, np.str_})
 _BOOLEAN_TYPES = frozenset({bool, np.bool_})
+# Up to this many leads encode row-wise in plain Python: at one lead that is ~5x faster than the
+# column path's dozen numpy calls; the column path wins from about ten.
+ROW_WISE_MAX_LEADS = 8
 _TYPE_WORDS = {
     "number": "a number",
     "category": "a category name (string)",
@@ -183,6 +188,30 @@ class FeatureSpec:
             bad |= ~present
         return values, _first(bad)
 
+    def encode_value(self, value: FeatureValue) -> float | None:
+        """One value, encoded; None if it is bad. The scalar twin of ``encode_column``: for any
+        value both give the same number, and both call the same values bad."""
+        if value is None:
+            return None if self.required else self.default
+        kind = type(value)
+        if self.kind == "number":
+            if kind not in _NUMBER_TYPES:
+                return None
+            number = float(value)  # type: ignore[arg-type]
+            if math.isfinite(number) and self.minimum <= number <= self.maximum:
+                return number
+            return None
+        if self.kind == "category":
+            if kind not in _CATEGORY_TYPES:
+                return None
+            code = self.index.get(value)
+            if code is not None:
+                return float(code)
+            return self.default if self.on_unknown == "default" else None
+        if kind not in _BOOLEAN_TYPES:
+            return None
+        return 1.0 if value else 0.0
+
     def problem(self, value: FeatureValue) -> str | None:
         """What is wrong with one value, for the error message; None if it is acceptable."""
         if value is None:
@@ -243,6 +272,9 @@ class FeatureSchema:
             for kind in ("number", "boolean")
         ]
         self._categories = [i for i, spec in enumerate(specs) if spec.kind == "category"]
+        self._value_encoders = [(spec.name, spec.encode_value) for spec in specs]
+        # Per column, the function that words a reason (``reason_label``), for hot loops.
+        self.labellers: list[Callable[[FeatureValue], str]] = [s.reason_label for s in specs]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FeatureSchema:
@@ -257,6 +289,27 @@ class FeatureSchema:
 
     def encode(self, leads: Sequence[LeadInput]) -> np.ndarray:
         """float32 [len(leads), width], C-contiguous; InvalidInput names the first bad lead."""
+        if 0 < len(leads) <= ROW_WISE_MAX_LEADS:
+            return self.encode_rows(leads)
+        return self.encode_columns(leads)
+
+    def encode_rows(self, leads: Sequence[LeadInput]) -> np.ndarray:
+        """``encode`` lead by lead in plain Python: fastest for a few leads."""
+        known = self._known
+        encoders = self._value_encoders
+        rows = []
+        for row, lead in enumerate(leads):
+            features = lead.features
+            if lead.lead_id and features.keys() <= known:
+                values = [encode(features.get(name)) for name, encode in encoders]
+                if None not in values:
+                    rows.append(values)
+                    continue
+            raise InvalidInput(self._explain(row, lead))
+        return np.array(rows, dtype=np.float32).reshape(len(leads), self.width)
+
+    def encode_columns(self, leads: Sequence[LeadInput]) -> np.ndarray:
+        """``encode`` feature by feature with numpy: fastest from a few dozen leads."""
         n = len(leads)
         out = np.empty((n, self.width), dtype=np.float32)
         first_bad = n

@@ -3,7 +3,11 @@
 Nothing is created at import; ``Telemetry.configure`` does it once at start-up.
 """
 
-from gateway.telemetry.interceptor import UNTRACED_SERVICES, server_interceptor
+from gateway.telemetry.interceptor import (
+    UNTRACED_SERVICES,
+    server_handler_wrapper,
+    server_interceptor,
+)
 from gateway.telemetry.logs import configure_logging
 from gateway.telemetry.metrics import BreakerState, Metrics
 from gateway.telemetry.setup import Telemetry
@@ -18,5 +22,6 @@ __all__ = [
     "configure_logging",
     "current_span_context",
     "record_batch_stats",
+    "server_handler_wrapper",
     "server_interceptor",
 ]

@@ -4,6 +4,7 @@ gateway (started in this process so the in-memory exporter sees its spans)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import grpc
@@ -13,7 +14,7 @@ from opentelemetry import trace
 from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.server import start
-from gateway.settings import Settings
+from gateway.settings import BUNDLED_MODELS, Settings
 from tests.gateway.telemetry.telemetry_helpers import SpanRecorder
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -47,10 +48,26 @@ async def test_score_leads_span_tree_continues_the_callers_trace(
         await gateway.stop(grace=1, drain=0)
 
 
+def always_batching_repository(tmp_path: Path) -> Path:
+    """The bundled model with ``inline_run_us = 0``: every run goes through the batch queue
+    (the bundled setting runs this cheap model at once when the batcher is idle)."""
+    repository = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS, repository)
+    config = repository / "lead_scorer" / "config.toml"
+    config.write_text(config.read_text().replace("inline_run_us = 250", "inline_run_us = 0"))
+    return repository
+
+
 async def test_batched_burst_links_one_batch_to_many_request_spans(
     spans: SpanRecorder, tmp_path: Path
 ) -> None:
-    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
+    settings = Settings(
+        port=0,
+        data_dir=tmp_path,
+        load_demo_corpus=False,
+        model_repository=always_batching_repository(tmp_path),
+    )
+    gateway = await start(settings)
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = pb_grpc.LeadServiceStub(channel)

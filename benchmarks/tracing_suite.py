@@ -1,0 +1,202 @@
+"""``--tracing``: the leadgw targets' closed-loop throughput at several trace sampling ratios.
+
+Each level gets a gateway of its own (the sampler is read at start-up): ``off`` is the gateway's
+default (no span exporter, nothing sampled); a ratio exports with the real OTLP/gRPC exporter,
+``parentbased_traceidratio``, to a discard collector the bench starts. Levels run in turn, and
+with ``rounds`` > 1 the whole sequence repeats, so a drift of the machine over the run falls on
+every level alike. Throughput is compared as the mean ok req/s of a level over the ``off`` mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.progress import ProgressSink
+from benchmarks.results import RunResult
+from benchmarks.runner import run_load
+from benchmarks.servers import ServerStartError, start_listening_server
+from benchmarks.targets import GrpcUnaryTarget, Preflight, TargetError
+
+if TYPE_CHECKING:
+    from benchmarks.suite import BenchConfig
+
+OFF = "off"
+# Issue 7: the throughput a sampling ratio may cost, as a share of the tracing-off throughput.
+COST_TARGETS = {0.01: 0.03, 1.0: 0.15}
+
+
+def parse_levels(text: str) -> tuple[str, ...]:
+    """``off,0.01,1.0`` → ("off", "0.01", "1"); ``off`` is added first when missing."""
+    levels: list[str] = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part == OFF:
+            levels.append(OFF)
+            continue
+        try:
+            ratio = float(part)
+        except ValueError:
+            raise ValueError(f"--tracing: {part!r} is neither 'off' nor a ratio") from None
+        if not 0 < ratio <= 1:
+            raise ValueError(f"--tracing: a sampling ratio is in (0, 1], not {part}")
+        levels.append(f"{ratio:g}")
+    if OFF not in levels:
+        levels.insert(0, OFF)
+    return tuple(dict.fromkeys(levels))
+
+
+def label(level: str) -> str:
+    return "tracing off" if level == OFF else f"sampling {float(level):.0%}"
+
+
+def tracing_env(level: str, collector: str | None) -> dict[str, str]:
+    """The gateway's environment for ``level``; inherited OTEL_* are dropped so only ours count."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_METRICS_EXPORTER"] = "none"
+    if level == OFF or collector is None:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+        return env
+    env.update(
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://{collector}",
+        OTEL_EXPORTER_OTLP_TRACES_INSECURE="true",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG=level,
+    )
+    return env
+
+
+@dataclass(slots=True)
+class TracingRow:
+    """One target at one level, over every round."""
+
+    target: str
+    level: str
+    runs: list[str]  # labels in the runs list
+    ok_rps: float  # mean over rounds
+    p50_ms: float
+    p99_ms: float
+    throughput_ratio: float | None  # ok_rps over the same target's tracing-off ok_rps
+    cost: float | None  # 1 − ratio: the share of throughput tracing took
+    cost_target: float | None
+    met: bool | None
+    spans_exported: int  # received by the collector over the level's gateway lifetime
+    exports: int
+
+
+@dataclass(slots=True)
+class TracingResult:
+    levels: list[str]
+    rounds: int
+    rows: list[TracingRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _one_level(
+    config: BenchConfig,
+    level: str,
+    round_no: int,
+    targets: list[GrpcUnaryTarget],
+    progress: ProgressSink,
+) -> tuple[list[RunResult], dict[str, int], dict[str, int | None]]:
+    shape = replace(config.shape, mode="closed")
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="leadgw-bench-otlp-") as tmp:
+        counts_path = Path(tmp) / "counts.json"
+        collector = None
+        servers = {}
+        if level != OFF:
+            command = [sys.executable, "-m", "benchmarks.discard_collector",
+                       "--counts", str(counts_path)]  # fmt: skip
+            collector = stack.enter_context(
+                start_listening_server("otlp-discard", command, config.server_ready_timeout_s)
+            )
+            servers["otlp-discard"] = collector
+        command = [
+            *config.leadgw_command,
+            "--port", "0",
+            "--model-repository", str(config.model_repository),
+        ]  # fmt: skip
+        progress.note(f"starting leadgw with {label(level)} (round {round_no})")
+        env = tracing_env(level, collector.address if collector else None)
+        gateway = stack.enter_context(
+            start_listening_server("leadgw-tracing", command, config.server_ready_timeout_s, env)
+        )
+        runs = []
+        for base in targets:
+            name = f"{base.name} [{label(level)}] #{round_no}"
+            target = replace(base, name=name, address=gateway.address, server_pid=gateway.pid)
+            preflight = _preflight(target, config.shape.connect_timeout_s)
+            runs.append(run_load(target, shape, preflight, progress, name))
+        # The gateway flushes its spans when it stops; then the collector writes its counts.
+        exit_codes = {f"leadgw-tracing {level} #{round_no}": gateway.stop()}
+        if collector is not None:
+            exit_codes[f"otlp-discard {level} #{round_no}"] = collector.stop()
+        counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
+    return runs, counts, exit_codes
+
+
+def _preflight(target: GrpcUnaryTarget, timeout_s: float) -> Preflight:
+    return asyncio.run(target.preflight(timeout_s))
+
+
+def run_tracing(
+    config: BenchConfig, levels: tuple[str, ...], rounds: int, targets: list[GrpcUnaryTarget],
+    progress: ProgressSink,
+) -> tuple[list[RunResult], TracingResult, dict[str, int | None]]:  # fmt: skip
+    """Every level, ``rounds`` times, each against its own gateway."""
+    by_key: dict[tuple[str, str], list[RunResult]] = {}
+    spans: dict[str, dict[str, int]] = {level: {"spans": 0, "exports": 0} for level in levels}
+    all_runs: list[RunResult] = []
+    exit_codes: dict[str, int | None] = {}
+    for round_no in range(1, rounds + 1):
+        for level in levels:
+            try:
+                runs, counts, codes = _one_level(config, level, round_no, targets, progress)
+            except ServerStartError as exc:
+                raise TargetError(f"--tracing {level}: {exc}") from None
+            exit_codes.update(codes)
+            for key in ("spans", "exports"):
+                spans[level][key] += int(counts.get(key, 0))
+            for base, run in zip(targets, runs, strict=True):
+                by_key.setdefault((base.name, level), []).append(run)
+            all_runs += runs
+    rows = []
+    for base in targets:
+        off_rps = _mean([r.ok_rps for r in by_key[(base.name, OFF)]])
+        for level in levels:
+            runs = by_key[(base.name, level)]
+            ok_rps = _mean([r.ok_rps for r in runs])
+            ratio = ok_rps / off_rps if off_rps and level != OFF else None
+            cost = None if ratio is None else 1 - ratio
+            cost_target = None if level == OFF else COST_TARGETS.get(float(level))
+            rows.append(
+                TracingRow(
+                    target=base.name,
+                    level=level,
+                    runs=[r.target for r in runs],
+                    ok_rps=ok_rps,
+                    p50_ms=_mean([r.latency_ms.p50 for r in runs]),
+                    p99_ms=_mean([r.latency_ms.p99 for r in runs]),
+                    throughput_ratio=ratio,
+                    cost=cost,
+                    cost_target=cost_target,
+                    met=None if cost is None or cost_target is None else cost <= cost_target,
+                    spans_exported=spans[level]["spans"],
+                    exports=spans[level]["exports"],
+                )
+            )
+    return all_runs, TracingResult(list(levels), rounds, rows), exit_codes
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,153 @@
+"""Inline runs: a batcher with ``inline_run_s`` runs small, already-timed batches on the event
+loop's thread, and callers see exactly what the executor path gives them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from runtimes.batcher import DynamicBatcher
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Recorder:
+    """A fast batch function that notes which thread ran each batch."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.sizes: list[int] = []
+        self.fail = False
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        self.sizes.append(len(x))
+        if self.fail:
+            raise ValueError("model blew up")
+        return {"sum": x.sum(axis=1), "double": x * 2}
+
+
+def rows(n: int, start: float) -> np.ndarray:
+    return (start + np.arange(n * 3, dtype=np.float32)).reshape(n, 3)
+
+
+def make(model: Recorder, inline_run_s: float) -> DynamicBatcher:
+    return DynamicBatcher(
+        model,
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        name="inline",
+        inline_run_s=inline_run_s,
+    )
+
+
+async def test_small_batches_run_on_the_loop_after_one_is_timed() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    loop_thread = threading.get_ident()
+    try:
+        first = await batcher.submit(rows(4, 0.0))  # untimed: goes to the executor
+        later = [await batcher.submit(rows(n, 100.0 * n)) for n in (1, 2, 4)]
+        bigger = await batcher.submit(rows(8, 5000.0))  # larger than any timed batch
+        again = await batcher.submit(rows(8, 6000.0))
+    finally:
+        await batcher.close()
+    assert model.threads[0] != loop_thread
+    assert model.threads[1:4] == [loop_thread] * 3
+    assert model.threads[4] != loop_thread
+    assert model.threads[5] == loop_thread
+    for out, x in zip(
+        [first, *later, bigger, again],
+        [
+            rows(4, 0.0),
+            rows(1, 100.0),
+            rows(2, 200.0),
+            rows(4, 400.0),
+            rows(8, 5000.0),
+            rows(8, 6000.0),
+        ],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(out["sum"], x.sum(axis=1))
+        np.testing.assert_array_equal(out["double"], x * 2)
+    assert batcher.stats.batches == 6
+
+
+async def test_an_idle_cheap_request_runs_at_once_in_its_own_task() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    try:
+        await batcher.submit(rows(16, 0.0))  # timed on the executor first
+        inputs = [rows(n, 1000.0 * i) for i, n in enumerate([1, 3, 2, 5, 1])]
+        results = await asyncio.gather(*(batcher.submit_with_stats(x) for x in inputs))
+    finally:
+        await batcher.close()
+    # Each found the batcher idle and ran at once: no waiting for company, no queue.
+    assert model.sizes[1:] == [1, 3, 2, 5, 1]
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result.outputs["sum"], x.sum(axis=1))
+        assert result.batch_requests == 1 and result.batch_size == len(x)
+    assert len({r.batch_id for r in results}) == len(inputs)
+
+
+async def test_requests_arriving_while_a_batch_runs_still_merge() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    release = threading.Event()
+    slow_started = threading.Event()
+
+    def slow_then_fast(x: np.ndarray) -> dict[str, np.ndarray]:
+        if len(x) == 32:  # untimed size: runs on the executor, and holds it
+            slow_started.set()
+            release.wait(5)
+        return model(x)
+
+    batcher._run_batch = slow_then_fast  # the batch function is the model boundary here
+    try:
+        running = asyncio.ensure_future(batcher.submit(rows(32, 0.0)))
+        await asyncio.to_thread(slow_started.wait, 5)
+        queued = [asyncio.ensure_future(batcher.submit(rows(n, 100.0 * n))) for n in (1, 2, 3)]
+        await asyncio.sleep(0)
+        release.set()
+        outs = await asyncio.gather(*queued)
+        await running
+    finally:
+        await batcher.close()
+    assert model.sizes == [32, 6]  # the three that queued behind it ran as one batch
+    for n, out in zip((1, 2, 3), outs, strict=True):
+        np.testing.assert_array_equal(out["sum"], rows(n, 100.0 * n).sum(axis=1))
+
+
+async def test_a_direct_run_error_reaches_its_caller() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    try:
+        await batcher.submit(rows(4, 0.0))
+        model.fail = True
+        with pytest.raises(ValueError, match="model blew up"):
+            await batcher.submit(rows(1, 10.0))
+        model.fail = False
+        after = await batcher.submit(rows(1, 30.0))
+    finally:
+        await batcher.close()
+    np.testing.assert_array_equal(after["sum"], rows(1, 30.0).sum(axis=1))
+    assert batcher.stats.failed_batches == 1
+
+
+async def test_off_by_default_and_for_slow_batches() -> None:
+    model = Recorder()
+    default = DynamicBatcher(model, max_batch_size=64, max_queue_delay_s=0.001, max_queue_size=64)
+    slow = make(model, inline_run_s=1e-12)  # no real batch runs that fast
+    loop_thread = threading.get_ident()
+    try:
+        for batcher in (default, slow):
+            for n in (4, 1, 2):
+                await batcher.submit(rows(n, 0.0))
+    finally:
+        await default.close()
+        await slow.close()
+    assert loop_thread not in model.threads

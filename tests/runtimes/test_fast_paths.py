@@ -1,0 +1,167 @@
+"""The small-request fast paths equal the general paths: same matrix, same errors, same scores.
+
+Each fast path (row-wise encoding, plain-Python ranks and top reasons) is run side by side with
+the vectorised path it shortcuts, on the committed lead model's schema and on values chosen to
+hit every branch: missing, wrongly typed, out of range, non-finite, unknown names, and ties.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtimes import scoring
+from runtimes.errors import InvalidInput
+from runtimes.model_config import find_config, load_config
+from runtimes.schema import FeatureSchema, FeatureSpec
+from runtimes.types import LeadInput
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "lead_scorer"
+
+
+@pytest.fixture(scope="module")
+def schema() -> FeatureSchema:
+    return FeatureSchema.from_config(load_config(find_config(MODEL_DIR, MODEL_DIR / "1")).raw)
+
+
+def good_value(spec: FeatureSpec, rng: random.Random) -> Any:
+    if spec.kind == "number":
+        low = max(spec.minimum, -1e6)
+        high = min(spec.maximum, 1e6)
+        value = rng.uniform(low, high)
+        return round(value) if rng.random() < 0.3 else value
+    if spec.kind == "category":
+        return rng.choice(spec.categories)
+    return rng.random() < 0.5
+
+
+def bad_value(spec: FeatureSpec, rng: random.Random) -> Any:
+    choices: list[Any] = [None, "not-a-number", 1.5, True, float("nan"), float("inf"), [1]]
+    if spec.kind == "number":
+        choices += [spec.minimum - 1.0, spec.maximum * 2 + 1.0, -float("inf")]
+    if spec.kind == "category":
+        choices += ["no_such_category", 3]
+    return rng.choice(choices)
+
+
+def random_leads(schema: FeatureSchema, count: int, rng: random.Random, bad: float) -> list:
+    leads = []
+    for i in range(count):
+        features: dict[str, Any] = {}
+        for spec in schema.specs:
+            roll = rng.random()
+            if roll < bad:
+                features[spec.name] = bad_value(spec, rng)
+            elif roll < bad + 0.1 and (bad > 0 or not spec.required):
+                continue  # absent: the default, or (required) an error
+            else:
+                features[spec.name] = good_value(spec, rng)
+        if rng.random() < bad / 4:
+            features["no_such_feature"] = 1.0
+        lead_id = "" if rng.random() < bad / 8 else f"L-{i}"
+        leads.append(LeadInput(lead_id, features))
+    return leads
+
+
+def outcome(encode: Any, leads: list[LeadInput]) -> tuple[str, Any]:
+    try:
+        return "ok", encode(leads)
+    except InvalidInput as error:
+        return "error", error.message
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.02, 0.1, 0.5])
+def test_row_wise_encoding_equals_column_wise(schema: FeatureSchema, bad: float) -> None:
+    rng = random.Random(int(bad * 1000))
+    errors = 0
+    for trial in range(400):
+        leads = random_leads(schema, 1 + trial % 8, rng, bad)
+        kind_rows, rows = outcome(schema.encode_rows, leads)
+        kind_columns, columns = outcome(schema.encode_columns, leads)
+        assert kind_rows == kind_columns, (leads, rows, columns)
+        if kind_rows == "ok":
+            assert rows.dtype == columns.dtype == np.float32
+            assert rows.shape == columns.shape == (len(leads), schema.width)
+            assert rows.flags.c_contiguous
+            np.testing.assert_array_equal(rows, columns)
+        else:
+            errors += 1
+            assert rows == columns
+    if bad >= 0.1:
+        assert errors > 100  # the error branches were really exercised
+    if bad == 0.0:
+        assert errors == 0
+
+
+def test_encode_picks_the_row_wise_path_only_for_a_few_leads(schema: FeatureSchema) -> None:
+    rng = random.Random(7)
+    for count in (1, 8, 9, 40):
+        leads = random_leads(schema, count, rng, 0.0)
+        np.testing.assert_array_equal(schema.encode(leads), schema.encode_columns(leads))
+
+
+@pytest.fixture(scope="module")
+def served() -> Any:
+    from runtimes.repository import ModelRepository
+
+    return ModelRepository._load_version("lead_scorer", "1", MODEL_DIR / "1")
+
+
+def outputs_with_ties(rows: int, width: int, rng: random.Random) -> dict[str, np.ndarray]:
+    # Few distinct values, so equal probabilities and equal |contributions| are common.
+    probability = rng.choices([0.01, 0.05, 0.2, 0.2, 0.5], k=rows)
+    contributions = [
+        [rng.choice([0.0, 0.5, -0.5, 1.25, -2.0]) for _ in range(width)] for _ in range(rows)
+    ]
+    return {
+        "probability": np.array(probability, dtype=np.float32).reshape(rows, 1),
+        "logit": np.array([rng.uniform(-4, 4) for _ in range(rows)], np.float32).reshape(rows, 1),
+        "contributions": np.array(contributions, dtype=np.float32),
+    }
+
+
+@pytest.mark.parametrize("max_reasons", [0, 1, 3, 100])
+def test_small_scores_equal_vectorised_scores(
+    served: Any, max_reasons: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(max_reasons)
+    for trial in range(60):
+        count = 1 + trial % scoring.SMALL_LEADS
+        leads = random_leads(served.schema, count, rng, 0.0)
+        outputs = outputs_with_ties(count, served.width, rng)
+        small = scoring.build_scores(served, leads, outputs, max_reasons)
+        monkeypatch.setattr(scoring, "SMALL_LEADS", 0)
+        general = scoring.build_scores(served, leads, outputs, max_reasons)
+        monkeypatch.undo()
+        assert small == general
+
+
+def test_ties_rank_in_request_order_and_reasons_in_column_order(served: Any) -> None:
+    leads = [LeadInput(f"L-{i}", {}) for i in range(3)]
+    width = served.width
+    contributions = np.zeros((3, width), dtype=np.float32)
+    contributions[:, [2, 5, 9]] = [0.5, -0.5, 0.5]
+    outputs = {
+        "probability": np.array([[0.2], [0.3], [0.2]], dtype=np.float32),
+        "logit": np.zeros((3, 1), dtype=np.float32),
+        "contributions": contributions,
+    }
+    names = served.schema.names
+    for small in (True, False):
+        scores = (
+            scoring.build_scores(served, leads, outputs, 3)
+            if small
+            else _general(served, leads, outputs, 3)
+        )
+        assert [s.rank for s in scores] == [2, 1, 3]
+        assert [r.feature for r in scores[0].reasons] == [names[2], names[5], names[9]]
+
+
+def _general(served: Any, leads: list, outputs: dict, k: int) -> list:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "SMALL_LEADS", 0)
+        return scoring.build_scores(served, leads, outputs, k)
