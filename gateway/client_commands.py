@@ -123,9 +123,14 @@ def read_leads(path: str) -> Iterator[LeadInput]:
                 raise ValueError(f"{path}:{line}: not valid JSON: {exc.msg}") from exc
             if not isinstance(record, dict) or "lead_id" not in record:
                 raise ValueError(f"{path}:{line}: expected an object with a 'lead_id'")
-            features = record.get("features")
-            if features is None:
-                features = {k: v for k, v in record.items() if k != "lead_id"}
+            nested = record.get("features")
+            if nested is not None and not isinstance(nested, dict):
+                raise ValueError(f"{path}:{line}: 'features' must be an object")
+            features = (
+                nested
+                if nested is not None
+                else {k: v for k, v in record.items() if k != "lead_id"}
+            )
             yield LeadInput(str(record["lead_id"]), dict(features))
 
 

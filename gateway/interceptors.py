@@ -12,7 +12,7 @@ that need interceptors.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -33,7 +33,8 @@ METHOD_SCOPES = {
 # Standard services every orchestrator probes without credentials.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
-Handler = grpc.RpcMethodHandler
+# grpc's handler type is an untyped namedtuple-like class; mypy cannot use it as a type.
+Handler: TypeAlias = Any
 HandlerWrapper = Callable[[str, Handler], Handler]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
@@ -134,8 +135,8 @@ class _WrappingRegistrar:
         self._wrap = wrap
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        # Generated code passes the same handlers again below, by name: those are wrapped.
-        pass
+        """Ignored: generated code passes the same handlers again, by name, to
+        ``add_registered_method_handlers``, where they are wrapped and registered."""
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
