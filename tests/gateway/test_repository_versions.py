@@ -1,0 +1,57 @@
+"""Versions in the model repository, and server reflection, through the real server."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from leads_helpers import sample_leads, score_request
+
+from gateway.pb.inference import grpc_service_pb2 as oip
+from gateway.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from gateway.settings import BUNDLED_MODELS
+
+
+def two_versions(tmp_path: Path) -> Path:
+    """The bundled model as versions 1 and 2, plus a broken version 3."""
+    repository = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS, repository)
+    model = repository / "lead_scorer"
+    shutil.copytree(model / "1", model / "2")
+    (model / "3").mkdir()
+    (model / "3" / "model.onnx").write_bytes(b"not an onnx file")
+    return repository
+
+
+def test_latest_serves_by_default_and_every_loaded_version_is_addressable(
+    gateway_process, tmp_path: Path
+) -> None:
+    gateway = gateway_process("--model-repository", str(two_versions(tmp_path)))
+    assert "lead_scorer v1,2" in gateway.ready_line
+    request = score_request(sample_leads(2))
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        assert {s.model_version for s in stub.ScoreLeads(request).scores} == {"2"}
+        request.model_version = "1"
+        assert {s.model_version for s in stub.ScoreLeads(request).scores} == {"1"}
+        index = oip_grpc.GRPCInferenceServiceStub(channel).RepositoryIndex(
+            oip.RepositoryIndexRequest()
+        )
+    states = {(m.version, m.state) for m in index.models}
+    assert states == {("1", "READY"), ("2", "READY"), ("3", "FAILED")}
+    assert next(m.reason for m in index.models if m.version == "3")  # says why
+
+
+def test_reflection_lists_the_services(shared_gateway) -> None:
+    with grpc.insecure_channel(shared_gateway.address) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {
+        "leadgw.v1.LeadService",
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+    } <= services
