@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
 import grpc
+import numpy as np
+import onnxruntime as ort
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -15,6 +18,8 @@ from gateway.pb.inference import grpc_service_pb2 as oip
 from gateway.pb.inference import grpc_service_pb2_grpc as oip_grpc
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.settings import BUNDLED_MODELS
+from runtimes.model_config import load_config
+from runtimes.schema import FeatureSchema
 
 
 def two_versions(tmp_path: Path) -> Path:
@@ -55,3 +60,28 @@ def test_reflection_lists_the_services(shared_gateway) -> None:
         "inference.GRPCInferenceService",
         "grpc.health.v1.Health",
     } <= services
+
+
+async def test_concurrent_mixed_sizes_and_versions_each_get_their_own_rows(
+    gateway_process, tmp_path: Path
+) -> None:
+    repository = two_versions(tmp_path)
+    config = repository / "lead_scorer" / "config.toml"
+    # Always through the batch queue, so concurrent requests really share model runs.
+    config.write_text(config.read_text().replace("inline_run_us = 250", "inline_run_us = 0"))
+    gateway = gateway_process("--model-repository", str(repository))
+    schema = FeatureSchema.from_config(load_config(config).raw)
+    session = ort.InferenceSession(str(BUNDLED_MODELS / "lead_scorer" / "1" / "model.onnx"))
+    requests = []
+    for i in range(24):
+        leads = sample_leads(1 + (i * 7) % 40, seed=100 + i, prefix=f"r{i}-")
+        requests.append((leads, score_request(leads, model_version=str(1 + i % 2))))
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        responses = await asyncio.gather(*(stub.ScoreLeads(r) for _, r in requests))
+    for (leads, request), response in zip(requests, responses, strict=True):
+        expected = session.run(["probability"], {"features": schema.encode(leads)})[0][:, 0]
+        assert [s.lead_id for s in response.scores] == [lead.lead_id for lead in leads]
+        assert {s.model_version for s in response.scores} == {request.model_version}
+        got = np.array([s.probability for s in response.scores])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
