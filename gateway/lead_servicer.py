@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 
 from gateway import lead_codec, notes_rpc, summary_rpc
 from gateway.auth import current_caller
@@ -14,8 +17,10 @@ from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.notes import NotesService
 from runtimes.errors import Unavailable
-from runtimes.scoring import LeadScorer, is_heavy
+from runtimes.repository import ServedModel
+from runtimes.scoring import LeadScorer, build_scores, is_heavy
 from runtimes.summary import Summarizer
+from runtimes.types import LeadInput
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -35,6 +40,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         summary_deadline_s: float = 20.0,
     ) -> None:
         self._scorer = scorer
+        self._converter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
         self._default_max_reasons = default_max_reasons
         self._notes = notes
         self._summarizer = summarizer
@@ -43,21 +49,39 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
     async def ScoreLeads(
         self, request: pb.ScoreLeadsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScoreLeadsResponse:
-        heavy = is_heavy(len(request.leads))
-        if heavy:
-            leads = await asyncio.to_thread(lead_codec.leads_from_pb, request.leads)
-        else:
-            leads = lead_codec.leads_from_pb(request.leads)
-        scores = await self._scorer.score_leads(
-            leads,
-            model=request.model_name or None,
-            version=request.model_version or None,
-            max_reasons=request.max_reasons or self._default_max_reasons,
-            deadline=deadline_of(context),
+        model = request.model_name or None
+        version = request.model_version or None
+        max_reasons = request.max_reasons or self._default_max_reasons
+        if not is_heavy(len(request.leads)):
+            scores = await self._scorer.score_leads(
+                lead_codec.leads_from_pb(request.leads),
+                model=model,
+                version=version,
+                max_reasons=max_reasons,
+                deadline=deadline_of(context),
+            )
+            return lead_codec.scores_to_pb(scores)
+        # A big request's per-lead Python runs on the conversion thread, in two hops (decode and
+        # encode; reasons and the response), so the event loop stays free for everyone else and
+        # big requests do not fight each other for the GIL on a pool of threads.
+        loop = asyncio.get_running_loop()
+        leads, served, features = await loop.run_in_executor(
+            self._converter, contextvars.copy_context().run, self._decode, request, model, version
         )
-        if heavy:
-            return await asyncio.to_thread(lead_codec.scores_to_pb, scores)
-        return lead_codec.scores_to_pb(scores)
+        outputs = await served.infer(features, deadline_of(context))
+        return await loop.run_in_executor(
+            self._converter, _encode_response, served, leads, outputs, max_reasons
+        )
+
+    def _decode(
+        self, request: pb.ScoreLeadsRequest, model: str | None, version: str | None
+    ) -> tuple[list[LeadInput], ServedModel, np.ndarray]:
+        leads = lead_codec.leads_from_pb(request.leads)
+        served, features = self._scorer.prepare(leads, model, version)
+        return leads, served, features
+
+    def close(self) -> None:
+        self._converter.shutdown(wait=False, cancel_futures=True)
 
     async def IndexNotes(
         self, request: pb.IndexNotesRequest, context: grpc.aio.ServicerContext
@@ -89,3 +113,9 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         if self._notes is None:
             raise Unavailable("the notes store is not available on this server")
         return self._notes
+
+
+def _encode_response(
+    served: ServedModel, leads: list[LeadInput], outputs: dict[str, np.ndarray], max_reasons: int
+) -> pb.ScoreLeadsResponse:
+    return lead_codec.scores_to_pb(build_scores(served, leads, outputs, max_reasons))

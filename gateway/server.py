@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -121,6 +121,13 @@ async def _open_notes(settings: Settings) -> NotesService | None:
     return notes
 
 
+def _as_async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def closer() -> None:
+        close()
+
+    return closer
+
+
 def _record_batch(
     metrics: Metrics, model: str, version: str, rows: int, run_s: float, waits: list[float]
 ) -> None:
@@ -188,16 +195,15 @@ async def start(
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, server_version()), wrapped
     )
-    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(
-        LeadServicer(
-            scorer,
-            default_max_reasons=settings.default_max_reasons,
-            notes=notes,
-            summarizer=summarizer,
-            summary_deadline_s=settings.summary_deadline_s,
-        ),
-        wrapped,
+    lead_servicer = LeadServicer(
+        scorer,
+        default_max_reasons=settings.default_max_reasons,
+        notes=notes,
+        summarizer=summarizer,
+        summary_deadline_s=settings.summary_deadline_s,
     )
+    closers.append(_as_async(lead_servicer.close))
+    lead_service_pb2_grpc.add_LeadServiceServicer_to_server(lead_servicer, wrapped)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
