@@ -20,7 +20,7 @@ from retrieval import validation as v
 from retrieval.chunking import Chunker
 from retrieval.embedder import Embedder, open_embedder
 from retrieval.report import IndexReport, IndexStatus, NoteOutcome
-from retrieval.store import NotesStore, NoteWrite, StoredNote, make_client
+from retrieval.store import NotesStore, NoteWrite, StoredNote
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.errors import InvalidInput, LeadgwError, NotFound
 from runtimes.types import FeatureValue, LeadInput
@@ -118,13 +118,7 @@ class NotesService:
         owned = embedder is None
         emb = embedder if embedder is not None else await open_embedder(settings)
         try:
-            store = await NotesStore.open(
-                lambda: make_client(settings),
-                dim=emb.dim,
-                embedder_name=emb.name,
-                # A local-mode client is bound to its thread; a server client can take more.
-                threads=4 if settings.qdrant_url else 1,
-            )
+            store = await NotesStore.open_for(settings, dim=emb.dim, embedder_name=emb.name)
         except BaseException:
             if owned:
                 await emb.close()
