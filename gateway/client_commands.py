@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from gateway import lead_codec
 from gateway.auth import SCOPES, hash_key, new_key
@@ -43,6 +44,18 @@ def add_commands(commands: Any) -> None:
     score.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     score.set_defaults(func=run_score)
 
+    summarize = commands.add_parser(
+        "summarize",
+        help="stream a gateway's summary of one lead, then its citations and timings",
+        description="Stream SummarizeLead for LEAD_ID from a running gateway (needs scope "
+        "'summarize' when keys are in use): the text as it arrives, then the cited notes, "
+        "which generator wrote it (an LLM, or the marked fallback) and the latency breakdown.",
+    )
+    summarize.add_argument("lead_id", help="the lead to summarise, e.g. demo-0001")
+    _connection_arguments(summarize, timeout=30.0)
+    summarize.add_argument("--json", action="store_true", help="print the final message as JSON")
+    summarize.set_defaults(func=run_summarize)
+
     models = commands.add_parser(
         "models",
         help="list the models a gateway has loaded, their versions and status",
@@ -72,7 +85,7 @@ def add_commands(commands: Any) -> None:
     create.set_defaults(func=run_keys_create)
 
 
-def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+def _connection_arguments(parser: argparse.ArgumentParser, timeout: float = 10.0) -> None:
     parser.add_argument(
         "--address", default=DEFAULT_ADDRESS, help=f"gateway host:port (default {DEFAULT_ADDRESS})"
     )
@@ -81,7 +94,9 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("LEADGW_API_KEY", ""),
         help="API key (default: $LEADGW_API_KEY; none needed on a loopback gateway without keys)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    parser.add_argument(
+        "--timeout", type=float, default=timeout, help=f"seconds per call (default {timeout:g})"
+    )
 
 
 def _metadata(api_key: str) -> tuple[tuple[str, str], ...]:
@@ -198,6 +213,48 @@ def _print_table(ranked: list[pb.LeadScore]) -> None:
             f"\nmodel {ranked[0].model_name} v{ranked[0].model_version}; reasons are signed "
             "contributions to the log-odds (positive raises the odds)"
         )
+
+
+# ---- summarize ----
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    final = None
+    with grpc.insecure_channel(args.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        try:
+            for message in stub.SummarizeLead(
+                pb.SummarizeLeadRequest(lead_id=args.lead_id),
+                timeout=args.timeout,
+                metadata=_metadata(args.api_key),
+            ):
+                if message.WhichOneof("event") == "text":
+                    if not args.json:
+                        print(message.text, end="", flush=True)
+                else:
+                    final = message.final
+        except grpc.RpcError as exc:
+            print(f"\nleadgw summarize: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    if final is None:
+        print("leadgw summarize: the stream ended without a final message", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json_format.MessageToJson(final, preserving_proto_field_name=True))
+        return 0
+    print("\n")
+    for citation in final.citations:
+        when = citation.created_at.ToDatetime().date().isoformat()
+        print(f"[{citation.index}] {citation.note_id} ({when})")
+    written_by = "fallback: " + final.fallback_reason if final.fallback else final.generator
+    latency = final.latency
+    print(
+        f"\nwritten by {written_by}; score {final.score.probability:.1%}; "
+        f"score {latency.score_ms:.0f} ms, retrieve {latency.retrieve_ms:.0f} ms, "
+        f"first token {latency.first_token_ms:.0f} ms, total {latency.total_ms:.0f} ms"
+        + ("; from cache" if final.cached else "")
+    )
+    return 0
 
 
 # ---- models ----

@@ -27,7 +27,7 @@ def leadgw(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     done = leadgw("--help")
     assert done.returncode == 0
-    for command in ("serve", "score", "models", "keys", "train", "index", "bench"):
+    for command in ("serve", "score", "summarize", "models", "keys", "train", "index", "bench"):
         assert command in done.stdout
     serve_help = leadgw("serve", "--help").stdout
     assert "--port" in serve_help and "LEADGW_" in serve_help

@@ -4,6 +4,9 @@ stubs, and an OpenAI-protocol server on loopback standing in for the LLM provide
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -230,5 +233,33 @@ async def test_demo_corpus_is_loaded_on_first_start(tmp_path: Path) -> None:
             assert final.fallback and final.generator == "fallback"  # no LLM configured
             assert final.fallback_reason == "not_configured"
             assert final.citations and text
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "summarize",
+                "demo-0001",
+                "--address",
+                gateway.address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert done.returncode == 0, done.stderr
+        assert "written by fallback: not_configured" in done.stdout
+        assert re.search(r"^\[1\] \S+ \(\d{4}-\d\d-\d\d\)$", done.stdout, re.MULTILINE)
+        missing = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway", "summarize", "nobody", "--address", gateway.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     finally:
         await asyncio.to_thread(gateway.stop)
