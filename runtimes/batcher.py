@@ -223,12 +223,10 @@ class DynamicBatcher:
     ) -> BatchResult:
         """Like ``submit``, with the queue wait and the batch that computed the result."""
         direct = self._may_run_directly(rows)
-        request = self._admit(rows, deadline, wake=not direct)
+        request = self._admit(rows, deadline, enqueue=not direct)
         if direct:
             # Idle, nothing queued, and a run this small is cheaper than waking the worker task:
             # run it now, in the caller's task (two event-loop passes sooner).
-            self._pending.remove(request)
-            self._queued_rows -= request.n
             await self._execute([request])
             return request.future.result()
         try:
@@ -244,7 +242,9 @@ class DynamicBatcher:
             return False
         return self.run_time.estimate(int(rows.shape[0])) <= self.inline_run_s
 
-    def _admit(self, rows: np.ndarray, deadline: float | None, *, wake: bool = True) -> _Request:
+    def _admit(self, rows: np.ndarray, deadline: float | None, *, enqueue: bool = True) -> _Request:
+        """Checks a submit (closed, shape, deadline, room) and makes its request; ``enqueue``
+        queues it and wakes the worker, which a request run directly does not need."""
         if self._closed:
             raise Unavailable(f"{self.name} is shutting down and accepts no new requests")
         if np.ndim(rows) < 1 or rows.shape[0] == 0:
@@ -277,11 +277,11 @@ class DynamicBatcher:
             not self._running,
             span_context=current_span_context(),
         )
-        self._pending.append(request)
-        self._queued_rows += n
-        if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, request.seq, request))
-        if wake:
+        if enqueue:
+            self._pending.append(request)
+            self._queued_rows += n
+            if deadline is not None:
+                heapq.heappush(self._deadlines, (deadline, request.seq, request))
             self._start_worker()
             self._maybe_wake(request)
         return request

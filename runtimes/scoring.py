@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,15 +39,11 @@ class LeadScorer:
         max_reasons: int = 3,
         deadline: float | None = None,
     ) -> list[LeadScore]:
-        """Scores leads in request order. Big requests encode and decode on a worker thread, so
-        one 10,000-lead request never stalls the event loop that every other request needs."""
-        if is_heavy(len(leads)):
-            served, features = await asyncio.to_thread(self.prepare, leads, model, version)
-        else:
-            served, features = self.prepare(leads, model, version)
+        """Scores leads in request order, encoding and decoding on the event loop: meant for
+        small requests (summaries score one lead). A caller with ``is_heavy`` many leads runs
+        ``prepare`` and ``build_scores`` off the loop itself, as ``ScoreLeads`` does."""
+        served, features = self.prepare(leads, model, version)
         outputs = await served.infer(features, deadline)
-        if is_heavy(len(leads)):
-            return await asyncio.to_thread(build_scores, served, leads, outputs, max_reasons)
         return build_scores(served, leads, outputs, max_reasons)
 
     def prepare(
