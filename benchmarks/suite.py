@@ -55,6 +55,12 @@ class BenchError(Exception):
     """The bench cannot run as asked; the message is one line for the user."""
 
 
+def leadgw_serve_command(workers: int | None = None) -> tuple[str, ...]:
+    """``leadgw serve`` in this interpreter, with ``--workers`` when given."""
+    command: tuple[str, ...] = (sys.executable, "-m", "gateway", "serve")
+    return command if workers is None else (*command, "--workers", str(workers))
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything one ``leadgw bench`` run needs; every field lands in the result file."""
@@ -71,6 +77,7 @@ class BenchConfig:
     timeout_s: float = 5.0
     leadgw_address: str | None = None
     leadgw_command: tuple[str, ...] = (sys.executable, "-m", "gateway", "serve")
+    """How the bench starts a gateway (see ``leadgw_serve_command``)."""
     server_ready_timeout_s: float = 60.0
     mlserver_venv: Path = DEFAULT_VENV
     mlserver_parallel_workers: int = 0

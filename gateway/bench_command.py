@@ -17,7 +17,15 @@ from rich.console import Console
 from benchmarks.loadgen import LoadShape
 from benchmarks.mlserver_peer import DEFAULT_VENV
 from benchmarks.progress import NoProgress, RichProgress
-from benchmarks.suite import DEFAULT_TARGETS, MODES, TARGETS, BenchConfig, BenchError, run_bench
+from benchmarks.suite import (
+    DEFAULT_TARGETS,
+    MODES,
+    TARGETS,
+    BenchConfig,
+    BenchError,
+    leadgw_serve_command,
+    run_bench,
+)
 from benchmarks.sweep import SweepPlan
 from benchmarks.tracing_suite import parse_levels
 from gateway.settings import BUNDLED_MODELS
@@ -116,6 +124,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--features",
         type=_positive_int,
         help="tensor columns, when the model's config.toml is not at hand (default: from it)",
+    )
+    what.add_argument(
+        "--leadgw-workers",
+        type=_positive_int,
+        metavar="N",
+        help="gateways the bench starts run `leadgw serve --workers N` "
+        "(default: leadgw's own, one per usable core)",
     )
     what.add_argument(
         "--leadgw-address",
@@ -302,6 +317,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         features=args.features,
         timeout_s=args.timeout,
         leadgw_address=args.leadgw_address,
+        leadgw_command=leadgw_serve_command(args.leadgw_workers),
         server_ready_timeout_s=args.server_ready_timeout,
         mlserver_venv=args.mlserver_venv,
         mlserver_parallel_workers=args.mlserver_parallel_workers,

@@ -21,7 +21,9 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML settings file (keys: setting names)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default 50051)")
-    parser.add_argument("--workers", type=int, help="processes sharing the port (default 1)")
+    parser.add_argument(
+        "--workers", type=int, help="processes sharing the port (default: one per usable core)"
+    )
     parser.add_argument("--model-repository", type=Path, help="model repository folder")
     parser.add_argument("--keys-file", type=Path, help="API keys file (TOML, hashed keys)")
     parser.add_argument("--data-dir", type=Path, help="where embedded Qdrant keeps its files")

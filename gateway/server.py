@@ -28,6 +28,7 @@ from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
 from retrieval.demo_corpus import load_demo_corpus_if_empty
 from retrieval.notes import NotesService
+from retrieval.shared_store import StoreLink
 from runtimes.batcher import BatchingConfig, DynamicBatcher
 from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
@@ -88,7 +89,9 @@ class Gateway:
         await self.repository.close()
 
 
-def _key_store(settings: Settings) -> KeyStore | None:
+def _key_store(settings: Settings, *, quiet: bool = False) -> KeyStore | None:
+    """The API keys, or None (loopback only). Raises ValueError for a bad keys file or for a
+    non-loopback address without one."""
     if settings.keys_file is not None:
         return KeyStore.from_file(settings.keys_file)
     if not is_loopback(settings.host):
@@ -96,24 +99,36 @@ def _key_store(settings: Settings) -> KeyStore | None:
             f"refusing to serve on {settings.host} without a keys file: set LEADGW_KEYS_FILE "
             "(see `leadgw keys create --help`) or bind to 127.0.0.1"
         )
-    log.warning("no keys file: every caller is tenant 'default' (allowed on loopback only)")
+    if not quiet:
+        log.warning("no keys file: every caller is tenant 'default' (allowed on loopback only)")
     return None
 
 
-async def _open_notes(settings: Settings) -> NotesService | None:
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """What a process started by ``serve --workers N`` (gateway/workers.py) is told."""
+
+    index: int
+    store: StoreLink | None = None
+    """The local Qdrant store the supervisor hosts; None with a Qdrant server."""
+    notes_off: str | None = None
+    """Why notes and summaries are off in every worker (the store could not start)."""
+
+
+async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesService | None:
     """The notes store, or None if it cannot open: scoring never waits on GenAI's parts."""
-    if settings.workers > 1 and not settings.qdrant_url:
-        log.warning(
-            "notes and summaries are off: embedded Qdrant is single-process; with --workers > 1 "
-            "set LEADGW_QDRANT_URL to a Qdrant server"
+    if role is not None and role.notes_off is not None:
+        log.error(
+            "notes store unavailable, summaries and notes RPCs will refuse: %s", role.notes_off
         )
         return None
     try:
-        notes = await NotesService.open(settings)
+        notes = await NotesService.open(settings, shared=None if role is None else role.store)
     except LeadgwError as exc:
         log.error("notes store unavailable, summaries and notes RPCs will refuse: %s", exc.message)
         return None
-    if settings.load_demo_corpus:
+    # One worker loads the demo corpus; the supervisor announces readiness after all of them.
+    if settings.load_demo_corpus and (role is None or role.index == 0):
         report = await load_demo_corpus_if_empty(notes)
         if report is not None:
             log.info(
@@ -153,10 +168,12 @@ async def start(
     settings: Settings,
     *,
     metrics: Metrics | None = None,
+    role: WorkerRole | None = None,
 ) -> Gateway:
     """Loads the models, binds the port and starts serving. Raises if it cannot.
 
-    Telemetry is configured by the caller (``serve``): providers are process-global.
+    Telemetry is configured by the caller (``serve``): providers are process-global. ``role``:
+    this process is one of ``serve --workers N``, sharing the port and the local store.
     """
     keys = _key_store(settings)
     metrics = metrics or Metrics.from_provider()
@@ -170,7 +187,7 @@ async def start(
         max_leads=settings.max_leads_per_request,
     )
     closers: list[Any] = []
-    notes = await _open_notes(settings)
+    notes = await _open_notes(settings, role)
     summarizer = None
     if notes is not None:
         closers.append(notes.close)
@@ -183,8 +200,8 @@ async def start(
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        # One process: a second server on the same port must fail, not silently share it.
-        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+        # Alone, a second server on the same port must fail, not silently share it.
+        ("grpc.so_reuseport", 0 if role is None else 1),
     ]
     server = grpc.aio.server(options=options)
     # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
@@ -230,12 +247,16 @@ def ready_line(gateway: Gateway) -> str:
     )
 
 
-async def serve(settings: Settings, announce: Callable[[Gateway], None] | None = None) -> int:
+async def serve(
+    settings: Settings,
+    announce: Callable[[Gateway], None] | None = None,
+    role: WorkerRole | None = None,
+) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
     telemetry = Telemetry.configure(metrics_port=settings.metrics_port)
     try:
-        gateway = await start(settings, metrics=telemetry.metrics)
+        gateway = await start(settings, metrics=telemetry.metrics, role=role)
     except BaseException:
         await asyncio.to_thread(telemetry.shutdown)
         raise
@@ -270,11 +291,13 @@ async def serve(settings: Settings, announce: Callable[[Gateway], None] | None =
 
 def run_serve(settings: Settings) -> int:
     """``leadgw serve``: one process, or ``workers`` processes sharing the port."""
-    if settings.workers > 1:
-        from gateway.workers import run_workers
-
-        return run_workers(settings)
     try:
+        if settings.workers > 1:
+            from gateway.workers import run_workers
+
+            # A bad keys file or bind address would stop every worker: say so once, start nothing.
+            _key_store(settings, quiet=True)
+            return run_workers(settings)
         return asyncio.run(serve(settings))
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"leadgw serve: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODELS = PROJECT_ROOT / "models"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow), capped at
+    the ``workers`` limit."""
+    return max(1, min(64, len(os.sched_getaffinity(0))))
+
+
 class Settings(BaseSettings):
     """leadgw settings. Environment: ``LEADGW_<FIELD>`` (e.g. ``LEADGW_PORT=50052``)."""
 
@@ -34,8 +41,8 @@ class Settings(BaseSettings):
     """Address to bind. Anything other than loopback requires a keys file."""
     port: int = Field(50051, ge=0, le=65535)
     """Port to bind; 0 picks a free one (printed in the ready line)."""
-    workers: int = Field(1, ge=1, le=64)
-    """Server processes sharing the port through SO_REUSEPORT."""
+    workers: int = Field(default_factory=usable_cores, ge=1, le=64)
+    """Server processes sharing the port through SO_REUSEPORT; default one per usable core."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
     drain_s: float = Field(1.0, ge=0)

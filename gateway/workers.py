@@ -1,8 +1,10 @@
 """``leadgw serve --workers N``: N gateway processes on one port through SO_REUSEPORT.
 
 Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
-connections across them. The parent only supervises: it prints one ready line when every worker
-is serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
+connections across them. The parent supervises: it prints one ready line when every worker is
+serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
+Without a Qdrant server it also hosts the one embedded store every worker shares
+(:mod:`retrieval.shared_store`), started before the workers and stopped after them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import os
 import signal
 import socket
 import sys
+from functools import partial
 from typing import Any
 
+from gateway.server import WorkerRole
 from gateway.settings import Settings
+from retrieval.shared_store import StoreHost
+from retrieval.store import open_local_client
+from runtimes.errors import Unavailable
 
 READY_TIMEOUT_S = 120.0
 
@@ -29,14 +36,16 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return holder
 
 
-def _worker_main(settings: Settings, index: int, ready: Any) -> None:
+def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
     from gateway.server import serve
+
+    index = role.index
 
     def announce(gateway: Any) -> None:
         ready.put((index, os.getpid(), gateway.port))
 
     try:
-        code = asyncio.run(serve(settings, announce=announce))
+        code = asyncio.run(serve(settings, announce=announce, role=role))
     except Exception as exc:  # the parent reports it; the worker just fails
         ready.put((index, os.getpid(), f"error: {exc}"))
         code = 2
@@ -50,12 +59,33 @@ def _for_worker(settings: Settings, index: int) -> Settings:
     return settings.model_copy(update={"metrics_port": settings.metrics_port + index})
 
 
+def _start_store(settings: Settings) -> tuple[StoreHost | None, str | None]:
+    """The shared local store (None with a Qdrant server), or why there is none."""
+    if settings.qdrant_url:
+        return None, None
+    try:
+        return StoreHost.start(partial(open_local_client, settings.data_dir / "qdrant")), None
+    except Unavailable as exc:
+        return None, exc.message
+
+
 def run_workers(settings: Settings) -> int:
     try:
         holder = _reserve_port(settings.host, settings.port)
     except OSError as exc:
         print(f"leadgw serve: cannot bind {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 2
+    store, notes_off = _start_store(settings)
+    try:
+        return _supervise(settings, holder, store, notes_off)
+    finally:
+        if store is not None:
+            store.stop()
+
+
+def _supervise(
+    settings: Settings, holder: socket.socket, store: StoreHost | None, notes_off: str | None
+) -> int:
     port = holder.getsockname()[1]
     worker_settings = settings.model_copy(update={"port": port})
     context = multiprocessing.get_context("spawn")
@@ -63,13 +93,18 @@ def run_workers(settings: Settings) -> int:
     workers = [
         context.Process(
             target=_worker_main,
-            args=(_for_worker(worker_settings, i), i, ready),
+            args=(
+                _for_worker(worker_settings, i),
+                WorkerRole(i, None if store is None else store.link, notes_off),
+                ready,
+            ),
             name=f"leadgw-{i}",
         )
         for i in range(settings.workers)
     ]
     # Workers install their own handlers; until they are up, the parent must not die on a signal.
     stopping = False
+    started = False
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -90,6 +125,7 @@ def run_workers(settings: Settings) -> int:
                 forward(signal.SIGTERM, None)
                 break
         else:
+            started = True
             print(
                 f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
                 f"(pids {', '.join(str(w.pid) for w in workers)}); try: leadgw score "
@@ -104,6 +140,8 @@ def run_workers(settings: Settings) -> int:
     for worker in workers:
         worker.join()
     codes = [worker.exitcode for worker in workers]
+    if not started:
+        return 2  # as a single process that cannot start
     return 0 if all(code == 0 for code in codes) and not _failed_early(codes, stopping) else 1
 
 

@@ -20,6 +20,7 @@ from retrieval import validation as v
 from retrieval.chunking import Chunker
 from retrieval.embedder import Embedder, open_embedder
 from retrieval.report import IndexReport, IndexStatus, NoteOutcome
+from retrieval.shared_store import StoreLink
 from retrieval.store import NotesStore, NoteWrite, StoredNote
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.errors import InvalidInput, LeadgwError, NotFound
@@ -109,8 +110,15 @@ class NotesService:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, settings: Settings, embedder: Embedder | None = None) -> NotesService:
-        """Opens the store named by ``settings`` and, unless one is given, the embedder.
+    async def open(
+        cls,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        *,
+        shared: StoreLink | None = None,
+    ) -> NotesService:
+        """Opens the store named by ``settings`` (``shared``: the local store a ``--workers``
+        supervisor hosts) and, unless one is given, the embedder.
 
         An embedder passed in stays the caller's to close; one opened here is closed by
         :meth:`close`.
@@ -118,7 +126,9 @@ class NotesService:
         owned = embedder is None
         emb = embedder if embedder is not None else await open_embedder(settings)
         try:
-            store = await NotesStore.open_for(settings, dim=emb.dim, embedder_name=emb.name)
+            store = await NotesStore.open_for(
+                settings, dim=emb.dim, embedder_name=emb.name, shared=shared
+            )
         except BaseException:
             if owned:
                 await emb.close()

@@ -27,6 +27,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from retrieval.client_runner import ClientRunner, ProcessRunner, ThreadRunner
+from retrieval.shared_store import SharedRunner, StoreLink
 from runtimes.errors import FailedPrecondition, Unavailable
 
 if TYPE_CHECKING:
@@ -166,14 +167,23 @@ class NotesStore:
         return await cls._open(ThreadRunner(threads), client_factory, dim, embedder_name)
 
     @classmethod
-    async def open_for(cls, settings: Settings, *, dim: int, embedder_name: str) -> NotesStore:
-        """The store ``settings`` name: a server client on four threads, or local mode in a
-        child process of its own (its scans would otherwise hold this process's GIL)."""
+    async def open_for(
+        cls,
+        settings: Settings,
+        *,
+        dim: int,
+        embedder_name: str,
+        shared: StoreLink | None = None,
+    ) -> NotesStore:
+        """The store ``settings`` name: a server client on four threads; or local mode in a
+        child process of its own (its scans would otherwise hold this process's GIL); or, for
+        a worker of ``serve --workers N`` (``shared``), the local client its supervisor hosts."""
         if settings.qdrant_url:
             factory = partial(make_client, settings)
             return await cls._open(ThreadRunner(4), factory, dim, embedder_name)
         local = partial(open_local_client, settings.data_dir / "qdrant")
-        return await cls._open(ProcessRunner(), local, dim, embedder_name)
+        runner: ClientRunner = ProcessRunner() if shared is None else SharedRunner(shared)
+        return await cls._open(runner, local, dim, embedder_name)
 
     @classmethod
     async def _open(

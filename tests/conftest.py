@@ -49,6 +49,9 @@ def start_gateway_process(
         **os.environ,
         "LEADGW_DATA_DIR": str(tmp_path / "data"),
         "LEADGW_LOAD_DEMO_CORPUS": "false",
+        # One process unless a test asks for more (--workers wins over the environment): the
+        # default, one per core, would triple every test gateway's start-up work.
+        "LEADGW_WORKERS": "1",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

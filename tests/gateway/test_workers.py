@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import grpc
 import psutil
 from leads_helpers import sample_leads, score_request
 
+from gateway.pb.leadgw.v1 import lead_service_pb2 as lead_pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from gateway.settings import Settings
 
 
 def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None:
@@ -34,3 +37,59 @@ def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None
     assert not any(
         psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
     )
+
+
+def _workers_serving(pids: list[int], port: int) -> set[int]:
+    """The workers holding an established connection to the shared port right now."""
+    return {
+        pid
+        for pid in pids
+        for conn in psutil.Process(pid).net_connections(kind="tcp")
+        if conn.status == psutil.CONN_ESTABLISHED and conn.laddr.port == port
+    }
+
+
+def test_workers_share_one_embedded_store(gateway_process) -> None:
+    gateway = gateway_process("--workers", "2")
+    pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
+    port = int(gateway.address.rsplit(":", 1)[1])
+    # Open connections until the kernel has given each worker at least one (bounded).
+    channels: list[grpc.Channel] = []
+    try:
+        while len(channels) < 40:
+            # A local subchannel pool: a connection of its own, not the process-wide shared one.
+            channel = grpc.insecure_channel(
+                gateway.address, options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            grpc.channel_ready_future(channel).result(timeout=10)
+            channels.append(channel)
+            if _workers_serving(pids, port) == set(pids):
+                break
+        assert _workers_serving(pids, port) == set(pids), "the kernel never reached a worker"
+
+        # Each connection writes its own note; every connection then reads every note back.
+        for i, channel in enumerate(channels):
+            note = lead_pb.Note(
+                note_id=f"n{i}", lead_id="lead-1", kind="call", text=f"Call number {i} about bonds."
+            )
+            reply = pb_grpc.LeadServiceStub(channel).IndexNotes(
+                lead_pb.IndexNotesRequest(notes=[note]), timeout=30
+            )
+            assert reply.added == 1, reply
+        expected = {f"n{i}" for i in range(len(channels))}
+        for channel in channels:
+            hits = pb_grpc.LeadServiceStub(channel).SearchNotes(
+                lead_pb.SearchNotesRequest(query="bonds", top_k=len(expected)), timeout=30
+            )
+            assert {h.note_id for h in hits.hits} == expected
+    finally:
+        for channel in channels:
+            channel.close()
+
+    assert gateway.stop() == 0
+    assert "notes and summaries are off" not in gateway.stderr_text()
+
+
+def test_workers_default_to_one_per_usable_core() -> None:
+    assert Settings().workers == min(64, len(os.sched_getaffinity(0)))
+    assert Settings(workers=1).workers == 1
