@@ -52,16 +52,19 @@ def otlp_protocol(signal: str, environ: Mapping[str, str] = os.environ) -> str:
 
 def span_exporters_from_env() -> list[SpanExporter]:
     """Exporters named by ``OTEL_TRACES_EXPORTER``; endpoints, headers and timeouts are read
-    from ``OTEL_EXPORTER_OTLP_*`` by the exporters themselves."""
+    from ``OTEL_EXPORTER_OTLP_*`` by the exporters themselves.
+
+    OTLP/gRPC uses ``WireOTLPSpanExporter``: the official exporter, but writing the request
+    bytes itself, far faster. OTLP/HTTP stays on the official exporter and its encoder."""
     exporters: list[SpanExporter] = []
     for name in selected("OTEL_TRACES_EXPORTER"):
         if name == "console":
             # sys.stdout as it is now: the SDK's default is bound when it is imported.
             exporters.append(ConsoleSpanExporter(out=sys.stdout))
         elif otlp_protocol("TRACES") == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from gateway.telemetry._otlp_wire import WireOTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter())
+            exporters.append(WireOTLPSpanExporter())
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter as HTTPSpanExporter,

@@ -50,11 +50,18 @@ async def test_score_leads_span_tree_continues_the_callers_trace(
 
 def always_batching_repository(tmp_path: Path) -> Path:
     """The bundled model with ``inline_run_us = 0``: every run goes through the batch queue
-    (the bundled setting runs this cheap model at once when the batcher is idle)."""
+    (the bundled setting runs this cheap model at once when the batcher is idle), and a queue
+    delay of 200 ms, so that requests decoded one after another on a busy machine still meet in
+    a batch (the bundled 0.5 ms is shorter than decoding one of them)."""
     repository = tmp_path / "models"
     shutil.copytree(BUNDLED_MODELS, repository)
     config = repository / "lead_scorer" / "config.toml"
-    config.write_text(config.read_text().replace("inline_run_us = 250", "inline_run_us = 0"))
+    text = config.read_text()
+    for old, new in (("inline_run_us = 250", "inline_run_us = 0"),
+                     ("max_queue_delay_us = 500", "max_queue_delay_us = 200000")):  # fmt: skip
+        assert old in text, f"the bundled config changed: {old!r} is gone"
+        text = text.replace(old, new)
+    config.write_text(text)
     return repository
 
 
