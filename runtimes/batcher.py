@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 BatchFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 Outputs = dict[str, np.ndarray]
+_Ran = tuple[list[Outputs], float]  # each caller's outputs, and the run's own seconds
 
 MIN_RETRY_AFTER_S = 0.005
 """Floor of the retry hint on a full queue: sooner than this a retry would meet the same queue."""
@@ -508,12 +509,12 @@ class DynamicBatcher:
         started: float,
         finished: asyncio.Future[BaseException | None],
         span_context: SpanContext | None,
-        job: Future[list[Outputs]],
+        job: Future[_Ran],
     ) -> None:
         self._running = False
         error: BaseException | None = None
         try:
-            per_caller = job.result()
+            per_caller, compute_s = job.result()
         except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
             error = exc
             self._stats.failed_batches += 1
@@ -521,7 +522,10 @@ class DynamicBatcher:
         else:
             run_s = time.monotonic() - started
             total = sum(request.n for request in batch)
-            self.run_time.observe(total, run_s)
+            # The model's own time, not run_s: learned with the executor hop in it (100-300 µs
+            # on a busy machine, against a 7 µs run), a cheap model looks too slow to run
+            # inline, so every batch takes the hop again and the estimate never comes down.
+            self.run_time.observe(total, compute_s)
             self._largest_timed = max(self._largest_timed, total)
             self._stats.batches += 1
             self._stats.rows += total
@@ -590,9 +594,9 @@ def _call_in_loop(
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _run_now(run_batch: BatchFn, inputs: list[np.ndarray]) -> Future[list[Outputs]]:
+def _run_now(run_batch: BatchFn, inputs: list[np.ndarray]) -> Future[_Ran]:
     """On the loop's own thread: the same work as the executor's, as an already-done future."""
-    job: Future[list[Outputs]] = Future()
+    job: Future[_Ran] = Future()
     try:
         job.set_result(_run_and_split(run_batch, inputs))
     except Exception as exc:  # the model's error, delivered exactly as the executor would
@@ -600,10 +604,13 @@ def _run_now(run_batch: BatchFn, inputs: list[np.ndarray]) -> Future[list[Output
     return job
 
 
-def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> list[Outputs]:
-    """In the executor: concatenate once, run, give each caller a copy of its rows."""
+def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
+    """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
+    the run's own time, taken on this thread: what ``RunTimeModel`` learns (see ``_finish``)."""
     batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+    started = time.perf_counter()
     outputs = run_batch(batch)
+    compute_s = time.perf_counter() - started
     total = batch.shape[0]
     for name, value in outputs.items():
         if np.ndim(value) == 0 or np.shape(value)[0] != total:
@@ -611,11 +618,12 @@ def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> list[Outputs
                 f"output {name!r} has shape {np.shape(value)}; expected {total} rows first"
             )
     if len(inputs) == 1:
-        return [outputs]  # the whole batch belongs to this one caller: nothing to share
+        return [outputs], compute_s  # the whole batch is this one caller's: nothing to share
     bounds = np.cumsum([0] + [len(rows) for rows in inputs])
     # Copies, not views: a caller may write to its arrays, and a view would keep the whole
     # batch's outputs alive as long as any one caller holds its part.
-    return [
+    per_caller = [
         {name: np.array(value[start:end]) for name, value in outputs.items()}
         for start, end in itertools.pairwise(bounds)
     ]
+    return per_caller, compute_s

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -151,3 +153,48 @@ async def test_off_by_default_and_for_slow_batches() -> None:
         await default.close()
         await slow.close()
     assert loop_thread not in model.threads
+
+
+class SlowHopExecutor(ThreadPoolExecutor):
+    """An executor whose hand-off is slow (a busy machine's thread wake-ups), not its work."""
+
+    def __init__(self, hop_s: float) -> None:
+        super().__init__(max_workers=1)
+        self.hop_s = hop_s
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.submitted += 1
+
+        def late() -> object:
+            time.sleep(self.hop_s)
+            return fn(*args, **kwargs)
+
+        return super().submit(late)
+
+
+async def test_the_executor_hop_is_not_learned_as_run_time() -> None:
+    """A slow hop to the executor must not make a cheap model look expensive: learned that way,
+    every later batch would take the hop again and keep the estimate high for good."""
+    model = Recorder()
+    executor = SlowHopExecutor(hop_s=0.02)
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        name="hop",
+        executor=executor,
+        inline_run_s=0.005,  # far above the model's run, far below the 20 ms hop
+    )
+    loop_thread = threading.get_ident()
+    try:
+        await batcher.submit(rows(4, 0.0))  # untimed: goes to the executor, and its hop
+        for n in (1, 2, 4, 3):
+            await batcher.submit(rows(n, 10.0 * n))
+    finally:
+        await batcher.close()
+        executor.shutdown()
+    assert executor.submitted == 1
+    assert model.threads[1:] == [loop_thread] * 4
+    assert batcher.run_time.estimate(4) < 0.005
