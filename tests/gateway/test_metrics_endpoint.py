@@ -23,6 +23,21 @@ def _metrics_port(gateway) -> int:
     raise AssertionError(gateway.stderr_text())
 
 
+def _scrape(port: int) -> tuple[str, list[str], dict[str, str]]:
+    """The metrics text, its RPC count lines, and ScoreLeads' count line by status code."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    counts = [
+        line for line in text.splitlines() if "rpc_server_duration_milliseconds_count" in line
+    ]
+    by_status = {
+        re.search(r'rpc_grpc_status_code="(\d+)"', line)[1]: line
+        for line in counts
+        if 'rpc_method="ScoreLeads"' in line
+    }
+    return text, counts, by_status
+
+
 def test_metrics_and_json_logs_after_traffic(gateway_process) -> None:
     gateway = gateway_process("--metrics-port", "0", env={"LEADGW_LOAD_DEMO_CORPUS": "true"})
     port = _metrics_port(gateway)
@@ -40,8 +55,14 @@ def test_metrics_and_json_logs_after_traffic(gateway_process) -> None:
             stub.ScoreLeads(pb.ScoreLeadsRequest(), timeout=10)
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
+    # The server sends an aborted RPC's status before it records the RPC, so the scrape may run
+    # a moment before the refused ScoreLeads is counted: scrape until it is (bounded).
+    deadline = time.monotonic() + 10
+    while True:
+        text, counts, by_status = _scrape(port)
+        if "3" in by_status or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for name in (
         "rpc_server_duration_milliseconds_count",
         "leadgw_batch_size",
@@ -50,14 +71,6 @@ def test_metrics_and_json_logs_after_traffic(gateway_process) -> None:
         "leadgw_batcher_queue_depth",
     ):
         assert name in text, name
-    counts = [
-        line for line in text.splitlines() if "rpc_server_duration_milliseconds_count" in line
-    ]
-    by_status = {
-        re.search(r'rpc_grpc_status_code="(\d+)"', line)[1]: line
-        for line in counts
-        if 'rpc_method="ScoreLeads"' in line
-    }
     assert by_status["0"].endswith(" 1.0") and by_status["3"].endswith(" 1.0")
     assert any('rpc_method="SummarizeLead"' in line for line in counts)
     # Every log line the server wrote is a JSON record.
