@@ -91,6 +91,7 @@ def run_genai(
             concurrency=config.summary_concurrency,
             llm_first_token_ms=config.llm_first_token_ms,
             stream_s=config.summary_stream_s,
+            rounds=config.summary_rounds,
             duration_s=config.shape.duration_s,
         )
         score = score_leads_target(

@@ -73,22 +73,30 @@ def summary_section(s: dict[str, Any]) -> list[str]:
     parts += [
         "",
         f"ScoreLeads p99 with {s['concurrency']} summaries streaming, against "
-        f"{_ms(s['p99_alone_ms'])} ms alone (open loop at the same rate; target: ratio ≤ "
-        f"{s['target_ratio']:.2f}). held: opened before the run, streaming through all of it; "
-        "churn: replaced as each ends, so scoring and retrieval of new summaries overlap the run.",
+        f"{_ms(s['p99_alone_ms'])} ms alone (open loop at the same rate; target: within "
+        f"{s['target_ratio'] - 1:.0%} of each other, i.e. a ratio from {1 / s['target_ratio']:.2f} "
+        f"to {s['target_ratio']:.2f}). held: opened before the run, streaming through all of it; "
+        "churn: replaced as each ends, so scoring and retrieval of new summaries overlap the run."
+        + (
+            f" {s['rounds']} rounds of alone, held and churn in turn; p99s are of each kind's "
+            "latencies pooled over the rounds, and each round's own ratio is listed."
+            if s.get("rounds", 1) > 1
+            else ""
+        ),
         "",
-        "| summaries | stream s | p99 ms | ratio | verdict | started | completed | fell back "
-        "| errors | fewest open while measured |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| summaries | stream s | p99 ms | ratio | verdict | rounds' ratios | started | completed "
+        "| fell back | errors | fewest open while measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in s["with_summaries"]:
         b = w["background"]
         ratio = "-" if w["p99_ratio"] is None else f"{w['p99_ratio']:.2f}"
         fewest = "-" if b["min_open"] is None else b["min_open"]
+        rounds = ", ".join(f"{r:.2f}" for r in w.get("round_ratios", [])) or "-"
         parts.append(
             f"| {w['kind']} | {w['stream_s']:.1f} | {_ms(w['p99_ms'])} | {ratio} "
-            f"| {_verdict(w['met'])} | {b['started']} | {b['completed']} | {b['fallbacks']} "
-            f"| {_counts(b['errors'])} | {fewest} |"
+            f"| {_verdict(w['met'])} | {rounds} | {b['started']} | {b['completed']} "
+            f"| {b['fallbacks']} | {_counts(b['errors'])} | {fewest} |"
         )
     parts.append("")
     return parts
@@ -109,7 +117,7 @@ def tracing_section(t: dict[str, Any]) -> list[str]:
         ratio = "-" if row["throughput_ratio"] is None else f"{row['throughput_ratio']:.3f}"
         cost = "-" if row["cost"] is None else f"{row['cost']:+.1%}"
         target = "-" if row["cost_target"] is None else f"≤ {row['cost_target']:.0%}"
-        level = "off" if row["level"] == "off" else f"{float(row['level']):.0%}"
+        level = "off" if row["level"] == "off" else f"{float(row['level']) * 100:g}%"
         parts.append(
             f"| {row['target']} | {level} | {row['ok_rps']:,.0f} | {ratio} | {cost} | {target} "
             f"| {_verdict(row['met'])} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} "

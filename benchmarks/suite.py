@@ -92,6 +92,7 @@ class BenchConfig:
     summary_concurrency: int = 8
     llm_first_token_ms: float = 50.0
     summary_stream_s: float = 4.0
+    summary_rounds: int = 1
     tracing: tuple[str, ...] = ()  # "off" and sampling ratios; empty: no tracing suite
     tracing_rounds: int = 1
 

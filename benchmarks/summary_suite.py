@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import multiprocessing
 import os
 import queue as queue_module
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from benchmarks.histograms import Percentiles, new_histogram, record_seconds
+from benchmarks.histograms import Percentiles, merge, new_histogram, record_seconds
 from benchmarks.notes_fill import build_store, scratch_dir
 from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
@@ -40,7 +41,7 @@ from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig
 
-P99_TARGET_RATIO = 1.10  # issue 6: ScoreLeads p99 with summaries within 10% of without
+P99_TARGET_RATIO = 1.10  # issue 6: ScoreLeads p99 with summaries within 10% of without, either way
 SUMMARY_TIMEOUT_S = 60.0  # above any held stream's length: its deadline must not cut it
 HELD_OPENING_MARGIN_S = 20.0
 WARMUP_SUMMARIES = 2
@@ -54,6 +55,7 @@ class SummaryPlan:
     llm_first_token_ms: float = 50.0  # the stand-in's wait before its first text
     stream_s: float = 4.0  # how long one slow stream lasts in phase 2
     duration_s: float = 10.0
+    rounds: int = 1  # alone, held, churn, repeated in this order; p99s from pooled latencies
 
 
 @dataclass(slots=True)
@@ -61,12 +63,13 @@ class WithSummaries:
     """ScoreLeads measured while summaries streamed, against ScoreLeads alone."""
 
     kind: str  # held | churn
-    run: str  # the run's label in the runs list
+    run: str  # the run's label in the runs list (the first round's, with rounds > 1)
     stream_s: float
-    background: HoldCounts
-    p99_ms: float
-    p99_ratio: float | None
-    met: bool | None
+    background: HoldCounts  # added up over the rounds
+    p99_ms: float  # of every round's latencies pooled
+    p99_ratio: float | None  # against ScoreLeads alone, pooled the same way
+    met: bool | None  # the ratio within P99_TARGET_RATIO either way
+    round_ratios: list[float] = field(default_factory=list)  # each round against its own alone
 
 
 @dataclass(slots=True)
@@ -81,10 +84,11 @@ class SummaryResult:
     client_first_text_ms: Percentiles
     server_ms: dict[str, Percentiles]  # score, retrieve, prompt, before_llm, first_token
     concurrency: int
-    scoreleads_alone: str  # the run's label in the runs list
-    p99_alone_ms: float
+    scoreleads_alone: str  # the run's label in the runs list (the first round's)
+    p99_alone_ms: float  # of every round's latencies pooled
     with_summaries: list[WithSummaries]
     target_ratio: float = P99_TARGET_RATIO
+    rounds: int = 1
     fallback_reasons: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,34 +253,68 @@ def run_summary(
         target = replace(score_target, address=gateway.address, server_pid=gateway.pid)
         preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
         shape = replace(config.shape, mode="open")
-        alone_label = "scoreleads (no summaries)"
-        alone = run_load(replace(target, name=alone_label), shape, preflight, progress, alone_label)
-        runs = [alone]
-        phases = []
+        runs: list[RunResult] = []
+        alone: list[RunResult] = []
+        phases: list[tuple[str, float, RunResult, HoldCounts]] = []
         # held: one stream per slot, lasting the whole run (warm-up, window, drain) plus the
         # time the last of them waits to open (each retrieves in turn on the store's thread).
         run_s = shape.warmup_s + shape.duration_s + HELD_OPENING_MARGIN_S
-        for kind, stream_s in (("held", run_s), ("churn", plan.stream_s)):
-            label = f"scoreleads + {plan.concurrency} summaries ({kind})"
-            chunks = 40
-            slow = Pacing(plan.llm_first_token_ms / 1000, stream_s / chunks, chunks)
-            asyncio.run(set_pacing(llm.address, slow))
-            holder = _Holder(
-                gateway.address, summary_requests, plan.concurrency, replace=kind == "churn"
-            )
-            progress.note(f"summary: opening {plan.concurrency} slow summary streams ({kind})")
-            try:
-                holder.start(timeout_s=60.0)
-                holder.measuring.set()
-                loaded = run_load(replace(target, name=label), shape, preflight, progress, label)
-            finally:
-                background = holder.finish()
-            runs.append(loaded)
-            phases.append((kind, stream_s, loaded, background))
+        for round_no in range(1, plan.rounds + 1):
+            suffix = f" #{round_no}" if plan.rounds > 1 else ""
+            label = f"scoreleads (no summaries){suffix}"
+            alone.append(run_load(replace(target, name=label), shape, preflight, progress, label))
+            runs.append(alone[-1])
+            for kind, stream_s in (("held", run_s), ("churn", plan.stream_s)):
+                label = f"scoreleads + {plan.concurrency} summaries ({kind}){suffix}"
+                chunks = 40
+                slow = Pacing(plan.llm_first_token_ms / 1000, stream_s / chunks, chunks)
+                asyncio.run(set_pacing(llm.address, slow))
+                holder = _Holder(
+                    gateway.address, summary_requests, plan.concurrency, replace=kind == "churn"
+                )
+                progress.note(f"summary: opening {plan.concurrency} slow summary streams ({kind})")
+                try:
+                    holder.start(timeout_s=60.0)
+                    holder.measuring.set()
+                    loaded = run_load(
+                        replace(target, name=label), shape, preflight, progress, label
+                    )
+                finally:
+                    background = holder.finish()
+                runs.append(loaded)
+                phases.append((kind, stream_s, loaded, background))
         exit_codes = {"leadgw-summary": gateway.stop(), "fake-llm": llm.stop()}
 
     result = _result(plan, fill_s, samples, errors, alone, phases)
     return runs, result, exit_codes
+
+
+def pooled_p99_ms(runs: list[RunResult]) -> float:
+    """p99 of the runs' latencies taken together (their histograms merged)."""
+    if len(runs) == 1:
+        return runs[0].latency_ms.p99
+    return Percentiles.of(merge([base64.b64decode(r.histogram) for r in runs])).p99
+
+
+def within_target(ratio: float) -> bool:
+    """Within P99_TARGET_RATIO of each other, whichever is larger."""
+    return max(ratio, 1 / ratio) <= P99_TARGET_RATIO
+
+
+def _added_up(counts: list[HoldCounts]) -> HoldCounts:
+    errors: dict[str, int] = {}
+    for c in counts:
+        for code, n in c.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    opens = [c.min_open for c in counts if c.min_open is not None]
+    return HoldCounts(
+        started=sum(c.started for c in counts),
+        completed=sum(c.completed for c in counts),
+        fallbacks=sum(c.fallbacks for c in counts),
+        errors=errors,
+        open_now=counts[-1].open_now,
+        min_open=min(opens) if opens else None,
+    )
 
 
 def _result(
@@ -284,22 +322,40 @@ def _result(
     fill_s: float,
     samples: list[SummarySample],
     errors: dict[str, int],
-    alone: RunResult,
+    alone: list[RunResult],
     phases: list[tuple[str, float, RunResult, HoldCounts]],
 ) -> SummaryResult:
+    """``alone`` has one run per round; ``phases`` each round's held and churn runs in order."""
     reasons: dict[str, int] = {}
     for s in samples:
         if s.fallback:
             reasons[s.fallback_reason] = reasons.get(s.fallback_reason, 0) + 1
     llm_wait = plan.llm_first_token_ms
-    p99_alone = alone.latency_ms.p99
+    p99_alone = pooled_p99_ms(alone)
     with_summaries = []
-    for kind, stream_s, loaded, background in phases:
-        p99 = loaded.latency_ms.p99
-        ratio = p99 / p99_alone if p99_alone > 0 and loaded.ok else None
-        met = None if ratio is None else ratio <= P99_TARGET_RATIO
+    for kind in dict.fromkeys(k for k, _, _, _ in phases):
+        mine = [(s, r, b) for k, s, r, b in phases if k == kind]
+        loaded = [r for _, r, _ in mine]
+        p99 = pooled_p99_ms(loaded)
+        ok = all(r.ok for r in loaded)
+        ratio = p99 / p99_alone if p99_alone > 0 and p99 > 0 and ok else None
+        met = None if ratio is None else within_target(ratio)
+        round_ratios = [
+            r.latency_ms.p99 / a.latency_ms.p99
+            for r, a in zip(loaded, alone, strict=True)
+            if a.latency_ms.p99 > 0
+        ]
         with_summaries.append(
-            WithSummaries(kind, loaded.target, stream_s, background, p99, ratio, met)
+            WithSummaries(
+                kind,
+                loaded[0].target,
+                mine[0][0],
+                _added_up([b for _, _, b in mine]),
+                p99,
+                ratio,
+                met,
+                round_ratios,
+            )
         )
     return SummaryResult(
         notes=plan.notes,
@@ -320,8 +376,9 @@ def _result(
             "first_token": _percentiles([s.first_token_ms for s in samples if not s.fallback]),
         },
         concurrency=plan.concurrency,
-        scoreleads_alone=alone.target,
+        scoreleads_alone=alone[0].target,
         p99_alone_ms=p99_alone,
         with_summaries=with_summaries,
         fallback_reasons=reasons,
+        rounds=len(alone),
     )

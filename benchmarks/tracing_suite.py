@@ -53,7 +53,8 @@ def parse_levels(text: str) -> tuple[str, ...]:
 
 
 def label(level: str) -> str:
-    return "tracing off" if level == OFF else f"sampling {float(level):.0%}"
+    # :g, not :.0%: a ratio of 0.0001 must not read as "0%".
+    return "tracing off" if level == OFF else f"sampling {float(level) * 100:g}%"
 
 
 def tracing_env(level: str, collector: str | None) -> dict[str, str]:

@@ -259,6 +259,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"summary: how long each background summary streams {d}",
     )
     genai.add_argument(
+        "--summary-rounds",
+        type=_positive_int,
+        default=1,
+        help="summary: repeat ScoreLeads alone, held and churn this many times, interleaved, and "
+        f"compare p99s of the pooled latencies (evens out a machine's drift) {d}",
+    )
+    genai.add_argument(
         "--tracing",
         type=_levels,
         default=(),
@@ -331,6 +338,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         summary_concurrency=args.summary_concurrency,
         llm_first_token_ms=args.llm_first_token_ms,
         summary_stream_s=args.summary_stream_s,
+        summary_rounds=args.summary_rounds,
         tracing=args.tracing,
         tracing_rounds=args.tracing_rounds,
     )

@@ -4,6 +4,7 @@ and the discard collector."""
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import grpc
 import pytest
@@ -13,6 +14,11 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from benchmarks.discard_collector import DiscardTraces
 from benchmarks.fake_llm import FakeLLM, Pacing, set_pacing
+from benchmarks.histograms import Percentiles, new_histogram, record_seconds
+from benchmarks.results import CpuUse, RunResult
+from benchmarks.summary_client import HoldCounts
+from benchmarks.summary_suite import SummaryPlan, pooled_p99_ms, within_target
+from benchmarks.summary_suite import _result as _summary_result
 from benchmarks.tracing_suite import parse_levels, tracing_env
 
 
@@ -93,3 +99,46 @@ async def test_discard_collector_accepts_and_counts_spans() -> None:
         assert servicer.counts() == {"exports": 1, "spans": 3}
     finally:
         await server.stop(None)
+
+
+def _run(label: str, latencies_ms: list[float]) -> RunResult:
+    """A RunResult with just what the summary verdict reads: its latencies, as a histogram."""
+    histogram = new_histogram()
+    for ms in latencies_ms:
+        record_seconds(histogram, ms / 1000)
+    latency = Percentiles.of(histogram)
+    empty = Percentiles.of(new_histogram())
+    return RunResult(
+        label, "open", {}, 1, 1, 100.0, len(latencies_ms), len(latencies_ms), {}, 0, 0,
+        1.0, 1.0, 1.0, latency, empty, CpuUse(0.0, 0.0), None, 0, 0,
+        histogram=base64.b64encode(histogram.encode()).decode("ascii"),
+    )  # fmt: skip
+
+
+def test_summary_rounds_pool_latencies_and_judge_both_ways() -> None:
+    # Round 1's p99 is a 50 ms stall; pooled with round 2 it is no longer the 99th percentile.
+    alone = [_run("alone #1", [1.0] * 98 + [50.0] * 2), _run("alone #2", [1.0] * 100)]
+    held_runs = [_run("held #1", [1.0] * 100), _run("held #2", [1.0] * 98 + [50.0] * 2)]
+    churn_runs = [_run("churn #1", [1.0] * 90 + [5.0] * 10), _run("churn #2", [1.0] * 100)]
+    assert pooled_p99_ms([alone[0]]) == alone[0].latency_ms.p99
+    assert pooled_p99_ms(alone) == pytest.approx(1.0, rel=0.01)
+
+    phases = [
+        ("held", 30.0, held_runs[0], HoldCounts(started=8, min_open=8)),
+        ("churn", 4.0, churn_runs[0], HoldCounts(started=12, completed=4, min_open=0)),
+        ("held", 30.0, held_runs[1], HoldCounts(started=8, min_open=7)),
+        ("churn", 4.0, churn_runs[1], HoldCounts(started=11, completed=3, min_open=1)),
+    ]
+    result = _summary_result(SummaryPlan(rounds=2), 1.0, [], {}, alone, phases)
+    held, churn = result.with_summaries
+    assert result.rounds == 2 and result.scoreleads_alone == "alone #1"
+    assert held.kind == "held" and held.met is True and held.p99_ratio == pytest.approx(1.0, 0.01)
+    # Each round alone would have said something else: 1/50 and 50.
+    assert held.round_ratios == [pytest.approx(0.02, rel=0.01), pytest.approx(50.0, rel=0.01)]
+    assert (held.background.started, held.background.min_open) == (16, 7)
+    assert churn.met is False and churn.p99_ratio == pytest.approx(5.0, rel=0.01)
+    assert (churn.background.started, churn.background.completed) == (23, 7)
+
+    # Within 10% either way: a p99 much lower with summaries is noise, not a pass.
+    assert within_target(1.09) and within_target(1 / 1.09)
+    assert not within_target(1.2) and not within_target(0.8)
