@@ -20,6 +20,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,12 +82,26 @@ def _open_client(factory: Callable[[], QdrantClient], opened: Any) -> None:
     the outcome on ``opened``. It does not raise: a host that died here would leave the
     supervisor with an EOFError instead of the reason."""
     global _client
+    _exit_with_parent(os.getppid())
     try:
         _client = factory()
     except Exception as exc:
         opened.put(f"{type(exc).__name__}: {exc}")
         return
     opened.put(None)
+
+
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Ends the host when the supervisor is gone, even killed with SIGKILL: a lingering host
+    would keep the folder locked and the next gateway's notes off. Local mode has committed
+    every operation already, so exiting loses nothing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="store-host-watchdog", daemon=True).start()
 
 
 class StoreHost:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +32,13 @@ async def shared_notes(link: StoreLink, path: Path, embedder: OnnxEmbedder) -> N
         local_settings(path), dim=embedder.dim, embedder_name=embedder.name, shared=link
     )
     return NotesService(store, embedder, Chunker())
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def count_in_another_process(link: StoreLink, path: Path) -> int:
@@ -131,3 +139,37 @@ async def test_a_wrong_key_is_refused(tmp_path: Path) -> None:
         await runner.close()
     finally:
         host.stop()
+
+
+def test_the_host_ends_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the supervisor no chance to stop the host; the host must notice."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from functools import partial
+        from pathlib import Path
+        from retrieval.shared_store import SharedRunner, StoreHost
+        from retrieval.store import open_local_client
+
+        host = StoreHost.start(partial(open_local_client, Path({str(tmp_path / "qdrant")!r})))
+        print(host._manager._process.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert supervisor.stdout is not None
+        host_pid = int(supervisor.stdout.readline())
+        assert psutil.pid_exists(host_pid)
+    finally:
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not _gone(host_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(host_pid), "the host outlived its supervisor"
+    # And the folder is free again.
+    again = StoreHost.start(partial(open_local_client, tmp_path / "qdrant"))
+    again.stop()
