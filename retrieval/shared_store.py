@@ -15,8 +15,10 @@ worker as themselves; a host that is gone turns into ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import queue
 import secrets
 import tempfile
 import threading
@@ -78,17 +80,24 @@ _StoreManager.register("store", callable=_Store)
 
 
 def _open_client(factory: Callable[[], QdrantClient], opened: Any) -> None:
-    """The host's initializer: opens the client before the host serves anything and reports
-    the outcome on ``opened``. It does not raise: a host that died here would leave the
-    supervisor with an EOFError instead of the reason."""
-    global _client
+    """The host's initializer: opens the client on a thread of its own and reports the outcome
+    on ``opened``. It returns at once, so the host starts serving and the supervisor's wait for
+    ``opened`` is what bounds a slow or stuck open; it never raises, so the supervisor learns
+    the reason instead of an EOFError."""
     _exit_with_parent(os.getppid())
-    try:
-        _client = factory()
-    except Exception as exc:
-        opened.put(f"{type(exc).__name__}: {exc}")
-        return
-    opened.put(None)
+
+    def open_now() -> None:
+        global _client
+        try:
+            client = factory()
+        except Exception as exc:
+            opened.put(f"{type(exc).__name__}: {exc}")
+            return
+        with _client_lock:
+            _client = client
+        opened.put(None)
+
+    threading.Thread(target=open_now, name="store-host-open", daemon=True).start()
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -123,8 +132,15 @@ class StoreHost:
         manager = _StoreManager(address=link.address, authkey=link.authkey, ctx=context)
         try:
             manager.start(initializer=_open_client, initargs=(factory, opened))
-            error = opened.get(timeout=timeout_s)
+            try:
+                error = opened.get(timeout=timeout_s)
+            except queue.Empty:
+                raise TimeoutError(f"its client did not open within {timeout_s:g} s") from None
         except Exception as exc:
+            # A host that started but never reported (a timeout) must not outlive this call;
+            # shutdown exists only once start() got that far.
+            with contextlib.suppress(Exception):
+                manager.shutdown()
             _remove(socket_dir)
             raise Unavailable(f"the shared Qdrant store did not start: {exc}") from exc
         host = cls(manager, link, socket_dir)

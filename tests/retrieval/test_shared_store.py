@@ -173,3 +173,18 @@ def test_the_host_ends_when_its_supervisor_is_killed(tmp_path: Path) -> None:
     # And the folder is free again.
     again = StoreHost.start(partial(open_local_client, tmp_path / "qdrant"))
     again.stop()
+
+
+def test_a_host_that_never_opens_is_stopped(tmp_path: Path) -> None:
+    """An open that hangs is bounded by ``timeout_s``, and leaves no host behind."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="did not start: its client did not open within 1 s"):
+        StoreHost.start(partial(time.sleep, 60), timeout_s=1.0)
+    assert time.monotonic() - started < 30
+    new = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and not any("resource_tracker" in part for part in p.cmdline())
+    ]
+    assert all(_gone(p.pid) for p in new), "the host outlived its failed start"
