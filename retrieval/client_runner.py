@@ -16,6 +16,7 @@ so the store has one code path and only the place it runs differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -92,9 +93,9 @@ class ProcessRunner:
 
     async def close(self) -> None:
         try:
-            await self._submit(_close_in_worker)
-        except Unavailable:
-            pass  # the child is already gone, and its lock with it
+            # A child that is already gone took its lock with it.
+            with contextlib.suppress(Unavailable):
+                await self._submit(_close_in_worker)
         finally:
             # wait=True joins the child: no orphan, and the folder is free once this returns.
             await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

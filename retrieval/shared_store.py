@@ -152,9 +152,9 @@ class StoreHost:
     def stop(self) -> None:
         """Closes the client (releasing the folder lock) and ends the host process."""
         try:
-            self._manager.store().close_client()
-        except (ConnectionError, EOFError, FileNotFoundError):
-            pass  # the host is already gone, and its lock with it
+            # A host that is already gone took its lock with it.
+            with contextlib.suppress(ConnectionError, EOFError, FileNotFoundError):
+                self._manager.store().close_client()
         finally:
             self._manager.shutdown()
             _remove(self._socket_dir)
