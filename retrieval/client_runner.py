@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -77,7 +79,10 @@ class ProcessRunner:
     def __init__(self) -> None:
         # spawn, not fork: forking a process with gRPC and ONNX Runtime threads is unsafe.
         self._executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
         )
         self.pid = 0
 
@@ -110,6 +115,19 @@ class ProcessRunner:
                 "the Qdrant local-mode store process exited unexpectedly; notes and summaries "
                 "are unavailable until the gateway restarts"
             ) from exc
+
+
+def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Ends this (child) process once ``parent`` is gone, even killed with SIGKILL: a child that
+    lingered would keep the local-mode folder locked, and the next gateway's notes off. Local
+    mode has committed every operation already, so exiting loses nothing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="store-watchdog", daemon=True).start()
 
 
 def _close_client(client: QdrantClient) -> None:

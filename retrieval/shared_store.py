@@ -22,7 +22,6 @@ import queue
 import secrets
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from qdrant_client import QdrantClient
 
+from retrieval.client_runner import exit_with_parent
 from runtimes.errors import Unavailable
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def _open_client(factory: Callable[[], QdrantClient], opened: Any) -> None:
     on ``opened``. It returns at once, so the host starts serving and the supervisor's wait for
     ``opened`` is what bounds a slow or stuck open; it never raises, so the supervisor learns
     the reason instead of an EOFError."""
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
 
     def open_now() -> None:
         global _client
@@ -98,19 +98,6 @@ def _open_client(factory: Callable[[], QdrantClient], opened: Any) -> None:
         opened.put(None)
 
     threading.Thread(target=open_now, name="store-host-open", daemon=True).start()
-
-
-def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
-    """Ends the host when the supervisor is gone, even killed with SIGKILL: a lingering host
-    would keep the folder locked and the next gateway's notes off. Local mode has committed
-    every operation already, so exiting loses nothing."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="store-host-watchdog", daemon=True).start()
 
 
 class StoreHost:

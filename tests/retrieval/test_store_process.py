@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -14,10 +18,11 @@ from notes_helpers import local_settings, make_note
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
-from retrieval.store import NotesStore
+from retrieval.store import NotesStore, open_local_client
 from runtimes.errors import FailedPrecondition, Unavailable
 
 T = "acme"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_pids() -> set[int]:
@@ -95,3 +100,41 @@ async def test_a_killed_child_gives_unavailable_not_a_hang(
         await asyncio.wait_for(store.close(), timeout=10)
     assert gone(pid)
     assert child_pids() <= before
+
+
+def test_the_child_ends_when_its_gateway_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the gateway no chance to close the store; its child must notice, or it
+    would keep the folder locked and the next gateway's notes off."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from pathlib import Path
+        from retrieval.client_runner import ProcessRunner
+        from retrieval.store import open_local_client
+        from functools import partial
+
+        async def main():
+            runner = ProcessRunner()
+            await runner.open(partial(open_local_client, Path({str(tmp_path / "qdrant")!r})))
+            print(runner.pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert gateway.stdout is not None
+        child = int(gateway.stdout.readline())
+        assert psutil.pid_exists(child)
+    finally:
+        gateway.kill()
+        gateway.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(child), "the store's child outlived its gateway"
+    # And the folder is free again.
+    open_local_client(tmp_path / "qdrant").close()
