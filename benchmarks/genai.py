@@ -39,10 +39,16 @@ def _leadgw_targets(
 
     targets: list[GrpcUnaryTarget] = []
     for name in config.targets:
-        if name == "scoreleads":
+        if name in ("scoreleads", "scoreleads-columns"):
             targets.append(
                 score_leads_target(
-                    name, _UNSTARTED, config.model, schema, batches, config.timeout_s
+                    name,
+                    _UNSTARTED,
+                    config.model,
+                    schema,
+                    batches,
+                    config.timeout_s,
+                    columns=name == "scoreleads-columns",
                 )
             )
         elif name == "modelinfer":

@@ -43,7 +43,7 @@ from benchmarks.servers import ServerProcess, ServerStartError, start_listening_
 from benchmarks.sweep import SweepPlan, SweepResult, run_sweep
 from benchmarks.targets import Preflight, Target, TargetError
 
-LEADGW_TARGETS = ("scoreleads", "modelinfer")
+LEADGW_TARGETS = ("scoreleads", "scoreleads-columns", "modelinfer")
 GENAI_TARGETS = ("embed", "search", "summary")
 TARGETS = (*LEADGW_TARGETS, "onnx-floor", "transport-floor", "mlserver", *GENAI_TARGETS)
 MODES = ("closed", "open", "sweep")
@@ -136,7 +136,9 @@ def validate(config: BenchConfig) -> None:
         raise BenchError("--batch must be at least 1")
     if config.tracing:
         if not set(LEADGW_TARGETS) & set(config.targets):
-            raise BenchError("--tracing needs a leadgw target: scoreleads or modelinfer")
+            raise BenchError(
+                "--tracing needs a leadgw target: scoreleads, scoreleads-columns or modelinfer"
+            )
         if config.leadgw_address is not None:
             raise BenchError("--tracing starts a gateway per level; drop --leadgw-address")
     if "search" in config.targets and not config.search_notes:
@@ -241,12 +243,21 @@ def prepare(
     for name in config.targets:
         if name in GENAI_TARGETS or (name in LEADGW_TARGETS and name not in on_shared_gateway):
             continue  # run by run_genai, which starts what they need
-        if name == "scoreleads":
+        if name in ("scoreleads", "scoreleads-columns"):
             assert leadgw_address is not None
+            columns = name == "scoreleads-columns"
             target: Target = score_leads_target(
-                name, leadgw_address, config.model, schema, batches, timeout, leadgw_pid
+                name,
+                leadgw_address,
+                config.model,
+                schema,
+                batches,
+                timeout,
+                leadgw_pid,
+                columns=columns,
             )
-            _add(prepared, target, "leadgw LeadService.ScoreLeads", leadgw_address, connect)
+            kind = "leadgw LeadService.ScoreLeads" + (", leads column-wise" if columns else "")
+            _add(prepared, target, kind, leadgw_address, connect)
         elif name == "modelinfer":
             assert leadgw_address is not None
             target = oip_target(name, leadgw_address, config.model, matrices, timeout, leadgw_pid)

@@ -33,7 +33,8 @@ from gateway.settings import BUNDLED_MODELS
 DESCRIPTION = """\
 Benchmark leadgw against its floors and peers with the same load, in one report.
 
-Targets: scoreleads (leadgw LeadService.ScoreLeads), modelinfer (leadgw OIP ModelInfer),
+Targets: scoreleads (leadgw LeadService.ScoreLeads), scoreleads-columns (the same leads sent
+column-wise in ScoreLeadsRequest.columns), modelinfer (leadgw OIP ModelInfer),
 onnx-floor (ONNX Runtime in-process on the same model and batch: the compute floor),
 transport-floor (a bare grpc.aio OIP server answering leadgw's response without work: the
 transport floor), mlserver (MLServer from benchmarks/.venv-mlserver with the same model), and

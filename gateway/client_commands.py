@@ -146,6 +146,12 @@ def read_leads(path: str) -> Iterator[LeadInput]:
                 if nested is not None
                 else {k: v for k, v in record.items() if k != "lead_id"}
             )
+            for name, value in features.items():
+                if value is not None and not isinstance(value, bool | int | float | str):
+                    raise ValueError(
+                        f"{path}:{line}: feature {name!r} must be a number, a string, true, "
+                        f"false or null, got {type(value).__name__}"
+                    )
             yield LeadInput(str(record["lead_id"]), dict(features))
 
 
@@ -163,16 +169,24 @@ def run_score(args: argparse.Namespace) -> int:
         stub = pb_grpc.LeadServiceStub(channel)
         try:
             for start in range(0, len(leads), CHUNK):
+                chunk = leads[start : start + CHUNK]
                 request = pb.ScoreLeadsRequest(
-                    leads=[lead_codec.lead_to_pb(lead) for lead in leads[start : start + CHUNK]],
-                    model_name=args.model,
-                    model_version=args.version,
-                    max_reasons=args.reasons,
+                    model_name=args.model, model_version=args.version, max_reasons=args.reasons
                 )
+                # Column-wise when every feature has values of one type: several times faster
+                # for a big file. A mixed column goes lead by lead.
+                columns = lead_codec.leads_to_columns(chunk)
+                if columns is None:
+                    request.leads.extend(lead_codec.lead_to_pb(lead) for lead in chunk)
+                else:
+                    request.columns.CopyFrom(columns)
                 response = stub.ScoreLeads(
                     request, timeout=args.timeout, metadata=_metadata(args.api_key)
                 )
-                scores.extend(response.scores)
+                if columns is None:
+                    scores.extend(response.scores)
+                else:
+                    scores.extend(lead_codec.scores_from_columns(response.columns))
         except grpc.RpcError as exc:
             print(f"leadgw score: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

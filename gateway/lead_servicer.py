@@ -16,11 +16,11 @@ from gateway.auth import current_caller
 from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.notes import NotesService
-from runtimes.errors import Unavailable
+from runtimes.errors import InvalidInput, Unavailable
 from runtimes.repository import ServedModel
-from runtimes.scoring import LeadScorer, build_scores, is_heavy
+from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy
 from runtimes.summary import Summarizer
-from runtimes.types import LeadInput
+from runtimes.types import FeatureValue, LeadInput
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -52,6 +52,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         model = request.model_name or None
         version = request.model_version or None
         max_reasons = request.max_reasons or self._default_max_reasons
+        if request.HasField("columns"):
+            return await self._score_columns(request, context, model, version, max_reasons)
         if not is_heavy(len(request.leads)):
             scores = await self._scorer.score_leads(
                 lead_codec.leads_from_pb(request.leads),
@@ -72,6 +74,47 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         return await loop.run_in_executor(
             self._converter, _encode_response, served, leads, outputs, max_reasons
         )
+
+    async def _score_columns(
+        self,
+        request: pb.ScoreLeadsRequest,
+        context: grpc.aio.ServicerContext,
+        model: str | None,
+        version: str | None,
+        max_reasons: int,
+    ) -> pb.ScoreLeadsResponse:
+        if request.leads:
+            raise InvalidInput(
+                f"request sets both leads ({len(request.leads)}) and columns: send one of them"
+            )
+        lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+        heavy = is_heavy(len(lead_ids))
+        loop = asyncio.get_running_loop()
+        if heavy:
+            # Off the loop, like big per-lead requests: a few ms of checks and reason labels.
+            served, features = await loop.run_in_executor(
+                self._converter,
+                contextvars.copy_context().run,
+                self._scorer.prepare_columns,
+                lead_ids,
+                columns,
+                model,
+                version,
+            )
+        else:
+            served, features = self._scorer.prepare_columns(lead_ids, columns, model, version)
+        outputs = await served.infer(features, deadline_of(context))
+        if heavy:
+            return await loop.run_in_executor(
+                self._converter,
+                _encode_columns_response,
+                served,
+                lead_ids,
+                columns,
+                outputs,
+                max_reasons,
+            )
+        return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
 
     def _decode(
         self, request: pb.ScoreLeadsRequest, model: str | None, version: str | None
@@ -119,3 +162,14 @@ def _encode_response(
     served: ServedModel, leads: list[LeadInput], outputs: dict[str, np.ndarray], max_reasons: int
 ) -> pb.ScoreLeadsResponse:
     return lead_codec.scores_to_pb(build_scores(served, leads, outputs, max_reasons))
+
+
+def _encode_columns_response(
+    served: ServedModel,
+    lead_ids: list[str],
+    columns: dict[str, list[FeatureValue]],
+    outputs: dict[str, np.ndarray],
+    max_reasons: int,
+) -> pb.ScoreLeadsResponse:
+    scores = build_score_columns(served, lead_ids, columns, outputs, max_reasons)
+    return lead_codec.score_columns_to_pb(scores)

@@ -320,6 +320,43 @@ class FeatureSchema:
                 break
         maps = [lead.features for lead in leads]
         columns = [[f.get(name) for f in maps] for name in self.names]
+        first_bad = self._encode_ordered(columns, out, first_bad)
+        if first_bad < n:
+            raise InvalidInput(self._explain(first_bad, leads[first_bad]))
+        return out
+
+    def encode_lead_columns(
+        self, lead_ids: Sequence[str], columns: Mapping[str, list[FeatureValue]]
+    ) -> np.ndarray:
+        """``encode`` for leads sent column-wise: ``columns`` maps a feature name to one value per
+        lead (None where missing); a feature without a column is missing for every lead. The
+        same matrix and the same per-lead errors as ``encode`` on the equivalent leads."""
+        n = len(lead_ids)
+        for name in columns:
+            if name not in self._known:
+                expected = ", ".join(self.names)
+                raise InvalidInput(
+                    f"columns: unknown feature {_show(name)}; this model's features: {expected}"
+                )
+        first_bad = next((row for row, lead_id in enumerate(lead_ids) if not lead_id), n)
+        absent: list[FeatureValue] = [None] * n
+        ordered = [columns.get(name, absent) for name in self.names]
+        out = np.empty((n, self.width), dtype=np.float32)
+        first_bad = self._encode_ordered(ordered, out, first_bad)
+        if first_bad < n:
+            features: dict[str, FeatureValue] = {
+                name: column[first_bad]
+                for name, column in columns.items()
+                if column[first_bad] is not None
+            }
+            raise InvalidInput(self._explain(first_bad, LeadInput(lead_ids[first_bad], features)))
+        return out
+
+    def _encode_ordered(
+        self, columns: list[list[FeatureValue]], out: np.ndarray, first_bad: int
+    ) -> int:
+        """Writes every column of ``out`` from ``columns`` (schema order); returns the first bad
+        row, or ``first_bad`` if it comes earlier."""
         for block in self._blocks:
             first_bad = min(first_bad, block.encode(columns, out))
         for column in self._categories:
@@ -327,9 +364,7 @@ class FeatureSchema:
             if bad is not None and bad < first_bad:
                 first_bad = bad
             out[:, column] = values
-        if first_bad < n:
-            raise InvalidInput(self._explain(first_bad, leads[first_bad]))
-        return out
+        return first_bad
 
     def _explain(self, row: int, lead: LeadInput) -> str:
         """The message for the first problem of one lead, checking in the order a reader would."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from opentelemetry import trace
 
 from runtimes.errors import InvalidInput
 from runtimes.repository import ModelRepository, ServedModel
-from runtimes.types import Band, LeadInput, LeadScore, Reason
+from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason, ScoreColumns
 
 # From about this many leads, conversion costs more than the hop to a worker thread.
 OFFLOAD_LEADS = 256
@@ -50,11 +50,8 @@ class LeadScorer:
         self, leads: Sequence[LeadInput], model: str | None, version: str | None
     ) -> tuple[ServedModel, np.ndarray]:
         """Checks the request and encodes its leads: the model to run and its input matrix."""
-        if not leads:
-            raise InvalidInput("request has no leads")
-        if len(leads) > self.max_leads:
-            raise InvalidInput(f"request has {len(leads)} leads; the limit is {self.max_leads}")
-        _check_unique_ids(leads)
+        self._check_count(len(leads))
+        _check_unique([lead.lead_id for lead in leads])
         served = self.resolve(model, version)
         # An unsampled request would get a non-recording child anyway (samplers are parent-based);
         # skipping it saves the span machinery's ~5 µs on every untraced request.
@@ -64,20 +61,43 @@ class LeadScorer:
             span.set_attribute("leadgw.leads", len(leads))
             return served, served.schema.encode(leads)
 
+    def prepare_columns(
+        self,
+        lead_ids: Sequence[str],
+        columns: Mapping[str, list[FeatureValue]],
+        model: str | None,
+        version: str | None,
+    ) -> tuple[ServedModel, np.ndarray]:
+        """``prepare`` for leads sent column-wise (see ``FeatureSchema.encode_lead_columns``)."""
+        self._check_count(len(lead_ids))
+        _check_unique(lead_ids)
+        served = self.resolve(model, version)
+        if not trace.get_current_span().is_recording():
+            return served, served.schema.encode_lead_columns(lead_ids, columns)
+        with self._tracer.start_as_current_span("encode features") as span:
+            span.set_attribute("leadgw.leads", len(lead_ids))
+            return served, served.schema.encode_lead_columns(lead_ids, columns)
+
+    def _check_count(self, leads: int) -> None:
+        if not leads:
+            raise InvalidInput("request has no leads")
+        if leads > self.max_leads:
+            raise InvalidInput(f"request has {leads} leads; the limit is {self.max_leads}")
+
 
 def is_heavy(leads: int) -> bool:
     """Whether a request's per-lead Python work is long enough to move off the event loop."""
     return leads >= OFFLOAD_LEADS
 
 
-def _check_unique_ids(leads: Sequence[LeadInput]) -> None:
-    if len({lead.lead_id for lead in leads}) == len(leads):
+def _check_unique(lead_ids: Sequence[str]) -> None:
+    if len(set(lead_ids)) == len(lead_ids):
         return
     seen: set[str] = set()
-    for lead in leads:
-        if lead.lead_id in seen:
-            raise InvalidInput(f"duplicate lead id '{lead.lead_id}': each lead may appear once")
-        seen.add(lead.lead_id)
+    for lead_id in lead_ids:
+        if lead_id in seen:
+            raise InvalidInput(f"duplicate lead id '{lead_id}': each lead may appear once")
+        seen.add(lead_id)
 
 
 def build_scores(
@@ -131,6 +151,48 @@ def build_scores(
             )
         )
     return scores
+
+
+def build_score_columns(
+    served: ServedModel,
+    lead_ids: Sequence[str],
+    columns: Mapping[str, list[FeatureValue]],
+    outputs: dict[str, np.ndarray],
+    max_reasons: int,
+) -> ScoreColumns:
+    """``build_scores`` for leads sent column-wise: the same values, ranks, orderings and reason
+    labels, as arrays; only the reason labels take a Python call each."""
+    config = served.config
+    probability = outputs[config.probability_output].reshape(-1).astype(np.float64)
+    contributions = outputs[config.contributions_output]
+    k = max(0, min(max_reasons, contributions.shape[1]))
+    top = _top_k_by_magnitude(contributions, k)
+    hot, warm = config.bands.hot, config.bands.warm
+    names = served.schema.names
+    labellers = served.schema.labellers
+    values = [columns.get(name) for name in names]
+    reason_label: list[str] = []
+    for row, picked in enumerate(top.tolist()):
+        for j in picked:
+            column = values[j]
+            reason_label.append(labellers[j](None if column is None else column[row]))
+    return ScoreColumns(
+        lead_ids=lead_ids,
+        probability=probability,
+        band=np.where(probability >= hot, 0, np.where(probability >= warm, 1, 2)).astype(np.int8),
+        rank=np.asarray(_ranks(probability), dtype=np.int64),
+        logit=outputs[config.logit_output].reshape(-1).astype(np.float64),
+        reasons_per_lead=k,
+        reason_feature=top.reshape(-1),
+        reason_label=reason_label,
+        reason_contribution=np.take_along_axis(contributions, top, axis=1)
+        .astype(np.float64)
+        .reshape(-1),
+        base_value=served.base_value,
+        model_name=served.name,
+        model_version=served.version,
+        feature_names=names,
+    )
 
 
 def _ranks(probability: np.ndarray) -> list[int]:

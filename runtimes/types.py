@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+import numpy as np
 
 # A feature value as a client sends it: a number, a category name, a flag, or None for missing.
 FeatureValue = float | str | bool | None
@@ -39,3 +42,29 @@ class LeadScore:
     reasons: list[Reason] = field(default_factory=list)
     model_name: str = ""
     model_version: str = ""
+
+
+# ``ScoreColumns.band`` holds positions in this tuple.
+BAND_ORDER = (Band.HOT, Band.WARM, Band.COLD)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreColumns:
+    """The scores of leads sent column-wise: ``LeadScore``'s fields as arrays, in request order.
+
+    Reasons are lead-major: lead i's are entries ``i * reasons_per_lead`` onwards, largest
+    |contribution| first."""
+
+    lead_ids: Sequence[str]
+    probability: np.ndarray  # float64 [n]
+    band: np.ndarray  # int8 [n]: positions in BAND_ORDER
+    rank: np.ndarray  # int64 [n], 1 = call first
+    logit: np.ndarray  # float64 [n]
+    reasons_per_lead: int
+    reason_feature: np.ndarray  # int64 [n * reasons_per_lead]: positions in feature_names
+    reason_label: list[str]
+    reason_contribution: np.ndarray  # float64 [n * reasons_per_lead]
+    base_value: float
+    model_name: str
+    model_version: str
+    feature_names: Sequence[str]  # the model's features, in tensor order

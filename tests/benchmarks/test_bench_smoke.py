@@ -20,7 +20,7 @@ RUN_FIELDS = {
     "generator_limited", "warnings", "histogram",
 }  # fmt: skip
 PERCENTILES = {"count", "p50", "p90", "p99", "p999", "max", "mean"}
-TARGETS = ["scoreleads", "modelinfer", "onnx-floor", "transport-floor"]
+TARGETS = ["scoreleads", "scoreleads-columns", "modelinfer", "onnx-floor", "transport-floor"]
 
 
 def test_bench_reports_every_field_and_counts_add_up(bench) -> None:

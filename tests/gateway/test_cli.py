@@ -8,7 +8,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from gateway import lead_codec
 from gateway.auth import KeyStore
+from gateway.client_commands import read_leads
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "leads.jsonl"
@@ -100,3 +102,40 @@ def test_keys_create_writes_a_usable_hashed_entry(tmp_path: Path) -> None:
     assert tomllib.loads(keys.read_text())["keys"][0]["name"] == "acme"
     bad = leadgw("keys", "create", "--tenant", "acme", "--scopes", "fly")
     assert bad.returncode == 2 and "fly" in bad.stderr
+
+
+def test_score_sends_typed_columns_and_mixed_ones_lead_by_lead(
+    shared_gateway, tmp_path: Path
+) -> None:
+    """A file whose features each have one type goes column-wise; one mixing text and numbers in
+    a feature can only go lead by lead, and the server names the lead at fault."""
+    leads = list(read_leads(str(EXAMPLE)))
+    columns = lead_codec.leads_to_columns(leads)
+    assert columns is not None and list(columns.lead_ids) == [lead.lead_id for lead in leads]
+    by_column = leadgw("score", str(EXAMPLE), "--address", shared_gateway.address, "--json")
+    assert by_column.returncode == 0, by_column.stderr
+    assert {json.loads(line)["lead_id"] for line in by_column.stdout.splitlines()} == {
+        lead.lead_id for lead in leads
+    }
+
+    lines = [json.loads(line) for line in EXAMPLE.read_text().splitlines() if line.strip()]
+    lines.append({"lead_id": "m-1", "features": {"channel": "web", "age": "sixty"}})
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert lead_codec.leads_to_columns(list(read_leads(str(mixed)))) is None
+    refused = leadgw("score", str(mixed), "--address", shared_gateway.address)
+    assert refused.returncode == 1
+    assert "lead 'm-1': feature 'age' must be a number, got str 'sixty'" in refused.stderr
+
+
+def test_score_refuses_a_feature_that_is_not_a_value(shared_gateway, tmp_path: Path) -> None:
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(
+        '{"lead_id": "x", "features": {"channel": "web"}}\n'
+        '{"lead_id": "y", "features": {"channel": "web", "age": [61]}}\n'
+    )
+    done = leadgw("score", str(nested), "--address", shared_gateway.address)
+    assert done.returncode == 2
+    assert "nested.jsonl:2: feature 'age' must be a number, a string, true, false or null" in (
+        done.stderr
+    )

@@ -47,16 +47,58 @@ class Lead(_message.Message):
     def __init__(self, lead_id: _Optional[str] = ..., features: _Optional[_Mapping[str, FeatureValue]] = ...) -> None: ...
 
 class ScoreLeadsRequest(_message.Message):
-    __slots__ = ("leads", "model_name", "model_version", "max_reasons")
+    __slots__ = ("leads", "model_name", "model_version", "max_reasons", "columns")
     LEADS_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_REASONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     leads: _containers.RepeatedCompositeFieldContainer[Lead]
     model_name: str
     model_version: str
     max_reasons: int
-    def __init__(self, leads: _Optional[_Iterable[_Union[Lead, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., max_reasons: _Optional[int] = ...) -> None: ...
+    columns: LeadColumns
+    def __init__(self, leads: _Optional[_Iterable[_Union[Lead, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., max_reasons: _Optional[int] = ..., columns: _Optional[_Union[LeadColumns, _Mapping]] = ...) -> None: ...
+
+class LeadColumns(_message.Message):
+    __slots__ = ("lead_ids", "features")
+    LEAD_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    lead_ids: _containers.RepeatedScalarFieldContainer[str]
+    features: _containers.RepeatedCompositeFieldContainer[FeatureColumn]
+    def __init__(self, lead_ids: _Optional[_Iterable[str]] = ..., features: _Optional[_Iterable[_Union[FeatureColumn, _Mapping]]] = ...) -> None: ...
+
+class FeatureColumn(_message.Message):
+    __slots__ = ("name", "numbers", "categories", "flags", "missing")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    numbers: NumberColumn
+    categories: CategoryColumn
+    flags: FlagColumn
+    missing: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., numbers: _Optional[_Union[NumberColumn, _Mapping]] = ..., categories: _Optional[_Union[CategoryColumn, _Mapping]] = ..., flags: _Optional[_Union[FlagColumn, _Mapping]] = ..., missing: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class NumberColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CategoryColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FlagColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class Reason(_message.Message):
     __slots__ = ("feature", "label", "contribution")
@@ -91,10 +133,42 @@ class LeadScore(_message.Message):
     def __init__(self, lead_id: _Optional[str] = ..., probability: _Optional[float] = ..., band: _Optional[_Union[ScoreBand, str]] = ..., rank: _Optional[int] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., logit: _Optional[float] = ..., base_value: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ScoreLeadsResponse(_message.Message):
-    __slots__ = ("scores",)
+    __slots__ = ("scores", "columns")
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[LeadScore]
-    def __init__(self, scores: _Optional[_Iterable[_Union[LeadScore, _Mapping]]] = ...) -> None: ...
+    columns: ScoreColumns
+    def __init__(self, scores: _Optional[_Iterable[_Union[LeadScore, _Mapping]]] = ..., columns: _Optional[_Union[ScoreColumns, _Mapping]] = ...) -> None: ...
+
+class ScoreColumns(_message.Message):
+    __slots__ = ("lead_ids", "probability", "band", "rank", "logit", "reasons_per_lead", "reason_feature", "reason_label", "reason_contribution", "base_value", "model_name", "model_version", "feature_names")
+    LEAD_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_FIELD_NUMBER: _ClassVar[int]
+    REASONS_PER_LEAD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FEATURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_LABEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    BASE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    lead_ids: _containers.RepeatedScalarFieldContainer[str]
+    probability: _containers.RepeatedScalarFieldContainer[float]
+    band: _containers.RepeatedScalarFieldContainer[ScoreBand]
+    rank: _containers.RepeatedScalarFieldContainer[int]
+    logit: _containers.RepeatedScalarFieldContainer[float]
+    reasons_per_lead: int
+    reason_feature: _containers.RepeatedScalarFieldContainer[int]
+    reason_label: _containers.RepeatedScalarFieldContainer[str]
+    reason_contribution: _containers.RepeatedScalarFieldContainer[float]
+    base_value: float
+    model_name: str
+    model_version: str
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lead_ids: _Optional[_Iterable[str]] = ..., probability: _Optional[_Iterable[float]] = ..., band: _Optional[_Iterable[_Union[ScoreBand, str]]] = ..., rank: _Optional[_Iterable[int]] = ..., logit: _Optional[_Iterable[float]] = ..., reasons_per_lead: _Optional[int] = ..., reason_feature: _Optional[_Iterable[int]] = ..., reason_label: _Optional[_Iterable[str]] = ..., reason_contribution: _Optional[_Iterable[float]] = ..., base_value: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Note(_message.Message):
     __slots__ = ("note_id", "lead_id", "kind", "text", "created_at", "title")
