@@ -608,9 +608,17 @@ def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
     the run's own time, taken on this thread: what ``RunTimeModel`` learns (see ``_finish``)."""
     batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.thread_time()
     outputs = run_batch(batch)
-    compute_s = time.perf_counter() - started
+    cpu_s = time.thread_time() - started_cpu
+    # The wall time also counts waiting to get the interpreter lock back when the model returns
+    # (a busy event loop or span exporter can hold it for its whole 5 ms switch interval) and
+    # being preempted: one such wait, learned as run time, would send a 7 µs model's batches to
+    # the executor, where the same waits keep the estimate high for good. This thread's CPU time
+    # counts neither; ONNX Runtime computes on the calling thread (and spins on it while its
+    # pool works), so it is the model's time. Doubled, with the wall time as the cap, for a
+    # runtime that waits on its own threads without spinning.
+    compute_s = min(time.perf_counter() - started, 2.0 * cpu_s)
     total = batch.shape[0]
     for name, value in outputs.items():
         if np.ndim(value) == 0 or np.shape(value)[0] != total:

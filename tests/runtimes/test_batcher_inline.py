@@ -198,3 +198,59 @@ async def test_the_executor_hop_is_not_learned_as_run_time() -> None:
     assert executor.submitted == 1
     assert model.threads[1:] == [loop_thread] * 4
     assert batcher.run_time.estimate(4) < 0.005
+
+
+class StallsOnce(Recorder):
+    """A cheap model whose first timed run returns late without using the CPU: what waiting to
+    get the interpreter lock back (or being preempted) looks like from the batcher."""
+
+    def __init__(self, stall_s: float) -> None:
+        super().__init__()
+        self.stall_s = stall_s
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if len(self.threads) == 1:
+            time.sleep(self.stall_s)
+        return super().__call__(x)
+
+
+class Busy(Recorder):
+    """A model that really computes for ``busy_s`` on the calling thread."""
+
+    def __init__(self, busy_s: float) -> None:
+        super().__init__()
+        self.busy_s = busy_s
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        until = time.thread_time() + self.busy_s
+        while time.thread_time() < until:
+            pass
+        return super().__call__(x)
+
+
+async def test_a_run_that_waited_is_not_learned_as_slow() -> None:
+    """One late return (no CPU used) must not move a cheap model's batches off the loop."""
+    model = StallsOnce(stall_s=0.05)
+    batcher = make(model, inline_run_s=0.005)
+    loop_thread = threading.get_ident()
+    try:
+        for n in (2, 2, 1, 2, 1, 2):
+            await batcher.submit(rows(n, 1.0))
+    finally:
+        await batcher.close()
+    assert model.threads[2:] == [loop_thread] * 4
+    assert batcher.run_time.estimate(2) < 0.005
+
+
+async def test_a_model_that_computes_long_is_learned_as_slow() -> None:
+    """The other side: CPU really spent is learned, and such batches stay on the executor."""
+    model = Busy(busy_s=0.02)
+    batcher = make(model, inline_run_s=0.005)
+    loop_thread = threading.get_ident()
+    try:
+        for n in (2, 2, 1, 2):
+            await batcher.submit(rows(n, 1.0))
+    finally:
+        await batcher.close()
+    assert loop_thread not in model.threads
+    assert batcher.run_time.estimate(2) >= 0.015
