@@ -110,8 +110,8 @@ def tracing_section(t: dict[str, Any]) -> list[str]:
         "discard collector on loopback; sampler parentbased_traceidratio.",
         "",
         "| target | tracing | ok req/s | throughput vs off | cost | target | verdict | p50 ms "
-        "| p99 ms | spans exported |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 ms | spans exported | server CPU µs/req | CPU vs off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in t["rows"]:
         ratio = "-" if row["throughput_ratio"] is None else f"{row['throughput_ratio']:.3f}"
@@ -121,10 +121,15 @@ def tracing_section(t: dict[str, Any]) -> list[str]:
         parts.append(
             f"| {row['target']} | {level} | {row['ok_rps']:,.0f} | {ratio} | {cost} | {target} "
             f"| {_verdict(row['met'])} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} "
-            f"| {row['spans_exported']:,} |"
+            f"| {row['spans_exported']:,} | {_optional(row.get('server_cpu_us'), '{:,.0f}')} "
+            f"| {_optional(row.get('cpu_ratio'), '{:.3f}')} |"
         )
     parts.append("")
     return parts
+
+
+def _optional(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
 
 
 def genai_sections(genai: dict[str, Any]) -> list[str]:

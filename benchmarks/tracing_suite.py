@@ -91,6 +91,10 @@ class TracingRow:
     met: bool | None
     spans_exported: int  # received by the collector over the level's gateway lifetime
     exports: int
+    # The gateway's CPU per successful request (mean over rounds), and its ratio to tracing off's:
+    # the cost as work done, less noisy than throughput on a machine the client shares.
+    server_cpu_us: float | None = None
+    cpu_ratio: float | None = None
 
 
 @dataclass(slots=True)
@@ -174,9 +178,11 @@ def run_tracing(
     rows = []
     for base in targets:
         off_rps = _mean([r.ok_rps for r in by_key[(base.name, OFF)]])
+        off_cpu = _cpu_per_request_us(by_key[(base.name, OFF)])
         for level in levels:
             runs = by_key[(base.name, level)]
             ok_rps = _mean([r.ok_rps for r in runs])
+            cpu_us = _cpu_per_request_us(runs)
             ratio = ok_rps / off_rps if off_rps and level != OFF else None
             cost = None if ratio is None else 1 - ratio
             cost_target = None if level == OFF else COST_TARGETS.get(float(level))
@@ -194,9 +200,19 @@ def run_tracing(
                     met=None if cost is None or cost_target is None else cost <= cost_target,
                     spans_exported=spans[level]["spans"],
                     exports=spans[level]["exports"],
+                    server_cpu_us=cpu_us,
+                    cpu_ratio=cpu_us / off_cpu if cpu_us and off_cpu and level != OFF else None,
                 )
             )
     return all_runs, TracingResult(list(levels), rounds, rows), exit_codes
+
+
+def _cpu_per_request_us(runs: list[RunResult]) -> float | None:
+    """Mean over rounds of the gateway's CPU µs per successful request; None if not measured."""
+    per_run = [
+        r.server_cpu.seconds / r.ok * 1e6 for r in runs if r.server_cpu is not None and r.ok > 0
+    ]
+    return _mean(per_run) if per_run else None
 
 
 def _mean(values: list[float]) -> float:

@@ -111,6 +111,16 @@ def test_tracing_levels(bench) -> None:
     assert off["throughput_ratio"] is None and off["spans_exported"] == 0
     assert full["throughput_ratio"] == pytest.approx(full["ok_rps"] / off["ok_rps"])
     assert full["cost_target"] == 0.15 and full["met"] == (full["cost"] <= 0.15)
+
+    # The gateway's CPU per request, from the runs' own figures, and its ratio to tracing off.
+    def cpu_us(row: dict) -> float:
+        run = next(r for r in result["runs"] if r["target"] == row["runs"][0])
+        return run["server_cpu"]["seconds"] / run["ok"] * 1e6
+
+    assert off["server_cpu_us"] == pytest.approx(cpu_us(off)) and off["cpu_ratio"] is None
+    assert full["server_cpu_us"] == pytest.approx(cpu_us(full))
+    assert full["server_cpu_us"] > 0
+    assert full["cpu_ratio"] == pytest.approx(full["server_cpu_us"] / off["server_cpu_us"])
     # Every request was sampled and exported to the discard collector: at least one span each.
     traced_run = next(r for r in result["runs"] if r["target"] == full["runs"][0])
     assert full["spans_exported"] >= traced_run["ok"] > 0
