@@ -75,6 +75,10 @@ class BatchResult:
     """The batch's run time, from hand-off to the executor until its outputs were back."""
     batch_span_context: SpanContext | None = None
     """The batch's span, for the request span to link to (None when tracing is off)."""
+    started: float = 0.0
+    """``time.monotonic()`` when its batch started: the end of its queue wait."""
+    queued: bool = True
+    """It waited in the queue; False when it found the batcher idle and ran at once."""
 
 
 @dataclass(slots=True)
@@ -113,6 +117,7 @@ class _Request:
     span_context: SpanContext | None = None
     """The submitting request's span, for the batch span to link to."""
     state: _State = field(default=_State.QUEUED)
+    queued: bool = True
 
     @property
     def n(self) -> int:
@@ -277,6 +282,7 @@ class DynamicBatcher:
             loop.create_future(),
             not self._running,
             span_context=current_span_context(),
+            queued=enqueue,
         )
         if enqueue:
             self._pending.append(request)
@@ -543,6 +549,8 @@ class DynamicBatcher:
                             batch_requests=len(batch),
                             run_s=run_s,
                             batch_span_context=span_context,
+                            started=started,
+                            queued=request.queued,
                         )
                     )
         finally:

@@ -21,9 +21,11 @@ from runtimes.errors import NotFound, Unavailable
 from runtimes.model_config import ModelConfig, find_config, load_config
 from runtimes.schema import FeatureSchema
 from runtimes.session import OnnxSession
-from runtimes.tracing import record_batch_stats
+from runtimes.tracing import record_batch_stats, record_queue_wait_span
 
 log = logging.getLogger(__name__)
+# The batcher's tracer: the queue-wait span belongs with the batch spans.
+_TRACER = trace.get_tracer("leadgw.batcher")
 
 MODEL_FILE = "model.onnx"
 
@@ -78,6 +80,13 @@ class ServedModel:
                     batch_id=result.batch_id,
                     batch_context=result.batch_span_context,
                 )
+                if result.queued:
+                    record_queue_wait_span(
+                        _TRACER,
+                        arrived=result.started - result.queue_wait_s,
+                        started=result.started,
+                        batch_id=result.batch_id,
+                    )
             return result.outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.session.run, features)

@@ -9,6 +9,7 @@ to the batch. Only OpenTelemetry is imported: ``runtimes/`` may use this module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -75,3 +76,18 @@ def record_batch_stats(
     )
     if batch_context is not None and batch_context.is_valid:
         span.add_link(batch_context, {"leadgw.link": "batch"})
+
+
+def record_queue_wait_span(
+    tracer: Tracer, *, arrived: float, started: float, batch_id: int | str
+) -> None:
+    """A child of the current span covering one request's wait in the batcher queue, from its
+    arrival to its batch's start (both ``time.monotonic()`` instants), recorded once the wait is
+    over. Only for requests that really queued: one that ran at once has no wait to show."""
+    to_epoch_ns = time.time_ns() - time.monotonic_ns()
+    span = tracer.start_span(
+        "queue wait",
+        start_time=round(arrived * 1e9) + to_epoch_ns,
+        attributes={"leadgw.batch.id": str(batch_id)},
+    )
+    span.end(end_time=round(started * 1e9) + to_epoch_ns)

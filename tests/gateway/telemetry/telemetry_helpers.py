@@ -32,6 +32,11 @@ class SpanRecorder:
         self.telemetry.tracer_provider.force_flush()
         return list(self.exporter.get_finished_spans())
 
+    def clear(self) -> None:
+        """Forgets the spans finished so far (after flushing them)."""
+        self.telemetry.tracer_provider.force_flush()
+        self.exporter.clear()
+
     def named(self, name: str) -> ReadableSpan:
         matches = [s for s in self.finished() if s.name == name]
         assert len(matches) == 1, [s.name for s in self.finished()]

@@ -44,6 +44,15 @@ async def test_score_leads_span_tree_continues_the_callers_trace(
         batch = spans.named("batch lead_scorer/1")
         assert batch.context.trace_id == server.context.trace_id
         assert any(link.context.span_id == server.context.span_id for link in batch.links)
+
+        # Once a batch has been timed, a request that finds the batcher idle runs at once: its
+        # queue wait is an attribute, and no "queue wait" span pretends it waited.
+        spans.clear()
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            await pb_grpc.LeadServiceStub(channel).ScoreLeads(score_request(sample_leads(4)))
+        again = (await spans.wait_for("leadgw.v1.LeadService/ScoreLeads"))[0]
+        assert "leadgw.batch.queue_wait_ms" in again.attributes
+        assert [s for s in spans.finished() if s.name == "queue wait"] == []
     finally:
         await gateway.stop(grace=1, drain=0)
 
@@ -96,6 +105,17 @@ async def test_batched_burst_links_one_batch_to_many_request_spans(
             linked |= {link.context.span_id for link in batch.links}
         assert {s.context.span_id for s in servers} <= linked
         assert max(b.attributes["leadgw.batch.requests"] for b in batches) > 1
+        # Each request waited in the queue: one "queue wait" child each, from its arrival to
+        # its batch's start, as long as the wait it records.
+        waits = [s for s in spans.finished() if s.name == "queue wait"]
+        assert len(waits) == len(servers)
+        for server in servers:
+            (wait,) = [w for w in waits if w.parent.span_id == server.context.span_id]
+            assert wait.context.trace_id == server.context.trace_id
+            assert wait.attributes["leadgw.batch.id"] == server.attributes["leadgw.batch.id"]
+            waited_ms = (wait.end_time - wait.start_time) / 1e6
+            assert abs(waited_ms - server.attributes["leadgw.batch.queue_wait_ms"]) < 0.01
+            assert server.start_time <= wait.start_time <= wait.end_time <= server.end_time
     finally:
         await gateway.stop(grace=1, drain=0)
 
