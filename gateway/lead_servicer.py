@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -21,6 +22,8 @@ from runtimes.repository import ServedModel
 from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy
 from runtimes.summary import Summarizer
 from runtimes.types import FeatureValue, LeadInput
+
+T = TypeVar("T")
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -88,33 +91,26 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
                 f"request sets both leads ({len(request.leads)}) and columns: send one of them"
             )
         lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+        # A few ms of checks and reason labels per 1,000 leads: big requests take them off the
+        # loop, as big per-lead requests do.
         heavy = is_heavy(len(lead_ids))
-        loop = asyncio.get_running_loop()
-        if heavy:
-            # Off the loop, like big per-lead requests: a few ms of checks and reason labels.
-            served, features = await loop.run_in_executor(
-                self._converter,
-                contextvars.copy_context().run,
-                self._scorer.prepare_columns,
-                lead_ids,
-                columns,
-                model,
-                version,
-            )
-        else:
-            served, features = self._scorer.prepare_columns(lead_ids, columns, model, version)
+        served, features = await self._run(
+            heavy, self._scorer.prepare_columns, lead_ids, columns, model, version
+        )
         outputs = await served.infer(features, deadline_of(context))
-        if heavy:
-            return await loop.run_in_executor(
-                self._converter,
-                _encode_columns_response,
-                served,
-                lead_ids,
-                columns,
-                outputs,
-                max_reasons,
-            )
-        return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
+        return await self._run(
+            heavy, _encode_columns_response, served, lead_ids, columns, outputs, max_reasons
+        )
+
+    async def _run(self, off_loop: bool, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, on the conversion thread when ``off_loop`` (in this task's context,
+        so its spans nest under the request's), else right here."""
+        if not off_loop:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._converter, contextvars.copy_context().run, fn, *args
+        )
 
     def _decode(
         self, request: pb.ScoreLeadsRequest, model: str | None, version: str | None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from opentelemetry import trace
@@ -53,13 +54,7 @@ class LeadScorer:
         self._check_count(len(leads))
         _check_unique([lead.lead_id for lead in leads])
         served = self.resolve(model, version)
-        # An unsampled request would get a non-recording child anyway (samplers are parent-based);
-        # skipping it saves the span machinery's ~5 µs on every untraced request.
-        if not trace.get_current_span().is_recording():
-            return served, served.schema.encode(leads)
-        with self._tracer.start_as_current_span("encode features") as span:
-            span.set_attribute("leadgw.leads", len(leads))
-            return served, served.schema.encode(leads)
+        return served, self._traced_encode(len(leads), partial(served.schema.encode, leads))
 
     def prepare_columns(
         self,
@@ -72,11 +67,17 @@ class LeadScorer:
         self._check_count(len(lead_ids))
         _check_unique(lead_ids)
         served = self.resolve(model, version)
+        encode = partial(served.schema.encode_lead_columns, lead_ids, columns)
+        return served, self._traced_encode(len(lead_ids), encode)
+
+    def _traced_encode(self, leads: int, encode: Callable[[], np.ndarray]) -> np.ndarray:
+        # An unsampled request would get a non-recording child anyway (samplers are parent-based);
+        # skipping it saves the span machinery's ~5 µs on every untraced request.
         if not trace.get_current_span().is_recording():
-            return served, served.schema.encode_lead_columns(lead_ids, columns)
+            return encode()
         with self._tracer.start_as_current_span("encode features") as span:
-            span.set_attribute("leadgw.leads", len(lead_ids))
-            return served, served.schema.encode_lead_columns(lead_ids, columns)
+            span.set_attribute("leadgw.leads", leads)
+            return encode()
 
     def _check_count(self, leads: int) -> None:
         if not leads:

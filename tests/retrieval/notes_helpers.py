@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psutil
 
 from gateway.settings import Settings
 from retrieval.types import NoteRecord
@@ -26,3 +31,34 @@ def make_note(
 def local_settings(path: Path) -> Settings:
     """Embedded Qdrant under ``path`` and the local embedder, whatever the environment says."""
     return Settings(data_dir=path, qdrant_url=None, embeddings_url=None, load_demo_corpus=False)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gone(pid: int) -> bool:
+    """Exited and reaped (a zombie would still be a child someone left behind)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def orphan_exits_after_sigkill(script: str, timeout_s: float = 10.0) -> bool:
+    """Runs ``script`` (it prints the pid of a store process it started, then waits), SIGKILLs
+    it, and says whether that store process exited within ``timeout_s``, as it must: an orphan
+    would keep the local-mode folder locked."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert psutil.pid_exists(child)
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+    deadline = time.monotonic() + timeout_s
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return gone(child)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from notes_helpers import local_settings, make_note
+from notes_helpers import gone, local_settings, make_note, orphan_exits_after_sigkill
 
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
@@ -32,13 +32,6 @@ async def shared_notes(link: StoreLink, path: Path, embedder: OnnxEmbedder) -> N
         local_settings(path), dim=embedder.dim, embedder_name=embedder.name, shared=link
     )
     return NotesService(store, embedder, Chunker())
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def count_in_another_process(link: StoreLink, path: Path) -> int:
@@ -156,20 +149,7 @@ def test_the_host_ends_when_its_supervisor_is_killed(tmp_path: Path) -> None:
         time.sleep(60)
         """
     )
-    supervisor = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert supervisor.stdout is not None
-        host_pid = int(supervisor.stdout.readline())
-        assert psutil.pid_exists(host_pid)
-    finally:
-        supervisor.kill()
-        supervisor.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while not _gone(host_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _gone(host_pid), "the host outlived its supervisor"
+    assert orphan_exits_after_sigkill(script), "the host outlived its supervisor"
     # And the folder is free again.
     again = StoreHost.start(partial(open_local_client, tmp_path / "qdrant"))
     again.stop()
@@ -187,4 +167,4 @@ def test_a_host_that_never_opens_is_stopped(tmp_path: Path) -> None:
         for p in psutil.Process().children(recursive=True)
         if p.pid not in before and not any("resource_tracker" in part for part in p.cmdline())
     ]
-    assert all(_gone(p.pid) for p in new), "the host outlived its failed start"
+    assert all(gone(p.pid) for p in new), "the host outlived its failed start"

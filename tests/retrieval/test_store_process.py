@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-from notes_helpers import local_settings, make_note
+from notes_helpers import gone, local_settings, make_note, orphan_exits_after_sigkill
 
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
@@ -22,7 +19,6 @@ from retrieval.store import NotesStore, open_local_client
 from runtimes.errors import FailedPrecondition, Unavailable
 
 T = "acme"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_pids() -> set[int]:
@@ -34,11 +30,6 @@ def child_pids() -> set[int]:
         if p.status() != psutil.STATUS_ZOMBIE
         and not any("resource_tracker" in part for part in p.cmdline())
     }
-
-
-def gone(pid: int) -> bool:
-    """Exited and reaped (a zombie would still be a child we left behind)."""
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 async def open_store(path: Path, embedder: OnnxEmbedder) -> NotesStore:
@@ -122,19 +113,6 @@ def test_the_child_ends_when_its_gateway_is_killed(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    gateway = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert gateway.stdout is not None
-        child = int(gateway.stdout.readline())
-        assert psutil.pid_exists(child)
-    finally:
-        gateway.kill()
-        gateway.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while not gone(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert gone(child), "the store's child outlived its gateway"
+    assert orphan_exits_after_sigkill(script), "the store's child outlived its gateway"
     # And the folder is free again.
     open_local_client(tmp_path / "qdrant").close()
