@@ -13,6 +13,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway import lead_codec
 from gateway.auth import SCOPES, hash_key, new_key
@@ -165,30 +167,23 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"leadgw score: {args.file} has no leads", file=sys.stderr)
         return 2
     scores: list[pb.LeadScore] = []
-    with grpc.insecure_channel(args.address) as channel:
+    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn())
+    # A bar on stderr for files of several requests; it draws nothing when stderr is no terminal.
+    with (
+        grpc.insecure_channel(args.address) as channel,
+        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
+    ):
         stub = pb_grpc.LeadServiceStub(channel)
+        task = progress.add_task("leads", total=len(leads), visible=len(leads) > CHUNK)
         try:
             for start in range(0, len(leads), CHUNK):
                 chunk = leads[start : start + CHUNK]
-                request = pb.ScoreLeadsRequest(
-                    model_name=args.model, model_version=args.version, max_reasons=args.reasons
-                )
-                # Column-wise when every feature has values of one type: several times faster
-                # for a big file. A mixed column goes lead by lead.
-                columns = lead_codec.leads_to_columns(chunk)
-                if columns is None:
-                    request.leads.extend(lead_codec.lead_to_pb(lead) for lead in chunk)
-                else:
-                    request.columns.CopyFrom(columns)
-                response = stub.ScoreLeads(
-                    request, timeout=args.timeout, metadata=_metadata(args.api_key)
-                )
-                if columns is None:
-                    scores.extend(response.scores)
-                else:
-                    scores.extend(lead_codec.scores_from_columns(response.columns))
+                scores.extend(_score_chunk(stub, chunk, args))
+                progress.advance(task, len(chunk))
         except grpc.RpcError as exc:
-            print(f"leadgw score: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            progress.stop()
+            done = f" (after {len(scores)} of {len(leads)} leads)" if scores else ""
+            print(f"leadgw score: {exc.code().name}: {exc.details()}{done}", file=sys.stderr)
             return 1
     # Requests were chunked; rank across the whole file.
     ranked = sorted(scores, key=lambda s: -s.probability)
@@ -198,6 +193,25 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         _print_table(ranked)
     return 0
+
+
+def _score_chunk(
+    stub: pb_grpc.LeadServiceStub, chunk: list[LeadInput], args: argparse.Namespace
+) -> list[pb.LeadScore]:
+    """One ScoreLeads call: column-wise when every feature's values have one type (several
+    times faster for a big file), else lead by lead, so the server names the lead at fault."""
+    request = pb.ScoreLeadsRequest(
+        model_name=args.model, model_version=args.version, max_reasons=args.reasons
+    )
+    columns = lead_codec.leads_to_columns(chunk)
+    if columns is None:
+        request.leads.extend(lead_codec.lead_to_pb(lead) for lead in chunk)
+    else:
+        request.columns.CopyFrom(columns)
+    response = stub.ScoreLeads(request, timeout=args.timeout, metadata=_metadata(args.api_key))
+    if columns is None:
+        return list(response.scores)
+    return lead_codec.scores_from_columns(response.columns)
 
 
 def _score_record(score: pb.LeadScore, rank: int) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from leads_helpers import sample_leads
+
 from gateway import lead_codec
 from gateway.auth import KeyStore
 from gateway.client_commands import read_leads
@@ -139,3 +141,30 @@ def test_score_refuses_a_feature_that_is_not_a_value(shared_gateway, tmp_path: P
     assert "nested.jsonl:2: feature 'age' must be a number, a string, true, false or null" in (
         done.stderr
     )
+
+
+def test_score_a_file_of_several_requests_ranks_it_whole(shared_gateway, tmp_path: Path) -> None:
+    leads = sample_leads(2_500, seed=31)
+    big = tmp_path / "big.jsonl"
+    big.write_text(
+        "\n".join(
+            json.dumps({"lead_id": lead.lead_id, "features": lead.features}) for lead in leads
+        )
+    )
+    done = leadgw("score", str(big), "--address", shared_gateway.address, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(r["lead_id"] for r in rows) == sorted(lead.lead_id for lead in leads)
+    assert [r["rank"] for r in rows] == list(range(1, 2_501))
+    probabilities = [r["probability"] for r in rows]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+    # A bad lead in the second request: the first request's leads were scored, and it says so.
+    bad = dict(leads[1_700].features, age=400.0)
+    lines = big.read_text().splitlines()
+    lines[1_700] = json.dumps({"lead_id": leads[1_700].lead_id, "features": bad})
+    big.write_text("\n".join(lines))
+    refused = leadgw("score", str(big), "--address", shared_gateway.address)
+    assert refused.returncode == 1
+    assert f"lead '{leads[1_700].lead_id}': feature 'age' is 400" in refused.stderr
+    assert "(after 1000 of 2500 leads)" in refused.stderr
