@@ -45,16 +45,47 @@ async def test_score_leads_span_tree_continues_the_callers_trace(
         assert batch.context.trace_id == server.context.trace_id
         assert any(link.context.span_id == server.context.span_id for link in batch.links)
 
-        # Once a batch has been timed, a request that finds the batcher idle runs at once: its
-        # queue wait is an attribute, and no "queue wait" span pretends it waited.
-        spans.clear()
+    finally:
+        await gateway.stop(grace=1, drain=0)
+
+
+async def test_a_request_that_runs_at_once_has_no_queue_wait_span(
+    spans: SpanRecorder, tmp_path: Path
+) -> None:
+    """Once a batch of its size has been timed, a request that finds the batcher idle runs at
+    once: its (microseconds of) queue wait is an attribute, and no span pretends it waited. The
+    inline threshold is raised so that a slow first run on a busy machine cannot decide it."""
+    repository = repository_with(tmp_path, ("inline_run_us = 250", "inline_run_us = 10000000"))
+    settings = Settings(
+        port=0, data_dir=tmp_path, load_demo_corpus=False, model_repository=repository
+    )
+    gateway = await start(settings)
+    try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
-            await pb_grpc.LeadServiceStub(channel).ScoreLeads(score_request(sample_leads(4)))
+            stub = pb_grpc.LeadServiceStub(channel)
+            await stub.ScoreLeads(score_request(sample_leads(4)))  # untimed: it queues
+            assert len(await spans.wait_for("queue wait")) == 1
+            spans.clear()
+            await stub.ScoreLeads(score_request(sample_leads(4)))
         again = (await spans.wait_for("leadgw.v1.LeadService/ScoreLeads"))[0]
         assert "leadgw.batch.queue_wait_ms" in again.attributes
+        assert spans.named("encode features").parent.span_id == again.context.span_id
         assert [s for s in spans.finished() if s.name == "queue wait"] == []
     finally:
         await gateway.stop(grace=1, drain=0)
+
+
+def repository_with(tmp_path: Path, *replacements: tuple[str, str]) -> Path:
+    """A copy of the bundled models with these (old, new) edits to lead_scorer's config."""
+    repository = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS, repository)
+    config = repository / "lead_scorer" / "config.toml"
+    text = config.read_text()
+    for old, new in replacements:
+        assert old in text, f"the bundled config changed: {old!r} is gone"
+        text = text.replace(old, new)
+    config.write_text(text)
+    return repository
 
 
 def always_batching_repository(tmp_path: Path) -> Path:
@@ -62,16 +93,11 @@ def always_batching_repository(tmp_path: Path) -> Path:
     (the bundled setting runs this cheap model at once when the batcher is idle), and a queue
     delay of 200 ms, so that requests decoded one after another on a busy machine still meet in
     a batch (the bundled 0.5 ms is shorter than decoding one of them)."""
-    repository = tmp_path / "models"
-    shutil.copytree(BUNDLED_MODELS, repository)
-    config = repository / "lead_scorer" / "config.toml"
-    text = config.read_text()
-    for old, new in (("inline_run_us = 250", "inline_run_us = 0"),
-                     ("max_queue_delay_us = 500", "max_queue_delay_us = 200000")):  # fmt: skip
-        assert old in text, f"the bundled config changed: {old!r} is gone"
-        text = text.replace(old, new)
-    config.write_text(text)
-    return repository
+    return repository_with(
+        tmp_path,
+        ("inline_run_us = 250", "inline_run_us = 0"),
+        ("max_queue_delay_us = 500", "max_queue_delay_us = 200000"),
+    )
 
 
 async def test_batched_burst_links_one_batch_to_many_request_spans(
