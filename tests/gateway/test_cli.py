@@ -168,3 +168,29 @@ def test_score_a_file_of_several_requests_ranks_it_whole(shared_gateway, tmp_pat
     assert refused.returncode == 1
     assert f"lead '{leads[1_700].lead_id}': feature 'age' is 400" in refused.stderr
     assert "(after 1000 of 2500 leads)" in refused.stderr
+
+
+def test_score_stops_quietly_when_its_reader_goes_away(shared_gateway, tmp_path: Path) -> None:
+    """`leadgw score big.jsonl | head`: no traceback when the pipe closes early."""
+    leads = sample_leads(3_000, seed=32)
+    big = tmp_path / "big.jsonl"
+    big.write_text(
+        "\n".join(
+            json.dumps({"lead_id": lead.lead_id, "features": lead.features}) for lead in leads
+        )
+    )
+    command = [sys.executable, "-m", "gateway", "score", str(big), "--json"]
+    reader = subprocess.Popen(
+        [*command, "--address", shared_gateway.address],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    first = json.loads(reader.stdout.readline())
+    reader.stdout.close()  # like head after its lines
+    stderr = reader.stderr.read()
+    assert reader.wait(timeout=60) == 1
+    assert first["rank"] == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
