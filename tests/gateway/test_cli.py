@@ -13,6 +13,7 @@ from leads_helpers import sample_leads
 from gateway import lead_codec
 from gateway.auth import KeyStore
 from gateway.client_commands import read_leads
+from runtimes.types import LeadInput
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "leads.jsonl"
@@ -143,14 +144,19 @@ def test_score_refuses_a_feature_that_is_not_a_value(shared_gateway, tmp_path: P
     )
 
 
-def test_score_a_file_of_several_requests_ranks_it_whole(shared_gateway, tmp_path: Path) -> None:
-    leads = sample_leads(2_500, seed=31)
-    big = tmp_path / "big.jsonl"
-    big.write_text(
+def write_jsonl(path: Path, leads: list[LeadInput]) -> Path:
+    """The leads as the JSON Lines file `leadgw score` reads, one lead a line."""
+    path.write_text(
         "\n".join(
             json.dumps({"lead_id": lead.lead_id, "features": lead.features}) for lead in leads
         )
     )
+    return path
+
+
+def test_score_a_file_of_several_requests_ranks_it_whole(shared_gateway, tmp_path: Path) -> None:
+    leads = sample_leads(2_500, seed=31)
+    big = write_jsonl(tmp_path / "big.jsonl", leads)
     done = leadgw("score", str(big), "--address", shared_gateway.address, "--json")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -173,12 +179,7 @@ def test_score_a_file_of_several_requests_ranks_it_whole(shared_gateway, tmp_pat
 def test_score_stops_quietly_when_its_reader_goes_away(shared_gateway, tmp_path: Path) -> None:
     """`leadgw score big.jsonl | head`: no traceback when the pipe closes early."""
     leads = sample_leads(3_000, seed=32)
-    big = tmp_path / "big.jsonl"
-    big.write_text(
-        "\n".join(
-            json.dumps({"lead_id": lead.lead_id, "features": lead.features}) for lead in leads
-        )
-    )
+    big = write_jsonl(tmp_path / "big.jsonl", leads)
     command = [sys.executable, "-m", "gateway", "score", str(big), "--json"]
     reader = subprocess.Popen(
         [*command, "--address", shared_gateway.address],
