@@ -35,7 +35,7 @@ serve: install  ## Run the gateway on 127.0.0.1:50051 with the bundled model.
 test: install-dev  ## Run the whole test suite.
 	$(BIN)/python -m pytest -q
 
-protos: install-dev  ## Regenerate gateway/pb from protos/.
+protos: install-dev  ## Regenerate leadgw_client/pb from protos/.
 	$(BIN)/python -m gateway.protogen
 
 lint: install-dev  ## ruff and mypy.

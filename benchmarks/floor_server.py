@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from gateway.pb.inference import grpc_service_pb2
+from leadgw_client.pb.inference import grpc_service_pb2
 
 SERVICE = "inference.GRPCInferenceService"
 

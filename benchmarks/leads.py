@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.pb.inference import grpc_service_pb2
-from gateway.pb.leadgw.v1 import lead_service_pb2
+from leadgw_client.pb.inference import grpc_service_pb2
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2
 
 
 @dataclass(frozen=True, slots=True)

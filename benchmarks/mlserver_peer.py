@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from benchmarks.servers import ServerProcess, ServerStartError, free_port, last_line, wait_until
-from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_VENV = HERE / ".venv-mlserver"

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 from benchmarks.targets import CHANNEL_OPTIONS, GrpcUnaryTarget, TargetError
-from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from benchmarks.leads import Feature, score_columns_request, score_leads_request
 from benchmarks.targets import GrpcUnaryTarget, TargetError
-from gateway.pb.leadgw.v1 import lead_service_pb2
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2
 
 SCORE_LEADS = "/leadgw.v1.LeadService/ScoreLeads"
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from benchmarks.leads import Feature, score_leads_request
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 def summary_requests(

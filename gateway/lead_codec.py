@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.errors import InvalidInput
 from runtimes.types import BAND_ORDER, Band, FeatureValue, LeadInput, LeadScore, ScoreColumns
 

@@ -14,13 +14,13 @@ import numpy as np
 
 from gateway import lead_codec, notes_rpc, summary_rpc
 from gateway.auth import current_caller
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.notes import NotesService
+from retrieval.summary import Summarizer
 from runtimes.errors import InvalidInput, Unavailable
 from runtimes.repository import ServedModel
 from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy
-from runtimes.summary import Summarizer
 from runtimes.types import FeatureValue, LeadInput
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.lead_codec import leads_from_pb
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from retrieval.notes import NotesService
 from retrieval.report import IndexReport, IndexStatus
 from retrieval.types import NoteHit, NoteRecord

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.pb.inference import grpc_service_pb2 as pb
+from leadgw_client.pb.inference import grpc_service_pb2 as pb
 from runtimes.errors import InvalidInput
 from runtimes.repository import ServedModel
 

@@ -7,8 +7,8 @@ import time
 import grpc
 
 from gateway import oip_codec
-from gateway.pb.inference import grpc_service_pb2 as pb
-from gateway.pb.inference import grpc_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.inference import grpc_service_pb2 as pb
+from leadgw_client.pb.inference import grpc_service_pb2_grpc as pb_grpc
 from runtimes.errors import NotFound
 from runtimes.repository import ModelRepository, ServedModel
 

@@ -1,9 +1,9 @@
-"""Generates the protobuf and gRPC Python code under ``gateway/pb`` from ``protos/``.
+"""Generates the protobuf and gRPC Python code under ``leadgw_client/pb`` from ``protos/``.
 
-Run it with ``make protos`` (or ``python -m gateway.protogen``). The ``.proto`` files are copied
-under a ``gateway/pb`` prefix before protoc runs, so the generated modules import each other as
-``gateway.pb...`` without any post-editing. ``tests/gateway/test_protos.py`` regenerates into a
-temporary folder and fails when the committed files differ.
+Run it with ``make protos`` (or ``python -m gateway.protogen``). The ``.proto`` files are
+copied under a ``leadgw_client/pb`` prefix before protoc runs, so the generated modules import
+each other as ``leadgw_client.pb...`` without any post-editing. ``tests/gateway/test_protos.py``
+regenerates into a temporary folder and fails when the committed files differ.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-PACKAGE_PREFIX = Path("gateway") / "pb"
+PACKAGE_PREFIX = Path("leadgw_client") / "pb"
 
 
 def generate(out_root: Path) -> list[Path]:
-    """Writes the generated package into ``out_root / gateway / pb``; returns the files written."""
+    """Writes the package into ``out_root / leadgw_client / pb``; returns the files written."""
     from grpc_tools import protoc  # dev dependency: only needed to regenerate
 
     sources = sorted(PROTOS.rglob("*.proto"))
@@ -54,7 +54,9 @@ def generate(out_root: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT, help="root to write gateway/pb under")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT, help="root to write leadgw_client/pb under"
+    )
     args = parser.parse_args(argv)
     target = args.out / PACKAGE_PREFIX
     if target.exists():

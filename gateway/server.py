@@ -21,20 +21,20 @@ from gateway.auth import KeyStore
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
-from gateway.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
-from gateway.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
+from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from retrieval.demo_corpus import load_demo_corpus_if_empty
 from retrieval.notes import NotesService
 from retrieval.shared_store import StoreLink
+from retrieval.summary import summarizer_from_settings
 from runtimes.batcher import BatchingConfig, DynamicBatcher
 from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
-from runtimes.summary import summarizer_from_settings
 
 log = logging.getLogger(__name__)
 

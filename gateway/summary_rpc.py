@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from gateway.lead_codec import features_from_pb, score_to_pb
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from runtimes.summary import Summarizer, SummaryResult, TextChunk
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from retrieval.summary import Summarizer, SummaryResult, TextChunk
 
 
 async def summarize_lead(

@@ -3,7 +3,7 @@ plus a few firm documents. Loaded at ``leadgw serve`` start when the store is em
 SearchNotes and SummarizeLead have something real-looking to work on out of the box.
 
 Everything here is invented. The feature names are the lead model's
-(``runtimes/lead_model/features.py``); each profile agrees with the lead's notes (a lead with a
+(``runtimes/training/features.py``); each profile agrees with the lead's notes (a lead with a
 webinar note has ``webinar_attended``; ``days_since_last_touch`` is the age of the newest note).
 """
 

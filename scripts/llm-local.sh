@@ -57,7 +57,7 @@ cat >&2 <<MSG
 llm-local: serving on http://$LLM_HOST:$LLM_PORT/v1 (Ctrl-C stops it). Point leadgw at it with:
   LEADGW_LLM_BASE_URL=http://$LLM_HOST:$LLM_PORT/v1 LEADGW_LLM_MODEL=$LLM_MODEL_ALIAS leadgw serve
 and run the end-to-end summary test with:
-  LEADGW_TEST_LLM_URL=http://$LLM_HOST:$LLM_PORT/v1 .venv/bin/python -m pytest tests/runtimes/summary -q
+  LEADGW_TEST_LLM_URL=http://$LLM_HOST:$LLM_PORT/v1 .venv/bin/python -m pytest tests/retrieval/summary -q
 MSG
 exec "$VPY" -m llama_cpp.server \
     --model "$GGUF" \

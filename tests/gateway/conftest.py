@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from gateway.pb.inference import grpc_service_pb2_grpc as oip_grpc
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gateway import lead_codec
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from runtimes.lead_model import synth
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from runtimes.training import synth
 from runtimes.types import LeadInput
 
 

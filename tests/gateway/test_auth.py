@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from leads_helpers import sample_leads, score_request
 
 from gateway.auth import hash_key
-from gateway.pb.inference import grpc_service_pb2 as oip
-from gateway.pb.inference import grpc_service_pb2_grpc as oip_grpc
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 SCORER_KEY = "key-for-acme-scoring"
 SUMMARY_KEY = "key-for-beta-summaries"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.inference import grpc_service_pb2 as oip
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.settings import BUNDLED_MODELS
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from runtimes.model_config import load_config
 from runtimes.types import LeadInput
 

@@ -10,8 +10,8 @@ import urllib.request
 import grpc
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 def _metrics_port(gateway) -> int:

@@ -14,10 +14,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.inference import grpc_service_pb2 as oip
-from gateway.pb.inference import grpc_service_pb2_grpc as oip_grpc
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.settings import BUNDLED_MODELS
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from runtimes.model_config import load_config
 from runtimes.schema import FeatureSchema
 

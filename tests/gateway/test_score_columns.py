@@ -8,8 +8,8 @@ import grpc
 import pytest
 from leads_helpers import columns_request, sample_leads, score_request
 
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.settings import BUNDLED_MODELS
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.model_config import load_config
 from runtimes.schema import FeatureSchema
 from runtimes.types import LeadInput

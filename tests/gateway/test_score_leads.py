@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.inference import grpc_service_pb2 as oip
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
 from gateway.settings import BUNDLED_MODELS
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.model_config import load_config
 from runtimes.schema import FeatureSchema
 

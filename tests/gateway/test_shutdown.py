@@ -8,7 +8,7 @@ import signal
 import grpc
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 async def test_sigterm_loses_no_request_in_flight(gateway_process) -> None:

@@ -16,8 +16,8 @@ from leads_helpers import sample_leads
 
 from gateway import lead_codec
 from gateway.auth import hash_key
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from tests.conftest import GatewayProcess, start_gateway_process
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, StreamReply
 

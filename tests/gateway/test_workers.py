@@ -9,9 +9,9 @@ import grpc
 import psutil
 from leads_helpers import sample_leads, score_request
 
-from gateway.pb.leadgw.v1 import lead_service_pb2 as lead_pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.settings import Settings
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as lead_pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 
 def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None:

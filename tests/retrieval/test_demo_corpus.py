@@ -9,8 +9,8 @@ from notes_helpers import NOW
 from retrieval.demo_corpus import demo_corpus, demo_leads, load_demo_corpus_if_empty
 from retrieval.notes import NotesService
 from retrieval.validation import check_note
-from runtimes.lead_model.features import CHANNELS, feature_tables
 from runtimes.schema import FeatureSchema
+from runtimes.training.features import CHANNELS, feature_tables
 
 
 def test_same_seed_same_corpus() -> None:

@@ -11,10 +11,10 @@ import grpc
 from leads_helpers import sample_leads, score_request
 from opentelemetry import trace
 
-from gateway.pb.leadgw.v1 import lead_service_pb2 as pb
-from gateway.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from gateway.server import start
 from gateway.settings import BUNDLED_MODELS, Settings
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from tests.gateway.telemetry.telemetry_helpers import SpanRecorder
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -1,0 +1,374 @@
+"""``leadgw bench``: measure leadgw, its floors and its peers under the same load, in one report.
+
+The suite itself lives in ``benchmarks/``; this module only parses the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmarks.loadgen import LoadShape
+from benchmarks.mlserver_peer import DEFAULT_VENV
+from benchmarks.progress import NoProgress, RichProgress
+from benchmarks.suite import (
+    DEFAULT_TARGETS,
+    MODES,
+    TARGETS,
+    BenchConfig,
+    BenchError,
+    leadgw_serve_command,
+    run_bench,
+)
+from benchmarks.sweep import SweepPlan
+from benchmarks.tracing_suite import parse_levels
+from gateway.settings import BUNDLED_MODELS
+
+DESCRIPTION = """\
+Benchmark leadgw against its floors and peers with the same load, in one report.
+
+Targets: scoreleads (leadgw LeadService.ScoreLeads), scoreleads-columns (the same leads sent
+column-wise in ScoreLeadsRequest.columns), modelinfer (leadgw OIP ModelInfer),
+onnx-floor (ONNX Runtime in-process on the same model and batch: the compute floor),
+transport-floor (a bare grpc.aio OIP server answering leadgw's response without work: the
+transport floor), mlserver (MLServer from benchmarks/.venv-mlserver with the same model), and
+any OIP gRPC endpoint with --oip. Modes: closed (N requests in flight), open (fixed or Poisson
+arrivals, latency from each request's intended send time), sweep (open-loop steps up to the
+highest rate whose p99 meets --slo-ms).
+
+GenAI targets (not in the default set): embed (texts/s through the ONNX embedder), search (notes
+search p50/p99 in Qdrant local mode at each --search-notes size, bulk-loaded with random
+vectors), summary (a gateway with --summary-notes notes and a loopback LLM stand-in: the
+gateway's time before the first token, and ScoreLeads p99 open-loop at --rate with and without
+--summary-concurrency summaries streaming). --tracing off,0.01,1.0 runs the leadgw targets
+closed-loop once per sampling level instead, each on its own gateway exporting OTLP/gRPC to a
+discard collector, and reports their throughput against tracing off.
+
+Writes result.json, report.md and PNG plots to --out. Exit codes: 0 done, 2 bad input or a
+target that failed its preflight, 3 the generator could not send the asked open-loop rate.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part.replace("_", "")) for part in _csv(text))
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``leadgw bench``, with its default in the help."""
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    d = "(default: %(default)s)"
+    what = parser.add_argument_group("what to measure")
+    what.add_argument(
+        "--targets",
+        type=_csv,
+        default=DEFAULT_TARGETS,
+        help=f"comma-separated, from {', '.join(TARGETS)} (default: {','.join(DEFAULT_TARGETS)})",
+    )
+    what.add_argument(
+        "--oip",
+        action="append",
+        default=[],
+        metavar="[NAME=]HOST:PORT/MODEL",
+        help="also drive this Open Inference Protocol gRPC endpoint (Triton, KServe, MLServer, "
+        "...); repeatable",
+    )
+    what.add_argument(
+        "--mode",
+        type=_csv,
+        default=("closed",),
+        help=f"comma-separated, from {', '.join(MODES)} (default: closed)",
+    )
+    what.add_argument("--model", default="lead_scorer", help=f"model name {d}")
+    what.add_argument(
+        "--model-repository", type=Path, default=BUNDLED_MODELS, help=f"model repository {d}"
+    )
+    what.add_argument(
+        "--features",
+        type=_positive_int,
+        help="tensor columns, when the model's config.toml is not at hand (default: from it)",
+    )
+    what.add_argument(
+        "--leadgw-workers",
+        type=_positive_int,
+        metavar="N",
+        help="gateways the bench starts run `leadgw serve --workers N` "
+        "(default: leadgw's own, one per usable core)",
+    )
+    what.add_argument(
+        "--leadgw-address",
+        metavar="HOST:PORT",
+        help="bench a running gateway instead of starting one (server CPU is then not measured)",
+    )
+
+    load = parser.add_argument_group("load")
+    load.add_argument("--batch", type=_positive_int, default=1, help=f"leads per request {d}")
+    load.add_argument(
+        "--concurrency", type=_positive_int, default=8, help=f"closed loop: requests in flight {d}"
+    )
+    load.add_argument(
+        "--rate", type=_positive_float, default=200.0, help=f"open loop: requests per second {d}"
+    )
+    load.add_argument(
+        "--arrival", choices=("poisson", "fixed"), default="poisson", help=f"open loop {d}"
+    )
+    load.add_argument(
+        "--duration", type=_positive_float, default=10.0, help=f"measured seconds per run {d}"
+    )
+    load.add_argument(
+        "--warmup", type=_non_negative_float, default=2.0, help=f"unmeasured seconds first {d}"
+    )
+    load.add_argument(
+        "--processes", type=_positive_int, default=2, help=f"load-generator processes {d}"
+    )
+    load.add_argument(
+        "--channels", type=_positive_int, default=2, help=f"gRPC channels per process {d}"
+    )
+    load.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=2000,
+        help=f"open loop: requests in flight per process before sends wait {d}",
+    )
+    load.add_argument(
+        "--timeout", type=_positive_float, default=5.0, help=f"per-request deadline, seconds {d}"
+    )
+    load.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=5.0,
+        help=f"seconds to connect and answer the preflight {d}",
+    )
+    load.add_argument("--seed", type=int, default=1, help=f"random seed for leads, arrivals {d}")
+
+    sweep = parser.add_argument_group("rate sweep (--mode sweep)")
+    sweep.add_argument("--slo-ms", type=_positive_float, default=10.0, help=f"p99 SLO {d}")
+    sweep.add_argument(
+        "--sweep-start", type=_positive_float, default=100.0, help=f"first rate, req/s {d}"
+    )
+    sweep.add_argument(
+        "--sweep-factor", type=float, default=2.0, help=f"rate multiplier per step {d}"
+    )
+    sweep.add_argument(
+        "--sweep-max-steps", type=_positive_int, default=8, help=f"steps before bisection {d}"
+    )
+    sweep.add_argument(
+        "--sweep-refine", type=int, default=2, help=f"bisection steps after the first failure {d}"
+    )
+    sweep.add_argument(
+        "--sweep-step-duration",
+        type=_positive_float,
+        default=5.0,
+        help=f"measured seconds per sweep step {d}",
+    )
+
+    peers = parser.add_argument_group("servers and peers")
+    peers.add_argument(
+        "--mlserver-venv",
+        type=Path,
+        default=DEFAULT_VENV,
+        help="MLServer's own environment, made by benchmarks/mlserver/setup.sh "
+        "(default: benchmarks/.venv-mlserver)",
+    )
+    peers.add_argument(
+        "--mlserver-parallel-workers",
+        type=int,
+        default=0,
+        help=f"MLServer parallel_workers; 0 runs inference in its server process {d}",
+    )
+    peers.add_argument(
+        "--server-ready-timeout",
+        type=_positive_float,
+        default=60.0,
+        help=f"seconds to wait for a started server to be ready {d}",
+    )
+    peers.add_argument(
+        "--floor-stall-every",
+        type=int,
+        default=0,
+        help=f"transport floor: freeze the server every N requests (to test the harness) {d}",
+    )
+    peers.add_argument(
+        "--floor-stall-ms", type=_positive_float, default=200.0, help=f"length of a freeze {d}"
+    )
+
+    genai = parser.add_argument_group("GenAI targets and tracing (embed, search, summary)")
+    genai.add_argument(
+        "--search-notes",
+        type=_sizes,
+        default=(10_000, 100_000),
+        metavar="N,N",
+        help="search: store sizes in notes (default: 10000,100000; 100,000 take ~1 min to load)",
+    )
+    genai.add_argument(
+        "--summary-notes", type=_positive_int, default=10_000, help=f"summary: notes in store {d}"
+    )
+    genai.add_argument(
+        "--summary-concurrency",
+        type=_positive_int,
+        default=8,
+        help=f"summary: summaries kept streaming during the second ScoreLeads run {d}",
+    )
+    genai.add_argument(
+        "--llm-first-token-ms",
+        type=_non_negative_float,
+        default=50.0,
+        help=f"summary: the LLM stand-in's wait before its first text {d}",
+    )
+    genai.add_argument(
+        "--summary-stream-s",
+        type=_positive_float,
+        default=4.0,
+        help=f"summary: how long each background summary streams {d}",
+    )
+    genai.add_argument(
+        "--summary-rounds",
+        type=_positive_int,
+        default=1,
+        help="summary: repeat ScoreLeads alone, held and churn this many times, interleaved, and "
+        f"compare p99s of the pooled latencies (evens out a machine's drift) {d}",
+    )
+    genai.add_argument(
+        "--tracing",
+        type=_levels,
+        default=(),
+        metavar="off,0.01,1.0",
+        help="run the leadgw targets closed-loop once per level ('off' or a sampling ratio; "
+        "'off' is added if missing) and report throughput against tracing off",
+    )
+    genai.add_argument(
+        "--tracing-rounds",
+        type=_positive_int,
+        default=1,
+        help=f"repeat the sequence of --tracing levels, averaging each level {d}",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out", type=Path, help="report folder (default: bench-results/<UTC timestamp>)"
+    )
+    output.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    output.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    shape = LoadShape(
+        mode="closed",
+        concurrency=args.concurrency,
+        rate=args.rate,
+        arrival=args.arrival,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        processes=args.processes,
+        channels=args.channels,
+        max_in_flight=args.max_in_flight,
+        connect_timeout_s=args.connect_timeout,
+        drain_s=args.timeout + 1.0,
+        seed=args.seed,
+    )
+    sweep = SweepPlan(
+        slo_ms=args.slo_ms,
+        start_rate=args.sweep_start,
+        factor=args.sweep_factor,
+        max_steps=args.sweep_max_steps,
+        refine=args.sweep_refine,
+        step_duration_s=args.sweep_step_duration,
+    )
+    return BenchConfig(
+        targets=tuple(args.targets),
+        oip=tuple(args.oip),
+        modes=tuple(args.mode),
+        shape=shape,
+        sweep=sweep,
+        model=args.model,
+        model_repository=args.model_repository,
+        batch=args.batch,
+        features=args.features,
+        timeout_s=args.timeout,
+        leadgw_address=args.leadgw_address,
+        leadgw_command=leadgw_serve_command(args.leadgw_workers),
+        server_ready_timeout_s=args.server_ready_timeout,
+        mlserver_venv=args.mlserver_venv,
+        mlserver_parallel_workers=args.mlserver_parallel_workers,
+        floor_stall_every=args.floor_stall_every,
+        floor_stall_ms=args.floor_stall_ms,
+        out=args.out or Path("bench-results") / stamp,
+        plots=not args.no_plots,
+        command=command,
+        search_notes=args.search_notes,
+        summary_notes=args.summary_notes,
+        summary_concurrency=args.summary_concurrency,
+        llm_first_token_ms=args.llm_first_token_ms,
+        summary_stream_s=args.summary_stream_s,
+        summary_rounds=args.summary_rounds,
+        tracing=args.tracing,
+        tracing_rounds=args.tracing_rounds,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench; one line on stderr and a non-zero code when it cannot."""
+    console = Console(stderr=True)
+    command = "leadgw bench " + shlex.join(sys.argv[2:] if _via_cli() else sys.argv[1:])
+    try:
+        if args.sweep_factor <= 1:
+            raise BenchError("--sweep-factor must be greater than 1")
+        config = config_from(args, command)
+        if args.no_progress or not console.is_terminal:
+            outcome = run_bench(config, NoProgress(console))
+        else:
+            with RichProgress(console) as progress:
+                outcome = run_bench(config, progress)
+    except BenchError as exc:
+        print(f"leadgw bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leadgw bench: interrupted", file=sys.stderr)
+        return 130
+    print(outcome.markdown_path.read_text())
+    print(f"report: {outcome.markdown_path}  results: {outcome.json_path}", file=sys.stderr)
+    if outcome.message:
+        print(f"leadgw bench: error: {outcome.message}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _via_cli() -> bool:
+    return len(sys.argv) > 1 and sys.argv[1] == "bench"

@@ -1,0 +1,81 @@
+"""Build the summary pipeline from the gateway's settings (read through a protocol, so that
+``runtimes`` does not import ``gateway``)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from opentelemetry import trace
+
+from retrieval.summary.cache import SummaryCache
+from retrieval.summary.limits import TenantLimiter
+from retrieval.summary.summarizer import Summarizer, SummaryMetrics
+from retrieval.summary.types import LeadScorer
+from retrieval.types import NotesReader
+from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig, PiiMode, should_mask
+
+
+class SummarySettings(Protocol):
+    @property
+    def llm_base_url(self) -> str | None: ...
+    @property
+    def llm_model(self) -> str: ...
+    @property
+    def llm_api_key(self) -> str: ...
+    @property
+    def llm_connect_timeout_s(self) -> float: ...
+    @property
+    def llm_read_timeout_s(self) -> float: ...
+    @property
+    def llm_max_retries(self) -> int: ...
+    @property
+    def llm_max_tokens(self) -> int: ...
+    @property
+    def pii_masking(self) -> PiiMode: ...
+    @property
+    def summaries_per_tenant(self) -> int: ...
+    @property
+    def summary_cache_entries(self) -> int: ...
+    @property
+    def breaker_failures(self) -> int: ...
+    @property
+    def breaker_reset_s(self) -> float: ...
+
+
+def llm_from_settings(settings: SummarySettings) -> LLMClient | None:
+    """None when no endpoint is configured: every summary is then the marked fallback."""
+    if not settings.llm_base_url:
+        return None
+    return LLMClient(
+        LLMConfig(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            connect_timeout_s=settings.llm_connect_timeout_s,
+            read_timeout_s=settings.llm_read_timeout_s,
+            max_retries=settings.llm_max_retries,
+            max_tokens=settings.llm_max_tokens,
+        ),
+        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+    )
+
+
+def summarizer_from_settings(
+    settings: SummarySettings,
+    notes: NotesReader,
+    scorer: LeadScorer,
+    *,
+    tracer: trace.Tracer | None = None,
+    metrics: SummaryMetrics | None = None,
+) -> Summarizer:
+    """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown."""
+    return Summarizer(
+        notes=notes,
+        scorer=scorer,
+        llm=llm_from_settings(settings),
+        cache=SummaryCache(settings.summary_cache_entries),
+        limiter=TenantLimiter(settings.summaries_per_tenant),
+        mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
+        tracer=tracer,
+        metrics=metrics,
+    )

@@ -1,0 +1,87 @@
+"""Fixtures for summary tests: a fake OpenAI-protocol server on loopback, an in-memory notes
+store with two tenants, and a factory for summarizers pointed at the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from summary_helpers import seed
+
+from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
+from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig
+from tests.fakes.notes import InMemoryNotes
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scorer import FixedScorer
+
+
+@pytest.fixture
+async def llm_server() -> AsyncIterator[FakeOpenAI]:
+    server = await FakeOpenAI().start()
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture
+def notes() -> InMemoryNotes:
+    store = InMemoryNotes()
+    seed(store)
+    return store
+
+
+@pytest.fixture
+def scorer() -> FixedScorer:
+    return FixedScorer()
+
+
+MakeSummarizer = Callable[..., Summarizer]
+
+
+@pytest.fixture
+async def make_summarizer(
+    llm_server: FakeOpenAI, notes: InMemoryNotes, scorer: FixedScorer
+) -> AsyncIterator[MakeSummarizer]:
+    made: list[Summarizer] = []
+
+    def make(
+        *,
+        endpoint: str | None = "fake",
+        max_retries: int = 0,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        per_tenant: int = 4,
+        cache_entries: int = 16,
+        mask_pii: bool = False,
+        read_timeout_s: float = 20.0,
+        **kwargs: Any,
+    ) -> Summarizer:
+        llm = None
+        if endpoint is not None:
+            extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+            llm = LLMClient(
+                LLMConfig(
+                    base_url=llm_server.base_url if endpoint == "fake" else endpoint,
+                    model="fake-model",
+                    max_retries=max_retries,
+                    connect_timeout_s=1.0,
+                    read_timeout_s=read_timeout_s,
+                ),
+                breaker=breaker or CircuitBreaker(5, 30.0),
+                **extra,
+            )
+        summarizer = Summarizer(
+            notes=notes,
+            scorer=scorer,
+            llm=llm,
+            cache=SummaryCache(cache_entries),
+            limiter=TenantLimiter(per_tenant),
+            mask_pii=mask_pii,
+            **kwargs,
+        )
+        made.append(summarizer)
+        return summarizer
+
+    yield make
+    for summarizer in made:
+        await summarizer.aclose()
