@@ -28,7 +28,7 @@ from retrieval.summary.types import (
     TextChunk,
 )
 from retrieval.types import NoteRecord, NotesReader
-from runtimes.errors import DeadlineExceeded, InvalidInput, NotFound
+from runtimes.errors import DeadlineExceeded, InvalidInput, LeadgwError, NotFound
 from runtimes.llm import LLMClient, LLMFailure, StreamDone, TextDelta, TokenUsage
 from runtimes.llm.client import estimate_tokens
 from runtimes.types import FeatureValue, LeadInput, LeadScore
@@ -179,9 +179,17 @@ class Summarizer:
                     )
             except TimeoutError:
                 retrieval_failure = "retrieval_timeout"
-            except Exception as err:  # the store failing must not fail the summary
-                log.warning("summary retrieval failed: %r", err)
+            except LeadgwError as err:  # the store refused or is down: the fallback says so
+                log.warning("summary retrieval failed: %s", err)
+                span.record_exception(err)
                 retrieval_failure = "retrieval_failed"
+            except Exception as err:
+                # A bug, not an outage. The advisor still gets the marked fallback, but the
+                # failure is logged with its traceback and recorded on the span, never hidden.
+                log.exception("summary retrieval raised unexpectedly")
+                span.record_exception(err)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(err).__name__))
+                retrieval_failure = "retrieval_error"
             span.set_attribute("leadgw.retrieve.notes", len(sources))
         t2 = self._clock()
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from retrieval.types import NoteHit, NoteRecord
+from runtimes.errors import Unavailable
 from runtimes.types import FeatureValue
 
 
@@ -21,6 +22,7 @@ class InMemoryNotes:
         self._profiles: dict[tuple[str, str], dict[str, FeatureValue]] = {}
         self._versions: Counter[tuple[str, str]] = Counter()
         self.fail_search = False
+        self.bug_in_search = False
 
     def add(self, tenant: str, *notes: NoteRecord) -> None:
         for note in notes:
@@ -50,7 +52,9 @@ class InMemoryNotes:
         top_k: int = 5,
     ) -> list[NoteHit]:
         if self.fail_search:
-            raise ConnectionError("store down")
+            raise Unavailable("notes store is unavailable")
+        if self.bug_in_search:
+            raise RuntimeError("a bug in the store adapter")
         wanted = _words(query)
         hits = []
         for note in self._notes.get(tenant, {}).values():

@@ -210,6 +210,25 @@ async def test_store_failure_degrades_to_the_fallback(llm_server, make_summarize
     assert result.citations == [] and llm_server.requests == []
 
 
+async def test_a_bug_in_retrieval_is_logged_with_its_traceback_and_on_the_span(
+    llm_server, make_summarizer, notes, caplog
+):
+    """The advisor still gets the marked fallback, but the bug is not hidden as an outage."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    notes.bug_in_search = True
+    with caplog.at_level("ERROR", logger="retrieval.summary.summarizer"):
+        _, result = await summarize(make_summarizer(tracer=provider.get_tracer("t")))
+
+    assert result.fallback and result.fallback_reason == "retrieval_error"
+    (record,) = [r for r in caplog.records if r.name == "retrieval.summary.summarizer"]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    events = [e for e in spans["summary.retrieve"].events if e.name == "exception"]
+    assert events and events[0].attributes["exception.type"] == "RuntimeError"
+
+
 async def test_spans_cover_every_stage_with_genai_attributes(llm_server, make_summarizer):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
