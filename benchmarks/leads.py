@@ -6,8 +6,8 @@ building protobuf messages.
 
 from __future__ import annotations
 
+import math
 import random
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import numpy as np
 
 from leadgw_client.pb.inference import grpc_service_pb2
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2
+from runtimes.model_config import CONFIG_FILE, load_config
+from runtimes.schema import FeatureSchema, FeatureSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,6 @@ class SchemaError(Exception):
     """The model's config file is missing or does not describe its features."""
 
 
-_CATEGORY_KINDS = {"category", "categorical", "string", "enum"}
-_FLAG_KINDS = {"flag", "bool", "boolean", "binary"}
-
-
 def model_dir(repository: Path, model: str) -> Path:
     return repository / model
 
@@ -51,43 +49,28 @@ def latest_model_file(repository: Path, model: str) -> Path:
 
 
 def load_schema(repository: Path, model: str) -> list[Feature]:
-    """Read the ``[[features]]`` tables of ``<repo>/<model>/config.toml``, in column order."""
-    path = model_dir(repository, model) / "config.toml"
+    """The features of ``<repo>/<model>/config.toml``, in column order, read by the same parser
+    the gateway uses (so the bench can never accept a config the gateway refuses)."""
+    path = model_dir(repository, model) / CONFIG_FILE
     try:
-        config = tomllib.loads(path.read_text())
+        config = load_config(path)
+        schema = FeatureSchema.from_config(config.raw)
     except FileNotFoundError:
         raise SchemaError(f"{path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SchemaError(f"{path} is not valid TOML: {exc}") from None
-    tables = config.get("features")
-    if not isinstance(tables, list) or not tables:
-        raise SchemaError(f"{path} has no [[features]] tables")
-    return [_feature(table, path) for table in tables]
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from None
+    return [_feature(spec) for spec in schema.specs]
 
 
-def _feature(table: dict, path: Path) -> Feature:
-    name = table.get("name")
-    if not isinstance(name, str):
-        raise SchemaError(f"{path}: a [[features]] table has no name")
-    kind = str(table.get("type", table.get("kind", "number"))).lower()
-    categories = tuple(str(c) for c in table.get("categories", ()))
-    if kind in _CATEGORY_KINDS or (categories and kind not in _FLAG_KINDS):
-        if not categories:
-            raise SchemaError(f"{path}: categorical feature {name} lists no categories")
-        return Feature(name, "category", 0.0, float(len(categories) - 1), categories)
-    if kind in _FLAG_KINDS:
-        return Feature(name, "flag")
-    low, high = _range(table)
-    return Feature(name, "number", low, high)
-
-
-def _range(table: dict) -> tuple[float, float]:
-    if isinstance(table.get("range"), list) and len(table["range"]) == 2:
-        low, high = table["range"]
-    else:
-        low = table.get("min", table.get("low", 0.0))
-        high = table.get("max", table.get("high", max(float(low), 0.0) + 1.0))
-    return float(low), float(high)
+def _feature(spec: FeatureSpec) -> Feature:
+    if spec.kind == "category":
+        return Feature(spec.name, "category", 0.0, float(len(spec.categories) - 1), spec.categories)
+    if spec.kind == "boolean":
+        return Feature(spec.name, "flag")
+    # An open range draws from [min, min + 1] (or [0, 1]), as a client without bounds might.
+    low = spec.minimum if math.isfinite(spec.minimum) else 0.0
+    high = spec.maximum if math.isfinite(spec.maximum) else max(low, 0.0) + 1.0
+    return Feature(spec.name, "number", low, high)
 
 
 def synthetic_schema(features: int) -> list[Feature]:

@@ -35,8 +35,8 @@ from benchmarks.runner import run_load
 from benchmarks.servers import ServerProcess, start_listening_server
 from benchmarks.summary_client import HoldCounts, SummarySample, hold_main, one_summary
 from benchmarks.targets import GrpcUnaryTarget, TargetError
-from gateway.auth import DEFAULT_TENANT
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+from runtimes.types import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig

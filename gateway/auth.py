@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.errors import PermissionDenied, Unauthenticated
+from runtimes.types import DEFAULT_TENANT
 
 SCOPES = ("score", "summarize", "index", "admin")
-DEFAULT_TENANT = "default"
 
 
 @dataclass(frozen=True, slots=True)

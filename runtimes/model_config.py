@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimes.config_file import check_shape
+
 CONFIG_FILE = "config.toml"
 
 
@@ -58,6 +60,7 @@ def load_config(path: Path) -> ModelConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    check_shape(raw, str(path))
     try:
         outputs = raw.get("outputs", {})
         bands = raw["bands"]

@@ -8,6 +8,10 @@ from enum import StrEnum
 
 import numpy as np
 
+# The tenant of callers on a gateway without API keys (loopback only); notes indexed by such
+# callers belong to it.
+DEFAULT_TENANT = "default"
+
 # A feature value as a client sends it: a number, a category name, a flag, or None for missing.
 FeatureValue = float | str | bool | None
 

@@ -6,6 +6,7 @@ OTLP/gRPC nor the OTLP/HTTP client.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+log = logging.getLogger(__name__)
 
 KNOWN = frozenset({"otlp", "console", "none"})
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -62,9 +65,7 @@ def span_exporters_from_env() -> list[SpanExporter]:
             # sys.stdout as it is now: the SDK's default is bound when it is imported.
             exporters.append(ConsoleSpanExporter(out=sys.stdout))
         elif otlp_protocol("TRACES") == "grpc":
-            from gateway.telemetry._otlp_wire import WireOTLPSpanExporter
-
-            exporters.append(WireOTLPSpanExporter())
+            exporters.append(otlp_grpc_span_exporter())
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter as HTTPSpanExporter,
@@ -72,6 +73,22 @@ def span_exporters_from_env() -> list[SpanExporter]:
 
             exporters.append(HTTPSpanExporter())
     return exporters
+
+
+def otlp_grpc_span_exporter(encoder: object | None = None) -> SpanExporter:
+    """The fast wire exporter when its start-up self-check passes, else the official one.
+
+    ``encoder`` replaces the fast encoder in the self-check (tests use it to play a library
+    change that the fast path no longer matches)."""
+    from gateway.telemetry import _otlp_wire
+
+    why = _otlp_wire.disagreement(encoder)  # type: ignore[arg-type]
+    if why is None:
+        return _otlp_wire.WireOTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    log.warning("OTLP/gRPC: using the official span encoder, not the fast one: %s", why)
+    return OTLPSpanExporter()
 
 
 def metric_readers_from_env() -> list[MetricReader]:

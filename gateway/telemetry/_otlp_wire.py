@@ -341,3 +341,52 @@ class WireOTLPSpanExporter(OTLPSpanExporter):
     def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
         # Called by ``_export`` for the request of each attempt; the stub above sends it as is.
         return self._encoder.encode(data)
+
+
+def disagreement(encoder: ExportRequestEncoder | None = None) -> str | None:
+    """Why the fast path must not be used here, or None when it is safe.
+
+    Run once at start-up: the fast path leans on private hooks of the official exporter (pinned
+    in pyproject to the versions it was tested with) and must write exactly what the official
+    encoder writes. A sample of spans covering every field it encodes is encoded both ways."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    for hook in ("_translate_data", "_export"):
+        if not callable(getattr(OTLPSpanExporter, hook, None)):
+            return f"OTLPSpanExporter has no {hook}() to extend"
+    spans = _sample_spans()
+    ours = (encoder or ExportRequestEncoder()).encode(spans)
+    try:
+        decoded = ExportTraceServiceRequest.FromString(ours)
+    except Exception as exc:  # DecodeError, or anything a broken encoder provokes
+        return f"the fast encoder wrote bytes that do not decode: {exc}"
+    if decoded != encode_spans(spans):
+        return "the fast encoder's request differs from the official encoder's"
+    return None
+
+
+def _sample_spans() -> list[ReadableSpan]:
+    """A few real SDK spans with attributes of every type, events, links, kinds and statuses."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "leadgw-self-check"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("leadgw.self_check", "1")
+    with tracer.start_as_current_span("parent", kind=SpanKind.SERVER) as parent:
+        parent.set_attributes(
+            {"s": "text", "b": True, "i": 7, "f": 0.5, "ss": ["a", "b"], "ii": [1, 2]}
+        )
+        parent.add_event("event", {"n": 1})
+        with tracer.start_as_current_span(
+            "child", links=[Link(parent.get_span_context(), {"k": "v"})]
+        ) as child:
+            child.set_status(Status(StatusCode.ERROR, "failed"))
+    provider.shutdown()
+    return list(memory.get_finished_spans())

@@ -27,10 +27,6 @@ class BenchRun:
         return json.loads((self.out / "result.json").read_text())
 
 
-def leadgw_available() -> bool:
-    return (ROOT / "gateway" / "server.py").exists() and BUNDLED_MODEL.exists()
-
-
 def run_bench(out: Path, *args: str, timeout: float = 150.0) -> BenchRun:
     """``python -m gateway bench ARGS --out OUT`` from the project root."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-from bench_helpers import SHORT, leadgw_available
+from bench_helpers import SHORT
+
+pytestmark = pytest.mark.bench
 
 
 def _closed_port() -> int:
@@ -54,7 +56,6 @@ def test_malformed_oip_address(bench) -> None:
     assert "expected [NAME=]HOST:PORT/MODEL" in _one_error_line(run.stderr)
 
 
-@pytest.mark.skipif(not leadgw_available(), reason="leadgw server or bundled model not present")
 def test_unknown_model(bench) -> None:
     run = bench(*SHORT, "--targets", "modelinfer", "--model", "no_such_model", "--features", "16")
     assert run.returncode == 2

@@ -4,11 +4,8 @@ field is there and the counts add up. No timing figure is asserted."""
 from __future__ import annotations
 
 import pytest
-from bench_helpers import leadgw_available
 
-pytestmark = pytest.mark.skipif(
-    not leadgw_available(), reason="leadgw server or bundled model not present"
-)
+pytestmark = pytest.mark.bench
 
 QUICK = ("--duration", "1", "--warmup", "0.5", "--no-progress", "--no-plots", "--processes", "1")
 PERCENTILES = {"count", "p50", "p90", "p99", "p999", "max", "mean"}

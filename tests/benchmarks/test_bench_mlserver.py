@@ -7,10 +7,13 @@ from bench_helpers import BUNDLED_MODEL, ROOT, SHORT
 
 from benchmarks.mlserver_peer import DEFAULT_VENV, mlserver_version
 
-pytestmark = pytest.mark.skipif(
-    not BUNDLED_MODEL.exists() or mlserver_version(DEFAULT_VENV) is None,
-    reason="MLServer not installed (benchmarks/mlserver/setup.sh) or no bundled model",
-)
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.skipif(
+        not BUNDLED_MODEL.exists() or mlserver_version(DEFAULT_VENV) is None,
+        reason="MLServer not installed (benchmarks/mlserver/setup.sh) or no bundled model",
+    ),
+]
 
 
 def test_mlserver_serves_the_lead_model_under_load(bench) -> None:

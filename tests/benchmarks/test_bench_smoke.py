@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from bench_helpers import SHORT, leadgw_available
+from bench_helpers import SHORT
 from hdrh.histogram import HdrHistogram
 
-pytestmark = pytest.mark.skipif(
-    not leadgw_available(), reason="leadgw server or bundled model not present"
-)
+pytestmark = pytest.mark.bench
 
 RUN_FIELDS = {
     "target", "mode", "shape", "rows_per_request", "processes", "offered_rps", "sent", "ok",

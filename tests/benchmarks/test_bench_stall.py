@@ -3,7 +3,10 @@ tail. Two runs in the same test, compared with each other: no absolute timing fi
 
 from __future__ import annotations
 
+import pytest
 from bench_helpers import SHORT
+
+pytestmark = pytest.mark.bench
 
 OPEN_LOOP = (
     "--targets", "transport-floor",

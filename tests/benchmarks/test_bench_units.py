@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.leads import as_matrix, load_schema, random_rows, score_leads_request
+from benchmarks.leads import SchemaError, as_matrix, load_schema, random_rows, score_leads_request
 from benchmarks.loadgen import LoadShape
 from benchmarks.runner import LoadError, check_shape, plans
 from benchmarks.suite import BenchError, _parse_oip
 from benchmarks.targets import GrpcUnaryTarget
 
 CONFIG = """
+name = "m"
+
+[bands]
+hot = 0.7
+warm = 0.4
+
 [[features]]
 name = "age"
 type = "number"
@@ -53,6 +59,13 @@ def test_schema_rows_and_requests(tmp_path: Path) -> None:
     assert len(request.leads) == 5
     assert request.leads[0].features["channel"].WhichOneof("kind") == "category"
     assert request.leads[0].features["retiring"].WhichOneof("kind") == "flag"
+
+
+def test_the_bench_refuses_a_config_the_gateway_refuses(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.toml").write_text(CONFIG.replace("min = 18.0", "minimum = 18.0"))
+    with pytest.raises(SchemaError, match="unknown key 'minimum' in \\[\\[features\\]\\] 'age'"):
+        load_schema(tmp_path, "m")
 
 
 def test_closed_loop_concurrency_is_split_across_processes() -> None:

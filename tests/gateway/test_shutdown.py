@@ -6,9 +6,12 @@ import asyncio
 import signal
 
 import grpc
+import pytest
 from leads_helpers import sample_leads, score_request
 
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.slow
 
 
 async def test_sigterm_loses_no_request_in_flight(gateway_process) -> None:

@@ -7,11 +7,14 @@ import re
 
 import grpc
 import psutil
+import pytest
 from leads_helpers import sample_leads, score_request
 
 from gateway.settings import Settings
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as lead_pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.slow
 
 
 def test_two_workers_share_the_port_and_stop_gracefully(gateway_process) -> None:

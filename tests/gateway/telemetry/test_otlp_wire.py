@@ -374,3 +374,36 @@ def test_env_picks_the_wire_exporter_for_grpc_only(
     finally:
         for exporter in exporters:
             exporter.shutdown()
+
+
+def test_the_start_up_self_check_passes_on_the_pinned_exporter() -> None:
+    from gateway.telemetry._otlp_wire import disagreement
+
+    assert disagreement() is None
+
+
+class _DriftedEncoder(ExportRequestEncoder):
+    """Plays a library release whose encoding the fast path no longer matches."""
+
+    def encode(self, spans):  # type: ignore[no-untyped-def]
+        return super().encode(spans[:1])
+
+
+def test_a_fast_encoder_that_disagrees_falls_back_to_the_official_exporter(caplog) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    from gateway.telemetry._exporters import otlp_grpc_span_exporter
+    from gateway.telemetry._otlp_wire import WireOTLPSpanExporter
+
+    with caplog.at_level("WARNING", logger="gateway.telemetry._exporters"):
+        fallback = otlp_grpc_span_exporter(_DriftedEncoder())
+    try:
+        assert type(fallback) is OTLPSpanExporter
+        assert "official span encoder" in caplog.text
+    finally:
+        fallback.shutdown()
+    fast = otlp_grpc_span_exporter()
+    try:
+        assert isinstance(fast, WireOTLPSpanExporter)
+    finally:
+        fast.shutdown()

@@ -1,0 +1,74 @@
+"""A model's config.toml: every table rejects keys it does not know, naming key and table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtimes.model_config import load_config
+
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "lead_scorer" / "config.toml"
+
+
+def config_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = BUNDLED.read_text()
+    assert old in text, f"the bundled config no longer has {old!r}"
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_the_bundled_config_loads() -> None:
+    config = load_config(BUNDLED)
+    assert config.name == "lead_scorer"
+    assert config.raw["features"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("[bands]", "[bands]\nhotness = 0.5", "unknown key 'hotness' in [bands]"),
+        ("[onnxruntime]", "[onnxruntime]\nthreads = 2", "unknown key 'threads' in [onnxruntime]"),
+        ("[outputs]", "[outputs]\nscore = 'x'", "unknown key 'score' in [outputs]"),
+        ("[input]", "[input]\nshape = 3", "unknown key 'shape' in [input]"),
+        (
+            'name = "lead_scorer"',
+            'name = "lead_scorer"\nverison = 2',
+            "unknown key 'verison' in the top level",
+        ),
+        (
+            "[batching]",
+            "[batching]\nmax_batchsize = 8",
+            "unknown key 'max_batchsize' in [batching]",
+        ),
+        ("[bands]", "[band]\n[bands]", "unknown key 'band' in the top level"),
+    ],
+)
+def test_an_unknown_key_is_named_with_its_table(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = config_with(tmp_path, old, new)
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_an_unknown_key_in_a_feature_names_the_feature(tmp_path: Path) -> None:
+    text = BUNDLED.read_text()
+    first_feature = text.index("[[features]]")
+    name_line = text.index("name = ", first_feature)
+    name = text[name_line:].split("\n", 1)[0].split("=", 1)[1].strip().strip('"')
+    path = tmp_path / "config.toml"
+    path.write_text(text[:name_line] + "maximum = 3\n" + text[name_line:])
+    with pytest.raises(ValueError, match=rf"unknown key 'maximum' in \[\[features\]\] '{name}'"):
+        load_config(path)
+
+
+def test_a_wrong_type_names_the_key(tmp_path: Path) -> None:
+    path = config_with(tmp_path, "[onnxruntime]", "[onnxruntime]\n")
+    text = path.read_text().replace("intra_op_threads = ", "intra_op_threads = 'many' #", 1)
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"\[onnxruntime\]\.intra_op_threads"):
+        load_config(path)
