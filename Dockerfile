@@ -44,7 +44,7 @@ RUN python -m pip install /tmp/wheels/leadgw-*.whl \
 
 # The bundled model repository at a fixed path. A new model needs no new image: mount a volume
 # here, or elsewhere and point LEADGW_MODEL_REPOSITORY at it.
-COPY models /opt/leadgw/models
+COPY runtimes/bundled_models /opt/leadgw/models
 
 # Off loopback the gateway requires a keys file (LEADGW_KEYS_FILE, mounted from a Secret); it
 # refuses to start without one. data_dir (the embedded notes store) is the only place it writes

@@ -19,7 +19,8 @@ from pydantic_settings import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_MODELS = PROJECT_ROOT / "models"
+# Package data of ``runtimes`` (pyproject's package-data), so a plain `pip install .` has it too.
+BUNDLED_MODELS = PROJECT_ROOT / "runtimes" / "bundled_models"
 
 
 def usable_cores() -> int:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from runtimes.lead_model.train import TrainOptions, train
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_REPOSITORY = Path(__file__).resolve().parents[1] / "bundled_models"
 ROUND_EVERY = 10  # boosting rounds between progress lines
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repository",
         type=Path,
         default=DEFAULT_REPOSITORY,
-        help="model repository folder (default: the bundled models/)",
+        help="model repository folder (default: the bundled runtimes/bundled_models/)",
     )
     parser.add_argument("--model", default="lead_scorer", help="model name (default: %(default)s)")
     parser.add_argument(

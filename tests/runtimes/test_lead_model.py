@@ -20,7 +20,7 @@ from runtimes.lead_model.train import TrainOptions, train
 from runtimes.schema import FeatureSchema
 from runtimes.types import LeadInput
 
-COMMITTED = Path(__file__).resolve().parents[2] / "models" / "lead_scorer"
+COMMITTED = Path(__file__).resolve().parents[2] / "runtimes" / "bundled_models" / "lead_scorer"
 SMALL_ROWS = 20_000
 
 
