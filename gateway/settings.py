@@ -6,7 +6,6 @@ variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,15 +17,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.cpu_quota import usable_cpus
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Package data of ``runtimes`` (pyproject's package-data), so a plain `pip install .` has it too.
 BUNDLED_MODELS = PROJECT_ROOT / "runtimes" / "bundled_models"
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers narrow), capped at
-    the ``workers`` limit."""
-    return max(1, min(64, len(os.sched_getaffinity(0))))
+    """The CPUs this process may use (cgroup CPU quota, else affinity), capped at the
+    ``workers`` limit."""
+    return max(1, min(64, usable_cpus()))
 
 
 class Settings(BaseSettings):
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
     port: int = Field(50051, ge=0, le=65535)
     """Port to bind; 0 picks a free one (printed in the ready line)."""
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
-    """Server processes sharing the port through SO_REUSEPORT; default one per usable core."""
+    """Server processes sharing the port through SO_REUSEPORT; default one per usable CPU (the
+    container's CPU limit where there is one)."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
     drain_s: float = Field(1.0, ge=0)
