@@ -51,6 +51,7 @@ COPY runtimes/bundled_models /opt/leadgw/models
 # besides /tmp: both are volumes, so the root filesystem can be read-only.
 ENV LEADGW_HOST=0.0.0.0 \
     LEADGW_PORT=50051 \
+    LEADGW_METRICS_HOST=0.0.0.0 \
     LEADGW_METRICS_PORT=9464 \
     LEADGW_MODEL_REPOSITORY=/opt/leadgw/models \
     LEADGW_DATA_DIR=/var/lib/leadgw \

@@ -254,7 +254,9 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
-    telemetry = Telemetry.configure(metrics_port=settings.metrics_port)
+    telemetry = Telemetry.configure(
+        metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+    )
     try:
         gateway = await start(settings, metrics=telemetry.metrics, role=role)
     except BaseException:
@@ -265,7 +267,11 @@ async def serve(
     # which showed as 100+ ms stalls in the latency tail.
     gc.freeze()
     if telemetry.metrics_port is not None:
-        log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", telemetry.metrics_port)
+        log.info(
+            "Prometheus metrics on http://%s:%d/metrics",
+            settings.metrics_host,
+            telemetry.metrics_port,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # ---- observability ----
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Address the Prometheus endpoint binds: 0.0.0.0 lets a scraper in the cluster reach it."""
 
     @classmethod
     def settings_customise_sources(
