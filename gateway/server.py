@@ -104,6 +104,16 @@ def _key_store(settings: Settings, *, quiet: bool = False) -> KeyStore | None:
     return None
 
 
+def _check_store(settings: Settings) -> None:
+    """Raises ValueError when replicas must share a Qdrant server and none is configured."""
+    if settings.require_external_store and not settings.qdrant_url:
+        raise ValueError(
+            "require_external_store is set but no Qdrant server is configured: the embedded "
+            "notes store lives in one replica's data_dir and the others would never see its "
+            "notes. Set LEADGW_QDRANT_URL to a Qdrant server (docs/deployment.md)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerRole:
     """What a process started by ``serve --workers N`` (gateway/workers.py) is told."""
@@ -176,6 +186,7 @@ async def start(
     this process is one of ``serve --workers N``, sharing the port and the local store.
     """
     keys = _key_store(settings)
+    _check_store(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
     await repository.load(make_batcher=partial(_batcher_for, metrics))
@@ -314,6 +325,7 @@ def run_serve(settings: Settings) -> int:
 
             # A bad keys file or bind address would stop every worker: say so once, start nothing.
             _key_store(settings, quiet=True)
+            _check_store(settings)
             return run_workers(settings)
         return asyncio.run(serve(settings))
     except (OSError, ValueError, RuntimeError) as exc:

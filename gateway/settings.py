@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """A Qdrant server URL. None: embedded local mode under data_dir."""
     qdrant_api_key: str | None = None
+    require_external_store: bool = False
+    """Refuse to start without qdrant_url. Set it wherever more than one replica runs: each
+    replica's embedded store would hold notes the others never see."""
     embeddings_url: str | None = None
     """OpenAI-compatible embeddings endpoint. None: the local ONNX MiniLM model."""
     embeddings_model: str = "all-MiniLM-L6-v2"

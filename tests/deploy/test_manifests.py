@@ -289,3 +289,9 @@ def test_the_collector_takes_otlp_where_the_gateway_sends_it(rendered: list[Reso
     assert int(receiver.rpartition(":")[2]) == endpoint.port
     egress = _one(rendered, "NetworkPolicy")["spec"]["egress"]
     assert any(p["port"] == endpoint.port for rule in egress for p in rule.get("ports", []))
+
+
+def test_replicas_refuse_an_embedded_store(rendered: list[Resource]) -> None:
+    # More than one replica: every one must use the shared Qdrant server.
+    assert _setting(rendered, "require_external_store") == "true"
+    assert _setting(rendered, "qdrant_url")
