@@ -71,7 +71,7 @@ class BenchConfig:
     shape: LoadShape = field(default_factory=lambda: LoadShape("closed"))
     sweep: SweepPlan = field(default_factory=SweepPlan)
     model: str = "lead_scorer"
-    model_repository: Path = Path("models")
+    model_repository: Path = Path("runtimes/bundled_models")
     batch: int = 1
     features: int | None = None
     timeout_s: float = 5.0

@@ -104,6 +104,16 @@ def _key_store(settings: Settings, *, quiet: bool = False) -> KeyStore | None:
     return None
 
 
+def _check_store(settings: Settings) -> None:
+    """Raises ValueError when replicas must share a Qdrant server and none is configured."""
+    if settings.require_external_store and not settings.qdrant_url:
+        raise ValueError(
+            "require_external_store is set but no Qdrant server is configured: the embedded "
+            "notes store lives in one replica's data_dir and the others would never see its "
+            "notes. Set LEADGW_QDRANT_URL to a Qdrant server (docs/deployment.md)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerRole:
     """What a process started by ``serve --workers N`` (gateway/workers.py) is told."""
@@ -176,6 +186,7 @@ async def start(
     this process is one of ``serve --workers N``, sharing the port and the local store.
     """
     keys = _key_store(settings)
+    _check_store(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
     await repository.load(make_batcher=partial(_batcher_for, metrics))
@@ -202,6 +213,7 @@ async def start(
         ("grpc.max_send_message_length", settings.max_message_bytes),
         # Alone, a second server on the same port must fail, not silently share it.
         ("grpc.so_reuseport", 0 if role is None else 1),
+        *_connection_age_options(settings),
     ]
     server = grpc.aio.server(options=options)
     # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
@@ -236,6 +248,16 @@ async def start(
     return Gateway(settings, server, port, repository, health_servicer, closers, notes)
 
 
+def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC's max connection age: clients reconnect, and re-balance, as connections age out."""
+    if settings.max_connection_age_s is None:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(settings.max_connection_age_grace_s * 1000)),
+    ]
+
+
 def ready_line(gateway: Gateway) -> str:
     models = ", ".join(
         f"{name} v{','.join(gateway.repository.versions(name))}"
@@ -254,7 +276,9 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
-    telemetry = Telemetry.configure(metrics_port=settings.metrics_port)
+    telemetry = Telemetry.configure(
+        metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+    )
     try:
         gateway = await start(settings, metrics=telemetry.metrics, role=role)
     except BaseException:
@@ -265,7 +289,11 @@ async def serve(
     # which showed as 100+ ms stalls in the latency tail.
     gc.freeze()
     if telemetry.metrics_port is not None:
-        log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", telemetry.metrics_port)
+        log.info(
+            "Prometheus metrics on http://%s:%d/metrics",
+            settings.metrics_host,
+            telemetry.metrics_port,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -297,6 +325,7 @@ def run_serve(settings: Settings) -> int:
 
             # A bad keys file or bind address would stop every worker: say so once, start nothing.
             _key_store(settings, quiet=True)
+            _check_store(settings)
             return run_workers(settings)
         return asyncio.run(serve(settings))
     except (OSError, ValueError, RuntimeError) as exc:

@@ -6,7 +6,6 @@ variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,14 +17,17 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.cpu_quota import usable_cpus
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_MODELS = PROJECT_ROOT / "models"
+# Package data of ``runtimes`` (pyproject's package-data), so a plain `pip install .` has it too.
+BUNDLED_MODELS = PROJECT_ROOT / "runtimes" / "bundled_models"
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers narrow), capped at
-    the ``workers`` limit."""
-    return max(1, min(64, len(os.sched_getaffinity(0))))
+    """The CPUs this process may use (cgroup CPU quota, else affinity), capped at the
+    ``workers`` limit."""
+    return max(1, min(64, usable_cpus()))
 
 
 class Settings(BaseSettings):
@@ -42,12 +44,19 @@ class Settings(BaseSettings):
     port: int = Field(50051, ge=0, le=65535)
     """Port to bind; 0 picks a free one (printed in the ready line)."""
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
-    """Server processes sharing the port through SO_REUSEPORT; default one per usable core."""
+    """Server processes sharing the port through SO_REUSEPORT; default one per usable CPU (the
+    container's CPU limit where there is one)."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
     drain_s: float = Field(1.0, ge=0)
     """On SIGTERM/SIGINT: how long to keep serving with health NOT_SERVING before refusing new RPCs,
     so that load balancers move away and requests already on the wire are still taken in."""
+    max_connection_age_s: float | None = Field(None, gt=0)
+    """Close each client connection (GOAWAY) after about this long, so that clients re-resolve
+    and spread over new replicas after a scale-up. None: connections live as long as clients
+    keep them."""
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
+    """After max_connection_age_s, how long calls on the old connection may still finish."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest request or response message; larger ones are refused by size."""
     log_level: str = "INFO"
@@ -72,6 +81,9 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """A Qdrant server URL. None: embedded local mode under data_dir."""
     qdrant_api_key: str | None = None
+    require_external_store: bool = False
+    """Refuse to start without qdrant_url. Set it wherever more than one replica runs: each
+    replica's embedded store would hold notes the others never see."""
     embeddings_url: str | None = None
     """OpenAI-compatible embeddings endpoint. None: the local ONNX MiniLM model."""
     embeddings_model: str = "all-MiniLM-L6-v2"
@@ -102,6 +114,8 @@ class Settings(BaseSettings):
     # ---- observability ----
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Address the Prometheus endpoint binds: 0.0.0.0 lets a scraper in the cluster reach it."""
 
     @classmethod
     def settings_customise_sources(

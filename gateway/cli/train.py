@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
+
 ROUND_EVERY = 10  # boosting rounds between progress lines
 
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repository",
         type=Path,
         default=BUNDLED_MODELS,
-        help="model repository folder (default: the bundled models/)",
+        help="model repository folder (default: the bundled runtimes/bundled_models/)",
     )
     parser.add_argument("--model", default="lead_scorer", help="model name (default: %(default)s)")
     parser.add_argument(

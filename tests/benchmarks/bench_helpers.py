@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODEL = ROOT / "models" / "lead_scorer" / "config.toml"
+BUNDLED_MODEL = ROOT / "runtimes" / "bundled_models" / "lead_scorer" / "config.toml"
 # A few seconds of load per run keeps the suite short on a shared 2-core machine.
 SHORT = ("--duration", "1.5", "--warmup", "0.5", "--no-progress", "--processes", "2")
 

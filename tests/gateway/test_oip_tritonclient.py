@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-MODEL = HERE.parent.parent / "models" / "lead_scorer" / "1" / "model.onnx"
+MODEL = HERE.parent.parent / "runtimes" / "bundled_models" / "lead_scorer" / "1" / "model.onnx"
 
 
 @pytest.fixture(scope="module")

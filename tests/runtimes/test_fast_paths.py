@@ -20,7 +20,7 @@ from runtimes.model_config import find_config, load_config
 from runtimes.schema import FeatureSchema, FeatureSpec
 from runtimes.types import BAND_ORDER, LeadInput, Reason
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "lead_scorer"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "runtimes" / "bundled_models" / "lead_scorer"
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.settings import BUNDLED_MODELS
 from runtimes.model_config import load_config
 
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "lead_scorer" / "config.toml"
+BUNDLED = BUNDLED_MODELS / "lead_scorer" / "config.toml"
 
 
 def config_with(tmp_path: Path, old: str, new: str) -> Path:

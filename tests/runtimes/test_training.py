@@ -21,7 +21,7 @@ from runtimes.training.features import CHANNELS, feature_tables
 from runtimes.training.train import TrainOptions, train
 from runtimes.types import LeadInput
 
-COMMITTED = Path(__file__).resolve().parents[2] / "models" / "lead_scorer"
+COMMITTED = Path(__file__).resolve().parents[2] / "runtimes" / "bundled_models" / "lead_scorer"
 SMALL_ROWS = 20_000
 
 
