@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 
 @dataclass
@@ -28,6 +34,11 @@ class PrometheusEndpoint:
     def start(cls, host: str, port: int) -> PrometheusEndpoint:
         """Binds ``host:port`` (0 picks a free port) and serves ``/metrics`` on a daemon thread."""
         registry = CollectorRegistry()
+        # The process's own health beside leadgw's series: CPU, memory, open files
+        # (process_*), collections (python_gc_*) and the interpreter (python_info).
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
+        PlatformCollector(registry=registry)
         reader = PrometheusMetricReader(registry=registry)
         server, thread = start_http_server(port, addr=host, registry=registry)
         return cls(reader, host, server.server_port, server, thread)

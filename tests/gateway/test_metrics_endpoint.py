@@ -69,6 +69,11 @@ def test_metrics_and_json_logs_after_traffic(gateway_process) -> None:
         "leadgw_model_execution_duration_milliseconds",
         "leadgw_batcher_queue_wait_milliseconds",
         "leadgw_batcher_queue_depth",
+        # The process's own health, beside leadgw's series.
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "python_gc_collections_total",
+        "python_info",
     ):
         assert name in text, name
     assert by_status["0"].endswith(" 1.0") and by_status["3"].endswith(" 1.0")
