@@ -68,9 +68,10 @@ class Settings(BaseSettings):
 
     # ---- data / retrieval ----
     data_dir: Path = Path(".leadgw")
-    """Where embedded Qdrant keeps its files, relative to the working directory unless absolute."""
+    """Where embedded Qdrant (Qdrant Edge) keeps its files, relative to the working directory
+    unless absolute."""
     qdrant_url: str | None = None
-    """A Qdrant server URL. None: embedded local mode under data_dir."""
+    """A Qdrant server URL. None: the embedded Qdrant Edge store under data_dir."""
     qdrant_api_key: str | None = None
     embeddings_url: str | None = None
     """OpenAI-compatible embeddings endpoint. None: the local ONNX MiniLM model."""

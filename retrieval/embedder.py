@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from tokenizers import Tokenizer
 
-    from gateway.settings import Settings
+    from retrieval.config import EmbedderConfig
 
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on 256-token inputs (special tokens included)."""
@@ -190,10 +190,8 @@ class OpenAIEmbedder:
         await self._client.close()
 
 
-async def open_embedder(settings: Settings) -> Embedder:
-    """The local ONNX MiniLM unless ``embeddings_url`` names an OpenAI-compatible endpoint."""
-    if settings.embeddings_url:
-        return await OpenAIEmbedder.open(
-            settings.embeddings_url, settings.embeddings_model, settings.embeddings_api_key
-        )
+async def open_embedder(config: EmbedderConfig) -> Embedder:
+    """The local ONNX MiniLM unless ``config.url`` names an OpenAI-compatible endpoint."""
+    if config.url:
+        return await OpenAIEmbedder.open(config.url, config.model, config.api_key)
     return await OnnxEmbedder.open()

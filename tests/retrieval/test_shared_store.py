@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from notes_helpers import gone, local_settings, make_note, orphan_exits_after_sigkill
+from notes_helpers import gone, local_config, make_note, orphan_exits_after_sigkill
 
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def shared_notes(link: StoreLink, path: Path, embedder: OnnxEmbedder) -> NotesService:
     store = await NotesStore.open_for(
-        local_settings(path), dim=embedder.dim, embedder_name=embedder.name, shared=link
+        local_config(path), dim=embedder.dim, embedder_name=embedder.name, shared=link
     )
     return NotesService(store, embedder, Chunker())
 
@@ -85,7 +85,7 @@ async def test_workers_share_one_client_in_the_host(tmp_path: Path, embedder: On
     assert not psutil.pid_exists(host_pid) or psutil.Process(host_pid).status() == "zombie"
     # The host released the folder lock: a single-process store opens it again.
     again = await NotesStore.open_for(
-        local_settings(data), dim=embedder.dim, embedder_name=embedder.name
+        local_config(data), dim=embedder.dim, embedder_name=embedder.name
     )
     assert await again.count_notes(T) == 2
     await again.close()
@@ -96,7 +96,7 @@ async def test_a_locked_folder_is_refused_with_the_reason(
 ) -> None:
     data = tmp_path / "data"
     holder = await NotesStore.open_for(
-        local_settings(data), dim=embedder.dim, embedder_name=embedder.name
+        local_config(data), dim=embedder.dim, embedder_name=embedder.name
     )
     try:
         with pytest.raises(Unavailable, match="is in use by another process"):
@@ -110,7 +110,7 @@ async def test_a_dead_host_gives_unavailable_not_a_hang(
 ) -> None:
     host = StoreHost.start(partial(open_local_client, tmp_path / "qdrant"))
     store = await NotesStore.open_for(
-        local_settings(tmp_path), dim=embedder.dim, embedder_name=embedder.name, shared=host.link
+        local_config(tmp_path), dim=embedder.dim, embedder_name=embedder.name, shared=host.link
     )
     assert await store.count_notes(T) == 0
     try:
