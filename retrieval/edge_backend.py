@@ -5,9 +5,10 @@ chunk) and ``leads`` (profiles, looked up by payload only). A shard has one owne
 write-ahead log, so a second opener, in this process or another, is refused; with several
 workers one process hosts it (:mod:`retrieval.shared_store`).
 
-Edge calls release the GIL, so the gateway's threads keep scoring while a search runs. Edge does
-not build HNSW graphs by itself: after writes, a background thread runs its optimizer, and until
-that is done the new points are searched exactly (brute force), so nothing written is missed.
+Edge searches release the GIL, so the gateway's threads keep scoring while a search runs. Edge
+does not build HNSW graphs by itself, and its optimizer holds the GIL while it runs, so it runs
+only when asked (:meth:`EdgeBackend.wait_indexed`: bulk loads, benchmarks); points not indexed
+are searched exactly (brute force), so nothing written is ever missed.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ log = logging.getLogger("leadgw.retrieval")
 
 SNAPSHOT_FORMAT = "leadgw-edge-snapshot/1"
 _MANIFEST = "leadgw-snapshot.json"
-OPTIMIZE_AFTER = 1_000
-"""Points written since the last optimizer run that start another (in the background)."""
 _SCROLL_PAGE = 512
 
 _NOTE_INDEXES: dict[str, Any] = {
@@ -83,8 +82,6 @@ class EdgeBackend:
         self._keywords = Keywords()
         # Writes, snapshots and restores one at a time; reads need no lock (Edge has its own).
         self._lock = threading.RLock()
-        self._unoptimized = 0
-        self._optimizer: threading.Thread | None = None
 
     # ---- opening ----
 
@@ -99,7 +96,6 @@ class EdgeBackend:
             from retrieval.migrate import migrate_local_mode
 
             migrate_local_mode(self._config.local_mode_dir, self)
-        self._maybe_optimize(at_open=True)
 
     def _notes_config(self, dim: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
@@ -174,9 +170,6 @@ class EdgeBackend:
         edge_points = [self._point(p) for p in points]
         with self._lock:
             self._shard(collection).update(qe.UpdateOperation.upsert_points(edge_points))
-            if collection == NOTES:
-                self._unoptimized += len(points)
-        self._maybe_optimize()
 
     def _point(self, point: PointWrite) -> qe.Point:
         vector: dict[str, Any] = {}
@@ -260,54 +253,22 @@ class EdgeBackend:
         self._shard(NOTES).info()
         self._shard(LEADS).info()
 
-    # ---- HNSW in the background ----
-
-    def _maybe_optimize(self, *, at_open: bool = False) -> None:
-        with self._lock:
-            if at_open and NOTES in self._shards:
-                info = self._shards[NOTES].info()
-                # Two vectors per note chunk (dense and keywords) once indexed.
-                self._unoptimized = max(0, info.points_count * 2 - info.indexed_vectors_count)
-            if self._unoptimized < OPTIMIZE_AFTER or self._optimizer is not None:
-                return
-            self._unoptimized = 0
-            self._optimizer = threading.Thread(
-                target=self._optimize, name="edge-optimizer", daemon=True
-            )
-            self._optimizer.start()
-
-    def _optimize(self) -> None:
-        started = time.perf_counter()
-        shard = self._shards.get(NOTES)
-        try:
-            if shard is not None:
-                shard.optimize()
-        except Exception:  # the next writes try again; searches stay exact meanwhile
-            log.exception("the notes store's background optimizer failed")
-        else:
-            log.info("notes store indexed in %.1f s", time.perf_counter() - started)
-        finally:
-            with self._lock:
-                self._optimizer = None
-        self._maybe_optimize()
-
-    def wait_optimized(self) -> None:
-        """Returns once no optimizer runs."""
-        while (thread := self._optimizer) is not None:
-            thread.join()
+    # ---- HNSW ----
 
     def wait_indexed(self) -> None:
-        """Waits for the optimizer, then indexes any tail of writes too small to start it."""
-        self.wait_optimized()
-        if self._unoptimized and NOTES in self._shards:
-            self._unoptimized = 0
-            self._shards[NOTES].optimize()
+        """Builds the HNSW index of what is not indexed yet, blocking (bulk loads, benchmarks).
+
+        Not run automatically: qdrant-edge-py 0.9.0 holds the GIL for the whole optimizer run
+        (measured: 9 s at 10,000 points, during which no other thread of the process ran), which
+        would stall the gateway's event loop and scoring. Until it runs, searches are exact.
+        """
+        with self._lock:
+            self._shard(NOTES).optimize()
 
     # ---- snapshots ----
 
     def snapshot(self, path: Path) -> None:
-        """A tar of both shards, taken with writes paused and the optimizer idle."""
-        self.wait_optimized()
+        """A tar of both shards, taken with writes paused."""
         with self._lock:
             for shard in self._shards.values():
                 shard.flush()
@@ -327,7 +288,6 @@ class EdgeBackend:
 
     def restore(self, path: Path) -> None:
         """Replaces both shards with a snapshot's; the current ones stay beside, renamed."""
-        self.wait_optimized()
         with self._lock:
             staging = self._root.with_name(self._root.name + ".restoring")
             shutil.rmtree(staging, ignore_errors=True)
@@ -354,7 +314,6 @@ class EdgeBackend:
     # ---- closing ----
 
     def close(self) -> None:
-        self.wait_optimized()
         with self._lock:
             self._close_shards()
 
