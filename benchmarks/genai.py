@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # A placeholder: each suite points its targets at the gateway it starts.
 _UNSTARTED = "127.0.0.1:0"
 _SUMMARY_REQUESTS = 64
-_FILLED_LEADS = 1_000  # retrieval.bench.fill's lead-0000 to lead-0999
+_FILLED_LEADS = 1_000  # benchmarks.notes_fill's lead-0000 to lead-0999
 
 
 def _leadgw_targets(

@@ -18,7 +18,7 @@ def _verdict(met: bool | None) -> str:
 
 
 def retrieval_section(r: dict[str, Any]) -> list[str]:
-    parts = ["## Retrieval (Qdrant local mode)", ""]
+    parts = ["## Retrieval (Qdrant Edge, embedded)", ""]
     if r["embed_texts_per_s"] is not None:
         parts += [
             f"Embedding throughput: **{r['embed_texts_per_s']:,.0f} texts/s** (all-MiniLM-L6-v2 "
@@ -52,7 +52,8 @@ def summary_section(s: dict[str, Any]) -> list[str]:
     parts = [
         "## Summaries",
         "",
-        f"{s['notes']:,} notes in the store (local mode, bulk-loaded in {s['fill_s']:.1f} s); "
+        f"{s['notes']:,} notes in the store (Qdrant Edge, loaded and indexed in "
+        f"{s['fill_s']:.1f} s); "
         f"LLM stand-in on loopback waiting {s['llm_first_token_ms']:g} ms before its first "
         f"text; {s['summaries']} summaries one at a time (cache off), {s['fallbacks']} fell back "
         f"({_counts(s['fallback_reasons'])}), errors: {_counts(s['errors'])}.",

@@ -1,9 +1,9 @@
 """The ``embed`` and ``search`` targets: the notes path measured in-process, as the gateway runs it.
 
-``embed``: texts per second through the gateway's ONNX embedder (``retrieval.bench``'s measure).
-``search``: one local-mode store per size, bulk-loaded with random unit vectors; then, for a fixed
-time each, tenant-wide and one-lead searches through the real path (validation, embedding the
-query, the tenant-filtered Qdrant query), one at a time, as one summary does them.
+``embed``: texts per second through the gateway's ONNX embedder.
+``search``: one embedded Qdrant Edge store per size, bulk-loaded with random unit vectors; then,
+for a fixed time each, tenant-wide and one-lead searches through the real path (validation,
+embedding the query, the tenant-filtered Qdrant query), one at a time, as one summary does them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
-from benchmarks.notes_fill import fill_store, open_local_store, scratch_dir, scratch_parent
+from benchmarks.notes_fill import (
+    TENANT,
+    embedding_throughput,
+    fill_store,
+    open_local_store,
+    sample_texts,
+    scratch_dir,
+    scratch_parent,
+)
 from benchmarks.progress import ProgressSink
-from retrieval.bench import TENANT, embedding_throughput, sample_texts
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
@@ -25,7 +32,7 @@ from retrieval.notes import NotesService
 SCOPES = ("tenant", "lead")
 WARMUP_QUERIES = 2
 MIN_QUERIES = 5  # even when one search takes longer than the whole window
-_LEADS = 1_000  # retrieval.bench.fill spreads notes over this many leads
+_LEADS = 1_000  # notes_fill spreads notes over this many leads
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,7 @@ class SearchRun:
     queries: int
     errors: int
     latency_ms: Percentiles
-    ms_per_1000_notes: float  # p50 over the store size: how local mode's scan grows
+    ms_per_1000_notes: float  # p50 over the store size: how the search cost grows
 
 
 @dataclass(slots=True)
@@ -138,5 +145,5 @@ async def run_retrieval(
     finally:
         await embedder.close()
     where = scratch_parent()
-    storage = f"local mode on tmpfs ({where})" if where else "local mode in the temp folder"
+    storage = f"Qdrant Edge on tmpfs ({where})" if where else "Qdrant Edge in the temp folder"
     return RetrievalResult(throughput, plan.embed_texts, searches, storage)

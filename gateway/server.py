@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.auth import KeyStore
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
 from gateway.lead_servicer import LeadServicer
+from gateway.notes_config import notes_config
 from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
@@ -133,7 +134,9 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
         )
         return None
     try:
-        notes = await NotesService.open(settings, shared=None if role is None else role.store)
+        notes = await NotesService.open(
+            notes_config(settings), shared=None if role is None else role.store
+        )
     except LeadgwError as exc:
         log.error("notes store unavailable, summaries and notes RPCs will refuse: %s", exc.message)
         return None

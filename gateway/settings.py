@@ -77,9 +77,10 @@ class Settings(BaseSettings):
 
     # ---- data / retrieval ----
     data_dir: Path = Path(".leadgw")
-    """Where embedded Qdrant keeps its files, relative to the working directory unless absolute."""
+    """Where embedded Qdrant (Qdrant Edge) keeps its files, relative to the working directory
+    unless absolute."""
     qdrant_url: str | None = None
-    """A Qdrant server URL. None: embedded local mode under data_dir."""
+    """A Qdrant server URL. None: the embedded Qdrant Edge store under data_dir."""
     qdrant_api_key: str | None = None
     require_external_store: bool = False
     """Refuse to start without qdrant_url. Set it wherever more than one replica runs: each

@@ -15,13 +15,12 @@ import os
 import signal
 import socket
 import sys
-from functools import partial
 from typing import Any
 
+from gateway.notes_config import store_config
 from gateway.server import WorkerRole
 from gateway.settings import Settings
 from retrieval.shared_store import StoreHost
-from retrieval.store import open_local_client
 from runtimes.errors import Unavailable
 
 READY_TIMEOUT_S = 120.0
@@ -60,11 +59,11 @@ def _for_worker(settings: Settings, index: int) -> Settings:
 
 
 def _start_store(settings: Settings) -> tuple[StoreHost | None, str | None]:
-    """The shared local store (None with a Qdrant server), or why there is none."""
+    """The shared embedded store (None with a Qdrant server), or why there is none."""
     if settings.qdrant_url:
         return None, None
     try:
-        return StoreHost.start(partial(open_local_client, settings.data_dir / "qdrant")), None
+        return StoreHost.start(store_config(settings)), None
     except Unavailable as exc:
         return None, exc.message
 

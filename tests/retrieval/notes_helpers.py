@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from gateway.settings import Settings
+from retrieval.config import NotesConfig, StoreConfig
 from retrieval.types import NoteRecord
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -28,9 +28,9 @@ def make_note(
     return NoteRecord(note_id, lead_id, kind, text, NOW - timedelta(days=days_ago), title)
 
 
-def local_settings(path: Path) -> Settings:
-    """Embedded Qdrant under ``path`` and the local embedder, whatever the environment says."""
-    return Settings(data_dir=path, qdrant_url=None, embeddings_url=None, load_demo_corpus=False)
+def local_config(path: Path) -> NotesConfig:
+    """The embedded Qdrant Edge store under ``path`` and the local embedder."""
+    return NotesConfig(store=StoreConfig(data_dir=path))
 
 
 ROOT = Path(__file__).resolve().parents[2]

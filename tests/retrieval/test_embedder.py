@@ -15,7 +15,7 @@ import pytest
 from retrieval.embedder import MAX_TOKENS, OnnxEmbedder, OpenAIEmbedder, load_tokenizer
 from runtimes.errors import Unavailable
 
-REFERENCE = Path("/work/shared/fixtures/minilm_reference.json")
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notes_helpers import local_settings, make_note
-from qdrant_client import QdrantClient
-from qdrant_client import models as qm
+from notes_helpers import local_config, make_note
 
 from retrieval.chunking import Chunker
+from retrieval.edge_backend import EdgeBackend
 from retrieval.embedder import OnnxEmbedder
+from retrieval.filters import Filter, Match
 from retrieval.notes import NotesService
 from retrieval.report import IndexStatus
-from retrieval.store import NotesStore, make_client
+from retrieval.store import NotesStore
+from retrieval.store_runner import ThreadRunner
 from runtimes.errors import NotFound
 from runtimes.types import LeadInput
 
@@ -59,49 +60,48 @@ async def test_tenant_b_sees_nothing_of_tenant_a(notes: NotesService) -> None:
     assert await notes.count_notes(A) == 2
 
 
-class RecordingClient:
-    """Passes every call to a real client and keeps (method, kwargs) of each."""
+class RecordingBackend:
+    """Passes every call to the real Edge engine and keeps (method, filter) of each."""
 
-    def __init__(self, client: QdrantClient) -> None:
-        self._client = client
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, backend: EdgeBackend) -> None:
+        self._backend = backend
+        self.calls: list[tuple[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
-        target = getattr(self._client, name)
-        if not callable(target):
-            return target
+        target = getattr(self._backend, name)
 
         def record(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, kwargs))
+            self.calls.append((name, args))
             return target(*args, **kwargs)
 
         return record
 
 
-_FILTER_ARGUMENT = {
-    "scroll": "scroll_filter",
-    "count": "count_filter",
-    "delete": "points_selector",
-    "set_payload": "points",
-    "query_points": "query_filter",
-}
+_FILTERED = {"scroll", "count", "delete", "set_payload", "search"}
+
+
+def _filters(name: str, args: tuple[Any, ...]) -> list[Filter]:
+    if name == "search":
+        return [spec.flt for spec in args[0]]
+    return [next(a for a in args if isinstance(a, Filter))]
 
 
 async def test_every_query_carries_the_callers_tenant(
     tmp_path: Path, embedder: OnnxEmbedder
 ) -> None:
-    settings = local_settings(tmp_path / "data")
-    recorder: list[RecordingClient] = []
+    config = local_config(tmp_path / "data").store
+    recorder: list[RecordingBackend] = []
 
-    def factory() -> RecordingClient:
-        recorder.append(RecordingClient(make_client(settings)))
+    def factory() -> RecordingBackend:
+        recorder.append(RecordingBackend(EdgeBackend(config)))
         return recorder[0]
 
-    store = await NotesStore.open(factory, dim=embedder.dim, embedder_name=embedder.name)
+    runner = ThreadRunner(factory)  # type: ignore[arg-type]
+    store = await NotesStore.open_with(runner, dim=embedder.dim, embedder_name=embedder.name)
     notes = NotesService(store, embedder, Chunker())
     try:
-        client = recorder[0]
-        client.calls.clear()  # start-up schema checks are not on a caller's behalf
+        backend = recorder[0]
+        backend.calls.clear()  # start-up schema checks are not on a caller's behalf
         long_text = "Discussed estate planning at length. " * 120
         for tenant in (A, B):
             await notes.index(
@@ -125,17 +125,14 @@ async def test_every_query_carries_the_callers_tenant(
             await notes.delete(tenant, ["n2"])
             await notes.delete(tenant, lead_id="lead-2")
 
-            calls, client.calls = client.calls, []
-            assert {name for name, _ in calls} >= set(_FILTER_ARGUMENT) | {"upsert"}
-            for name, kwargs in calls:
+            calls, backend.calls = backend.calls, []
+            assert {name for name, _ in calls} >= _FILTERED | {"upsert"}
+            for name, args in calls:
                 if name == "upsert":
-                    assert all(p.payload["tenant"] == tenant for p in kwargs["points"])
+                    assert all(p.payload["tenant"] == tenant for p in args[1])
                     continue
-                assert name in _FILTER_ARGUMENT, f"unexpected Qdrant call {name}"
-                flt = kwargs[_FILTER_ARGUMENT[name]]
-                assert isinstance(flt, qm.Filter), name
-                assert flt.must[0] == qm.FieldCondition(
-                    key="tenant", match=qm.MatchValue(value=tenant)
-                ), name
+                assert name in _FILTERED, f"unexpected store call {name}"
+                for flt in _filters(name, args):
+                    assert flt.must[0] == Match("tenant", tenant), name
     finally:
         await notes.close()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from notes_helpers import local_settings, make_note
+from notes_helpers import local_config, make_note
 
 from retrieval.chunking import Chunker
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import MAX_BATCH, NotesService
 from retrieval.report import IndexStatus
-from retrieval.store import NotesStore, make_client
+from retrieval.store import NotesStore
 from runtimes.errors import InvalidInput, Unavailable
 from runtimes.types import LeadInput
 
@@ -117,10 +117,8 @@ class FailingEmbedder:
 
 
 async def test_a_failing_embedder_writes_nothing(tmp_path: Path, embedder: OnnxEmbedder) -> None:
-    settings = local_settings(tmp_path / "data")
-    store = await NotesStore.open(
-        lambda: make_client(settings), dim=embedder.dim, embedder_name=embedder.name
-    )
+    config = local_config(tmp_path / "data")
+    store = await NotesStore.open(config.store, dim=embedder.dim, embedder_name=embedder.name)
     chunker = Chunker()
     working = NotesService(store, embedder, chunker)
     broken = NotesService(store, FailingEmbedder(embedder), chunker)

@@ -1,0 +1,208 @@
+"""A Qdrant server (or cluster) through qdrant-client: the production store past one machine.
+
+The same collections, payloads, ids and filters as the embedded Edge store; keyword vectors are
+made here with the same BM25 model (:mod:`retrieval.keywords`) and scored by the server's sparse
+index with the IDF modifier, so hybrid search means the same on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from retrieval.backend import KEYWORDS, LEADS, NOTES, RRF_K, Payload, PointWrite, SearchSpec
+from retrieval.filters import Condition, Filter, Match, MatchAny, Range
+from retrieval.keywords import Keywords
+from runtimes.errors import FailedPrecondition
+
+log = logging.getLogger("leadgw.retrieval")
+
+_SCROLL_PAGE = 256
+_NOTE_INDEXES: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams] = {
+    "tenant": qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
+    "lead_id": qm.PayloadSchemaType.KEYWORD,
+    "note_id": qm.PayloadSchemaType.KEYWORD,
+    "kind": qm.PayloadSchemaType.KEYWORD,
+    "created_at": qm.PayloadSchemaType.FLOAT,
+    "chunk": qm.PayloadSchemaType.INTEGER,
+    "embedder": qm.PayloadSchemaType.KEYWORD,
+}
+_LEAD_INDEXES: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams] = {
+    "tenant": qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
+    "lead_id": qm.PayloadSchemaType.KEYWORD,
+}
+
+
+def _condition(cond: Condition) -> qm.FieldCondition:
+    if isinstance(cond, Match):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
+    if isinstance(cond, MatchAny):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
+    assert isinstance(cond, Range)
+    return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lte=cond.lte))
+
+
+def server_filter(flt: Filter) -> qm.Filter:
+    return qm.Filter(
+        must=[_condition(c) for c in flt.must] or None,
+        must_not=[_condition(c) for c in flt.must_not] or None,
+    )
+
+
+class ServerBackend:
+    """``client``: a qdrant-client to a server (tests may hand it any qdrant-client)."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._keywords = Keywords()
+        self._hybrid = True
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None) -> ServerBackend:
+        return cls(QdrantClient(url=url, api_key=api_key))
+
+    def ensure_schema(self, dim: int) -> None:
+        client = self._client
+        if not client.collection_exists(NOTES):
+            client.create_collection(
+                NOTES,
+                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+                sparse_vectors_config={KEYWORDS: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            )
+            self._create_indexes(NOTES, _NOTE_INDEXES)
+        else:
+            params = client.get_collection(NOTES).config.params
+            vectors = params.vectors
+            size = vectors.size if isinstance(vectors, qm.VectorParams) else None
+            if size != dim:
+                raise FailedPrecondition(
+                    f"collection {NOTES!r} holds {size}-dim vectors but the embedder makes "
+                    f"{dim}-dim ones; use a new collection (or data_dir) for this embedder"
+                )
+            self._hybrid = KEYWORDS in (params.sparse_vectors or {})
+            if not self._hybrid:
+                log.warning(
+                    "collection %r has no %r sparse vectors (made before hybrid search); "
+                    "SearchNotes ranks by meaning only until it is re-indexed",
+                    NOTES,
+                    KEYWORDS,
+                )
+        if not client.collection_exists(LEADS):
+            # Profiles are looked up by id, never by similarity: no vectors at all.
+            client.create_collection(LEADS, vectors_config={})
+            self._create_indexes(LEADS, _LEAD_INDEXES)
+
+    def _create_indexes(
+        self, collection: str, indexes: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams]
+    ) -> None:
+        with warnings.catch_warnings():
+            # qdrant-client's local mode (the tests' stand-in) ignores payload indexes.
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for field, schema in indexes.items():
+                self._client.create_payload_index(collection, field, field_schema=schema)
+
+    def upsert(self, collection: str, points: list[PointWrite]) -> None:
+        self._client.upsert(collection, points=[self._point(p) for p in points], wait=True)
+
+    def _point(self, point: PointWrite) -> qm.PointStruct:
+        vector: dict[str, Any] = {}
+        if point.dense is not None:
+            vector[""] = point.dense
+        if point.keywords is not None and self._hybrid:
+            sparse = self._keywords.document(point.keywords)
+            vector[KEYWORDS] = qm.SparseVector(indices=sparse.indices, values=sparse.values)
+        return qm.PointStruct(id=point.id, vector=vector, payload=point.payload)
+
+    def set_payload(self, collection: str, payload: Payload, flt: Filter) -> None:
+        self._client.set_payload(collection, payload=payload, points=server_filter(flt), wait=True)
+
+    def delete(self, collection: str, flt: Filter) -> None:
+        self._client.delete(collection, points_selector=server_filter(flt), wait=True)
+
+    def count(self, collection: str, flt: Filter) -> int:
+        return self._client.count(collection, count_filter=server_filter(flt), exact=True).count
+
+    def scroll(
+        self,
+        collection: str,
+        flt: Filter,
+        fields: bool | list[str],
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Payload]:
+        if newest_first:
+            records, _ = self._client.scroll(
+                collection,
+                scroll_filter=server_filter(flt),
+                limit=limit or _SCROLL_PAGE,
+                order_by=qm.OrderBy(key="created_at", direction=qm.Direction.DESC),
+                with_payload=fields,
+            )
+            return [dict(r.payload or {}) for r in records]
+        out: list[Payload] = []
+        offset: Any = None  # the client's own "next page" token, passed back as it came
+        while True:
+            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - len(out))
+            records, offset = self._client.scroll(
+                collection,
+                scroll_filter=server_filter(flt),
+                limit=page,
+                offset=offset,
+                with_payload=fields,
+            )
+            out.extend(dict(r.payload or {}) for r in records)
+            if offset is None or (limit is not None and len(out) >= limit):
+                return out
+
+    def search(self, specs: list[SearchSpec]) -> list[list[tuple[Payload, float]]]:
+        responses = self._client.query_batch_points(
+            NOTES, requests=[self._request(spec) for spec in specs]
+        )
+        return [[(dict(p.payload or {}), float(p.score)) for p in r.points] for r in responses]
+
+    def _request(self, spec: SearchSpec) -> qm.QueryRequest:
+        flt = server_filter(spec.flt)
+        sparse = self._keywords.query(spec.keywords) if spec.keywords and self._hybrid else None
+        if sparse is None or not sparse.indices:
+            return qm.QueryRequest(
+                query=spec.dense, filter=flt, limit=spec.limit, with_payload=True
+            )
+        return qm.QueryRequest(
+            prefetch=[
+                qm.Prefetch(query=spec.dense, filter=flt, limit=spec.limit),
+                qm.Prefetch(
+                    query=qm.SparseVector(indices=sparse.indices, values=sparse.values),
+                    using=KEYWORDS,
+                    filter=flt,
+                    limit=spec.limit,
+                ),
+            ],
+            query=qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)),
+            filter=flt,
+            limit=spec.limit,
+            with_payload=True,
+        )
+
+    def wait_indexed(self) -> None:
+        return None  # a server indexes by itself; searches are exact until it has
+
+    def health(self) -> None:
+        self._client.collection_exists(NOTES)
+
+    def snapshot(self, path: Path) -> None:
+        raise FailedPrecondition(
+            "snapshots of a Qdrant server are taken by the server (its snapshot API), "
+            "not by the gateway"
+        )
+
+    def restore(self, path: Path) -> None:
+        self.snapshot(path)
+
+    def close(self) -> None:
+        self._client.close()

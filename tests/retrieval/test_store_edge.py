@@ -1,0 +1,193 @@
+"""The embedded Qdrant Edge store: migration from local mode, snapshots, a broken shard, health,
+and the same store code on qdrant-client (the Qdrant server path)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from notes_helpers import local_config, make_note
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from retrieval.chunking import Chunker
+from retrieval.edge_backend import EdgeBackend
+from retrieval.embedder import OnnxEmbedder
+from retrieval.migrate import MIGRATED_SUFFIX
+from retrieval.notes import NotesService
+from retrieval.server_backend import ServerBackend
+from retrieval.store import NotesStore, point_id
+from retrieval.store_runner import ThreadRunner
+from runtimes.errors import FailedPrecondition, InvalidInput, Unavailable
+from runtimes.types import LeadInput
+
+T = "acme"
+NOTES = [
+    make_note("n1", "Wants to roll over a 401k into an IRA."),
+    make_note("n2", "Asked about the ANN-7731 fixed annuity.", lead_id="lead-2"),
+    make_note("n3", "Expecting a baby; asked about 529 college savings.", kind="email"),
+]
+
+
+def write_local_mode_dir(folder: Path, embedder: OnnxEmbedder) -> None:
+    """A data dir as earlier versions wrote it: qdrant-client local mode, the same collections,
+    point ids and payloads (what the old store wrote for one note and one profile)."""
+    note = NOTES[0]
+    vector = embedder.embed_sync([note.text])[0].tolist()
+    created = note.created_at
+    payload = {
+        "note_id": note.note_id,
+        "lead_id": note.lead_id,
+        "kind": note.kind,
+        "title": "",
+        "text": note.text,
+        "created_at": created.timestamp(),
+        "created_iso": created.isoformat(),
+        "record_hash": "r1",
+        "text_hash": "t1",
+        "embedder": embedder.name,
+        "tenant": T,
+        "chunk": 0,
+        "chunks": 1,
+        "chunk_text": note.text,
+    }
+    client = QdrantClient(path=str(folder))
+    client.create_collection(
+        "notes", vectors_config=qm.VectorParams(size=embedder.dim, distance=qm.Distance.COSINE)
+    )
+    client.upsert(
+        "notes", [qm.PointStruct(id=point_id(T, note.note_id, 0), vector=vector, payload=payload)]
+    )
+    client.create_collection("leads", vectors_config={})
+    profile = {"lead_id": "lead-1", "features": {"age": 61.0}, "profile_hash": "p", "tenant": T}
+    client.upsert(
+        "leads", [qm.PointStruct(id=point_id(T, "profile", 0), vector={}, payload=profile)]
+    )
+    client.close()
+
+
+async def test_a_local_mode_data_dir_is_migrated_on_first_start(
+    tmp_path: Path, embedder: OnnxEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_local_mode_dir(data / "qdrant", embedder)
+    with caplog.at_level(logging.INFO, logger="leadgw.retrieval"):
+        notes = await NotesService.open(local_config(data), embedder=embedder)
+    try:
+        assert any(
+            "migrated 1 note points and 1 lead profiles" in r.message for r in caplog.records
+        )
+        assert await notes.count_notes(T) == 1
+        assert await notes.lead_profile(T, "lead-1") == {"age": 61.0}
+        hits = await notes.search(T, "401k rollover", top_k=1)
+        assert hits[0].note.text == NOTES[0].text
+        # Keyword vectors were made from the stored text: a word-only query finds it too.
+        assert (await notes.search(T, "IRA", top_k=1))[0].note.note_id == "n1"
+    finally:
+        await notes.close()
+    assert not (data / "qdrant").exists()
+    assert (data / f"qdrant{MIGRATED_SUFFIX}").is_dir(), "the old folder is kept"
+    # A second start does not migrate again, and still has everything.
+    again = await NotesService.open(local_config(data), embedder=embedder)
+    assert await again.count_notes(T) == 1
+    await again.close()
+
+
+async def test_snapshot_and_restore(tmp_path: Path, embedder: OnnxEmbedder) -> None:
+    notes = await NotesService.open(local_config(tmp_path / "data"), embedder=embedder)
+    try:
+        await notes.index(T, NOTES[:2], [LeadInput("lead-1", {"age": 40.0})])
+        await notes.snapshot(tmp_path / "snap.tar")
+        await notes.index(T, NOTES[2:])
+        await notes.delete(T, ["n1"])
+        assert await notes.count_notes(T) == 2
+
+        await notes.restore(tmp_path / "snap.tar")
+        assert await notes.count_notes(T) == 2
+        assert {h.note.note_id for h in await notes.search(T, "anything", top_k=5)} == {"n1", "n2"}
+        assert await notes.lead_profile(T, "lead-1") == {"age": 40.0}
+        await notes.index(T, NOTES[2:])  # and it takes writes again
+        assert await notes.count_notes(T) == 3
+
+        (tmp_path / "junk.tar").write_bytes(b"not a tar")
+        with pytest.raises(InvalidInput, match=r"junk\.tar cannot be read as a notes snapshot"):
+            await notes.restore(tmp_path / "junk.tar")
+        assert await notes.count_notes(T) == 3, "a refused restore changes nothing"
+    finally:
+        await notes.close()
+
+
+async def test_a_corrupt_shard_is_a_start_up_error_naming_it(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    data = tmp_path / "data"
+    first = await NotesService.open(local_config(data), embedder=embedder)
+    await first.index(T, NOTES[:1])
+    await first.close()
+    (data / "edge" / "notes" / "edge_config.json").write_text("{garbage")
+    with pytest.raises(FailedPrecondition) as caught:
+        await NotesService.open(local_config(data), embedder=embedder)
+    assert f"the notes store {data / 'edge' / 'notes'} is not a readable Qdrant Edge shard" in (
+        caught.value.message
+    )
+
+
+async def test_a_foreign_directory_is_refused(tmp_path: Path, embedder: OnnxEmbedder) -> None:
+    notes_dir = tmp_path / "data" / "edge" / "notes"
+    notes_dir.mkdir(parents=True)
+    (notes_dir / "photo.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(FailedPrecondition, match=f"{notes_dir} is not a readable Qdrant Edge"):
+        await NotesService.open(local_config(tmp_path / "data"), embedder=embedder)
+    assert (notes_dir / "photo.jpg").exists(), "nothing of it is deleted"
+
+
+async def test_health_reopens_a_store_whose_files_vanished_and_came_back(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    notes = await NotesService.open(local_config(tmp_path / "data"), embedder=embedder)
+    try:
+        await notes.index(T, NOTES)
+        await notes.health()
+        # The engine is dropped under the store (as a crash of its owner would); health reopens.
+        await notes._store._runner._close_backend()  # type: ignore[attr-defined]
+        await notes.health()
+        assert await notes.count_notes(T) == 3
+    finally:
+        await notes.close()
+
+
+async def test_the_server_path_runs_the_same_store_code(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    """qdrant-client's in-memory client stands in for a Qdrant server: the same client API,
+    so the server backend's collections, filters, sparse vectors and RRF query all run."""
+    runner = ThreadRunner(lambda: ServerBackend(QdrantClient(":memory:")))
+    store = await NotesStore.open_with(runner, dim=embedder.dim, embedder_name=embedder.name)
+    notes = NotesService(store, embedder, Chunker())
+    try:
+        await notes.index(T, NOTES, [LeadInput("lead-1", {"age": 40.0})])
+        assert (await notes.search(T, "ANN-7731", top_k=1))[0].note.note_id == "n2"
+        assert (await notes.search(T, "saving for a child's education", top_k=1))[
+            0
+        ].note.note_id == "n3"
+        assert await notes.search("other", "ANN-7731", top_k=5) == []
+        assert [n.note_id for n in await notes.recent_notes(T, "lead-1", 5)] == ["n1", "n3"]
+        assert await notes.delete(T, lead_id="lead-1") == 2
+        assert await notes.count_notes(T) == 1
+    finally:
+        await notes.close()
+
+
+def test_edge_refuses_a_second_opener(tmp_path: Path) -> None:
+    config = local_config(tmp_path).store
+    first = EdgeBackend(config)
+    first.ensure_schema(4)
+    try:
+        with pytest.raises(Unavailable, match="in use by another process"):
+            EdgeBackend(config).ensure_schema(4)
+    finally:
+        first.close()
+    shutil.rmtree(tmp_path / "edge")
