@@ -21,6 +21,7 @@ from gateway.auth import KeyStore
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
 from gateway.lead_servicer import LeadServicer
 from gateway.notes_config import notes_config
+from gateway.notes_health import NotesHealthProbe
 from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
@@ -248,6 +249,9 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    notes_probe = NotesHealthProbe(notes.health if notes is not None else None, health_servicer)
+    await notes_probe.start()
+    closers.append(notes_probe.stop)  # closers run last-first: the probe stops before the store
     return Gateway(settings, server, port, repository, health_servicer, closers, notes)
 
 
