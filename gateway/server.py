@@ -24,6 +24,7 @@ from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
+from gateway.tls import add_port, check_transport, server_credentials
 from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from retrieval.demo_corpus import load_demo_corpus_if_empty
@@ -176,6 +177,8 @@ async def start(
     this process is one of ``serve --workers N``, sharing the port and the local store.
     """
     keys = _key_store(settings)
+    check_transport(settings)
+    credentials = server_credentials(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
     await repository.load(make_batcher=partial(_batcher_for, metrics))
@@ -227,7 +230,7 @@ async def start(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = add_port(server, settings, credentials)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     await server.start()
@@ -297,6 +300,8 @@ def run_serve(settings: Settings) -> int:
 
             # A bad keys file or bind address would stop every worker: say so once, start nothing.
             _key_store(settings, quiet=True)
+            check_transport(settings, quiet=True)
+            server_credentials(settings)
             return run_workers(settings)
         return asyncio.run(serve(settings))
     except (OSError, ValueError, RuntimeError) as exc:

@@ -55,7 +55,17 @@ class Settings(BaseSettings):
 
     # ---- auth / tenancy ----
     keys_file: Path | None = None
-    """TOML file of API keys (hashed) → tenant and scopes. None: unauthenticated, loopback only."""
+    """TOML file of API keys (hashed) → tenant, scopes and rate limits. None: unauthenticated,
+    loopback only. Reloaded when it changes (polled every 0.5 s) and on SIGHUP."""
+    tls_cert_file: Path | None = None
+    """PEM server certificate chain. With ``tls_key_file``: the gRPC port speaks TLS only.
+    Both files are re-read when they change, for new connections, without a restart."""
+    tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificates for mTLS: clients must present a certificate signed by one of them."""
+    allow_insecure_keys_off_loopback: bool = False
+    """Let API keys cross the network in clear (no TLS off loopback); logged as an error."""
 
     # ---- models ----
     model_repository: Path = BUNDLED_MODELS
