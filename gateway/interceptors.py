@@ -11,14 +11,21 @@ that need interceptors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from gateway.auth import ANONYMOUS, Caller, KeyStore, reset_caller, set_caller
+from gateway.auth import ANONYMOUS, Caller, reset_caller, set_caller
 from gateway.errors import abort_with, wrap_stream, wrap_unary
 from runtimes.errors import LeadgwError
+
+
+class Authenticator(Protocol):
+    """A ``KeyStore``, or one that follows its file (``gateway.key_reload``)."""
+
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller: ...
+
 
 # Which scope each method needs; methods not listed need only a valid key.
 METHOD_SCOPES = {
@@ -65,7 +72,7 @@ def error_mapping(path: str, handler: Handler) -> Handler:
     return _rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
 
 
-def authentication(keys: KeyStore | None) -> HandlerWrapper:
+def authentication(keys: Authenticator | None) -> HandlerWrapper:
     """Authenticates each call and checks the method's scope; the caller is then current.
 
     With no key store (loopback only, no keys file) every caller is tenant ``default``.
@@ -179,5 +186,5 @@ class ErrorMappingInterceptor(_WrapperInterceptor):
 
 
 class AuthInterceptor(_WrapperInterceptor):
-    def __init__(self, keys: KeyStore | None) -> None:
+    def __init__(self, keys: Authenticator | None) -> None:
         super().__init__(authentication(keys))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -17,8 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.auth import KeyStore
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
+from gateway.key_reload import ReloadingKeyStore
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
@@ -69,6 +70,8 @@ class Gateway:
     health: health.aio.HealthServicer
     closers: list[Any] = field(default_factory=list)
     notes: NotesService | None = None
+    keys: ReloadingKeyStore | None = None
+    """The API keys, following the keys file; None without one."""
 
     @property
     def address(self) -> str:
@@ -90,11 +93,11 @@ class Gateway:
         await self.repository.close()
 
 
-def _key_store(settings: Settings, *, quiet: bool = False) -> KeyStore | None:
+def _key_store(settings: Settings, *, quiet: bool = False) -> ReloadingKeyStore | None:
     """The API keys, or None (loopback only). Raises ValueError for a bad keys file or for a
     non-loopback address without one."""
     if settings.keys_file is not None:
-        return KeyStore.from_file(settings.keys_file)
+        return ReloadingKeyStore.from_file(settings.keys_file)
     if not is_loopback(settings.host):
         raise ValueError(
             f"refusing to serve on {settings.host} without a keys file: set LEADGW_KEYS_FILE "
@@ -145,6 +148,15 @@ def _as_async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     return closer
 
 
+def _cancelling(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def closer() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return closer
+
+
 def _record_batch(
     metrics: Metrics, model: str, version: str, rows: int, run_s: float, waits: list[float]
 ) -> None:
@@ -190,6 +202,8 @@ async def start(
         max_leads=settings.max_leads_per_request,
     )
     closers: list[Any] = []
+    if keys is not None:
+        closers.append(_cancelling(asyncio.create_task(keys.watch(), name="keys-file-watch")))
     notes = await _open_notes(settings, role)
     summarizer = None
     if notes is not None:
@@ -236,7 +250,16 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(settings, server, port, repository, health_servicer, closers, notes)
+    return Gateway(settings, server, port, repository, health_servicer, closers, notes, keys)
+
+
+def _reload_keys(gateway: Gateway) -> None:
+    """SIGHUP: read the keys file again now (it is also polled for changes)."""
+    if gateway.keys is None:
+        log.warning("SIGHUP: no keys file to reload")
+        return
+    log.info("SIGHUP: reloading the keys file")
+    gateway.keys.request_reload()
 
 
 def ready_line(gateway: Gateway) -> str:
@@ -273,6 +296,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, partial(_reload_keys, gateway))
     if announce is None:
         print(ready_line(gateway), flush=True)
     else:
