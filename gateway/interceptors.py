@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
+from gateway.audit import AuditLog
 from gateway.auth import ANONYMOUS, Caller, reset_caller, set_caller
 from gateway.errors import abort_with, wrap_stream, wrap_unary
 from runtimes.errors import LeadgwError
@@ -47,7 +48,7 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
-def _rewrap(
+def rewrap(
     handler: Handler,
     wrap_unary_behavior: Callable[[Behavior], Behavior],
     wrap_stream_behavior: Callable[[Behavior], Behavior],
@@ -69,11 +70,12 @@ def _rewrap(
 
 def error_mapping(path: str, handler: Handler) -> Handler:
     """Domain errors → their status; unexpected errors → INTERNAL with a fixed message."""
-    return _rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
+    return rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
 
 
-def authentication(keys: Authenticator | None) -> HandlerWrapper:
+def authentication(keys: Authenticator | None, audit: AuditLog | None = None) -> HandlerWrapper:
     """Authenticates each call and checks the method's scope; the caller is then current.
+    Each decision goes to ``audit``.
 
     With no key store (loopback only, no keys file) every caller is tenant ``default``.
     """
@@ -83,9 +85,19 @@ def authentication(keys: Authenticator | None) -> HandlerWrapper:
         method = path.rsplit("/", 1)[-1]
 
         def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-            caller = ANONYMOUS if keys is None else keys.authenticate(context.invocation_metadata())
-            if scope is not None:
-                caller.require(scope, method)
+            caller = None
+            try:
+                caller = (
+                    ANONYMOUS if keys is None else keys.authenticate(context.invocation_metadata())
+                )
+                if scope is not None:
+                    caller.require(scope, method)
+            except LeadgwError as refused:
+                if audit is not None:
+                    audit.denied(caller, path, context.peer(), refused)
+                raise
+            if audit is not None:
+                audit.allowed(caller, path, context.peer())
             return caller
 
         def unary(behavior: Behavior) -> Behavior:
@@ -117,7 +129,7 @@ def authentication(keys: Authenticator | None) -> HandlerWrapper:
 
             return authed
 
-        return _rewrap(handler, unary, stream)
+        return rewrap(handler, unary, stream)
 
     return wrap
 

@@ -18,10 +18,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.audit import AuditLog
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
 from gateway.key_reload import ReloadingKeyStore
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
+from gateway.rate_limits import RateLimiter, SharedBuckets, rate_limiting, rates_from
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
@@ -117,6 +119,21 @@ class WorkerRole:
     """The local Qdrant store the supervisor hosts; None with a Qdrant server."""
     notes_off: str | None = None
     """Why notes and summaries are off in every worker (the store could not start)."""
+    buckets: SharedBuckets | None = None
+    """The per-tenant rate-limit table every worker shares (gateway/rate_limits.py)."""
+
+
+def _rate_limiter(
+    settings: Settings, keys: ReloadingKeyStore | None, role: WorkerRole | None
+) -> RateLimiter:
+    """Over the table the supervisor shares between workers, or this process's own."""
+    buckets = role.buckets if role is not None and role.buckets is not None else None
+    rates = rates_from(
+        None if keys is None else keys.limits_of,
+        settings.rate_requests_per_s,
+        settings.rate_leads_per_s,
+    )
+    return RateLimiter(buckets or SharedBuckets.create(), rates, settings.rate_burst_s)
 
 
 async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesService | None:
@@ -208,7 +225,14 @@ async def start(
     summarizer = None
     if notes is not None:
         closers.append(notes.close)
-        summarizer = summarizer_from_settings(settings, notes, scorer, metrics=metrics)
+        summarizer = summarizer_from_settings(
+            settings,
+            notes,
+            scorer,
+            metrics=metrics,
+            tenant_limit=None if keys is None else (lambda t: keys.limits_of(t).summaries),
+            on_tenant_refused=lambda tenant: metrics.record_rejection(tenant, "summaries"),
+        )
         closers.append(summarizer.aclose)
         llm = summarizer.llm
         if llm is not None:
@@ -225,7 +249,12 @@ async def start(
     # interceptors on every call; health and reflection (below) stay open and untraced.
     wrapped = wrapped_registration(
         server,
-        chain(authentication(keys), server_handler_wrapper(metrics=metrics), error_mapping),
+        chain(
+            authentication(keys, AuditLog(metrics, allowed_too=settings.audit_log == "all")),
+            server_handler_wrapper(metrics=metrics),
+            rate_limiting(_rate_limiter(settings, keys, role), metrics),
+            error_mapping,
+        ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, server_version()), wrapped

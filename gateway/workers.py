@@ -19,6 +19,7 @@ import sys
 from functools import partial
 from typing import Any
 
+from gateway.rate_limits import SharedBuckets
 from gateway.server import WorkerRole
 from gateway.settings import Settings
 from retrieval.shared_store import StoreHost
@@ -91,12 +92,14 @@ def _supervise(
     worker_settings = settings.model_copy(update={"port": port})
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
+    # One rate-limit table for all workers: a tenant's limit holds for the gateway as a whole.
+    buckets = SharedBuckets.create()
     workers = [
         context.Process(
             target=_worker_main,
             args=(
                 _for_worker(worker_settings, i),
-                WorkerRole(i, None if store is None else store.link, notes_off),
+                WorkerRole(i, None if store is None else store.link, notes_off, buckets),
                 ready,
             ),
             name=f"leadgw-{i}",
