@@ -8,6 +8,11 @@ Keys are stored hashed (SHA-256) in a TOML keys file:
     scopes = ["score", "summarize"]
     sha256 = "<hex digest of the key>"
 
+    [tenants.acme]                 # optional: this tenant's limits (defaults: settings)
+    rate_requests_per_s = 200      # ScoreLeads and ModelInfer calls per second
+    rate_leads_per_s = 20000       # leads (rows) scored per second
+    summaries = 8                  # concurrent summaries
+
 ``leadgw keys create --tenant acme --scopes score,summarize`` prints a new key and its table.
 Clients send ``authorization: Bearer <key>`` (or ``x-api-key: <key>``).
 """
@@ -19,7 +24,7 @@ import hashlib
 import hmac
 import secrets
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +46,22 @@ class Caller:
                 f"{method} needs scope '{scope}'; this key has {sorted(self.scopes) or 'none'}"
             )
 
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """One tenant's limits from the keys file; None: the settings' default applies."""
+
+    requests_per_s: float | None = None
+    leads_per_s: float | None = None
+    summaries: int | None = None
+
+
+NO_OVERRIDES = TenantLimits()
+_LIMIT_FIELDS = {
+    "rate_requests_per_s": "requests_per_s",
+    "rate_leads_per_s": "leads_per_s",
+    "summaries": "summaries",
+}
 
 ANONYMOUS = Caller(DEFAULT_TENANT, frozenset(SCOPES), "anonymous")
 
@@ -72,8 +93,20 @@ def new_key() -> str:
 class KeyStore:
     """Looks callers up by the hash of their key; never keeps a key in clear."""
 
-    def __init__(self, entries: Iterable[tuple[str, Caller]]) -> None:
+    def __init__(
+        self,
+        entries: Iterable[tuple[str, Caller]],
+        tenants: Mapping[str, TenantLimits] | None = None,
+    ) -> None:
         self._by_hash = dict(entries)
+        self._tenants = dict(tenants or {})
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def limits_of(self, tenant: str) -> TenantLimits:
+        """The tenant's own limits (fields left None fall back to the settings)."""
+        return self._tenants.get(tenant, NO_OVERRIDES)
 
     @classmethod
     def from_file(cls, path: Path) -> KeyStore:
@@ -95,7 +128,10 @@ class KeyStore:
             if unknown:
                 raise ValueError(f"{where}: unknown scopes {sorted(unknown)}; known: {SCOPES}")
             entries.append((digest, Caller(tenant, scopes, str(item.get("name", "")))))
-        return cls(entries)
+        tenants = raw.get("tenants", {})
+        if not isinstance(tenants, dict):
+            raise ValueError(f"keys file {path}: 'tenants' must be a table of tables")
+        return cls(entries, {name: _tenant_limits(path, name, t) for name, t in tenants.items()})
 
     def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
         key = _key_from(metadata)
@@ -106,6 +142,26 @@ class KeyStore:
             if hmac.compare_digest(known, digest):
                 return caller
         raise Unauthenticated("invalid API key")
+
+
+def _tenant_limits(path: Path, tenant: str, table: object) -> TenantLimits:
+    where = f"keys file {path}, [tenants.{tenant}]"
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: must be a table")
+    unknown = set(table) - set(_LIMIT_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown fields {sorted(unknown)}; known: {sorted(_LIMIT_FIELDS)}"
+        )
+    values: dict[str, float | int] = {}
+    for field_name, value in table.items():
+        integral = field_name == "summaries"
+        good_type = isinstance(value, int) if integral else isinstance(value, int | float)
+        if isinstance(value, bool) or not good_type or not value > 0:
+            kind = "a positive integer" if integral else "a positive number (inf: no limit)"
+            raise ValueError(f"{where}: {field_name} must be {kind}, not {value!r}")
+        values[_LIMIT_FIELDS[field_name]] = value
+    return TenantLimits(**values)  # type: ignore[arg-type]
 
 
 def _key_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from runtimes.errors import LeadgwError, ResourceExhausted
 
@@ -24,9 +27,20 @@ def status_of(error: LeadgwError) -> grpc.StatusCode:
     return grpc.StatusCode[error.status]
 
 
-def trailers_of(error: LeadgwError) -> tuple[tuple[str, str], ...]:
+def trailers_of(error: LeadgwError) -> tuple[tuple[str, str | bytes], ...]:
+    """A retry delay goes out twice: as the standard ``google.rpc.RetryInfo`` status detail
+    (``grpc-status-details-bin``, read by gRPC clients' retry support and ``grpc_status``), and
+    as the older ``retry-after-ms`` trailer, deprecated, kept for one release."""
     if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
-        return ((RETRY_AFTER_KEY, str(max(1, round(error.retry_after_s * 1000)))),)
+        retry_ms = max(1, round(error.retry_after_s * 1000))
+        retry_info = error_details_pb2.RetryInfo()
+        retry_info.retry_delay.FromMilliseconds(retry_ms)
+        detail = any_pb2.Any()
+        detail.Pack(retry_info)
+        status = status_pb2.Status(
+            code=code_pb2.RESOURCE_EXHAUSTED, message=error.message, details=[detail]
+        )
+        return (*rpc_status.to_status(status).trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms)))
     return ()
 
 

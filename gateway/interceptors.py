@@ -11,14 +11,22 @@ that need interceptors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from gateway.auth import ANONYMOUS, Caller, KeyStore, reset_caller, set_caller
+from gateway.audit import AuditLog
+from gateway.auth import ANONYMOUS, Caller, reset_caller, set_caller
 from gateway.errors import abort_with, wrap_stream, wrap_unary
 from runtimes.errors import LeadgwError
+
+
+class Authenticator(Protocol):
+    """A ``KeyStore``, or one that follows its file (``gateway.key_reload``)."""
+
+    def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller: ...
+
 
 # Which scope each method needs; methods not listed need only a valid key.
 METHOD_SCOPES = {
@@ -40,7 +48,7 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
-def _rewrap(
+def rewrap(
     handler: Handler,
     wrap_unary_behavior: Callable[[Behavior], Behavior],
     wrap_stream_behavior: Callable[[Behavior], Behavior],
@@ -62,11 +70,12 @@ def _rewrap(
 
 def error_mapping(path: str, handler: Handler) -> Handler:
     """Domain errors → their status; unexpected errors → INTERNAL with a fixed message."""
-    return _rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
+    return rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
 
 
-def authentication(keys: KeyStore | None) -> HandlerWrapper:
+def authentication(keys: Authenticator | None, audit: AuditLog | None = None) -> HandlerWrapper:
     """Authenticates each call and checks the method's scope; the caller is then current.
+    Each decision goes to ``audit``.
 
     With no key store (loopback only, no keys file) every caller is tenant ``default``.
     """
@@ -76,9 +85,19 @@ def authentication(keys: KeyStore | None) -> HandlerWrapper:
         method = path.rsplit("/", 1)[-1]
 
         def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-            caller = ANONYMOUS if keys is None else keys.authenticate(context.invocation_metadata())
-            if scope is not None:
-                caller.require(scope, method)
+            caller = None
+            try:
+                caller = (
+                    ANONYMOUS if keys is None else keys.authenticate(context.invocation_metadata())
+                )
+                if scope is not None:
+                    caller.require(scope, method)
+            except LeadgwError as refused:
+                if audit is not None:
+                    audit.denied(caller, path, context.peer(), refused)
+                raise
+            if audit is not None:
+                audit.allowed(caller, path, context.peer())
             return caller
 
         def unary(behavior: Behavior) -> Behavior:
@@ -110,7 +129,7 @@ def authentication(keys: KeyStore | None) -> HandlerWrapper:
 
             return authed
 
-        return _rewrap(handler, unary, stream)
+        return rewrap(handler, unary, stream)
 
     return wrap
 
@@ -179,5 +198,5 @@ class ErrorMappingInterceptor(_WrapperInterceptor):
 
 
 class AuthInterceptor(_WrapperInterceptor):
-    def __init__(self, keys: KeyStore | None) -> None:
+    def __init__(self, keys: Authenticator | None) -> None:
         super().__init__(authentication(keys))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -17,15 +18,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.auth import KeyStore
+from gateway.audit import AuditLog
 from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
+from gateway.key_reload import ReloadingKeyStore
 from gateway.lead_servicer import LeadServicer
 from gateway.notes_config import notes_config
 from gateway.notes_health import NotesHealthProbe
 from gateway.oip_servicer import InferenceServicer
+from gateway.rate_limits import RateLimiter, SharedBuckets, rate_limiting, rates_from
 from gateway.settings import Settings, is_loopback
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
+from gateway.tls import add_port, check_transport, server_credentials
 from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
 from retrieval.demo_corpus import load_demo_corpus_if_empty
@@ -70,6 +74,8 @@ class Gateway:
     health: health.aio.HealthServicer
     closers: list[Any] = field(default_factory=list)
     notes: NotesService | None = None
+    keys: ReloadingKeyStore | None = None
+    """The API keys, following the keys file; None without one."""
 
     @property
     def address(self) -> str:
@@ -91,11 +97,11 @@ class Gateway:
         await self.repository.close()
 
 
-def _key_store(settings: Settings, *, quiet: bool = False) -> KeyStore | None:
+def _key_store(settings: Settings, *, quiet: bool = False) -> ReloadingKeyStore | None:
     """The API keys, or None (loopback only). Raises ValueError for a bad keys file or for a
     non-loopback address without one."""
     if settings.keys_file is not None:
-        return KeyStore.from_file(settings.keys_file)
+        return ReloadingKeyStore.from_file(settings.keys_file)
     if not is_loopback(settings.host):
         raise ValueError(
             f"refusing to serve on {settings.host} without a keys file: set LEADGW_KEYS_FILE "
@@ -125,6 +131,21 @@ class WorkerRole:
     """The local Qdrant store the supervisor hosts; None with a Qdrant server."""
     notes_off: str | None = None
     """Why notes and summaries are off in every worker (the store could not start)."""
+    buckets: SharedBuckets | None = None
+    """The per-tenant rate-limit table every worker shares (gateway/rate_limits.py)."""
+
+
+def _rate_limiter(
+    settings: Settings, keys: ReloadingKeyStore | None, role: WorkerRole | None
+) -> RateLimiter:
+    """Over the table the supervisor shares between workers, or this process's own."""
+    buckets = role.buckets if role is not None and role.buckets is not None else None
+    rates = rates_from(
+        None if keys is None else keys.limits_of,
+        settings.rate_requests_per_s,
+        settings.rate_leads_per_s,
+    )
+    return RateLimiter(buckets or SharedBuckets.create(), rates, settings.rate_burst_s)
 
 
 async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesService | None:
@@ -154,6 +175,15 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
 def _as_async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     async def closer() -> None:
         close()
+
+    return closer
+
+
+def _cancelling(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def closer() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     return closer
 
@@ -191,6 +221,8 @@ async def start(
     """
     keys = _key_store(settings)
     _check_store(settings)
+    check_transport(settings)
+    credentials = server_credentials(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
     await repository.load(make_batcher=partial(_batcher_for, metrics))
@@ -202,11 +234,20 @@ async def start(
         max_leads=settings.max_leads_per_request,
     )
     closers: list[Any] = []
+    if keys is not None:
+        closers.append(_cancelling(asyncio.create_task(keys.watch(), name="keys-file-watch")))
     notes = await _open_notes(settings, role)
     summarizer = None
     if notes is not None:
         closers.append(notes.close)
-        summarizer = summarizer_from_settings(settings, notes, scorer, metrics=metrics)
+        summarizer = summarizer_from_settings(
+            settings,
+            notes,
+            scorer,
+            metrics=metrics,
+            tenant_limit=None if keys is None else (lambda t: keys.limits_of(t).summaries),
+            on_tenant_refused=lambda tenant: metrics.record_rejection(tenant, "summaries"),
+        )
         closers.append(summarizer.aclose)
         llm = summarizer.llm
         if llm is not None:
@@ -224,7 +265,12 @@ async def start(
     # interceptors on every call; health and reflection (below) stay open and untraced.
     wrapped = wrapped_registration(
         server,
-        chain(authentication(keys), server_handler_wrapper(metrics=metrics), error_mapping),
+        chain(
+            authentication(keys, AuditLog(metrics, allowed_too=settings.audit_log == "all")),
+            server_handler_wrapper(metrics=metrics),
+            rate_limiting(_rate_limiter(settings, keys, role), metrics),
+            error_mapping,
+        ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, server_version()), wrapped
@@ -243,7 +289,7 @@ async def start(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = add_port(server, settings, credentials)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")
     await server.start()
@@ -252,7 +298,16 @@ async def start(
     notes_probe = NotesHealthProbe(notes.health if notes is not None else None, health_servicer)
     await notes_probe.start()
     closers.append(notes_probe.stop)  # closers run last-first: the probe stops before the store
-    return Gateway(settings, server, port, repository, health_servicer, closers, notes)
+    return Gateway(settings, server, port, repository, health_servicer, closers, notes, keys)
+
+
+def _reload_keys(gateway: Gateway) -> None:
+    """SIGHUP: read the keys file again now (it is also polled for changes)."""
+    if gateway.keys is None:
+        log.warning("SIGHUP: no keys file to reload")
+        return
+    log.info("SIGHUP: reloading the keys file")
+    gateway.keys.request_reload()
 
 
 def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
@@ -305,6 +360,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, partial(_reload_keys, gateway))
     if announce is None:
         print(ready_line(gateway), flush=True)
     else:
@@ -333,6 +389,8 @@ def run_serve(settings: Settings) -> int:
             # A bad keys file or bind address would stop every worker: say so once, start nothing.
             _key_store(settings, quiet=True)
             _check_store(settings)
+            check_transport(settings, quiet=True)
+            server_credentials(settings)
             return run_workers(settings)
         return asyncio.run(serve(settings))
     except (OSError, ValueError, RuntimeError) as exc:

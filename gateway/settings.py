@@ -64,7 +64,26 @@ class Settings(BaseSettings):
 
     # ---- auth / tenancy ----
     keys_file: Path | None = None
-    """TOML file of API keys (hashed) → tenant and scopes. None: unauthenticated, loopback only."""
+    """TOML file of API keys (hashed) → tenant, scopes and rate limits. None: unauthenticated,
+    loopback only. Reloaded when it changes (polled every 0.5 s) and on SIGHUP."""
+    tls_cert_file: Path | None = None
+    """PEM server certificate chain. With ``tls_key_file``: the gRPC port speaks TLS only.
+    Both files are re-read when they change, for new connections, without a restart."""
+    tls_key_file: Path | None = None
+    """PEM private key of ``tls_cert_file``."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificates for mTLS: clients must present a certificate signed by one of them."""
+    rate_requests_per_s: float | None = Field(None, gt=0)
+    """Default ScoreLeads + ModelInfer calls per second per tenant, for the whole gateway.
+    None: no limit. A tenant's own ``rate_requests_per_s`` in the keys file wins."""
+    rate_leads_per_s: float | None = Field(None, gt=0)
+    """Default leads (rows) scored per second per tenant; None: no limit. Keys file wins."""
+    rate_burst_s: float = Field(1.0, gt=0)
+    """How many seconds of its rate a tenant may spend at once after being idle."""
+    audit_log: Literal["all", "denied"] = "all"
+    """Auth decisions logged by ``leadgw.audit``: every one, or only the refusals."""
+    allow_insecure_keys_off_loopback: bool = False
+    """Let API keys cross the network in clear (no TLS off loopback); logged as an error."""
 
     # ---- models ----
     model_repository: Path = BUNDLED_MODELS
@@ -106,7 +125,8 @@ class Settings(BaseSettings):
     summary_deadline_s: float = Field(20.0, gt=0)
     """Used when the client sends no deadline."""
     summaries_per_tenant: int = Field(4, ge=1)
-    """Concurrent summaries one tenant may run; more are refused with RESOURCE_EXHAUSTED."""
+    """Concurrent summaries one tenant may run per process; more are refused with
+    RESOURCE_EXHAUSTED. A tenant's own ``summaries`` in the keys file wins."""
     summary_cache_entries: int = Field(1024, ge=0)
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""

@@ -3,6 +3,7 @@
 Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
 connections across them. The parent supervises: it prints one ready line when every worker is
 serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
+SIGHUP (reload the keys file) is forwarded to every worker once all of them are serving.
 Without a Qdrant server it also hosts the one embedded store every worker shares
 (:mod:`retrieval.shared_store`), started before the workers and stopped after them.
 """
@@ -18,6 +19,7 @@ import sys
 from typing import Any
 
 from gateway.notes_config import store_config
+from gateway.rate_limits import SharedBuckets
 from gateway.server import WorkerRole
 from gateway.settings import Settings
 from retrieval.shared_store import StoreHost
@@ -89,12 +91,14 @@ def _supervise(
     worker_settings = settings.model_copy(update={"port": port})
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
+    # One rate-limit table for all workers: a tenant's limit holds for the gateway as a whole.
+    buckets = SharedBuckets.create()
     workers = [
         context.Process(
             target=_worker_main,
             args=(
                 _for_worker(worker_settings, i),
-                WorkerRole(i, None if store is None else store.link, notes_off),
+                WorkerRole(i, None if store is None else store.link, notes_off, buckets),
                 ready,
             ),
             name=f"leadgw-{i}",
@@ -112,8 +116,17 @@ def _supervise(
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)
 
+    def forward_reload(_signum: int, _frame: Any) -> None:
+        # Before a worker is up its SIGHUP would kill it; it reads the keys file as it starts.
+        if not started or stopping:
+            return
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward_reload)
     for worker in workers:
         worker.start()
     try:

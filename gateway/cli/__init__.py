@@ -62,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv)
+    from gateway.cli.connection import ConnectionOptionsError
+
     try:
         return int(args.func(args))
+    except ConnectionOptionsError as exc:
+        print(f"leadgw {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

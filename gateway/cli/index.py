@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from gateway.cli.connection import add_tls_arguments, open_channel
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.validation import MAX_BATCH
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds per call, and to connect"
     )
+    add_tls_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         _error(err, f"{args.file} has no notes; nothing sent", style="yellow")
         return EXIT_OK
     metadata = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 10.0))
         except grpc.FutureTimeoutError:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from gateway.cli.connection import add_connection_arguments, call_metadata
+from gateway.cli.connection import add_connection_arguments, call_metadata, open_channel
 
 DESCRIPTION = (
     "List models, versions, state and tensors of a running gateway (needs scope 'admin' when "
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     metadata = call_metadata(args.api_key)
     rows = []
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         try:
             index = stub.RepositoryIndex(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.connection import add_connection_arguments, call_metadata
+from gateway.cli.connection import add_connection_arguments, call_metadata, open_channel
 from runtimes.types import FeatureValue, LeadInput
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn())
     # A bar on stderr for files of several requests; it draws nothing when stderr is no terminal.
     with (
-        grpc.insecure_channel(args.address) as channel,
+        open_channel(args) as channel,
         Progress(*columns, console=Console(stderr=True), transient=True) as progress,
     ):
         stub = pb_grpc.LeadServiceStub(channel)

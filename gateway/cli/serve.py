@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-repository", type=Path, help="model repository folder")
     parser.add_argument("--keys-file", type=Path, help="API keys file (TOML, hashed keys)")
+    parser.add_argument("--tls-cert-file", type=Path, help="PEM server certificate: TLS")
+    parser.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
+    parser.add_argument(
+        "--tls-client-ca-file", type=Path, help="PEM CA for client certificates: mTLS"
+    )
     parser.add_argument("--data-dir", type=Path, help="where the embedded notes store keeps files")
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint for summaries")
     parser.add_argument("--metrics-port", type=int, help="Prometheus endpoint port")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli.connection import add_connection_arguments, call_metadata
+from gateway.cli.connection import add_connection_arguments, call_metadata, open_channel
 
 DESCRIPTION = (
     "Stream SummarizeLead for LEAD_ID from a running gateway (needs scope 'summarize' when keys "
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
     final = None
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
         try:
             for message in stub.SummarizeLead(

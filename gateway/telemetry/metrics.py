@@ -76,7 +76,8 @@ class _Observed:
 
 class Metrics:
     """Every leadgw instrument. Methods take plain Python values; attributes are bounded sets
-    (model names, versions, method names, status codes, reasons), never ids or tenants."""
+    (model names, versions, method names, status codes, reasons), never ids; tenants only on
+    rejections (tenants come from the keys file, a bounded set)."""
 
     def __init__(self, meter: Meter) -> None:
         # No separate request counter: this histogram's count is one, by method and status
@@ -117,6 +118,11 @@ class Metrics:
         )
         self._cache_misses = meter.create_counter(
             "leadgw.summary.cache.misses", unit="{lookup}", description="Summary cache misses"
+        )
+        self._rejections = meter.create_counter(
+            "leadgw.rejections",
+            unit="{call}",
+            description="Calls refused by a tenant limit or authentication, by tenant and reason",
         )
         self._queue_depth = _Observed("leadgw.batcher.queue_depth")
         meter.create_observable_gauge(
@@ -177,6 +183,12 @@ class Metrics:
     def record_summary_cache(self, hit: bool) -> None:
         """One summary cache lookup. Hit ratio = hits / (hits + misses)."""
         (self._cache_hits if hit else self._cache_misses).add(1)
+
+    def record_rejection(self, tenant: str, reason: str) -> None:
+        """One refused call. ``tenant`` comes from the keys file (a bounded set; "" when the
+        caller is unknown); ``reason``: rate_requests, rate_leads, summaries, unauthenticated,
+        permission_denied."""
+        self._rejections.add(1, {"tenant": tenant, "reason": reason})
 
     def observe_queue_depth(
         self, model: str, depth: Callable[[], int], version: str | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from opentelemetry import trace
@@ -67,14 +68,19 @@ def summarizer_from_settings(
     *,
     tracer: trace.Tracer | None = None,
     metrics: SummaryMetrics | None = None,
+    tenant_limit: Callable[[str], int | None] | None = None,
+    on_tenant_refused: Callable[[str], None] | None = None,
 ) -> Summarizer:
-    """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown."""
+    """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown.
+
+    ``tenant_limit``: a tenant's own concurrent-summary limit, None for the settings' default;
+    ``on_tenant_refused``: told of each summary refused by that limit."""
     return Summarizer(
         notes=notes,
         scorer=scorer,
         llm=llm_from_settings(settings),
         cache=SummaryCache(settings.summary_cache_entries),
-        limiter=TenantLimiter(settings.summaries_per_tenant),
+        limiter=TenantLimiter(settings.summaries_per_tenant, tenant_limit, on_tenant_refused),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
         tracer=tracer,
         metrics=metrics,
