@@ -160,7 +160,10 @@ def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
     )
-    metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
+    # Unloading the version (a swap) drops its gauge with it.
+    served.on_close(
+        metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
+    )
     return batcher
 
 
