@@ -31,10 +31,12 @@ from retrieval.notes import NotesService
 from retrieval.shared_store import StoreLink
 from retrieval.summary import summarizer_from_settings
 from runtimes.batcher import BatchingConfig, DynamicBatcher
+from runtimes.control import ControlConfig, ModelControl
 from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
+from runtimes.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Gateway:
     health: health.aio.HealthServicer
     closers: list[Any] = field(default_factory=list)
     notes: NotesService | None = None
+    control: ModelControl | None = None
 
     @property
     def address(self) -> str:
@@ -137,6 +140,18 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
     return notes
 
 
+def _control_config(settings: Settings, role: WorkerRole | None) -> ControlConfig:
+    """Model control for this process: one of ``workers`` when started by the supervisor."""
+    return ControlConfig(
+        mode=settings.model_control_mode,
+        poll_secs=settings.repository_poll_secs,
+        worker_index=0 if role is None else role.index,
+        workers=1 if role is None else settings.workers,
+        ack_dir=settings.data_dir / "model-control",
+        apply_timeout_s=settings.model_control_timeout_s,
+    )
+
+
 def _as_async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     async def closer() -> None:
         close()
@@ -180,16 +195,20 @@ async def start(
     """
     keys = _key_store(settings)
     metrics = metrics or Metrics.from_provider()
-    repository = ModelRepository(settings.model_repository)
-    await repository.load(make_batcher=partial(_batcher_for, metrics))
+    repository = ModelRepository(
+        settings.model_repository, shadow_hook=ShadowScorer(metrics.record_shadow).hook
+    )
+    loaded = await repository.load(make_batcher=partial(_batcher_for, metrics))
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
+    control = ModelControl(repository, _control_config(settings, role), metrics.record_control)
+    await control.start(loaded)
     scorer = LeadScorer(
         repository,
         default_model=settings.default_model,
         max_leads=settings.max_leads_per_request,
     )
-    closers: list[Any] = []
+    closers: list[Any] = [control.close]
     notes = await _open_notes(settings, role)
     summarizer = None
     if notes is not None:
@@ -214,7 +233,7 @@ async def start(
         chain(authentication(keys), server_handler_wrapper(metrics=metrics), error_mapping),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, server_version()), wrapped
+        InferenceServicer(repository, server_version(), control), wrapped
     )
     lead_servicer = LeadServicer(
         scorer,
@@ -236,7 +255,7 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(settings, server, port, repository, health_servicer, closers, notes)
+    return Gateway(settings, server, port, repository, health_servicer, closers, notes, control)
 
 
 def ready_line(gateway: Gateway) -> str:

@@ -96,11 +96,11 @@ class ModelRepository:
 
     # ---- loading -------------------------------------------------------------------------
 
-    async def load(self, make_batcher: Callable[[ServedModel], Any] | None = None) -> None:
+    async def load(self, make_batcher: Callable[[ServedModel], Any] | None = None) -> SyncReport:
         """Loads what the repository holds at start (off the event loop)."""
         if make_batcher is not None:
             self._make_batcher = make_batcher
-        await self.sync()
+        return await self.sync()
 
     async def sync(self, models: Sequence[str] | None = None) -> SyncReport:
         """Makes the served versions match the folders and the control tables (of ``models``

@@ -10,9 +10,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeter, Observation
+
+if TYPE_CHECKING:  # plain data; importing them would load the model runtime with the metrics
+    from runtimes.control import ControlAction
+    from runtimes.shadow import ShadowComparison
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,12 @@ LATENCY_BUCKETS_MS = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
 )  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+# Shadow minus live probability: symmetric, fine near 0 where two good models mostly agree.
+DIFFERENCE_BUCKETS = (
+    -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, -0.001,
+    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+)  # fmt: skip
+CORRELATION_BUCKETS = (-0.5, 0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
 
 Unregister = Callable[[], None]
 """Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
@@ -118,6 +129,31 @@ class Metrics:
         self._cache_misses = meter.create_counter(
             "leadgw.summary.cache.misses", unit="{lookup}", description="Summary cache misses"
         )
+        self._shadow_difference = meter.create_histogram(
+            "leadgw.shadow.probability_difference",
+            description="Shadow minus live probability, per lead scored by both",
+            explicit_bucket_boundaries_advisory=DIFFERENCE_BUCKETS,
+        )
+        self._shadow_leads = meter.create_counter(
+            "leadgw.shadow.leads",
+            unit="{lead}",
+            description="Leads scored by both versions, by band agreement (agree/disagree)",
+        )
+        self._shadow_rank = meter.create_histogram(
+            "leadgw.shadow.rank_correlation",
+            description="Spearman rank correlation of live and shadow scores, per request",
+            explicit_bucket_boundaries_advisory=CORRELATION_BUCKETS,
+        )
+        self._shadow_dropped = meter.create_counter(
+            "leadgw.shadow.dropped",
+            unit="{request}",
+            description="Copies of live requests the shadow did not score (overloaded or failed)",
+        )
+        self._control_actions = meter.create_counter(
+            "leadgw.model.control.actions",
+            unit="{action}",
+            description="Model control actions (load, unload, promote, ...), by outcome",
+        )
         self._queue_depth = _Observed("leadgw.batcher.queue_depth")
         meter.create_observable_gauge(
             "leadgw.batcher.queue_depth",
@@ -177,6 +213,33 @@ class Metrics:
     def record_summary_cache(self, hit: bool) -> None:
         """One summary cache lookup. Hit ratio = hits / (hits + misses)."""
         (self._cache_hits if hit else self._cache_misses).add(1)
+
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        """One request scored by the live version and its shadow (off the request path)."""
+        attributes = {
+            "model": comparison.model,
+            "live_version": comparison.live_version,
+            "shadow_version": comparison.candidate_version,
+        }
+        if comparison.dropped:
+            self._shadow_dropped.add(1, attributes)
+            return
+        for difference in comparison.differences.tolist():
+            self._shadow_difference.record(difference, attributes)
+        leads = int(comparison.differences.size)
+        agree = comparison.band_agreements
+        if agree:
+            self._shadow_leads.add(agree, {**attributes, "band_agreement": "agree"})
+        if leads - agree:
+            self._shadow_leads.add(leads - agree, {**attributes, "band_agreement": "disagree"})
+        if comparison.rank_correlation is not None:
+            self._shadow_rank.record(comparison.rank_correlation, attributes)
+
+    def record_control(self, action: ControlAction) -> None:
+        """One model control action (also in the ``leadgw.audit`` log)."""
+        self._control_actions.add(
+            1, {"action": action.action, "model": action.model, "outcome": action.outcome}
+        )
 
     def observe_queue_depth(
         self, model: str, depth: Callable[[], int], version: str | None = None
