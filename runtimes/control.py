@@ -246,7 +246,12 @@ class ModelControl:
         if target is not None and target not in self.repository.versions(model):
             loaded = tuple(sorted({*routing.loaded, target}, key=int))
             unloaded = tuple(v for v in routing.unloaded if v != target)
-            await self._change(model, routing.bumped(loaded=loaded, unloaded=unloaded))
+            pinned: dict[str, Any] = {}
+            if routing.live is None and (trial or options.alias):
+                # A candidate is loaded to be tried, not to serve: the live version stays live
+                # although the candidate's number is higher.
+                pinned["live"] = self.repository.live_version(model)
+            await self._change(model, routing.bumped(loaded=loaded, unloaded=unloaded, **pinned))
             routing = await self._routing(model)
         elif target is None and not (options.shadow is False or options.canary_weight == 0.0):
             # A plain load of the whole model: every version its policy selects, again.

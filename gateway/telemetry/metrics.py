@@ -29,12 +29,11 @@ LATENCY_BUCKETS_MS = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
 )  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
-# Shadow minus live probability: symmetric, fine near 0 where two good models mostly agree.
-DIFFERENCE_BUCKETS = (
-    -0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.005, -0.001,
-    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
-)  # fmt: skip
-CORRELATION_BUCKETS = (-0.5, 0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
+# |shadow - live| probability, fine near 0 where two good models mostly agree. OpenTelemetry
+# histograms take no negative values: the sign is the ``direction`` attribute.
+DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+# 1 - Spearman's rho: 0 when both versions order a request's leads alike, 2 when reversed.
+RANK_DISTANCE_BUCKETS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 Unregister = Callable[[], None]
 """Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
@@ -131,7 +130,8 @@ class Metrics:
         )
         self._shadow_difference = meter.create_histogram(
             "leadgw.shadow.probability_difference",
-            description="Shadow minus live probability, per lead scored by both",
+            description="|shadow - live| probability per lead scored by both; direction: "
+            "higher, lower or same (the shadow's probability compared with live's)",
             explicit_bucket_boundaries_advisory=DIFFERENCE_BUCKETS,
         )
         self._shadow_leads = meter.create_counter(
@@ -140,9 +140,10 @@ class Metrics:
             description="Leads scored by both versions, by band agreement (agree/disagree)",
         )
         self._shadow_rank = meter.create_histogram(
-            "leadgw.shadow.rank_correlation",
-            description="Spearman rank correlation of live and shadow scores, per request",
-            explicit_bucket_boundaries_advisory=CORRELATION_BUCKETS,
+            "leadgw.shadow.rank_distance",
+            description="1 - Spearman rank correlation of live and shadow scores, per request "
+            "of two leads or more (0: same order)",
+            explicit_bucket_boundaries_advisory=RANK_DISTANCE_BUCKETS,
         )
         self._shadow_dropped = meter.create_counter(
             "leadgw.shadow.dropped",
@@ -224,8 +225,14 @@ class Metrics:
         if comparison.dropped:
             self._shadow_dropped.add(1, attributes)
             return
+        directions = {
+            "higher": {**attributes, "direction": "higher"},
+            "lower": {**attributes, "direction": "lower"},
+            "same": {**attributes, "direction": "same"},
+        }
         for difference in comparison.differences.tolist():
-            self._shadow_difference.record(difference, attributes)
+            direction = "higher" if difference > 0 else "lower" if difference < 0 else "same"
+            self._shadow_difference.record(abs(difference), directions[direction])
         leads = int(comparison.differences.size)
         agree = comparison.band_agreements
         if agree:
@@ -233,7 +240,7 @@ class Metrics:
         if leads - agree:
             self._shadow_leads.add(leads - agree, {**attributes, "band_agreement": "disagree"})
         if comparison.rank_correlation is not None:
-            self._shadow_rank.record(comparison.rank_correlation, attributes)
+            self._shadow_rank.record(max(0.0, 1.0 - comparison.rank_correlation), attributes)
 
     def record_control(self, action: ControlAction) -> None:
         """One model control action (also in the ``leadgw.audit`` log)."""
