@@ -306,7 +306,7 @@ class ModelRepository:
             for version in sorted(set(model.on_disk) | set(model.versions), key=int):
                 path = str(model.on_disk.get(version, ""))
                 if version in model.versions:
-                    rows.append(ModelStatus(name, version, "READY", path))
+                    rows.append(ModelStatus(name, version, "READY", path, _role(model, version)))
                 elif version in model.failed:
                     rows.append(
                         ModelStatus(name, version, "FAILED", path, model.failed[version][1])
@@ -340,3 +340,17 @@ class ModelRepository:
     def _alias_list(model: _Model) -> str:
         names = ["champion", "challenger", *sorted(model.routing.aliases)]
         return ", ".join(names)
+
+
+def _role(model: _Model, version: str) -> str:
+    """What a ready version does, for the index's reason field: live, canary, shadow, aliases."""
+    routing = model.routing
+    roles = []
+    if version == model.live:
+        roles.append("live")
+    if version == routing.canary and version != model.live:
+        roles.append(f"canary {routing.canary_weight:g}")
+    if version == routing.shadow and version != model.live:
+        roles.append("shadow")
+    roles += [f"alias {name}" for name, v in sorted(routing.aliases.items()) if v == version]
+    return ", ".join(roles)

@@ -121,7 +121,7 @@ def test_load_unload_and_their_refusals(explicit_gateway, repository_v1: Path) -
         # A version by number: loaded everywhere before the call returns, then live (highest).
         assert load(stub, "lead_scorer", version="9") == grpc.StatusCode.NOT_FOUND
         assert load(stub, "lead_scorer", version="2") == grpc.StatusCode.OK
-        assert index(stub)["2"] == ("READY", "")
+        assert index(stub)["2"] == ("READY", "live")
         assert served_versions(lead_stub) == {"2"}
         # Version 1 may go: version 2 still serves. Then version 2 alone, with traffic: refused
         # unless forced.

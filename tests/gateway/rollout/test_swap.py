@@ -134,6 +134,6 @@ async def test_swaps_while_scoring_fail_no_call(
     for version, probabilities in scorers.answers:
         np.testing.assert_allclose(probabilities, expected[version], atol=1e-6)
     states = {m.version: (m.state, m.reason) for m in index.models}
-    assert states["2"] == ("READY", "")
+    assert states["2"] == ("READY", "live")
     assert states["3"][0] == "FAILED" and "model.onnx" in states["3"][1]
     assert "1" not in states  # its folder is gone
