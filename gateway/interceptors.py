@@ -37,6 +37,8 @@ METHOD_SCOPES = {
     "/leadgw.v1.LeadService/DeleteNotes": "index",
     "/inference.GRPCInferenceService/ModelInfer": "score",
     "/inference.GRPCInferenceService/RepositoryIndex": "admin",
+    "/inference.GRPCInferenceService/RepositoryModelLoad": "admin",
+    "/inference.GRPCInferenceService/RepositoryModelUnload": "admin",
 }
 # Standard services every orchestrator probes without credentials.
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")

@@ -55,6 +55,17 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         model = request.model_name or None
         version = request.model_version or None
         max_reasons = request.max_reasons or self._default_max_reasons
+        if version is None and self._scorer.canary_on(model):
+            # A canary is on: each lead goes to the version its sticky hash picks.
+            lead_ids = (
+                list(request.columns.lead_ids[:1])  # one version per column-form answer
+                if request.HasField("columns")
+                else [lead.lead_id for lead in request.leads]
+            )
+            groups = self._scorer.assign(model, current_caller().tenant, lead_ids)
+            if len(groups) > 1:
+                return await self._score_split(request, context, groups)
+            version = groups[0][0].version
         if request.HasField("columns"):
             return await self._score_columns(request, context, model, version, max_reasons)
         if not is_heavy(len(request.leads)):
@@ -77,6 +88,33 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         return await loop.run_in_executor(
             self._converter, _encode_response, served, leads, outputs, max_reasons
         )
+
+    async def _score_split(
+        self,
+        request: pb.ScoreLeadsRequest,
+        context: grpc.aio.ServicerContext,
+        groups: list[tuple[ServedModel, list[int]]],
+    ) -> pb.ScoreLeadsResponse:
+        """Scores each version's leads as a request of its own; answers in request order, ranked
+        across all of them."""
+        parts = []
+        for served, rows in groups:
+            part = pb.ScoreLeadsRequest(
+                leads=[request.leads[i] for i in rows],
+                model_name=served.name,
+                model_version=served.version,
+                max_reasons=request.max_reasons,
+            )
+            parts.append(self.ScoreLeads(part, context))
+        answers = await asyncio.gather(*parts)
+        merged: list[Any] = [None] * len(request.leads)
+        for (_, rows), answer in zip(groups, answers, strict=True):
+            for row, score in zip(rows, answer.scores, strict=True):
+                merged[row] = score
+        order = sorted(range(len(merged)), key=lambda i: -merged[i].probability)
+        for rank, i in enumerate(order, 1):
+            merged[i].rank = rank
+        return pb.ScoreLeadsResponse(scores=merged)
 
     async def _score_columns(
         self,

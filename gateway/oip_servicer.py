@@ -7,8 +7,11 @@ import time
 import grpc
 
 from gateway import oip_codec
+from gateway.auth import current_caller
+from gateway.repository_params import load_request, unload_request
 from leadgw_client.pb.inference import grpc_service_pb2 as pb
 from leadgw_client.pb.inference import grpc_service_pb2_grpc as pb_grpc
+from runtimes.control import ModelControl
 from runtimes.errors import NotFound
 from runtimes.repository import ModelRepository, ServedModel
 
@@ -17,9 +20,12 @@ EXTENSIONS = ["model_configuration", "model_repository"]
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository, server_version: str) -> None:
+    def __init__(
+        self, repository: ModelRepository, server_version: str, control: ModelControl
+    ) -> None:
         self._repository = repository
         self._version = server_version
+        self._control = control
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -81,16 +87,40 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return response
 
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        version, options = load_request(request)
+        await self._control.load(request.model_name, version, options, _caller_name())
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        version, force = unload_request(request)
+        await self._control.unload(request.model_name, version, force, _caller_name())
+        return pb.RepositoryModelUnloadResponse()
+
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         served = self._repository.get(request.model_name, request.model_version or None)
+        if not request.model_version and request.id:
+            # A canary: the request's id stands for the lead (OIP requests carry no lead ids).
+            served = self._repository.assign(
+                served.name, None, current_caller().tenant, [request.id]
+            )[0][0]
         features = oip_codec.decode_features(request, served)
         names = oip_codec.requested_outputs(request, served)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         outputs = await served.infer(features, deadline)
         return oip_codec.encode_response(request, served, outputs, names)
+
+
+def _caller_name() -> str:
+    caller = current_caller()
+    return f"{caller.tenant}/{caller.key_name}" if caller.key_name else caller.tenant
 
 
 def _output_shapes(served: ServedModel) -> list[tuple[str, list[int]]]:

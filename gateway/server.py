@@ -37,10 +37,12 @@ from retrieval.notes import NotesService
 from retrieval.shared_store import StoreLink
 from retrieval.summary import summarizer_from_settings
 from runtimes.batcher import BatchingConfig, DynamicBatcher
+from runtimes.control import ControlConfig, ModelControl
 from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
+from runtimes.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class Gateway:
     notes: NotesService | None = None
     keys: ReloadingKeyStore | None = None
     """The API keys, following the keys file; None without one."""
+    control: ModelControl | None = None
 
     @property
     def address(self) -> str:
@@ -172,6 +175,18 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
     return notes
 
 
+def _control_config(settings: Settings, role: WorkerRole | None) -> ControlConfig:
+    """Model control for this process: one of ``workers`` when started by the supervisor."""
+    return ControlConfig(
+        mode=settings.model_control_mode,
+        poll_secs=settings.repository_poll_secs,
+        worker_index=0 if role is None else role.index,
+        workers=1 if role is None else settings.workers,
+        ack_dir=settings.data_dir / "model-control",
+        apply_timeout_s=settings.model_control_timeout_s,
+    )
+
+
 def _as_async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     async def closer() -> None:
         close()
@@ -204,7 +219,10 @@ def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
     )
-    metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
+    # Unloading the version (a swap) drops its gauge with it.
+    served.on_close(
+        metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
+    )
     return batcher
 
 
@@ -224,16 +242,20 @@ async def start(
     check_transport(settings)
     credentials = server_credentials(settings)
     metrics = metrics or Metrics.from_provider()
-    repository = ModelRepository(settings.model_repository)
-    await repository.load(make_batcher=partial(_batcher_for, metrics))
+    repository = ModelRepository(
+        settings.model_repository, shadow_hook=ShadowScorer(metrics.record_shadow).hook
+    )
+    loaded = await repository.load(make_batcher=partial(_batcher_for, metrics))
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
+    control = ModelControl(repository, _control_config(settings, role), metrics.record_control)
+    await control.start(loaded)
     scorer = LeadScorer(
         repository,
         default_model=settings.default_model,
         max_leads=settings.max_leads_per_request,
     )
-    closers: list[Any] = []
+    closers: list[Any] = [control.close]
     if keys is not None:
         closers.append(_cancelling(asyncio.create_task(keys.watch(), name="keys-file-watch")))
     notes = await _open_notes(settings, role)
@@ -273,7 +295,7 @@ async def start(
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, server_version()), wrapped
+        InferenceServicer(repository, server_version(), control), wrapped
     )
     lead_servicer = LeadServicer(
         scorer,
@@ -298,7 +320,9 @@ async def start(
     notes_probe = NotesHealthProbe(notes.health if notes is not None else None, health_servicer)
     await notes_probe.start()
     closers.append(notes_probe.stop)  # closers run last-first: the probe stops before the store
-    return Gateway(settings, server, port, repository, health_servicer, closers, notes, keys)
+    return Gateway(
+        settings, server, port, repository, health_servicer, closers, notes, keys, control
+    )
 
 
 def _reload_keys(gateway: Gateway) -> None:

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     max_leads_per_request: int = Field(10_000, ge=1)
     """ScoreLeads requests with more leads are refused with INVALID_ARGUMENT."""
     default_max_reasons: int = Field(3, ge=0, le=32)
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    """none: load at start only; poll: watch the repository every repository_poll_secs and apply
+    new, changed and removed versions and routing; explicit: only the repository RPCs (and
+    ``leadgw models load|unload|promote|rollback|shadow|canary``) change what serves."""
+    repository_poll_secs: float = Field(15.0, gt=0)
+    """poll and explicit modes: how often each worker reads the repository (explicit: its
+    control tables only). A control RPC reaches every worker within this interval."""
+    model_control_timeout_s: float = Field(30.0, gt=0)
+    """How long a control RPC waits for every worker to apply it before it says which did not."""
 
     # ---- data / retrieval ----
     data_dir: Path = Path(".leadgw")

@@ -71,6 +71,9 @@ class ModelConfigFile(_Table):
     onnxruntime: _OnnxRuntime = _OnnxRuntime()
     batching: _Batching = _Batching()
     features: list[_Feature]
+    # Model control's own tables, checked key by key by RoutingPolicy and VersionPolicy.
+    routing: dict[str, Any] | None = None
+    version_policy: dict[str, Any] | None = None
 
 
 def check_shape(raw: dict[str, Any], source: str) -> None:

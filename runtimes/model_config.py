@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtimes.config_file import check_shape
+from runtimes.routing import RoutingPolicy
+from runtimes.version_policy import VersionPolicy
 
 CONFIG_FILE = "config.toml"
 
@@ -88,3 +91,65 @@ def load_config(path: Path) -> ModelConfig:
     if not raw.get("features"):
         raise ValueError(f"{path}: no [[features]] tables")
     return config
+
+
+# Tables of a model's own config.toml that steer rollout; they never change how a version loads.
+CONTROL_TABLES = ("routing", "version_policy")
+
+
+def read_model_controls(model_dir: Path) -> tuple[VersionPolicy, RoutingPolicy]:
+    """The version policy and routing policy in ``<model>/config.toml`` (defaults without one)."""
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        return VersionPolicy(), RoutingPolicy()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    return (
+        VersionPolicy.from_table(raw.get("version_policy"), str(path)),
+        RoutingPolicy.from_table(raw.get("routing", {}), str(path)),
+    )
+
+
+def files_fingerprint(version_dir: Path, model_file: str) -> str:
+    """Changes when what a version loads changes: its graph file or the text of its config (the
+    control tables aside, so that a routing change reloads nothing)."""
+    parts = []
+    graph = version_dir / model_file
+    if graph.is_file():
+        stat = graph.stat()
+        parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    for config in (version_dir / CONFIG_FILE, version_dir.parent / CONFIG_FILE):
+        if config.is_file():
+            parts.append(strip_tables(config.read_text(), CONTROL_TABLES))
+            break
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def feature_signature(config: ModelConfig) -> list[tuple[Any, ...]]:
+    """What of the feature schema shapes the input tensor: two versions with the same signature
+    read a lead the same way, so one may shadow or canary the other."""
+    keys = ("name", "type", "categories", "min", "max", "default", "required", "on_unknown")
+    return [tuple(str(table.get(k)) for k in keys) for table in config.raw.get("features", [])]
+
+
+def strip_tables(text: str, names: tuple[str, ...]) -> str:
+    """TOML text without the tables ``names`` (and their sub-tables); other lines kept as is."""
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        header = line.strip()
+        if header.startswith("["):
+            name = header.strip("[]").strip()
+            skipping = any(name == n or name.startswith(n + ".") for n in names)
+        if not skipping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept) + "\n"
+
+
+def replace_routing_table(text: str, routing: RoutingPolicy) -> str:
+    """``config.toml`` text with its ``[routing]`` tables replaced by ``routing``'s."""
+    return strip_tables(text, ("routing",)) + "\n" + routing.to_toml()

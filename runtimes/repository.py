@@ -1,180 +1,356 @@
-"""The model repository: Triton's layout, every version loaded, the latest served by default.
+"""The model repository: Triton's layout, versions loaded by policy, swapped while serving.
 
-<root>/<model>/config.toml            per-model config (schema, bands, batching, ORT)
+<root>/<model>/config.toml            per-model config (schema, bands, batching, ORT, and the
+                                      [version_policy] and [routing] tables)
 <root>/<model>/<version>/model.onnx   one folder per integer version
 <root>/<model>/<version>/config.toml  optional: replaces the model's config for this version
+
+``sync`` makes the loaded versions match the folders and the control tables: a new or changed
+version is loaded and warmed on a thread, then installed in one step on the event loop; a version
+that is replaced or removed is unloaded after its last running call (``ServedModel.retire``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from opentelemetry import trace
-
 from runtimes.errors import NotFound, Unavailable
-from runtimes.model_config import ModelConfig, find_config, load_config
-from runtimes.schema import FeatureSchema
+from runtimes.model_config import (
+    files_fingerprint,
+    find_config,
+    load_config,
+    read_model_controls,
+)
+from runtimes.routing import RoutingPolicy, canary_share
+from runtimes.served_model import OutputsHook, ServedModel
 from runtimes.session import OnnxSession
-from runtimes.tracing import record_batch_stats, record_queue_wait_span
+from runtimes.version_policy import VersionPolicy
+
+__all__ = ["ModelRepository", "ModelStatus", "ServedModel", "SyncReport"]
 
 log = logging.getLogger(__name__)
-# The batcher's tracer: the queue-wait span belongs with the batch spans.
-_TRACER = trace.get_tracer("leadgw.batcher")
 
 MODEL_FILE = "model.onnx"
+
+ShadowHookFactory = Callable[[ServedModel, ServedModel], OutputsHook]
+"""(live, candidate) → the hook that scores a copy of live's traffic on candidate."""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelStatus:
     name: str
     version: str
-    state: str  # READY | FAILED
+    state: str  # READY | FAILED | UNAVAILABLE (unloaded)
     path: str
     reason: str = ""
 
 
-class ServedModel:
-    """One loaded model version: its config, feature schema, session and batcher."""
+@dataclass(slots=True)
+class _Disk:
+    """What one scan found for one model."""
 
-    def __init__(
-        self, name: str, version: str, path: Path, config: ModelConfig, session: OnnxSession
-    ) -> None:
-        self.name = name
-        self.version = version
-        self.path = path
-        self.config = config
-        self.session = session
-        self.schema = FeatureSchema.from_config(config.raw)
-        if self.schema.width != session.width:
-            raise ValueError(
-                f"{path}: schema has {self.schema.width} features, graph input has {session.width}"
-            )
-        self.base_value = float(session.metadata.get("base_value", "0"))
-        self._batcher: Any = None
+    versions: dict[str, Path]
+    policy: VersionPolicy
+    routing: RoutingPolicy
+    error: str = ""
 
-    @property
-    def width(self) -> int:
-        return self.session.width
 
-    def attach_batcher(self, make_batcher: Callable[[ServedModel], Any]) -> None:
-        self._batcher = make_batcher(self)
+@dataclass(slots=True)
+class _Model:
+    versions: dict[str, ServedModel] = field(default_factory=dict)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    live: str | None = None
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # version → (fingerprint, why)
+    on_disk: dict[str, Path] = field(default_factory=dict)
 
-    async def infer(
-        self, features: np.ndarray, deadline: float | None = None
-    ) -> dict[str, np.ndarray]:
-        """Runs the model on float32 [rows, width]; batched with concurrent callers when enabled."""
-        if self._batcher is not None:
-            result = await self._batcher.submit_with_stats(features, deadline=deadline)
-            span = trace.get_current_span()
-            if span.is_recording():
-                record_batch_stats(
-                    span,
-                    queue_wait_s=result.queue_wait_s,
-                    batch_size=result.batch_size,
-                    batch_id=result.batch_id,
-                    batch_context=result.batch_span_context,
-                )
-                if result.queued:
-                    record_queue_wait_span(
-                        _TRACER,
-                        arrived=result.started - result.queue_wait_s,
-                        started=result.started,
-                        batch_id=result.batch_id,
-                    )
-            return result.outputs
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.session.run, features)
 
-    async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
+@dataclass(slots=True)
+class SyncReport:
+    """What one ``sync`` did, per model: for the control RPCs and the workers' acknowledgements."""
+
+    generations: dict[str, int] = field(default_factory=dict)
+    loaded: list[tuple[str, str]] = field(default_factory=list)
+    unloaded: list[tuple[str, str]] = field(default_factory=list)
+    failed: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class ModelRepository:
-    """Loads every version under ``root`` at start; serves the latest version by default."""
+    """Serves the versions each model's policy selects; the live one by default."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        make_batcher: Callable[[ServedModel], Any] | None = None,
+        shadow_hook: ShadowHookFactory | None = None,
+    ) -> None:
         self.root = root
-        self._models: dict[str, dict[str, ServedModel]] = {}
-        self._latest: dict[str, str] = {}
-        self._status: list[ModelStatus] = []
+        self._make_batcher = make_batcher
+        self._shadow_hook = shadow_hook
+        self._models: dict[str, _Model] = {}
 
-    async def load(self, make_batcher: Callable[[ServedModel], Any] | None = None) -> None:
-        """Loads off the event loop (ONNX Runtime reads and optimises the graph synchronously)."""
+    # ---- loading -------------------------------------------------------------------------
+
+    async def load(self, make_batcher: Callable[[ServedModel], Any] | None = None) -> SyncReport:
+        """Loads what the repository holds at start (off the event loop)."""
+        if make_batcher is not None:
+            self._make_batcher = make_batcher
+        return await self.sync()
+
+    async def sync(self, models: Sequence[str] | None = None) -> SyncReport:
+        """Makes the served versions match the folders and the control tables (of ``models``
+        only, when given). Never raises for a broken version: it is reported and skipped."""
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, self._scan)
-        for name, version, path in found:
-            try:
-                served = await loop.run_in_executor(None, self._load_version, name, version, path)
-            except Exception as exc:  # one broken version must not take the others down
-                log.error("model %s version %s failed to load: %s", name, version, exc)
-                self._status.append(ModelStatus(name, version, "FAILED", str(path), str(exc)))
-                continue
-            if make_batcher is not None:
-                served.attach_batcher(make_batcher)
-            self._models.setdefault(name, {})[version] = served
-            latest = self._latest.get(name)
-            if latest is None or int(version) > int(latest):
-                self._latest[name] = version
-            self._status.append(ModelStatus(name, version, "READY", str(path)))
-            log.info("model %s version %s ready", name, version)
+        disk = await loop.run_in_executor(None, self._scan)
+        report = SyncReport()
+        names = sorted(set(disk) | set(self._models)) if models is None else list(models)
+        for name in names:
+            found = disk.get(name)
+            if found is None:
+                found = _Disk({}, VersionPolicy(), RoutingPolicy())
+            await self._sync_model(name, found, report)
+        return report
 
-    def _scan(self) -> list[tuple[str, str, Path]]:
+    def _scan(self) -> dict[str, _Disk]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} does not exist")
-        found = []
+        found: dict[str, _Disk] = {}
         for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-            for version_dir in sorted(versions, key=lambda p: int(p.name)):
-                if (version_dir / MODEL_FILE).is_file():
-                    found.append((model_dir.name, str(int(version_dir.name)), version_dir))
+            if model_dir.name.startswith("."):
+                continue
+            versions = {
+                str(int(p.name)): p
+                for p in model_dir.iterdir()
+                if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
+            }
+            try:
+                policy, routing = read_model_controls(model_dir)
+                found[model_dir.name] = _Disk(versions, policy, routing)
+            except ValueError as exc:
+                found[model_dir.name] = _Disk(versions, VersionPolicy(), RoutingPolicy(), str(exc))
         return found
+
+    async def _sync_model(self, name: str, disk: _Disk, report: SyncReport) -> None:
+        model = self._models.setdefault(name, _Model())
+        if disk.error:
+            # A broken control table keeps what serves now: log it, change nothing.
+            log.error("model %s: %s; keeping the versions it serves", name, disk.error)
+            report.failed.setdefault(name, {})["config"] = disk.error
+            report.generations[name] = model.routing.generation
+            return
+        model.on_disk = dict(disk.versions)
+        routing = disk.routing
+        wanted = set(disk.policy.select(disk.versions))
+        wanted |= {v for v in routing.loaded if v in disk.versions}
+        wanted -= set(routing.unloaded)
+        loop = asyncio.get_running_loop()
+        staged: dict[str, ServedModel] = {}
+        for version in sorted(wanted, key=int):
+            path = disk.versions[version]
+            fingerprint = await loop.run_in_executor(None, files_fingerprint, path, MODEL_FILE)
+            current = model.versions.get(version)
+            if current is not None and current.fingerprint == fingerprint:
+                continue
+            failed = model.failed.get(version)
+            if failed is not None and failed[0] == fingerprint:
+                report.failed.setdefault(name, {})[version] = failed[1]
+                continue  # the same broken files: do not retry on every poll
+            try:
+                served = await loop.run_in_executor(None, self._load_version, name, version, path)
+            except Exception as exc:  # any load error is the version's, reported, not raised
+                log.error("model %s version %s failed to load: %s", name, version, exc)
+                model.failed[version] = (fingerprint, str(exc))
+                report.failed.setdefault(name, {})[version] = str(exc)
+                continue
+            served.fingerprint = fingerprint
+            if self._make_batcher is not None:
+                served.attach_batcher(self._make_batcher)
+            model.failed.pop(version, None)
+            staged[version] = served
+        # From here to the end of the block nothing awaits: requests see the old set or the new.
+        retired = [s for v, s in model.versions.items() if v not in wanted or v in staged]
+        versions = {v: s for v, s in model.versions.items() if v in wanted and v not in staged}
+        versions.update(staged)
+        for version in set(model.failed) - wanted:
+            model.failed.pop(version)
+        model.versions = dict(sorted(versions.items(), key=lambda item: int(item[0])))
+        model.routing = routing
+        model.live = self._pick_live(name, model)
+        self._hook_shadow(model)
+        report.generations[name] = routing.generation
+        report.loaded += [(name, v) for v in staged]
+        report.unloaded += [(name, s.version) for s in retired if s.version not in staged]
+        for version in staged:
+            log.info("model %s version %s ready", name, version)
+        if not model.versions and not model.failed and not disk.versions:
+            self._models.pop(name, None)
+        await asyncio.gather(*(self._retire(s) for s in retired))
+
+    async def _retire(self, served: ServedModel) -> None:
+        await served.retire()
+        log.info("model %s version %s unloaded", served.name, served.version)
+
+    def _pick_live(self, name: str, model: _Model) -> str | None:
+        if not model.versions:
+            return None
+        wanted = model.routing.live
+        if wanted is not None and wanted in model.versions:
+            return wanted
+        if wanted is not None:
+            log.warning("model %s: live version %s is not loaded; serving the latest", name, wanted)
+        return max(model.versions, key=int)
+
+    def _hook_shadow(self, model: _Model) -> None:
+        for served in model.versions.values():
+            served.after_call = None
+        shadow = model.routing.shadow
+        if self._shadow_hook is None or model.live is None or shadow is None:
+            return
+        candidate = model.versions.get(shadow)
+        if candidate is None or shadow == model.live:
+            return
+        live = model.versions[model.live]
+        live.after_call = self._shadow_hook(live, candidate)
 
     @staticmethod
     def _load_version(name: str, version: str, version_dir: Path) -> ServedModel:
+        """Reads, checks and warms one version (blocking: run it on a thread)."""
         config = load_config(find_config(version_dir.parent, version_dir))
         session = OnnxSession(version_dir / MODEL_FILE, config.onnxruntime, config.output_names)
+        served = ServedModel(name, version, version_dir, config, session)
+        graph_names = session.metadata.get("feature_names")
+        if graph_names and graph_names.split(",") != list(served.schema.names):
+            raise ValueError(
+                f"{version_dir}: the graph's feature_names ({graph_names}) do not match the "
+                f"config's features ({','.join(served.schema.names)})"
+            )
         session.warm_up()
-        return ServedModel(name, version, version_dir, config, session)
-
-    def get(self, name: str, version: str | None = None) -> ServedModel:
-        """The named model at ``version`` (or its latest); NotFound names what is available."""
-        versions = self._models.get(name)
-        if versions is None:
-            known = ", ".join(sorted(self._models)) or "none"
-            raise NotFound(f"model '{name}' is not loaded (loaded models: {known})")
-        if not version:
-            return versions[self._latest[name]]
-        served = versions.get(version.lstrip("0") or "0") if version.isdigit() else None
-        if served is None:
-            known = ", ".join(sorted(versions, key=int))
-            raise NotFound(f"model '{name}' has no version '{version}' (loaded: {known})")
         return served
 
+    # ---- serving -------------------------------------------------------------------------
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The named model at ``version`` (a number or an alias; its live one when empty);
+        NotFound names what is available."""
+        model = self._models.get(name)
+        if model is None or model.live is None:
+            known = ", ".join(self.names()) or "none"
+            raise NotFound(f"model '{name}' is not loaded (loaded models: {known})")
+        if not version:
+            return model.versions[model.live]
+        number = version.lstrip("0") or "0" if version.isdigit() else None
+        if number is None:
+            number = model.routing.resolve_alias(version, model.live)
+            if number is None:
+                raise NotFound(
+                    f"model '{name}' has no version or alias '{version}' "
+                    f"(loaded: {', '.join(model.versions)}; aliases: {self._alias_list(model)})"
+                )
+        served = model.versions.get(number)
+        if served is None:
+            known = ", ".join(model.versions)
+            raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {known})")
+        return served
+
+    def assign(
+        self, name: str, version: str | None, tenant: str, lead_ids: Sequence[str]
+    ) -> list[tuple[ServedModel, list[int]]]:
+        """Which version scores which leads (positions): one group, unless a canary is on and
+        the request names no version, when each lead goes where its sticky hash sends it."""
+        served = self.get(name, version)
+        model = self._models[name]
+        canary = model.routing.canary
+        if version or canary is None or canary not in model.versions or canary == model.live:
+            return [(served, list(range(len(lead_ids))))]
+        weight = model.routing.canary_weight
+        on_canary = [canary_share(name, tenant, lead_id) < weight for lead_id in lead_ids]
+        live_rows = [i for i, hit in enumerate(on_canary) if not hit]
+        canary_rows = [i for i, hit in enumerate(on_canary) if hit]
+        groups = []
+        if live_rows:
+            groups.append((served, live_rows))
+        if canary_rows:
+            groups.append((model.versions[canary], canary_rows))
+        return groups
+
+    # ---- reading the state ---------------------------------------------------------------
+
     def versions(self, name: str) -> list[str]:
-        return sorted(self._models.get(name, {}), key=int)
+        model = self._models.get(name)
+        return [] if model is None else list(model.versions)
 
     def names(self) -> list[str]:
-        return sorted(self._models)
+        return sorted(n for n, m in self._models.items() if m.versions)
+
+    def live_version(self, name: str) -> str | None:
+        model = self._models.get(name)
+        return None if model is None else model.live
+
+    def routing(self, name: str) -> RoutingPolicy:
+        model = self._models.get(name)
+        return RoutingPolicy() if model is None else model.routing
+
+    def on_disk(self, name: str) -> dict[str, Path]:
+        model = self._models.get(name)
+        return {} if model is None else dict(model.on_disk)
 
     def status(self) -> list[ModelStatus]:
-        return list(self._status)
+        rows = []
+        for name in sorted(self._models):
+            model = self._models[name]
+            for version in sorted(set(model.on_disk) | set(model.versions), key=int):
+                path = str(model.on_disk.get(version, ""))
+                if version in model.versions:
+                    rows.append(ModelStatus(name, version, "READY", path, _role(model, version)))
+                elif version in model.failed:
+                    rows.append(
+                        ModelStatus(name, version, "FAILED", path, model.failed[version][1])
+                    )
+                else:
+                    why = "unloaded" if version in model.routing.unloaded else "not in policy"
+                    rows.append(ModelStatus(name, version, "UNAVAILABLE", path, why))
+        return rows
+
+    def last_call(self, name: str) -> float:
+        """``time.monotonic()`` of the model's last call on any version (0: none yet)."""
+        model = self._models.get(name)
+        if model is None:
+            return 0.0
+        return max((s.last_call for s in model.versions.values()), default=0.0)
 
     @property
     def ready(self) -> bool:
-        return bool(self._models)
+        return any(m.versions for m in self._models.values())
 
     def require_ready(self) -> None:
-        if not self._models:
+        if not self.ready:
             raise Unavailable("no model is loaded yet")
 
     async def close(self) -> None:
-        for versions in self._models.values():
-            for served in versions.values():
+        for model in self._models.values():
+            for served in model.versions.values():
                 await served.close()
+
+    @staticmethod
+    def _alias_list(model: _Model) -> str:
+        names = ["champion", "challenger", *sorted(model.routing.aliases)]
+        return ", ".join(names)
+
+
+def _role(model: _Model, version: str) -> str:
+    """What a ready version does, for the index's reason field: live, canary, shadow, aliases."""
+    routing = model.routing
+    roles = []
+    if version == model.live:
+        roles.append("live")
+    if version == routing.canary and version != model.live:
+        roles.append(f"canary {routing.canary_weight:g}")
+    if version == routing.shadow and version != model.live:
+        roles.append("shadow")
+    roles += [f"alias {name}" for name, v in sorted(routing.aliases.items()) if v == version]
+    return ", ".join(roles)

@@ -31,6 +31,16 @@ class LeadScorer:
     def resolve(self, model: str | None, version: str | None) -> ServedModel:
         return self.repository.get(model or self.default_model, version or None)
 
+    def canary_on(self, model: str | None) -> bool:
+        """Whether the model has a canary, so that requests naming no version need ``assign``."""
+        return self.repository.routing(model or self.default_model).canary is not None
+
+    def assign(
+        self, model: str | None, tenant: str, lead_ids: Sequence[str]
+    ) -> list[tuple[ServedModel, list[int]]]:
+        """Which version scores which leads (positions) of a request naming no version."""
+        return self.repository.assign(model or self.default_model, None, tenant, lead_ids)
+
     async def score_leads(
         self,
         leads: Sequence[LeadInput],

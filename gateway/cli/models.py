@@ -1,4 +1,8 @@
-"""``leadgw models``: what a running gateway has loaded."""
+"""``leadgw models``: what a running gateway has loaded, and model control against it.
+
+``leadgw models`` lists; ``leadgw models load|unload|promote|rollback|shadow|canary`` call the
+gateway's ``RepositoryModelLoad`` / ``RepositoryModelUnload`` (scope ``admin``), which return
+once every worker has applied the change."""
 
 from __future__ import annotations
 
@@ -10,17 +14,97 @@ from typing import Any
 from gateway.cli.connection import add_connection_arguments, call_metadata, open_channel
 
 DESCRIPTION = (
-    "List models, versions, state and tensors of a running gateway (needs scope 'admin' when "
-    "keys are in use)."
+    "List models, versions, state and tensors of a running gateway, or load, unload, shadow, "
+    "canary, promote and roll back versions while it serves (scope 'admin' when keys are in use; "
+    "the gateway's model_control_mode must be poll or explicit to change anything)."
 )
+
+ACTIONS = {
+    "load": "load a model (every version its policy selects), or one --version",
+    "unload": "unload one --version, or the whole model",
+    "promote": "make --version (default: the canary or shadow) the live version",
+    "rollback": "make the previous live version live again",
+    "shadow": "score a copy of live traffic on --version (compare in the metrics); --off ends it",
+    "canary": "serve --version to a sticky --weight share of leads; --weight 0 ends it",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connection_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    for name, help_text in ACTIONS.items():
+        sub = actions.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("model", nargs="?", default="lead_scorer", help="model (lead_scorer)")
+        add_connection_arguments(sub, timeout=120.0)
+        if name in ("load", "unload", "promote", "shadow", "canary"):
+            sub.add_argument("--version", help="version number")
+        if name == "unload":
+            sub.add_argument(
+                "--force", action="store_true", help="even if it leaves the model with nothing"
+            )
+        if name == "shadow":
+            sub.add_argument("--off", action="store_true", help="end the shadow")
+        if name == "canary":
+            sub.add_argument("--weight", type=float, required=True, help="share of leads, 0..1")
+        if name == "load":
+            sub.add_argument("--alias", help="also name --version so (requests may use the name)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action:
+        return _control(args)
+    return _list(args)
+
+
+def _control(args: argparse.Namespace) -> int:
+    import grpc
+
+    from leadgw_client.pb.inference import grpc_service_pb2 as oip
+    from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+
+    params: dict[str, str | bool] = {}
+    version = getattr(args, "version", None)
+    if version:
+        params["version"] = version
+    if args.action == "promote":
+        params["promote"] = True
+    elif args.action == "rollback":
+        params["rollback"] = True
+    elif args.action == "shadow":
+        params["shadow"] = not args.off
+    elif args.action == "canary":
+        params["canary_weight"] = repr(args.weight)
+    elif args.action == "unload" and args.force:
+        params["force"] = True
+    if getattr(args, "alias", None):
+        params["alias"] = args.alias
+    request: Any = (
+        oip.RepositoryModelUnloadRequest(model_name=args.model)
+        if args.action == "unload"
+        else oip.RepositoryModelLoadRequest(model_name=args.model)
+    )
+    for key, value in params.items():
+        if isinstance(value, bool):
+            request.parameters[key].bool_param = value
+        else:
+            request.parameters[key].string_param = value
+    with grpc.insecure_channel(args.address) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        call = stub.RepositoryModelUnload if args.action == "unload" else stub.RepositoryModelLoad
+        try:
+            call(request, timeout=args.timeout, metadata=call_metadata(args.api_key))
+        except grpc.RpcError as exc:
+            print(
+                f"leadgw models {args.action}: {exc.code().name}: {exc.details()}", file=sys.stderr
+            )
+            return 1
+    done = " ".join(f"{k}={v}" for k, v in params.items())
+    print(f"{args.action} {args.model}{' ' + done if done else ''}: applied by every worker")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
     import grpc
 
     from leadgw_client.pb.inference import grpc_service_pb2 as oip

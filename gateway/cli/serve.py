@@ -20,6 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="processes sharing the port (default: one per usable core)"
     )
     parser.add_argument("--model-repository", type=Path, help="model repository folder")
+    parser.add_argument(
+        "--model-control-mode",
+        choices=["none", "poll", "explicit"],
+        help="none (default): load at start; poll: watch the repository; explicit: RPCs only",
+    )
+    parser.add_argument(
+        "--repository-poll-secs", type=float, help="poll interval of the model repository"
+    )
     parser.add_argument("--keys-file", type=Path, help="API keys file (TOML, hashed keys)")
     parser.add_argument("--tls-cert-file", type=Path, help="PEM server certificate: TLS")
     parser.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")

@@ -10,9 +10,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeter, Observation
+
+if TYPE_CHECKING:  # plain data; importing them would load the model runtime with the metrics
+    from runtimes.control import ControlAction
+    from runtimes.shadow import ShadowComparison
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,11 @@ LATENCY_BUCKETS_MS = (
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
 )  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+# |shadow - live| probability, fine near 0 where two good models mostly agree. OpenTelemetry
+# histograms take no negative values: the sign is the ``direction`` attribute.
+DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+# 1 - Spearman's rho: 0 when both versions order a request's leads alike, 2 when reversed.
+RANK_DISTANCE_BUCKETS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 Unregister = Callable[[], None]
 """Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
@@ -124,6 +134,33 @@ class Metrics:
             unit="{call}",
             description="Calls refused by a tenant limit or authentication, by tenant and reason",
         )
+        self._shadow_difference = meter.create_histogram(
+            "leadgw.shadow.probability_difference",
+            description="|shadow - live| probability per lead scored by both; direction: "
+            "higher, lower or same (the shadow's probability compared with live's)",
+            explicit_bucket_boundaries_advisory=DIFFERENCE_BUCKETS,
+        )
+        self._shadow_leads = meter.create_counter(
+            "leadgw.shadow.leads",
+            unit="{lead}",
+            description="Leads scored by both versions, by band agreement (agree/disagree)",
+        )
+        self._shadow_rank = meter.create_histogram(
+            "leadgw.shadow.rank_distance",
+            description="1 - Spearman rank correlation of live and shadow scores, per request "
+            "of two leads or more (0: same order)",
+            explicit_bucket_boundaries_advisory=RANK_DISTANCE_BUCKETS,
+        )
+        self._shadow_dropped = meter.create_counter(
+            "leadgw.shadow.dropped",
+            unit="{request}",
+            description="Copies of live requests the shadow did not score (overloaded or failed)",
+        )
+        self._control_actions = meter.create_counter(
+            "leadgw.model.control.actions",
+            unit="{action}",
+            description="Model control actions (load, unload, promote, ...), by outcome",
+        )
         self._queue_depth = _Observed("leadgw.batcher.queue_depth")
         meter.create_observable_gauge(
             "leadgw.batcher.queue_depth",
@@ -189,6 +226,39 @@ class Metrics:
         caller is unknown); ``reason``: rate_requests, rate_leads, summaries, unauthenticated,
         permission_denied."""
         self._rejections.add(1, {"tenant": tenant, "reason": reason})
+
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        """One request scored by the live version and its shadow (off the request path)."""
+        attributes = {
+            "model": comparison.model,
+            "live_version": comparison.live_version,
+            "shadow_version": comparison.candidate_version,
+        }
+        if comparison.dropped:
+            self._shadow_dropped.add(1, attributes)
+            return
+        directions = {
+            "higher": {**attributes, "direction": "higher"},
+            "lower": {**attributes, "direction": "lower"},
+            "same": {**attributes, "direction": "same"},
+        }
+        for difference in comparison.differences.tolist():
+            direction = "higher" if difference > 0 else "lower" if difference < 0 else "same"
+            self._shadow_difference.record(abs(difference), directions[direction])
+        leads = int(comparison.differences.size)
+        agree = comparison.band_agreements
+        if agree:
+            self._shadow_leads.add(agree, {**attributes, "band_agreement": "agree"})
+        if leads - agree:
+            self._shadow_leads.add(leads - agree, {**attributes, "band_agreement": "disagree"})
+        if comparison.rank_correlation is not None:
+            self._shadow_rank.record(max(0.0, 1.0 - comparison.rank_correlation), attributes)
+
+    def record_control(self, action: ControlAction) -> None:
+        """One model control action (also in the ``leadgw.audit`` log)."""
+        self._control_actions.add(
+            1, {"action": action.action, "model": action.model, "outcome": action.outcome}
+        )
 
     def observe_queue_depth(
         self, model: str, depth: Callable[[], int], version: str | None = None

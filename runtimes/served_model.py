@@ -1,0 +1,134 @@
+"""One loaded model version: its config, feature schema, ONNX session, batcher, and the count of
+calls running on it, so that a version replaced by another is unloaded only after its last call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from opentelemetry import trace
+
+from runtimes.model_config import ModelConfig
+from runtimes.schema import FeatureSchema
+from runtimes.session import OnnxSession
+from runtimes.tracing import record_batch_stats, record_queue_wait_span
+
+# The batcher's tracer: the queue-wait span belongs with the batch spans.
+_TRACER = trace.get_tracer("leadgw.batcher")
+
+OutputsHook = Callable[["ServedModel", np.ndarray, dict[str, np.ndarray]], None]
+"""Called with a live version's input and outputs after each call (shadow scoring)."""
+
+
+class ServedModel:
+    """One loaded model version: its config, feature schema, session and batcher."""
+
+    def __init__(
+        self, name: str, version: str, path: Path, config: ModelConfig, session: OnnxSession
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self.config = config
+        self.session = session
+        self.schema = FeatureSchema.from_config(config.raw)
+        if self.schema.width != session.width:
+            raise ValueError(
+                f"{path}: schema has {self.schema.width} features, graph input has {session.width}"
+            )
+        self.base_value = float(session.metadata.get("base_value", "0"))
+        self.fingerprint = ""
+        """What the repository compares to see that the files of this version changed."""
+        self.after_call: OutputsHook | None = None
+        """Set by the repository while this version is live and another shadows it."""
+        self.last_call = 0.0
+        """``time.monotonic()`` of the last call that started: is traffic flowing?"""
+        self._batcher: Any = None
+        self._on_close: list[Callable[[], None]] = []
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+        self._closed = False
+
+    @property
+    def width(self) -> int:
+        return self.session.width
+
+    @property
+    def in_flight(self) -> int:
+        """Calls running on this version right now."""
+        return self._in_flight
+
+    def attach_batcher(self, make_batcher: Callable[[ServedModel], Any]) -> None:
+        self._batcher = make_batcher(self)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """``callback`` runs when the version is unloaded (e.g. to drop its gauges)."""
+        self._on_close.append(callback)
+
+    async def infer(
+        self, features: np.ndarray, deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Runs the model on float32 [rows, width]; batched with concurrent callers when enabled."""
+        if self._closed:
+            # A call that picked this version just before it was replaced, and reached the model
+            # after its batcher closed: the session lives as long as the call holds it.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self.session.run, features)
+        self._in_flight += 1
+        self.last_call = time.monotonic()
+        try:
+            outputs = await self._run(features, deadline)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+        hook = self.after_call
+        if hook is not None:
+            hook(self, features, outputs)
+        return outputs
+
+    async def _run(self, features: np.ndarray, deadline: float | None) -> dict[str, np.ndarray]:
+        if self._batcher is not None:
+            result = await self._batcher.submit_with_stats(features, deadline=deadline)
+            span = trace.get_current_span()
+            if span.is_recording():
+                record_batch_stats(
+                    span,
+                    queue_wait_s=result.queue_wait_s,
+                    batch_size=result.batch_size,
+                    batch_id=result.batch_id,
+                    batch_context=result.batch_span_context,
+                )
+                if result.queued:
+                    record_queue_wait_span(
+                        _TRACER,
+                        arrived=result.started - result.queue_wait_s,
+                        started=result.started,
+                        batch_id=result.batch_id,
+                    )
+            return result.outputs
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.session.run, features)
+
+    async def retire(self) -> None:
+        """Unloads once the last running call has finished. The caller has already taken this
+        version out of routing, so no new call starts on it."""
+        self.after_call = None
+        while self._in_flight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._batcher is not None:
+            await self._batcher.close()
+        for callback in self._on_close:
+            callback()
