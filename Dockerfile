@@ -58,8 +58,9 @@ ENV LEADGW_HOST=0.0.0.0 \
 VOLUME ["/var/lib/leadgw", "/tmp"]
 WORKDIR /var/lib/leadgw
 USER 10001:10001
-# gRPC, then Prometheus metrics (OpenTelemetry's conventional exporter port).
-EXPOSE 50051 9464
+# gRPC, Prometheus metrics (OpenTelemetry's conventional exporter port), and the plaintext
+# health port for probes that cannot speak TLS (LEADGW_HEALTH_PORT, set by the manifests).
+EXPOSE 50051 9464 50052
 # SIGTERM starts the drain (health NOT_SERVING), then the grace period for in-flight calls.
 STOPSIGNAL SIGTERM
 # No HEALTHCHECK: Kubernetes' native grpc probes call the grpc.health.v1 service directly.

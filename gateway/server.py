@@ -136,6 +136,9 @@ class WorkerRole:
     """Why notes and summaries are off in every worker (the store could not start)."""
     buckets: SharedBuckets | None = None
     """The per-tenant rate-limit table every worker shares (gateway/rate_limits.py)."""
+    metrics_ports: Any = None
+    """A shared int array: each worker writes its loopback metrics port at its index, and the
+    supervisor's one endpoint reads every worker's page from there (fleet_metrics)."""
 
 
 def _rate_limiter(
@@ -317,12 +320,32 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if settings.health_port is not None:
+        closers.insert(0, await _start_health_port(settings, health_servicer, role))
     notes_probe = NotesHealthProbe(notes.health if notes is not None else None, health_servicer)
     await notes_probe.start()
     closers.append(notes_probe.stop)  # closers run last-first: the probe stops before the store
     return Gateway(
         settings, server, port, repository, health_servicer, closers, notes, keys, control
     )
+
+
+async def _start_health_port(
+    settings: Settings, servicer: health.aio.HealthServicer, role: WorkerRole | None
+) -> Callable[[], Awaitable[None]]:
+    """A plaintext server with the health service alone, for probes that cannot speak TLS.
+    It shares the main server's statuses, so it reports the drain too; it stops last."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0 if role is None else 1)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(f"{settings.host}:{settings.health_port}") == 0:
+        raise OSError(f"could not bind the health port {settings.host}:{settings.health_port}")
+    await server.start()
+    log.info("health service in plaintext on %s:%s", settings.host, settings.health_port)
+
+    async def stop() -> None:
+        await server.stop(0)
+
+    return stop
 
 
 def _reload_keys(gateway: Gateway) -> None:
@@ -374,6 +397,8 @@ async def serve(
     # process: moving it out of the collector's reach keeps full collections from walking it,
     # which showed as 100+ ms stalls in the latency tail.
     gc.freeze()
+    if role is not None and role.metrics_ports is not None and telemetry.metrics_port:
+        role.metrics_ports[role.index] = telemetry.metrics_port
     if telemetry.metrics_port is not None:
         log.info(
             "Prometheus metrics on http://%s:%d/metrics",

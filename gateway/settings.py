@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
     metrics_host: str = "127.0.0.1"
     """Address the Prometheus endpoint binds: 0.0.0.0 lets a scraper in the cluster reach it."""
+    health_port: int | None = Field(None, ge=0, le=65535)
+    """Also serve grpc.health.v1 (and nothing else) in plaintext on this port, on ``host``.
+    Kubernetes' native gRPC probes cannot speak TLS: with TLS on, point them here. None: off."""
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ from gateway.notes_config import store_config
 from gateway.rate_limits import SharedBuckets
 from gateway.server import WorkerRole
 from gateway.settings import Settings
+from gateway.telemetry.fleet_metrics import FleetMetricsEndpoint
 from retrieval.shared_store import StoreHost
 from runtimes.errors import Unavailable
 
@@ -53,11 +54,29 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
     sys.exit(code)
 
 
-def _for_worker(settings: Settings, index: int) -> Settings:
-    """Each worker's own Prometheus port: metrics_port + index (0 stays 0: each picks one)."""
-    if not settings.metrics_port:
+def _for_worker(settings: Settings) -> Settings:
+    """Each worker serves its metrics on a loopback port of its own choosing; the supervisor's
+    one endpoint on ``metrics_host:metrics_port`` carries them all (fleet_metrics)."""
+    if settings.metrics_port is None:
         return settings
-    return settings.model_copy(update={"metrics_port": settings.metrics_port + index})
+    return settings.model_copy(update={"metrics_port": 0, "metrics_host": "127.0.0.1"})
+
+
+def _start_fleet_metrics(settings: Settings, ports: Any) -> FleetMetricsEndpoint | None:
+    if settings.metrics_port is None:
+        return None
+    endpoint = FleetMetricsEndpoint.start(
+        settings.metrics_host,
+        settings.metrics_port,
+        lambda: [(index, port) for index, port in enumerate(ports) if port],
+    )
+    print(
+        f"leadgw serve: Prometheus metrics of every worker on "
+        f"http://{settings.metrics_host}:{endpoint.port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    return endpoint
 
 
 def _start_store(settings: Settings) -> tuple[StoreHost | None, str | None]:
@@ -87,18 +106,43 @@ def run_workers(settings: Settings) -> int:
 def _supervise(
     settings: Settings, holder: socket.socket, store: StoreHost | None, notes_off: str | None
 ) -> int:
-    port = holder.getsockname()[1]
-    worker_settings = settings.model_copy(update={"port": port})
     context = multiprocessing.get_context("spawn")
-    ready = context.Queue()
     # One rate-limit table for all workers: a tenant's limit holds for the gateway as a whole.
     buckets = SharedBuckets.create()
+    metrics_ports = context.RawArray("i", settings.workers)
+    try:
+        fleet = _start_fleet_metrics(settings, metrics_ports)
+    except OSError as exc:
+        print(f"leadgw serve: cannot serve metrics: {exc}", file=sys.stderr)
+        holder.close()
+        return 2
+    try:
+        return _run(settings, holder, store, notes_off, context, buckets, metrics_ports)
+    finally:
+        if fleet is not None:
+            fleet.stop()
+
+
+def _run(
+    settings: Settings,
+    holder: socket.socket,
+    store: StoreHost | None,
+    notes_off: str | None,
+    context: Any,
+    buckets: SharedBuckets,
+    metrics_ports: Any,
+) -> int:
+    port = holder.getsockname()[1]
+    worker_settings = settings.model_copy(update={"port": port})
+    ready = context.Queue()
     workers = [
         context.Process(
             target=_worker_main,
             args=(
-                _for_worker(worker_settings, i),
-                WorkerRole(i, None if store is None else store.link, notes_off, buckets),
+                _for_worker(worker_settings),
+                WorkerRole(
+                    i, None if store is None else store.link, notes_off, buckets, metrics_ports
+                ),
                 ready,
             ),
             name=f"leadgw-{i}",

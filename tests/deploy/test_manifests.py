@@ -114,8 +114,10 @@ def test_container_ports_are_the_gateways(rendered: list[Resource]) -> None:
     exposed = {int(p) for e in dockerfile_runtime.all("EXPOSE") for p in e.arguments.split()}
     assert set(ports.values()) == exposed
     container = _container(rendered)
+    # Probes call the plaintext health port: kubelet's gRPC probes cannot speak TLS.
+    assert ports["health"] == int(_config(rendered)["LEADGW_HEALTH_PORT"])
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == ports["grpc"]
+        assert container[probe]["grpc"]["port"] == ports["health"]
 
 
 def test_the_service_and_network_policy_use_those_ports(rendered: list[Resource]) -> None:

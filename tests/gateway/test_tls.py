@@ -182,3 +182,38 @@ def test_the_insecure_opt_out_is_logged_as_an_error(
     with caplog.at_level(logging.ERROR, logger="gateway.tls"):
         check_transport(Settings(**common, allow_insecure_keys_off_loopback=True))
     assert any("INSECURE" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_probes_reach_health_in_plaintext_on_the_health_port_and_nothing_else(
+    gateway_process, tmp_path: Path
+) -> None:
+    """Kubelet's gRPC probes cannot speak TLS; the health port serves them the same statuses."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    ca = TestCA()
+    cert, key = ca.server().write(tmp_path / "tls", "server")
+    health_port = _free_port()
+    gateway = gateway_process(
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        env={"LEADGW_HEALTH_PORT": str(health_port)},
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{health_port}") as plaintext:
+        check = health_pb2_grpc.HealthStub(plaintext).Check
+        for name in ("", "leadgw.v1.LeadService"):
+            reply = check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        # Only health: the API is not reachable in plaintext through it.
+        assert _refused(lambda: _score(plaintext)).code() == grpc.StatusCode.UNIMPLEMENTED
+    with _tls_channel(gateway.address, ca) as channel:
+        assert _score(channel) == 2

@@ -96,3 +96,27 @@ def test_workers_share_one_embedded_store(gateway_process) -> None:
 def test_workers_default_to_one_per_usable_core() -> None:
     assert Settings().workers == min(64, len(os.sched_getaffinity(0)))
     assert Settings(workers=1).workers == 1
+
+
+def test_one_metrics_endpoint_carries_every_workers_series(gateway_process) -> None:
+    """A scraper sees one target per gateway, with each worker's series labelled by worker."""
+    import socket
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = gateway_process("--workers", "2", "--metrics-port", str(port))
+    assert f"127.0.0.1:{port}/metrics" in gateway.stderr_text()
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while seen != {"0", "1"} and time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        seen = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
+        time.sleep(0.2)
+    assert seen == {"0", "1"}
