@@ -6,6 +6,7 @@ variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,7 +164,26 @@ class Settings(BaseSettings):
         config_file = _config_file_from(init_settings, env_settings)
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        sources.append(OtelPrometheusSource(settings_cls))  # last: leadgw's own settings win
         return tuple(sources)
+
+
+class OtelPrometheusSource(PydanticBaseSettingsSource):
+    """OpenTelemetry's standard ``OTEL_METRICS_EXPORTER=prometheus`` turns the Prometheus
+    endpoint on, at ``OTEL_EXPORTER_PROMETHEUS_HOST`` (localhost) and
+    ``OTEL_EXPORTER_PROMETHEUS_PORT`` (9464), unless leadgw's own settings say otherwise."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        exporters = os.environ.get("OTEL_METRICS_EXPORTER", "")
+        if "prometheus" not in {name.strip().lower() for name in exporters.split(",")}:
+            return {}
+        return {
+            "metrics_host": os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost"),
+            "metrics_port": os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"),
+        }
 
 
 def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:

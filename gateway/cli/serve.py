@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="where the embedded notes store keeps files")
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint for summaries")
     parser.add_argument("--metrics-port", type=int, help="Prometheus endpoint port")
+    parser.add_argument(
+        "--metrics-host", help="address the Prometheus endpoint binds (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--health-port", type=int, help="also serve grpc.health.v1 alone, in plaintext, here"
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-format", choices=["json", "text"])
 

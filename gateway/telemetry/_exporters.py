@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 log = logging.getLogger(__name__)
 
-KNOWN = frozenset({"otlp", "console", "none"})
+# "prometheus" is served by the gateway's own endpoint (settings), not by a reader made here.
+KNOWN = frozenset({"otlp", "console", "prometheus", "none"})
 PROTOCOLS = ("grpc", "http/protobuf")
 
 
@@ -35,7 +36,9 @@ def selected(variable: str, environ: Mapping[str, str] = os.environ) -> list[str
     names = [n.strip().lower() for n in environ.get(variable, "none").split(",") if n.strip()]
     unknown = sorted(set(names) - KNOWN)
     if unknown:
-        raise ValueError(f"{variable}: unsupported exporter(s) {unknown}; use otlp, console, none")
+        raise ValueError(
+            f"{variable}: unsupported exporter(s) {unknown}; use otlp, console, prometheus, none"
+        )
     if "none" in names or disabled(environ):
         return []
     return list(dict.fromkeys(names))  # de-duplicated, order kept
@@ -61,6 +64,8 @@ def span_exporters_from_env() -> list[SpanExporter]:
     bytes itself, far faster. OTLP/HTTP stays on the official exporter and its encoder."""
     exporters: list[SpanExporter] = []
     for name in selected("OTEL_TRACES_EXPORTER"):
+        if name == "prometheus":
+            raise ValueError("OTEL_TRACES_EXPORTER: prometheus exports metrics, not traces")
         if name == "console":
             # sys.stdout as it is now: the SDK's default is bound when it is imported.
             exporters.append(ConsoleSpanExporter(out=sys.stdout))
@@ -97,6 +102,8 @@ def metric_readers_from_env() -> list[MetricReader]:
     readers: list[MetricReader] = []
     for name in selected("OTEL_METRICS_EXPORTER"):
         exporter: MetricExporter
+        if name == "prometheus":
+            continue  # the gateway's own endpoint (Settings.metrics_port) serves it
         if name == "console":
             exporter = ConsoleMetricExporter(out=sys.stdout)
         elif otlp_protocol("METRICS") == "grpc":

@@ -78,7 +78,8 @@ def served(installed: Path, tmp_path: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [str(installed / "leadgw"), "serve", "--port", "0", "--workers", "1"],
         cwd=workdir,
-        env=_clean_env(LEADGW_LOAD_DEMO_CORPUS="false", PYTHONUNBUFFERED="1"),
+        # The demo corpus on: the installed embedder, tokenizer and notes store must work too.
+        env=_clean_env(LEADGW_LOAD_DEMO_CORPUS="true", PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,3 +117,24 @@ def test_the_installed_gateway_scores_with_the_bundled_model(served: str) -> Non
     assert [s.lead_id for s in reply.scores] == [lead.lead_id for lead in leads]
     assert {(s.model_name, s.model_version) for s in reply.scores} == {("lead_scorer", "1")}
     assert all(0.0 < s.probability < 1.0 for s in reply.scores)
+
+
+def test_the_installed_gateway_searches_notes_and_summarizes(served: str) -> None:
+    with grpc.insecure_channel(served) as channel:
+        stub = lead_service_pb2_grpc.LeadServiceStub(channel)
+        hits = stub.SearchNotes(
+            pb.SearchNotesRequest(query="retirement income", top_k=3), timeout=60
+        ).hits
+        final = None
+        text = []
+        for message in stub.SummarizeLead(pb.SummarizeLeadRequest(lead_id="demo-0001"), timeout=60):
+            if message.WhichOneof("event") == "text":
+                text.append(message.text)
+            else:
+                final = message.final
+    # The demo corpus: lead notes (demo-NNNN) and firm documents (doc-...), found by meaning.
+    assert hits and all(h.lead_id.startswith("demo-") or h.note_id.startswith("doc-") for h in hits)
+    assert final is not None and "".join(text)
+    # No LLM is configured: the marked fallback, with citations to the demo lead's own notes.
+    assert final.fallback and final.fallback_reason == "not_configured"
+    assert final.citations
