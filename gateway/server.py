@@ -18,7 +18,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.auth import KeyStore
-from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
+from gateway.interceptors import (
+    authentication,
+    chain,
+    error_mapping,
+    request_decoding,
+    wrapped_registration,
+)
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
@@ -204,11 +210,17 @@ async def start(
         ("grpc.so_reuseport", 0 if role is None else 1),
     ]
     server = grpc.aio.server(options=options)
-    # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
-    # interceptors on every call; health and reflection (below) stay open and untraced.
+    # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
+    # rather than run as interceptors on every call; health and reflection (below) stay open and
+    # untraced.
     wrapped = wrapped_registration(
         server,
-        chain(authentication(keys), server_handler_wrapper(metrics=metrics), error_mapping),
+        chain(
+            authentication(keys),
+            server_handler_wrapper(metrics=metrics),
+            error_mapping,
+            request_decoding,
+        ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, server_version()), wrapped
