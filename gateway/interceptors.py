@@ -45,12 +45,13 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 _KEEP: Any = object()
 
 
-def _rewrap(
+def rewrap(
     handler: Handler,
     wrap_unary_behavior: Callable[[Behavior], Behavior],
     wrap_stream_behavior: Callable[[Behavior], Behavior],
     request_deserializer: Any = _KEEP,
 ) -> Handler:
+    """The handler with its behaviour wrapped (unary or server-streaming; others unchanged)."""
     deserializer = (
         handler.request_deserializer if request_deserializer is _KEEP else request_deserializer
     )
@@ -71,7 +72,7 @@ def _rewrap(
 
 def error_mapping(path: str, handler: Handler) -> Handler:
     """Domain errors → their status; unexpected errors → INTERNAL with a fixed message."""
-    return _rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
+    return rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
 
 
 def request_decoding(path: str, handler: Handler) -> Handler:
@@ -103,7 +104,7 @@ def request_decoding(path: str, handler: Handler) -> Handler:
 
         return decoded
 
-    return _rewrap(handler, unary, stream, request_deserializer=None)
+    return rewrap(handler, unary, stream, request_deserializer=None)
 
 
 def _request_message_name(path: str) -> str:
@@ -162,7 +163,7 @@ def authentication(keys: KeyStore | None) -> HandlerWrapper:
 
             return authed
 
-        return _rewrap(handler, unary, stream)
+        return rewrap(handler, unary, stream)
 
     return wrap
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.auth import KeyStore
+from gateway.draining import CallGate
 from gateway.interceptors import (
     authentication,
     chain,
@@ -74,22 +76,38 @@ class Gateway:
     health: health.aio.HealthServicer
     closers: list[Any] = field(default_factory=list)
     notes: NotesService | None = None
+    gate: CallGate | None = None
 
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
-    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
-        """Drains, stops accepting, lets in-flight RPCs finish within the grace period, cleans up.
+    async def stop(
+        self, grace: float | None = None, drain: float | None = None, *, stop_server: bool = True
+    ) -> None:
+        """Drains, refuses new calls, lets in-flight RPCs finish within the grace period, cleans up.
 
-        gRPC cancels requests it has received but not yet handed to the application when the
-        server stops; the drain period (health NOT_SERVING, still serving) lets those land first.
+        The drain period (health NOT_SERVING, still serving) lets load balancers move away.
+        Then new calls are refused with UNAVAILABLE while the admitted ones finish. grpc's own
+        stop cancels a call that reaches the server while it stops (CANCELLED, which no client
+        retries), so a process about to exit passes ``stop_server=False`` and leaves the
+        connections to the kernel: a call sent then fails UNAVAILABLE at the client.
         """
         await self.health.enter_graceful_shutdown()
         drain_s = self.settings.drain_s if drain is None else drain
         if drain_s > 0:
             await asyncio.sleep(drain_s)
-        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        grace_s = self.settings.grace_period_s if grace is None else grace
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + grace_s
+        if self.gate is not None:
+            self.gate.close()
+            if not await self.gate.wait_idle(grace_s):
+                log.warning(
+                    "%d calls still running at the end of the grace period", self.gate.in_flight
+                )
+        if stop_server:
+            await self.server.stop(max(0.0, grace_ends - loop.time()))
         for close in reversed(self.closers):
             await close()
         await self.repository.close()
@@ -210,12 +228,14 @@ async def start(
         ("grpc.so_reuseport", 0 if role is None else 1),
     ]
     server = grpc.aio.server(options=options)
+    gate = CallGate()
     # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
     # rather than run as interceptors on every call; health and reflection (below) stay open and
     # untraced.
     wrapped = wrapped_registration(
         server,
         chain(
+            gate.wrap,
             authentication(keys),
             server_handler_wrapper(metrics=metrics),
             error_mapping,
@@ -245,7 +265,7 @@ async def start(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Gateway(settings, server, port, repository, health_servicer, closers, notes)
+    return Gateway(settings, server, port, repository, health_servicer, closers, notes, gate)
 
 
 def ready_line(gateway: Gateway) -> str:
@@ -266,6 +286,11 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
+    # Handlers first: a SIGTERM during start-up is a request to stop, not a crash.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     telemetry = Telemetry.configure(metrics_port=settings.metrics_port)
     try:
         gateway = await start(settings, metrics=telemetry.metrics, role=role)
@@ -278,14 +303,13 @@ async def serve(
     gc.freeze()
     if telemetry.metrics_port is not None:
         log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", telemetry.metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if announce is None:
+    if stop.is_set():
+        log.info("stopping: asked to stop during start-up, before serving")
+    elif announce is None:
         print(ready_line(gateway), flush=True)
     else:
         announce(gateway)
+    stopped = False
     try:
         await stop.wait()
         log.info(
@@ -293,12 +317,27 @@ async def serve(
             settings.drain_s,
             settings.grace_period_s,
         )
+        await gateway.stop(stop_server=False)
+        stopped = True
     finally:
-        await gateway.stop()
+        if not stopped:
+            await gateway.stop()
         # Flushes the last spans and closes the metrics endpoint; it blocks, so not on the loop.
         await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
-    return 0
+    _exit_process(0)
+    return 0  # not reached
+
+
+def _exit_process(code: int) -> None:
+    """Ends the process at once, gRPC server still open: the kernel resets its connections, so
+    a call arriving now fails UNAVAILABLE at the client. Letting grpc stop the server instead
+    (here or at interpreter exit) would answer such a call CANCELLED, which clients do not retry.
+    Every component is closed and the logs are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_serve(settings: Settings) -> int:
