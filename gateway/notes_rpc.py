@@ -17,6 +17,7 @@ from retrieval.notes import NotesService
 from retrieval.report import IndexReport, IndexStatus
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.errors import InvalidInput
+from runtimes.schema import FeatureSchema
 
 DEFAULT_TOP_K = 5
 
@@ -110,11 +111,16 @@ def hit_to_pb(hit: NoteHit) -> pb.NoteHit:
 
 
 async def index_notes(
-    notes: NotesService, tenant: str, request: pb.IndexNotesRequest
+    notes: NotesService, tenant: str, request: pb.IndexNotesRequest, schema: FeatureSchema
 ) -> pb.IndexNotesResponse:
+    """``schema``: the served model's, which checks each lead profile as ScoreLeads checks a
+    lead's features; a profile it would refuse could never be scored for a summary."""
     now = datetime.now(UTC)
     records = [note_from_pb(n, now, f"notes[{i}]") for i, n in enumerate(request.notes)]
-    report = await notes.index(tenant, records, leads_from_pb(request.leads))
+    leads = leads_from_pb(request.leads)
+    if leads:
+        schema.encode(leads)
+    report = await notes.index(tenant, records, leads)
     return report_to_pb(report)
 
 
