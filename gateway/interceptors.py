@@ -1,17 +1,16 @@
-"""What runs around every leadgw RPC, outermost first: auth → tracing → error mapping → decoding.
+"""What runs around every leadgw RPC, outermost first: admission (``gateway.draining``) → auth →
+tracing → error mapping → request decoding.
 
 Each layer is a *handler wrapper*: given a method's path and handler, it returns a new handler,
 once per method at start-up. The server registers its servicers' handlers already wrapped
-(``wrapped_registration``), so an RPC pays for four plain function calls and no gRPC
+(``wrapped_registration``), so an RPC pays for five plain function calls and no gRPC
 interceptor machinery (measured: grpc.aio interceptors cost a third of ModelInfer's throughput).
 Health and reflection are registered unwrapped: orchestrators probe them without credentials.
-``*Interceptor`` classes adapt the same wrappers to ``grpc.aio.ServerInterceptor`` for servers
-that need interceptors.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -32,13 +31,10 @@ METHOD_SCOPES = {
     "/inference.GRPCInferenceService/ModelInfer": "score",
     "/inference.GRPCInferenceService/RepositoryIndex": "admin",
 }
-# Standard services every orchestrator probes without credentials.
-OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 # grpc's handler type is an untyped namedtuple-like class; mypy cannot use it as a type.
 Handler: TypeAlias = Any
 HandlerWrapper = Callable[[str, Handler], Handler]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
@@ -202,35 +198,3 @@ class _WrappingRegistrar:
 def wrapped_registration(server: grpc.aio.Server, wrap: HandlerWrapper) -> Any:
     """Pass this instead of the server to ``add_*Servicer_to_server``."""
     return _WrappingRegistrar(server, wrap)
-
-
-class _WrapperInterceptor(grpc.aio.ServerInterceptor):
-    """A handler wrapper as an interceptor, wrapping each method once."""
-
-    def __init__(self, wrap: HandlerWrapper) -> None:
-        self._wrap = wrap
-        self._cache: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._cache[method] = wrapped
-        return wrapped
-
-
-class ErrorMappingInterceptor(_WrapperInterceptor):
-    def __init__(self) -> None:
-        super().__init__(error_mapping)
-
-
-class AuthInterceptor(_WrapperInterceptor):
-    def __init__(self, keys: KeyStore | None) -> None:
-        super().__init__(authentication(keys))

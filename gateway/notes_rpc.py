@@ -72,17 +72,6 @@ def note_from_pb(note: pb.Note, now: datetime, where: str = "note") -> NoteRecor
     )
 
 
-def note_to_pb(note: NoteRecord) -> pb.Note:
-    return pb.Note(
-        note_id=note.note_id,
-        lead_id=note.lead_id,
-        kind=note.kind,
-        text=note.text,
-        created_at=datetime_to_timestamp(note.created_at),
-        title=note.title,
-    )
-
-
 def report_to_pb(report: IndexReport) -> pb.IndexNotesResponse:
     return pb.IndexNotesResponse(
         results=[

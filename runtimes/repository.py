@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from opentelemetry import trace
 
-from runtimes.errors import NotFound, Unavailable
+from runtimes.errors import NotFound
 from runtimes.model_config import ModelConfig, find_config, load_config
 from runtimes.schema import FeatureSchema
 from runtimes.session import OnnxSession
@@ -169,10 +169,6 @@ class ModelRepository:
     @property
     def ready(self) -> bool:
         return bool(self._models)
-
-    def require_ready(self) -> None:
-        if not self._models:
-            raise Unavailable("no model is loaded yet")
 
     async def close(self) -> None:
         for versions in self._models.values():

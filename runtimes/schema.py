@@ -274,7 +274,8 @@ class FeatureSchema:
         ]
         self._categories = [i for i, spec in enumerate(specs) if spec.kind == "category"]
         self._value_encoders = [(spec.name, spec.encode_value) for spec in specs]
-        # Per column, the function that words a reason (``reason_label``), for hot loops.
+        # Per column, the function that words a reason, e.g. "Retiring within 5 years",
+        # "Investable assets $1.2M", "Came via referral" (``FeatureSpec.reason_label``).
         self.labellers: list[Callable[[FeatureValue], str]] = [s.reason_label for s in specs]
 
     @classmethod
@@ -385,14 +386,6 @@ class FeatureSchema:
             if problem is not None:
                 return f"{who}: feature {spec.name!r} {problem}"
         return f"{who}: invalid features"
-
-    def reason_label(self, feature: str, value: FeatureValue) -> str:
-        """E.g. "Retiring within 5 years", "Investable assets $1.2M", "Came via referral"."""
-        return self._by_name[feature].reason_label(value)
-
-    def reason_labels(self) -> dict[str, Callable[[FeatureValue], str]]:
-        """Per-feature label functions, for callers labelling many reasons in a loop."""
-        return {spec.name: spec.reason_label for spec in self.specs}
 
 
 class _Block:
