@@ -82,5 +82,5 @@ def wrap_stream(
 
 
 def _is_grpc_abort(error: BaseException) -> bool:
-    # context.abort() raises grpc's own AbortError (a private class); let it through untouched.
-    return type(error).__name__ == "AbortError" or isinstance(error, grpc.RpcError)
+    # context.abort() raises grpc.aio.AbortError; it and grpc's own errors pass untouched.
+    return isinstance(error, grpc.aio.AbortError | grpc.RpcError)

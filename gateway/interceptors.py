@@ -1,25 +1,26 @@
-"""What runs around every leadgw RPC, outermost first: auth → tracing → error mapping.
+"""What runs around every leadgw RPC, outermost first: admission (``gateway.draining``) → auth →
+tracing → error mapping → request decoding.
 
 Each layer is a *handler wrapper*: given a method's path and handler, it returns a new handler,
 once per method at start-up. The server registers its servicers' handlers already wrapped
-(``wrapped_registration``), so an RPC pays for three plain function calls and no gRPC
+(``wrapped_registration``), so an RPC pays for five plain function calls and no gRPC
 interceptor machinery (measured: grpc.aio interceptors cost a third of ModelInfer's throughput).
 Health and reflection are registered unwrapped: orchestrators probe them without credentials.
-``*Interceptor`` classes adapt the same wrappers to ``grpc.aio.ServerInterceptor`` for servers
-that need interceptors.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 
 from gateway.audit import AuditLog
 from gateway.auth import ANONYMOUS, Caller, reset_caller, set_caller
 from gateway.errors import abort_with, wrap_stream, wrap_unary
-from runtimes.errors import LeadgwError
+from runtimes.errors import InvalidInput, LeadgwError
 
 
 class Authenticator(Protocol):
@@ -40,31 +41,36 @@ METHOD_SCOPES = {
     "/inference.GRPCInferenceService/RepositoryModelLoad": "admin",
     "/inference.GRPCInferenceService/RepositoryModelUnload": "admin",
 }
-# Standard services every orchestrator probes without credentials.
-OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 # grpc's handler type is an untyped namedtuple-like class; mypy cannot use it as a type.
 Handler: TypeAlias = Any
 HandlerWrapper = Callable[[str, Handler], Handler]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+_KEEP: Any = object()
 
 
 def rewrap(
     handler: Handler,
     wrap_unary_behavior: Callable[[Behavior], Behavior],
     wrap_stream_behavior: Callable[[Behavior], Behavior],
+    request_deserializer: Any = _KEEP,
 ) -> Handler:
+    """The handler with its behaviour wrapped (unary or server-streaming; others unchanged)."""
+    deserializer = (
+        handler.request_deserializer if request_deserializer is _KEEP else request_deserializer
+    )
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             wrap_unary_behavior(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             wrap_stream_behavior(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler  # client- and bidi-streaming: leadgw serves none
@@ -73,6 +79,49 @@ def rewrap(
 def error_mapping(path: str, handler: Handler) -> Handler:
     """Domain errors → their status; unexpected errors → INTERNAL with a fixed message."""
     return rewrap(handler, lambda b: wrap_unary(b, path), lambda b: wrap_stream(b, path))
+
+
+def request_decoding(path: str, handler: Handler) -> Handler:
+    """Parses the request inside the handler rather than in grpc's deserializer, so that bytes
+    that are no message of the method's type get INVALID_ARGUMENT naming that type: grpc.aio
+    answers a deserializer's exception with UNKNOWN and the parser's text. Innermost, inside
+    error mapping."""
+    parse = handler.request_deserializer
+    if parse is None:
+        return handler
+    message = _request_message_name(path)
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except DecodeError as error:
+            raise InvalidInput(f"request is not a valid {message}: {error}") from None
+
+    def unary(behavior: Behavior) -> Behavior:
+        async def decoded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(decode(raw), context)
+
+        return decoded
+
+    def stream(behavior: Behavior) -> Behavior:
+        async def decoded(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in behavior(decode(raw), context):
+                yield response
+
+        return decoded
+
+    return rewrap(handler, unary, stream, request_deserializer=None)
+
+
+def _request_message_name(path: str) -> str:
+    """``/leadgw.v1.LeadService/ScoreLeads`` → ``leadgw.v1.ScoreLeadsRequest``, from the
+    generated descriptors; the method path itself for a service they do not describe."""
+    service, _, method = path.lstrip("/").rpartition("/")
+    try:
+        found = descriptor_pool.Default().FindServiceByName(service).methods_by_name[method]
+    except KeyError:
+        return f"request of {path}"
+    return str(found.input_type.full_name)
 
 
 def authentication(keys: Authenticator | None, audit: AuditLog | None = None) -> HandlerWrapper:
@@ -170,35 +219,3 @@ class _WrappingRegistrar:
 def wrapped_registration(server: grpc.aio.Server, wrap: HandlerWrapper) -> Any:
     """Pass this instead of the server to ``add_*Servicer_to_server``."""
     return _WrappingRegistrar(server, wrap)
-
-
-class _WrapperInterceptor(grpc.aio.ServerInterceptor):
-    """A handler wrapper as an interceptor, wrapping each method once."""
-
-    def __init__(self, wrap: HandlerWrapper) -> None:
-        self._wrap = wrap
-        self._cache: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._cache[method] = wrapped
-        return wrapped
-
-
-class ErrorMappingInterceptor(_WrapperInterceptor):
-    def __init__(self) -> None:
-        super().__init__(error_mapping)
-
-
-class AuthInterceptor(_WrapperInterceptor):
-    def __init__(self, keys: Authenticator | None) -> None:
-        super().__init__(authentication(keys))

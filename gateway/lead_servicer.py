@@ -163,7 +163,9 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
     async def IndexNotes(
         self, request: pb.IndexNotesRequest, context: grpc.aio.ServicerContext
     ) -> pb.IndexNotesResponse:
-        return await notes_rpc.index_notes(self._require_notes(), current_caller().tenant, request)
+        notes = self._require_notes()
+        schema = self._scorer.resolve(None, None).schema  # the model summaries score with
+        return await notes_rpc.index_notes(notes, current_caller().tenant, request, schema)
 
     async def DeleteNotes(
         self, request: pb.DeleteNotesRequest, context: grpc.aio.ServicerContext

@@ -16,6 +16,8 @@ from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from retrieval.notes import NotesService
 from retrieval.report import IndexReport, IndexStatus
 from retrieval.types import NoteHit, NoteRecord
+from runtimes.errors import InvalidInput
+from runtimes.schema import FeatureSchema
 
 DEFAULT_TOP_K = 5
 
@@ -27,7 +29,21 @@ _STATUS_TO_PB = {
 }
 
 
-def timestamp_to_datetime(ts: Timestamp) -> datetime:
+# What google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+MAX_NANOS = 999_999_999
+
+
+def timestamp_to_datetime(ts: Timestamp, field: str) -> datetime:
+    """The instant as an aware datetime; InvalidInput naming ``field`` if it is out of range."""
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise InvalidInput(
+            f"{field} has seconds {ts.seconds}, outside years 1 to 9999 "
+            f"([{MIN_TIMESTAMP_SECONDS}, {MAX_TIMESTAMP_SECONDS}])"
+        )
+    if not 0 <= ts.nanos <= MAX_NANOS:
+        raise InvalidInput(f"{field} has nanos {ts.nanos}, outside [0, {MAX_NANOS}]")
     return ts.ToDatetime(tzinfo=UTC)
 
 
@@ -37,26 +53,21 @@ def datetime_to_timestamp(value: datetime) -> Timestamp:
     return ts
 
 
-def note_from_pb(note: pb.Note, now: datetime) -> NoteRecord:
+def note_from_pb(note: pb.Note, now: datetime, where: str = "note") -> NoteRecord:
     """An unset ``created_at`` means "now" (the time the gateway received the note)."""
-    created = timestamp_to_datetime(note.created_at) if note.HasField("created_at") else now
+    created = (
+        timestamp_to_datetime(
+            note.created_at, f"{where} (note_id {_show(note.note_id)}) created_at"
+        )
+        if note.HasField("created_at")
+        else now
+    )
     return NoteRecord(
         note_id=note.note_id,
         lead_id=note.lead_id,
         kind=note.kind,
         text=note.text,
         created_at=created,
-        title=note.title,
-    )
-
-
-def note_to_pb(note: NoteRecord) -> pb.Note:
-    return pb.Note(
-        note_id=note.note_id,
-        lead_id=note.lead_id,
-        kind=note.kind,
-        text=note.text,
-        created_at=datetime_to_timestamp(note.created_at),
         title=note.title,
     )
 
@@ -89,11 +100,16 @@ def hit_to_pb(hit: NoteHit) -> pb.NoteHit:
 
 
 async def index_notes(
-    notes: NotesService, tenant: str, request: pb.IndexNotesRequest
+    notes: NotesService, tenant: str, request: pb.IndexNotesRequest, schema: FeatureSchema
 ) -> pb.IndexNotesResponse:
+    """``schema``: the served model's, which checks each lead profile as ScoreLeads checks a
+    lead's features; a profile it would refuse could never be scored for a summary."""
     now = datetime.now(UTC)
-    records = [note_from_pb(n, now) for n in request.notes]
-    report = await notes.index(tenant, records, leads_from_pb(request.leads))
+    records = [note_from_pb(n, now, f"notes[{i}]") for i, n in enumerate(request.notes)]
+    leads = leads_from_pb(request.leads)
+    if leads:
+        schema.encode(leads)
+    report = await notes.index(tenant, records, leads)
     return report_to_pb(report)
 
 
@@ -112,8 +128,14 @@ async def search_notes(
         request.query,
         lead_id=request.lead_id or None,
         kinds=list(request.kinds),
-        since=timestamp_to_datetime(request.since) if request.HasField("since") else None,
-        until=timestamp_to_datetime(request.until) if request.HasField("until") else None,
+        since=timestamp_to_datetime(request.since, "since") if request.HasField("since") else None,
+        until=timestamp_to_datetime(request.until, "until") if request.HasField("until") else None,
         top_k=request.top_k or DEFAULT_TOP_K,
     )
     return pb.SearchNotesResponse(hits=[hit_to_pb(h) for h in hits])
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """repr() cut short, so a huge id is not echoed back whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -49,6 +49,13 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         )
     count = shape[0] * shape[1]
     if request.raw_input_contents:
+        typed = [f for f in ("fp32_contents", *_TYPED_FIELDS) if len(getattr(tensor.contents, f))]
+        if typed:
+            # Triton refuses this too: which of the two should count is anyone's guess.
+            raise InvalidInput(
+                f"{where}: contents ({typed[0]}) must not be set when the request carries "
+                "raw_input_contents; send one or the other"
+            )
         if len(request.raw_input_contents) != 1:
             raise InvalidInput(
                 f"request has {len(request.raw_input_contents)} raw_input_contents for 1 input"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.audit import AuditLog
-from gateway.interceptors import authentication, chain, error_mapping, wrapped_registration
+from gateway.draining import CallGate
+from gateway.interceptors import (
+    authentication,
+    chain,
+    error_mapping,
+    request_decoding,
+    wrapped_registration,
+)
 from gateway.key_reload import ReloadingKeyStore
 from gateway.lead_servicer import LeadServicer
 from gateway.notes_config import notes_config
@@ -79,22 +87,38 @@ class Gateway:
     keys: ReloadingKeyStore | None = None
     """The API keys, following the keys file; None without one."""
     control: ModelControl | None = None
+    gate: CallGate | None = None
 
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
-    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
-        """Drains, stops accepting, lets in-flight RPCs finish within the grace period, cleans up.
+    async def stop(
+        self, grace: float | None = None, drain: float | None = None, *, stop_server: bool = True
+    ) -> None:
+        """Drains, refuses new calls, lets in-flight RPCs finish within the grace period, cleans up.
 
-        gRPC cancels requests it has received but not yet handed to the application when the
-        server stops; the drain period (health NOT_SERVING, still serving) lets those land first.
+        The drain period (health NOT_SERVING, still serving) lets load balancers move away.
+        Then new calls are refused with UNAVAILABLE while the admitted ones finish. grpc's own
+        stop cancels a call that reaches the server while it stops (CANCELLED, which no client
+        retries), so a process about to exit passes ``stop_server=False`` and leaves the
+        connections to the kernel: a call sent then fails UNAVAILABLE at the client.
         """
         await self.health.enter_graceful_shutdown()
         drain_s = self.settings.drain_s if drain is None else drain
         if drain_s > 0:
             await asyncio.sleep(drain_s)
-        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        grace_s = self.settings.grace_period_s if grace is None else grace
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + grace_s
+        if self.gate is not None:
+            self.gate.close()
+            if not await self.gate.wait_idle(grace_s):
+                log.warning(
+                    "%d calls still running at the end of the grace period", self.gate.in_flight
+                )
+        if stop_server:
+            await self.server.stop(max(0.0, grace_ends - loop.time()))
         for close in reversed(self.closers):
             await close()
         await self.repository.close()
@@ -286,15 +310,19 @@ async def start(
         *_connection_age_options(settings),
     ]
     server = grpc.aio.server(options=options)
-    # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
-    # interceptors on every call; health and reflection (below) stay open and untraced.
+    gate = CallGate()
+    # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
+    # rather than run as interceptors on every call; health and reflection (below) stay open and
+    # untraced.
     wrapped = wrapped_registration(
         server,
         chain(
+            gate.wrap,
             authentication(keys, AuditLog(metrics, allowed_too=settings.audit_log == "all")),
             server_handler_wrapper(metrics=metrics),
             rate_limiting(_rate_limiter(settings, keys, role), metrics),
             error_mapping,
+            request_decoding,
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
@@ -326,7 +354,16 @@ async def start(
     await notes_probe.start()
     closers.append(notes_probe.stop)  # closers run last-first: the probe stops before the store
     return Gateway(
-        settings, server, port, repository, health_servicer, closers, notes, keys, control
+        settings,
+        server,
+        port,
+        repository,
+        health_servicer,
+        closers,
+        notes,
+        keys=keys,
+        control=control,
+        gate=gate,
     )
 
 
@@ -385,6 +422,11 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
+    # Handlers first: a SIGTERM during start-up is a request to stop, not a crash.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     telemetry = Telemetry.configure(
         metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
     )
@@ -405,15 +447,14 @@ async def serve(
             settings.metrics_host,
             telemetry.metrics_port,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, partial(_reload_keys, gateway))
-    if announce is None:
+    if stop.is_set():
+        log.info("stopping: asked to stop during start-up, before serving")
+    elif announce is None:
         print(ready_line(gateway), flush=True)
     else:
         announce(gateway)
+    stopped = False
     try:
         await stop.wait()
         log.info(
@@ -421,12 +462,27 @@ async def serve(
             settings.drain_s,
             settings.grace_period_s,
         )
+        await gateway.stop(stop_server=False)
+        stopped = True
     finally:
-        await gateway.stop()
+        if not stopped:
+            await gateway.stop()
         # Flushes the last spans and closes the metrics endpoint; it blocks, so not on the loop.
         await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
-    return 0
+    _exit_process(0)
+    return 0  # not reached
+
+
+def _exit_process(code: int) -> None:
+    """Ends the process at once, gRPC server still open: the kernel resets its connections, so
+    a call arriving now fails UNAVAILABLE at the client. Letting grpc stop the server instead
+    (here or at interpreter exit) would answer such a call CANCELLED, which clients do not retry.
+    Every component is closed and the logs are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_serve(settings: Settings) -> int:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.notes_config import store_config
@@ -174,31 +177,70 @@ def _run(
     for worker in workers:
         worker.start()
     try:
-        for _ in workers:
-            index, pid, status = ready.get(timeout=READY_TIMEOUT_S)
-            if not isinstance(status, int):
-                print(f"leadgw serve: worker {index} (pid {pid}) failed: {status}", file=sys.stderr)
-                forward(signal.SIGTERM, None)
-                break
-        else:
-            started = True
-            print(
-                f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
-                f"(pids {', '.join(str(w.pid) for w in workers)}); try: leadgw score "
-                f"examples/leads.jsonl --address {settings.host}:{port}",
-                flush=True,
-            )
-    except Exception:  # queue.Empty: a worker never came up
-        print("leadgw serve: workers did not become ready in time", file=sys.stderr)
-        forward(signal.SIGTERM, None)
+        not_ready = _wait_until_ready(workers, ready, lambda: stopping)
     finally:
         holder.close()
+    if not_ready is None:
+        started = True
+        print(
+            f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
+            f"(pids {', '.join(str(w.pid) for w in workers)}); try: leadgw score "
+            f"examples/leads.jsonl --address {settings.host}:{port}",
+            flush=True,
+        )
+    elif not stopping:
+        print(f"leadgw serve: {not_ready}", file=sys.stderr)
+        forward(signal.SIGTERM, None)
     for worker in workers:
         worker.join()
     codes = [worker.exitcode for worker in workers]
     if not started:
+        if stopping and not_ready == _STOPPING:
+            # Asked to stop before serving: each worker stopped, or died of the forwarded signal.
+            asked = {0, -signal.SIGTERM, -signal.SIGINT}
+            if all(code in asked for code in codes):
+                print("leadgw serve: stopped during start-up, before serving", file=sys.stderr)
+                return 0
+            print(
+                f"leadgw serve: stopped during start-up; worker exit codes {codes}", file=sys.stderr
+            )
         return 2  # as a single process that cannot start
     return 0 if all(code == 0 for code in codes) and not _failed_early(codes, stopping) else 1
+
+
+_STOPPING = "asked to stop"
+
+
+def _wait_until_ready(workers: list[Any], ready: Any, stopping: Callable[[], bool]) -> str | None:
+    """None once every worker has reported ready; else why not: asked to stop, a worker
+    failed or exited, or the time ran out."""
+    waiting = set(range(len(workers)))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while waiting:
+        if stopping():
+            return _STOPPING
+        try:
+            index, pid, status = ready.get(timeout=0.2)
+        except queue.Empty:
+            for index in sorted(waiting):
+                worker = workers[index]
+                if worker.exitcode is not None:
+                    how = _exit_words(worker.exitcode)
+                    return f"worker {index} (pid {worker.pid}) {how} before it was ready"
+            if time.monotonic() > deadline:
+                late = ", ".join(str(i) for i in sorted(waiting))
+                return f"worker(s) {late} did not become ready within {READY_TIMEOUT_S:g} s"
+            continue
+        if not isinstance(status, int):
+            return f"worker {index} (pid {pid}) failed: {status}"
+        waiting.discard(index)
+    return None
+
+
+def _exit_words(code: int) -> str:
+    if code < 0:
+        return f"was killed by signal {signal.Signals(-code).name}"
+    return f"exited with code {code}"
 
 
 def _failed_early(codes: list[int | None], stopping: bool) -> bool:

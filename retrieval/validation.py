@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from retrieval.types import NOTE_KINDS, NoteRecord
 from runtimes.errors import InvalidInput
+from runtimes.ids import MAX_ID_CHARS, check_id  # the one id rule, shared by every API
 from runtimes.types import FeatureValue
 
-MAX_ID_CHARS = 128
 MAX_NOTE_CHARS = 20_000
 MAX_TITLE_CHARS = 500
 MAX_QUERY_CHARS = 2_000
@@ -19,21 +18,6 @@ MAX_TOP_K = 50
 MAX_FEATURES = 256
 MAX_BATCH = 1_000
 """Notes per index call: bounds the memory and the time one call holds the write lock."""
-# Ids end up in logs, metrics labels and file names: keep them to a plain, printable alphabet.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*")
-
-
-def check_id(value: str, field: str) -> str:
-    if not value:
-        raise InvalidInput(f"{field} is empty")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidInput(f"{field} has {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    if not _ID.fullmatch(value):
-        raise InvalidInput(
-            f"{field} {value!r} has characters outside letters, digits and . _ : @ - "
-            "(or does not start with a letter or digit)"
-        )
-    return value
 
 
 def check_tenant(tenant: str) -> str:

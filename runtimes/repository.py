@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtimes.errors import NotFound, Unavailable
+from runtimes.errors import NotFound
 from runtimes.model_config import (
     files_fingerprint,
     find_config,
@@ -326,10 +326,6 @@ class ModelRepository:
     @property
     def ready(self) -> bool:
         return any(m.versions for m in self._models.values())
-
-    def require_ready(self) -> None:
-        if not self.ready:
-            raise Unavailable("no model is loaded yet")
 
     async def close(self) -> None:
         for model in self._models.values():

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from runtimes.errors import InvalidInput
+from runtimes.ids import id_problem, is_valid_id
 from runtimes.types import FeatureValue, LeadInput
 
 KINDS = ("number", "category", "boolean")
@@ -273,7 +274,8 @@ class FeatureSchema:
         ]
         self._categories = [i for i, spec in enumerate(specs) if spec.kind == "category"]
         self._value_encoders = [(spec.name, spec.encode_value) for spec in specs]
-        # Per column, the function that words a reason (``reason_label``), for hot loops.
+        # Per column, the function that words a reason, e.g. "Retiring within 5 years",
+        # "Investable assets $1.2M", "Came via referral" (``FeatureSpec.reason_label``).
         self.labellers: list[Callable[[FeatureValue], str]] = [s.reason_label for s in specs]
 
     @classmethod
@@ -300,7 +302,7 @@ class FeatureSchema:
         rows = []
         for row, lead in enumerate(leads):
             features = lead.features
-            if lead.lead_id and features.keys() <= known:
+            if is_valid_id(lead.lead_id) and features.keys() <= known:
                 values = [encode(features.get(name)) for name, encode in encoders]
                 if None not in values:
                     rows.append(values)
@@ -315,7 +317,7 @@ class FeatureSchema:
         first_bad = n
         known = self._known
         for row, lead in enumerate(leads):
-            if not lead.lead_id or not lead.features.keys() <= known:
+            if not is_valid_id(lead.lead_id) or not lead.features.keys() <= known:
                 first_bad = row
                 break
         maps = [lead.features for lead in leads]
@@ -338,7 +340,9 @@ class FeatureSchema:
                 raise InvalidInput(
                     f"columns: unknown feature {_show(name)}; this model's features: {expected}"
                 )
-        first_bad = next((row for row, lead_id in enumerate(lead_ids) if not lead_id), n)
+        first_bad = next(
+            (row for row, lead_id in enumerate(lead_ids) if not is_valid_id(lead_id)), n
+        )
         absent: list[FeatureValue] = [None] * n
         ordered = [columns.get(name, absent) for name in self.names]
         out = np.empty((n, self.width), dtype=np.float32)
@@ -370,6 +374,9 @@ class FeatureSchema:
         """The message for the first problem of one lead, checking in the order a reader would."""
         if not lead.lead_id:
             return f"lead at position {row}: empty lead id"
+        id_wrong = id_problem(lead.lead_id)
+        if id_wrong is not None:
+            return f"lead at position {row}: lead id {id_wrong}"
         who = f"lead {_show(lead.lead_id)}"
         for name in lead.features:
             if name not in self._known:
@@ -379,14 +386,6 @@ class FeatureSchema:
             if problem is not None:
                 return f"{who}: feature {spec.name!r} {problem}"
         return f"{who}: invalid features"
-
-    def reason_label(self, feature: str, value: FeatureValue) -> str:
-        """E.g. "Retiring within 5 years", "Investable assets $1.2M", "Came via referral"."""
-        return self._by_name[feature].reason_label(value)
-
-    def reason_labels(self) -> dict[str, Callable[[FeatureValue], str]]:
-        """Per-feature label functions, for callers labelling many reasons in a loop."""
-        return {spec.name: spec.reason_label for spec in self.specs}
 
 
 class _Block:

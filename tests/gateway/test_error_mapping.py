@@ -1,5 +1,6 @@
 """One place maps errors: domain errors keep their status (and retry hint); anything else is
-INTERNAL with a fixed message, never a leaked stack. A real grpc.aio server on port 0."""
+INTERNAL with a fixed message, never a leaked stack. A real grpc.aio server on port 0, with a
+test service registered through ``wrapped_registration`` as the gateway registers its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import grpc
 import pytest
 
 from gateway.errors import INTERNAL_MESSAGE, RETRY_AFTER_KEY
-from gateway.interceptors import ErrorMappingInterceptor
+from gateway.interceptors import (
+    authentication,
+    chain,
+    error_mapping,
+    request_decoding,
+    wrapped_registration,
+)
 from runtimes.errors import DeadlineExceeded, InvalidInput, NotFound, ResourceExhausted
 
 RAISES = {
@@ -32,12 +39,16 @@ async def _stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIte
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    server = grpc.aio.server()
     handlers = {
-        "Unary": grpc.unary_unary_rpc_method_handler(_unary),
-        "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+        "Unary": grpc.unary_unary_rpc_method_handler(_unary, request_deserializer=bytes),
+        "Stream": grpc.unary_stream_rpc_method_handler(_stream, request_deserializer=bytes),
     }
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Errors", handlers)])
+    # The production order, without tracing: no keys file, so every caller is tenant default.
+    wrapped = wrapped_registration(
+        server, chain(authentication(None), error_mapping, request_decoding)
+    )
+    wrapped.add_registered_method_handlers("test.Errors", handlers)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as open_channel:
