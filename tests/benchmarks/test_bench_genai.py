@@ -29,7 +29,7 @@ def test_embed_and_search(bench) -> None:
     assert result["parameters"]["search_notes"] == [300, 600]
     assert result["versions"]["qdrant-client"]
     markdown = (run.out / "report.md").read_text()
-    assert "## Retrieval (Qdrant local mode)" in markdown
+    assert "## Retrieval (Qdrant Edge, embedded)" in markdown
     assert "texts/s" in markdown
     assert "| 600 | lead |" in markdown
 
@@ -46,7 +46,13 @@ def test_summary(bench) -> None:
         "--summary-rounds", "2",
         timeout=200,
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    # Exit 3 is the bench's own verdict that its load generator fell behind the asked rate (the
+    # machine was too busy to measure): the run and its report are still complete, which is what
+    # this test checks. Any other failure fails it.
+    if run.returncode == 3:
+        assert "the generator could not send" in run.stderr, run.stderr
+    else:
+        assert run.returncode == 0, run.stderr
     result = run.result()
     summary = result["genai"]["summary"]
     assert summary["rounds"] == 2
