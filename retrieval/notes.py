@@ -23,7 +23,7 @@ from retrieval.config import NotesConfig
 from retrieval.embedder import Embedder, open_embedder
 from retrieval.report import IndexReport, IndexStatus, NoteOutcome
 from retrieval.shared_store import StoreLink
-from retrieval.store import NotesStore, NoteWrite, StoredNote
+from retrieval.store import NoteQuery, NotesStore, NoteWrite, StoredNote
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.errors import InvalidInput, LeadgwError, NotFound
 from runtimes.types import FeatureValue, LeadInput
@@ -324,6 +324,35 @@ class NotesService:
         if lead_id and not found and not await self.lead_exists(tenant, lead_id):
             raise NotFound(f"lead {lead_id!r} not found")
         return [NoteHit(note=_to_record(note), score=float(score)) for note, score in found]
+
+    async def search_scopes(
+        self, tenant: str, query: str, scopes: Sequence[tuple[str | None, int]]
+    ) -> list[list[NoteHit]]:
+        """One query over several scopes ((lead_id, top_k) each, as :meth:`search` takes
+        them), hybrid: the query is embedded once and every scope is searched in one engine
+        call. A summary's retrieval uses it (the lead's notes and the firm documents)."""
+        v.check_tenant(tenant)
+        for lead_id, top_k in scopes:
+            v.check_query(query, top_k)
+            if lead_id:
+                v.check_id(lead_id, "lead_id")
+        tracer = trace.get_tracer("leadgw.retrieval")
+        with tracer.start_as_current_span("embed query"):
+            vector = (await self._embedder.embed([query]))[0].tolist()
+        with tracer.start_as_current_span("vector search") as span:
+            found = await self._store.search_many(
+                tenant,
+                [
+                    NoteQuery(vector=vector, text=query, lead_id=lead_id, top_k=top_k)
+                    for lead_id, top_k in scopes
+                ],
+            )
+            if span.is_recording():
+                span.set_attributes({"db.system": "qdrant", "db.operation": "search_batch"})
+        return [
+            [NoteHit(note=_to_record(note), score=float(score)) for note, score in hits]
+            for hits in found
+        ]
 
     async def lead_exists(self, tenant: str, lead_id: str) -> bool:
         """True when the tenant has a profile or at least one note for this lead."""

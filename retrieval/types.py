@@ -47,6 +47,12 @@ class NotesReader(Protocol):
         top_k: int = 5,
     ) -> list[NoteHit]: ...
 
+    async def search_scopes(
+        self, tenant: str, query: str, scopes: Sequence[tuple[str | None, int]]
+    ) -> list[list[NoteHit]]:
+        """``search`` of one query over several (lead_id, top_k) scopes, in one store call."""
+        ...
+
     async def recent_notes(self, tenant: str, lead_id: str, limit: int) -> list[NoteRecord]: ...
 
     async def lead_notes_version(self, tenant: str, lead_id: str) -> str:

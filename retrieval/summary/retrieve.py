@@ -28,11 +28,15 @@ async def retrieve_sources(
 ) -> list[NoteRecord]:
     """The lead's notes (newest first), then firm documents; no duplicates. The numbering of
     this list is the numbering of the citations."""
-    hits, latest, docs = await asyncio.gather(
-        notes.search(tenant, query, lead_id=lead_id, top_k=top_k),
+    # One embedding and one engine call for both searches; the recent notes run beside it.
+    scopes: list[tuple[str | None, int]] = [(lead_id, top_k)]
+    if firm_docs:
+        scopes.append(("", firm_docs))
+    found, latest = await asyncio.gather(
+        notes.search_scopes(tenant, query, scopes),
         notes.recent_notes(tenant, lead_id, recent),
-        notes.search(tenant, query, lead_id="", top_k=firm_docs) if firm_docs else _no_hits(),
     )
+    hits, docs = found[0], found[1] if firm_docs else []
     # The store scopes by lead already; checking again costs nothing and keeps another lead's
     # note out of this lead's summary whatever the store does.
     lead_notes: dict[str, NoteRecord] = {}
@@ -42,7 +46,3 @@ async def retrieve_sources(
     ordered = sorted(lead_notes.values(), key=lambda n: n.created_at, reverse=True)
     firm = [h.note for h in docs if h.note.lead_id == "" and h.note.note_id not in lead_notes]
     return ordered + firm[:firm_docs]
-
-
-async def _no_hits() -> list:
-    return []

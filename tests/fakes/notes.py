@@ -23,6 +23,7 @@ class InMemoryNotes:
         self._versions: Counter[tuple[str, str]] = Counter()
         self.fail_search = False
         self.bug_in_search = False
+        self.calls: list[str] = []  # the store calls a test made, by name
 
     def add(self, tenant: str, *notes: NoteRecord) -> None:
         for note in notes:
@@ -50,6 +51,25 @@ class InMemoryNotes:
         since: datetime | None = None,
         until: datetime | None = None,
         top_k: int = 5,
+    ) -> list[NoteHit]:
+        self.calls.append("search")
+        return self._search(tenant, query, lead_id, kinds, since, until, top_k)
+
+    async def search_scopes(
+        self, tenant: str, query: str, scopes: Sequence[tuple[str | None, int]]
+    ) -> list[list[NoteHit]]:
+        self.calls.append("search_scopes")
+        return [self._search(tenant, query, lead_id, (), None, None, k) for lead_id, k in scopes]
+
+    def _search(
+        self,
+        tenant: str,
+        query: str,
+        lead_id: str | None,
+        kinds: Sequence[str],
+        since: datetime | None,
+        until: datetime | None,
+        top_k: int,
     ) -> list[NoteHit]:
         if self.fail_search:
             raise Unavailable("notes store is unavailable")
