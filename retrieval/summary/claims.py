@@ -20,6 +20,7 @@ def _words(text: str) -> list[str]:
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _MAY = re.compile(r"\bMay\s+\d|\d(?:st|nd|rd|th)?\s+May\b|\b(?:in|of|early|late|mid-?)\s+May\b")
+_NUMBER_ABBREVIATION = re.compile(r"\bno\.\s*(?=\d)", re.I)
 _MARKER = re.compile(r"\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\]")
 _TEMPLATE = re.compile(
     r"<<\s*/?SYS\s*>>|\[/?INST\]|<\|[a-z_]+\|>|<\s*/?\s*(?:start_of_turn|end_of_turn|s)\s*>"
@@ -166,7 +167,8 @@ def _stem(word: str) -> str:
 
 
 def extract(sentence: str) -> Claims:
-    body = strip_markers(sentence)
+    # "account no. 123" is a number, not a negation.
+    body = _NUMBER_ABBREVIATION.sub("number ", strip_markers(sentence))
     words = [_stem(w) for w in _WORD.findall(body)]
     numbers = {_number(n) for n in _NUMBER.findall(body)}
     numbers |= {str(NUMBER_WORDS[w]) for w in words if w in NUMBER_WORDS}

@@ -8,6 +8,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from retrieval.summary.cache import SummaryCache
+from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.limits import TenantLimiter
 from retrieval.summary.summarizer import Summarizer, SummaryMetrics
 from retrieval.summary.types import LeadScorer
@@ -36,6 +37,8 @@ class SummarySettings(Protocol):
     def summaries_per_tenant(self) -> int: ...
     @property
     def summary_cache_entries(self) -> int: ...
+    @property
+    def summary_max_chars(self) -> int: ...
     @property
     def breaker_failures(self) -> int: ...
     @property
@@ -68,7 +71,7 @@ def summarizer_from_settings(
     tracer: trace.Tracer | None = None,
     metrics: SummaryMetrics | None = None,
 ) -> Summarizer:
-    """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown."""
+    """One per process. Close it (``aclose()``) on shutdown."""
     return Summarizer(
         notes=notes,
         scorer=scorer,
@@ -76,6 +79,10 @@ def summarizer_from_settings(
         cache=SummaryCache(settings.summary_cache_entries),
         limiter=TenantLimiter(settings.summaries_per_tenant),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
+        # The local MiniLM whatever embeddings_url says: the guard's threshold is set for it.
+        guard=SentenceGuard(),
+        max_chars=settings.summary_max_chars,
+        max_tokens=settings.llm_max_tokens,
         tracer=tracer,
         metrics=metrics,
     )

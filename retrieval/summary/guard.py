@@ -22,7 +22,7 @@ from retrieval.embedder import Embedder, OnnxEmbedder
 from retrieval.summary.claims import Support, extract, strip_markers, unsupported
 from retrieval.summary.sentences import SentenceStream
 
-MIN_SIMILARITY = 0.52
+MIN_SIMILARITY = 0.55
 DUPLICATE_SIMILARITY = 0.95
 
 
@@ -85,10 +85,7 @@ class SentenceGuard:
         embedder = await self.embedder()
         pieces: list[tuple[int, str]] = []
         for n, text in enumerate(sources, start=1):
-            pieces.append((n, text))
-            stream = SentenceStream()
-            parts = [*stream.feed(text), stream.flush()]
-            pieces += [(n, p) for p in parts if p and p != text]
+            pieces += [(n, p) for p in note_pieces(text)]
         vectors = await embedder.embed([p for _, p in pieces]) if pieces else np.zeros((0, 0))
         by_note: dict[int, list[np.ndarray]] = {}
         for (n, _), vector in zip(pieces, vectors, strict=True):
@@ -162,3 +159,23 @@ class GuardSession:
         self._shown.append(vector)
         self._shown_text.add(key)
         return Verdict(True, "", similarity)
+
+
+WINDOWS = (6, 12)
+"""Word windows of a note that sentences are also compared with: a sentence that restates part
+of a long note sentence is closer to that part than to the whole."""
+
+
+def note_pieces(text: str) -> list[str]:
+    """The note, its sentences, and overlapping word windows of its sentences."""
+    stream = SentenceStream()
+    sentences = [p for p in [*stream.feed(text), stream.flush()] if p]
+    pieces = [text, *(s for s in sentences if s != text)]
+    for sentence in sentences:
+        words = sentence.split()
+        for size in WINDOWS:
+            if len(words) > size:
+                step = max(1, size // 2)
+                for start in range(0, len(words) - size + step, step):
+                    pieces.append(" ".join(words[start : start + size]))
+    return list(dict.fromkeys(pieces))

@@ -25,7 +25,7 @@ _INSTRUCTION = re.compile(
     r"|<<\s*sys\s*>>|\[/?inst\]|<\|im_start\|>|<start_of_turn>",
     re.I,
 )
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 INSTRUCTION_REMOVED = "(text addressed to an assistant removed)"
 
 
@@ -43,7 +43,7 @@ def clean_note(raw: str, *, max_chars: int) -> CleanNote:
     text = _SPACE.sub(" ", text).strip()
     kept: list[str] = []
     removed = 0
-    for sentence in _SENTENCE.findall(text):
+    for sentence in _SENTENCE_END.split(text):
         if _INSTRUCTION.search(sentence):
             removed += 1
             if not kept or kept[-1] != INSTRUCTION_REMOVED:

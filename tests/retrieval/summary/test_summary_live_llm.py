@@ -12,6 +12,7 @@ import pytest
 from summary_helpers import LEAD, TENANT, collect
 
 from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
+from retrieval.summary.guard import SentenceGuard
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig, should_mask
 
 LLM_URL = os.environ.get("LEADGW_TEST_LLM_URL")
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def test_real_llm_summarises_a_demo_lead(notes, scorer):
+async def test_real_llm_summarises_a_demo_lead(notes, scorer, embedder):
     assert LLM_URL is not None
     llm = LLMClient(
         LLMConfig(
@@ -38,6 +39,7 @@ async def test_real_llm_summarises_a_demo_lead(notes, scorer):
         cache=SummaryCache(8),
         limiter=TenantLimiter(2),
         mask_pii=should_mask("auto", LLM_URL),
+        guard=SentenceGuard(embedder=embedder),
     )
     try:
         deadline = time.monotonic() + 60
