@@ -41,8 +41,11 @@ class Pacing:
 class FakeLLM:
     """Serves until ``stop()``; every stream follows the current ``pacing``."""
 
-    def __init__(self, pacing: Pacing) -> None:
+    def __init__(self, pacing: Pacing, replies: dict[str, str] | None = None) -> None:
         self.pacing = pacing
+        self.replies = replies or {}
+        """Lead id -> the text to write when the prompt's "Lead: <id>" line names it (the
+        summary-quality bench); other prompts get the paced filler words."""
         self.streams = 0
         self._stopped = asyncio.Event()
 
@@ -90,7 +93,7 @@ class FakeLLM:
 
         await event(_chunk({"role": "assistant", "content": ""}))
         await self._pause(pacing.first_delay_s)
-        texts = pacing.texts()
+        texts = self._scripted(body) or pacing.texts()
         for i, text in enumerate(texts):
             if i:
                 await self._pause(pacing.gap_s)
@@ -103,6 +106,13 @@ class FakeLLM:
         await event("[DONE]")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    def _scripted(self, body: dict) -> list[str]:
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        for lead_id, reply in self.replies.items():
+            if f"Lead: {lead_id}\n" in prompt:
+                return [word + " " for word in reply.split(" ")]
+        return []
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
