@@ -82,16 +82,7 @@ class SentenceGuard:
 
     async def session(self, sources: Sequence[str], facts: Sequence[str]) -> GuardSession:
         """``sources[n - 1]`` is the text (as the model saw it) of the note cited as [n]."""
-        embedder = await self.embedder()
-        pieces: list[tuple[int, str]] = []
-        for n, text in enumerate(sources, start=1):
-            pieces += [(n, p) for p in note_pieces(text)]
-        vectors = await embedder.embed([p for _, p in pieces]) if pieces else np.zeros((0, 0))
-        by_note: dict[int, list[np.ndarray]] = {}
-        for (n, _), vector in zip(pieces, vectors, strict=True):
-            by_note.setdefault(n, []).append(vector)
-        note_vectors = {n: np.vstack(v) for n, v in by_note.items()}
-        return GuardSession(self.config, embedder, list(sources), list(facts), note_vectors)
+        return GuardSession(self.config, await self.embedder(), list(sources), list(facts))
 
     async def aclose(self) -> None:
         if self._owned and self._embedder is not None:
@@ -108,13 +99,14 @@ class GuardSession:
         embedder: Embedder,
         sources: list[str],
         facts: list[str],
-        note_vectors: dict[int, np.ndarray],
     ) -> None:
         self._config = config
         self._embedder = embedder
         self._sources = sources
         self._facts = facts
-        self._note_vectors = note_vectors
+        # Embedded on first citation: a summary cites a few of its notes, and each note is
+        # dozens of pieces (see ``note_pieces``).
+        self._note_vectors: dict[int, np.ndarray] = {}
         self._shown: list[np.ndarray] = []
         self._shown_text: set[str] = set()
         self.stats = GuardStats()
@@ -148,7 +140,13 @@ class GuardSession:
         key = " ".join(body.lower().split())
         if key in self._shown_text:
             return Verdict(False, "duplicate")
-        vector = (await self._embedder.embed([body]))[0]
+        missing = [n for n in cited if n not in self._note_vectors]
+        pieces = [(n, p) for n in missing for p in note_pieces(self._sources[n - 1])]
+        vectors = await self._embedder.embed([body] + [p for _, p in pieces])
+        vector = vectors[0]
+        for n in missing:
+            rows = [i + 1 for i, (m, _) in enumerate(pieces) if m == n]
+            self._note_vectors[n] = vectors[rows]
         similarity = max(float(np.max(self._note_vectors[n] @ vector)) for n in cited)
         if similarity < self._config.min_similarity:
             return Verdict(False, "low_similarity", similarity)
