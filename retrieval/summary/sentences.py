@@ -2,7 +2,8 @@
 
 A sentence ends at ``.``, ``!`` or ``?`` (with any closing quotes and the citation markers that
 follow it) before whitespace, or at a line break. The cut is made only once the next sentence
-has begun, so that a "[3]" arriving after the full stop still belongs to the sentence before it.
+has begun, so that a "[3]" arriving after the full stop still belongs to the sentence before it;
+a sentence whose citation comes before its full stop ("… [3].") is complete at once.
 Decimals ("4.98") and common abbreviations ("e.g.") do not end a sentence.
 """
 
@@ -16,6 +17,7 @@ _END = re.compile(
     r"\s+(?=[^\s\[])"  # whitespace, then the next sentence's first character (not a marker)
     r"|\n\s*(?=\S)"  # or a line break before more text
 )
+_CITED_END = re.compile(r"\[\d{1,4}(?:\s*,\s*\d{1,4})*\]\s*[.!?]+[\"'”’)]*\s*$")
 _ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "mr", "mrs", "ms", "dr", "etc", "vs", "approx", "no", "st", "jr", "sr", "inc"}
 )
@@ -43,6 +45,11 @@ class SentenceStream:
             sentences.append(candidate)
             start = match.end()
         self._buffer = self._buffer[start:]
+        if _CITED_END.search(self._buffer):
+            # "… [2]." is complete as it stands: showing it now, not when the next sentence
+            # begins, keeps the first sentence as early as the model writes it.
+            sentences.append(self._buffer)
+            self._buffer = ""
         return [s for s in (clean_sentence(c) for c in sentences) if s]
 
     def flush(self) -> str:
