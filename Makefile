@@ -43,7 +43,7 @@ bench: install-dev  ## leadgw, both floors and MLServer side by side; report in 
 	-bash benchmarks/mlserver/setup.sh $(PYTHON)
 	$(BIN)/leadgw bench --targets scoreleads,modelinfer,onnx-floor,transport-floor,mlserver --mode closed,sweep $(BENCH_ARGS)
 
-llm-local:  ## Serve SmolLM2-135M-Instruct on 127.0.0.1:8080 with llama.cpp (own venv .venv-llm; compiles).
+llm-local:  ## Serve SmolLM2-135M (or LLM_LOCAL_MODEL=gemma3-270m) on 127.0.0.1:8080 with llama.cpp (.venv-llm; compiles once).
 	scripts/llm-local.sh
 
 clean:  ## Remove .venv and caches (not the data directory).

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import html
 import json
+import re
 import signal
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,8 +43,11 @@ class Pacing:
 class FakeLLM:
     """Serves until ``stop()``; every stream follows the current ``pacing``."""
 
-    def __init__(self, pacing: Pacing) -> None:
+    def __init__(self, pacing: Pacing, replies: dict[str, str] | None = None) -> None:
         self.pacing = pacing
+        self.replies = replies or {}
+        """Lead id -> the text to write when the prompt's "Lead: <id>" line names it (the
+        summary-quality bench); other prompts get the paced filler words."""
         self.streams = 0
         self._stopped = asyncio.Event()
 
@@ -90,7 +95,7 @@ class FakeLLM:
 
         await event(_chunk({"role": "assistant", "content": ""}))
         await self._pause(pacing.first_delay_s)
-        texts = pacing.texts()
+        texts = self._scripted(body) or _grounded(body, pacing.chunks) or pacing.texts()
         for i, text in enumerate(texts):
             if i:
                 await self._pause(pacing.gap_s)
@@ -103,6 +108,32 @@ class FakeLLM:
         await event("[DONE]")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+    def _scripted(self, body: dict) -> list[str]:
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        for lead_id, reply in self.replies.items():
+            if f"Lead: {lead_id}\n" in prompt:
+                return [word + " " for word in reply.split(" ")]
+        return []
+
+
+def _grounded(body: dict, chunks: int) -> list[str]:
+    """The first sentence of the prompt's note [1], cited, spread over ``chunks`` chunks (padded
+    with whitespace): text the gateway's sentence guard lets through, so that a bench summary is
+    shown, not replaced by the fallback. Empty when the prompt has no note."""
+    prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+    found = _NOTE_ONE.search(prompt)
+    if found is None:
+        return []
+    first = re.split(r"(?<=[.!?])\s", html.unescape(found.group(1)).strip(), maxsplit=1)[0]
+    words = first.rstrip(".!?").split()[:30]
+    if not words:
+        return []
+    texts = [w + " " for w in words[:-1]] + [f"{words[-1]} [1]."]
+    return texts + [" "] * max(0, chunks - len(texts))
+
+
+_NOTE_ONE = re.compile(r'<note n="1"[^>]*>(.*?)</note>', re.S)
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     llm_read_timeout_s: float = Field(20.0, gt=0)
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_max_tokens: int = Field(256, ge=16)
+    """Sent to the endpoint, and enforced by the gateway whatever the endpoint does."""
     pii_masking: Literal["auto", "on", "off"] = "auto"
     """auto: mask personal data only when the LLM endpoint is not on loopback."""
     summary_deadline_s: float = Field(20.0, gt=0)
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     """Concurrent summaries one tenant may run per process; more are refused with
     RESOURCE_EXHAUSTED. A tenant's own ``summaries`` in the keys file wins."""
     summary_cache_entries: int = Field(1024, ge=0)
+    summary_max_chars: int = Field(4000, ge=200, le=100_000)
+    """The most characters of model output read for one summary; the rest is never shown."""
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)

@@ -229,6 +229,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--floor-stall-ms", type=_positive_float, default=200.0, help=f"length of a freeze {d}"
     )
 
+    quality = parser.add_argument_group("summary-quality (the summary guard on the evaluation set)")
+    quality.add_argument(
+        "--quality-llm",
+        action="append",
+        default=[],
+        metavar="NAME=URL/MODEL",
+        help="also measure this OpenAI-compatible endpoint besides the loopback fake, e.g. "
+        "smollm2=http://127.0.0.1:8080/v1/smollm2-135m-instruct; repeatable",
+    )
     genai = parser.add_argument_group("GenAI targets and tracing (embed, search, summary)")
     genai.add_argument(
         "--search-notes",
@@ -348,6 +357,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the bench; one line on stderr and a non-zero code when it cannot."""
     console = Console(stderr=True)
     command = "leadgw bench " + shlex.join(sys.argv[2:] if _via_cli() else sys.argv[1:])
+    if "summary-quality" in args.targets:
+        code = _summary_quality(args)
+        args.targets = [t for t in args.targets if t != "summary-quality"]
+        if code or not args.targets:
+            return code
     try:
         if args.sweep_factor <= 1:
             raise BenchError("--sweep-factor must be greater than 1")
@@ -368,6 +382,30 @@ def run(args: argparse.Namespace) -> int:
     if outcome.message:
         print(f"leadgw bench: error: {outcome.message}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _summary_quality(args: argparse.Namespace) -> int:
+    """The summary guard on the evaluation set, per model: a table on stdout and its JSON and
+    Markdown under --out."""
+    import asyncio
+    import json
+
+    from benchmarks.summary_quality import QualityLLM, markdown, run_quality
+
+    try:
+        llms = [QualityLLM.parse(text) for text in args.quality_llm]
+    except ValueError as exc:
+        print(f"leadgw bench: error: {exc}", file=sys.stderr)
+        return 2
+    rows = asyncio.run(run_quality(llms))
+    out = args.out or Path("bench-results") / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    (out / "summary-quality.md").write_text(table)
+    (out / "summary-quality.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table)
+    print(f"report: {out / 'summary-quality.md'}", file=sys.stderr)
+    return 0
 
 
 def _via_cli() -> bool:

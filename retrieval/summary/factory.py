@@ -9,6 +9,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from retrieval.summary.cache import SummaryCache
+from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.limits import TenantLimiter
 from retrieval.summary.summarizer import Summarizer, SummaryMetrics
 from retrieval.summary.types import LeadScorer
@@ -37,6 +38,8 @@ class SummarySettings(Protocol):
     def summaries_per_tenant(self) -> int: ...
     @property
     def summary_cache_entries(self) -> int: ...
+    @property
+    def summary_max_chars(self) -> int: ...
     @property
     def breaker_failures(self) -> int: ...
     @property
@@ -71,7 +74,7 @@ def summarizer_from_settings(
     tenant_limit: Callable[[str], int | None] | None = None,
     on_tenant_refused: Callable[[str], None] | None = None,
 ) -> Summarizer:
-    """One per process. Close ``summarizer.llm`` (``aclose()``) on shutdown.
+    """One per process. Close it (``aclose()``) on shutdown.
 
     ``tenant_limit``: a tenant's own concurrent-summary limit, None for the settings' default;
     ``on_tenant_refused``: told of each summary refused by that limit."""
@@ -82,6 +85,10 @@ def summarizer_from_settings(
         cache=SummaryCache(settings.summary_cache_entries),
         limiter=TenantLimiter(settings.summaries_per_tenant, tenant_limit, on_tenant_refused),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
+        # The local MiniLM whatever embeddings_url says: the guard's threshold is set for it.
+        guard=SentenceGuard(),
+        max_chars=settings.summary_max_chars,
+        max_tokens=settings.llm_max_tokens,
         tracer=tracer,
         metrics=metrics,
     )

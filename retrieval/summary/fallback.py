@@ -3,10 +3,10 @@ lead's most recent notes, cited with the same numbers the prompt used."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from retrieval.summary.prompt import describe_score
+from retrieval.summary.sanitize import clean_note
 from retrieval.types import NoteRecord
 from runtimes.types import LeadScore
 
@@ -15,15 +15,19 @@ PARTIAL_NOTICE = (
     "\n\n[The AI summary above was interrupted ({reason}). "
     "What follows is the automatic summary from the notes.]\n\n"
 )
+GUARD_NOTICE = (
+    "\n\n[{dropped} of the AI summary's {total} sentences did not match their notes and were "
+    "not shown. What follows is the automatic summary from the notes.]\n\n"
+)
 SNIPPET_CHARS = 160
 
 
 def fallback_summary(
     score: LeadScore, sources: Sequence[NoteRecord], *, recent: int = 3, header: bool = True
 ) -> str:
-    """Plain text; every [n] refers to ``sources[n - 1]``."""
-    lines = [FALLBACK_HEADER] if header else []
-    lines += describe_score(score)
+    """Plain text; every [n] refers to ``sources[n - 1]``. Without ``header`` (after a partial
+    AI summary, whose facts block already showed the score) the score lines are left out too."""
+    lines = [FALLBACK_HEADER, *describe_score(score)] if header else []
     numbered = [(n, note) for n, note in enumerate(sources, start=1) if note.lead_id]
     numbered.sort(key=lambda item: item[1].created_at, reverse=True)
     if numbered:
@@ -36,9 +40,7 @@ def fallback_summary(
 
 
 def _snippet(text: str) -> str:
-    """The note's start, cut at a word; citation-like brackets are neutralised so that a note's
-    own "[7]" cannot pose as a citation."""
-    text = " ".join(text.split())
-    if len(text) > SNIPPET_CHARS:
-        text = text[:SNIPPET_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-    return re.sub(r"\[(\d)", r"(\1", text).replace("]", ")")
+    """The note's start, cut at a word, cleaned as for the prompt (no markup, no text addressed
+    to an assistant); citation-like brackets are neutralised so that a note's own "[7]" cannot
+    pose as a citation."""
+    return clean_note(text, max_chars=SNIPPET_CHARS).text

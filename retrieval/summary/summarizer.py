@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Protocol, cast
 
 from opentelemetry import trace
 
 from retrieval.summary.cache import CachedSummary, CacheKey, SummaryCache, feature_snapshot
 from retrieval.summary.citations import CitationFilter
-from retrieval.summary.fallback import PARTIAL_NOTICE, fallback_summary
+from retrieval.summary.claims import citations_of
+from retrieval.summary.fallback import GUARD_NOTICE, PARTIAL_NOTICE, fallback_summary
+from retrieval.summary.guard import GuardSession, GuardStats, SentenceGuard
 from retrieval.summary.limits import TenantLimiter
 from retrieval.summary.prompt import PROMPT_VERSION, Prompt, build_prompt
 from retrieval.summary.retrieve import retrieve_sources, search_query
+from retrieval.summary.sentences import SentenceStream
 from retrieval.summary.types import (
     Citation,
     LatencyBreakdown,
@@ -29,13 +34,14 @@ from retrieval.summary.types import (
 )
 from retrieval.types import NoteRecord, NotesReader
 from runtimes.errors import DeadlineExceeded, InvalidInput, LeadgwError, NotFound
-from runtimes.llm import LLMClient, LLMFailure, StreamDone, TextDelta, TokenUsage
+from runtimes.llm import ChatEvent, LLMClient, LLMFailure, StreamDone, TextDelta, TokenUsage
 from runtimes.llm.client import estimate_tokens
 from runtimes.types import FeatureValue, LeadInput, LeadScore
 
 log = logging.getLogger(__name__)
 
 FALLBACK = "fallback"
+_ENDS_SENTENCE = re.compile(r"[.!?][\"'”’)]*(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])*\s*$")
 
 
 @dataclass(slots=True)
@@ -46,6 +52,13 @@ class _Generation:
     usage: TokenUsage | None = None
     failure: str = ""
     first_token_ms: float = 0.0
+    first_shown_ms: float = 0.0
+    raw_chars: int = 0
+    capped: str = ""  # "max_chars" or "max_tokens": the model's output was cut at that cap
+    facts: list[str] = field(default_factory=list)
+    guard: GuardStats = field(default_factory=GuardStats)
+    cited: set[int] = field(default_factory=set)
+    """Notes cited by the text shown (not by sentences the guard dropped)."""
 
 
 class SummaryMetrics(Protocol):
@@ -74,6 +87,9 @@ class Summarizer:
         cache: SummaryCache,
         limiter: TenantLimiter,
         mask_pii: bool,
+        guard: SentenceGuard,
+        max_chars: int = 4000,
+        max_tokens: int | None = None,
         tracer: trace.Tracer | None = None,
         fallback_reserve_s: float = 0.3,
         max_reasons: int = 3,
@@ -90,6 +106,9 @@ class Summarizer:
         self._cache = cache
         self._limiter = limiter
         self._mask = mask_pii
+        self._guard = guard
+        self._max_chars = max_chars
+        self._max_tokens = max_tokens
         self._tracer = tracer or trace.get_tracer("leadgw.summary")
         self._reserve = fallback_reserve_s
         self._max_reasons = max_reasons
@@ -106,6 +125,7 @@ class Summarizer:
     async def aclose(self) -> None:
         if self._llm is not None:
             await self._llm.aclose()
+        await self._guard.aclose()
 
     async def summarize(
         self,
@@ -232,28 +252,30 @@ class Summarizer:
                 prompt = build_prompt(lead_id, score, sources, mask=self._mask)
                 span.set_attribute("leadgw.prompt.version", PROMPT_VERSION)
                 span.set_attribute("leadgw.pii.masked", prompt.masked_total)
+                span.set_attribute(
+                    "leadgw.prompt.instructions_removed", prompt.instructions_removed
+                )
         t3 = self._clock()
 
+        generation.facts = prompt.facts
         if not generation.failure and self._llm is not None:
             async for text in self._generate(self._llm, prompt, deadline, citations, generation):
                 emitted.append(text)
                 yield TextChunk(text)
 
+        stats = generation.guard
+        if not generation.failure and generation.llm_text and not stats.enough(self._guard.config):
+            generation.failure = "guard_rejected"
         fallback = bool(generation.failure)
         reason = generation.failure
         if fallback:
-            if generation.llm_text:
+            if stats.shown:
                 reason = f"{generation.failure} after partial output"
             for text in self._fallback(score, sources, citations, generation, reason):
                 emitted.append(text)
                 yield TextChunk(text)
-        else:
-            tail = citations.flush()
-            if tail:
-                emitted.append(tail)
-                yield TextChunk(tail)
 
-        usage = generation.usage or _estimated_usage(prompt, generation, emitted)
+        usage = generation.usage or _estimated_usage(prompt, generation)
         if self._metrics is not None and self._llm is not None:
             if generation.failure:
                 self._metrics.record_llm_error(generation.failure)
@@ -263,9 +285,9 @@ class Summarizer:
         result = SummaryResult(
             citations=[
                 Citation(n, sources[n - 1].note_id, sources[n - 1].created_at)
-                for n in sorted(citations.cited)
+                for n in sorted(generation.cited)
             ],
-            generator=llm_name if generation.llm_text else FALLBACK,
+            generator=llm_name if stats.shown else FALLBACK,
             fallback=fallback,
             fallback_reason=reason,
             prompt_tokens=usage.prompt_tokens,
@@ -278,12 +300,17 @@ class Summarizer:
                 prompt_ms=_ms(t3 - t2),
                 first_token_ms=generation.first_token_ms,
                 total_ms=_ms(self._clock() - started),
+                first_shown_ms=generation.first_shown_ms,
             ),
             removed_citations=citations.removed,
             masked_pii=prompt.masked_total,
             prompt_version=PROMPT_VERSION,
             score=score,
             masked_by_type=prompt.masked,
+            sentences_shown=stats.shown,
+            dropped_by_reason=dict(stats.dropped),
+            capped=generation.capped,
+            note_instructions_removed=prompt.instructions_removed,
         )
         if not fallback:
             self._cache.put(key, CachedSummary(tuple(emitted), result))
@@ -297,8 +324,10 @@ class Summarizer:
         citations: CitationFilter,
         generation: _Generation,
     ) -> AsyncIterator[str]:
-        """Stream the LLM's text through the citation check; record the outcome in
-        ``generation``. Never raises an LLM failure: it becomes ``generation.failure``."""
+        """Stream the LLM's text, cut at the caps, through the citation check and the sentence
+        guard; yield the facts block before the first shown sentence, then each shown sentence.
+        Record the outcome in ``generation``. Never raises an LLM failure: it becomes
+        ``generation.failure``."""
         until = deadline - self._reserve
         span = self._tracer.start_span(
             f"chat {llm.model}",
@@ -311,39 +340,128 @@ class Summarizer:
                 "server.address": llm.endpoint,
             },
         )
-        # Not made current: the span stays open across yields, where context cannot be kept.
+        # Embedding the notes for the guard overlaps the wait for the model's first token.
+        session_task = asyncio.ensure_future(self._guard_session(prompt))
+        sentences = SentenceStream()
+        cap = _OutputCap(self._max_chars, self._max_tokens or llm.config.max_tokens)
         started = self._clock()
+        # Not made current: the span stays open across yields, where context cannot be kept.
         try:
-            async for event in llm.stream_chat(
-                prompt.messages, first_token_by=until, finish_by=until
-            ):
-                if isinstance(event, TextDelta):
-                    if not generation.llm_text:
-                        generation.llm_text = True
-                        generation.first_token_ms = _ms(self._clock() - started)
+            # Closed explicitly: leaving the loop at a cap must end the HTTP stream now, not at GC.
+            stream = cast(
+                AsyncGenerator[ChatEvent, None],
+                llm.stream_chat(prompt.messages, first_token_by=until, finish_by=until),
+            )
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if not generation.llm_text:
+                            generation.llm_text = True
+                            generation.first_token_ms = _ms(self._clock() - started)
+                            span.set_attribute(
+                                "gen_ai.response.time_to_first_chunk",
+                                generation.first_token_ms / 1000,
+                            )
+                            span.add_event("gen_ai.first_token")
+                        text, generation.capped = cap.take(event.text)
+                        generation.raw_chars += len(text)
+                        for sentence in sentences.feed(citations.feed(text)):
+                            shown = await self._show(sentence, session_task, generation, started)
+                            if shown:
+                                yield shown
+                        if generation.capped:
+                            # The endpoint ignored max_tokens, or writes on: stop reading.
+                            span.set_attribute("leadgw.summary.capped", generation.capped)
+                            break
+                    elif isinstance(event, StreamDone):
+                        generation.usage = event.usage
+                        span.set_attribute("gen_ai.usage.input_tokens", event.usage.prompt_tokens)
                         span.set_attribute(
-                            "gen_ai.response.time_to_first_chunk",
-                            generation.first_token_ms / 1000,
+                            "gen_ai.usage.output_tokens", event.usage.completion_tokens
                         )
-                        span.add_event("gen_ai.first_token")
-                    text = citations.feed(event.text)
-                    if text:
-                        yield text
-                elif isinstance(event, StreamDone):
-                    generation.usage = event.usage
-                    span.set_attribute("gen_ai.usage.input_tokens", event.usage.prompt_tokens)
-                    span.set_attribute("gen_ai.usage.output_tokens", event.usage.completion_tokens)
-                    span.set_attribute("gen_ai.response.finish_reasons", [event.finish_reason])
-                    span.set_attribute("leadgw.llm.tokens_estimated", event.usage.estimated)
-                    span.set_attribute("leadgw.llm.attempts", event.attempts)
+                        span.set_attribute("gen_ai.response.finish_reasons", [event.finish_reason])
+                        span.set_attribute("leadgw.llm.tokens_estimated", event.usage.estimated)
+                        span.set_attribute("leadgw.llm.attempts", event.attempts)
+            # A clean end: the last sentence needs no full stop. After a cap, only a whole one.
+            last = await self._last_sentence(
+                sentences,
+                citations,
+                session_task,
+                generation,
+                started,
+                whole=bool(generation.capped),
+            )
+            if last:
+                yield last
         except LLMFailure as failure:
             log.info("LLM failed (%s): %s", failure.reason, failure.detail)
             generation.failure = failure.reason
             span.set_attribute("error.type", failure.reason)
             span.set_status(trace.Status(trace.StatusCode.ERROR, failure.reason))
+            if generation.llm_text and failure.reason != "guard_unavailable":
+                # The stream broke: a sentence it finished before breaking is still checked.
+                last = await self._last_sentence(
+                    sentences, citations, session_task, generation, started, whole=True
+                )
+                if last:
+                    yield last
         finally:
+            if not session_task.done():
+                session_task.cancel()
+            elif not session_task.cancelled() and session_task.exception() is None:
+                generation.guard = session_task.result().stats
+                span.set_attribute("leadgw.guard.shown", generation.guard.shown)
+                span.set_attribute("leadgw.guard.dropped", generation.guard.dropped_total)
             span.set_attribute("leadgw.llm.breaker_state", llm.breaker.state.value)
             span.end()
+
+    async def _last_sentence(
+        self,
+        sentences: SentenceStream,
+        citations: CitationFilter,
+        session_task: asyncio.Future[GuardSession],
+        generation: _Generation,
+        started: float,
+        *,
+        whole: bool,
+    ) -> str:
+        """The text held back at the end of the stream, checked as a sentence. With ``whole``,
+        only if it ends like one: a sentence cut off part way cannot be checked, and is dropped."""
+        rest = (sentences.flush() + " " + citations.flush()).strip()
+        if not rest:
+            return ""
+        if whole and not _ENDS_SENTENCE.search(rest):
+            (await session_task).drop("cut_off")
+            return ""
+        return await self._show(rest, session_task, generation, started)
+
+    async def _guard_session(self, prompt: Prompt) -> GuardSession:
+        try:
+            return await self._guard.session(prompt.sources, prompt.facts)
+        except (OSError, RuntimeError, ValueError) as err:
+            # No sentence can be checked, so none may be shown: the marked fallback, as for any
+            # failure of the model's side.
+            raise LLMFailure("guard_unavailable", repr(err)) from err
+
+    async def _show(
+        self,
+        sentence: str,
+        session_task: asyncio.Future[GuardSession],
+        generation: _Generation,
+        started: float,
+    ) -> str:
+        """The text to send for one model sentence: "" when the guard drops it; the facts block
+        first when it is the first sentence shown."""
+        session = await session_task
+        verdict = await session.check(sentence)
+        if not verdict.shown:
+            log.debug("guard dropped a sentence (%s)", verdict.reason)
+            return ""
+        generation.cited |= citations_of(sentence)
+        if session.stats.shown == 1:
+            generation.first_shown_ms = _ms(self._clock() - started)
+            return "\n".join(generation.facts) + "\n\n" + sentence
+        return " " + sentence
 
     def _fallback(
         self,
@@ -357,26 +475,62 @@ class Summarizer:
         with self._tracer.start_as_current_span("summary.fallback") as span:
             span.add_event("fallback", {"reason": reason})
             span.set_attribute("leadgw.fallback.reason", reason)
-            if generation.llm_text:
+            citations.flush()  # whatever was held back belongs to text the guard did not show
+            citations = CitationFilter(range(1, len(sources) + 1))
+            if generation.guard.shown:
                 # Text already shown cannot be taken back: close it honestly, then the fallback.
-                head = citations.flush().rstrip() + PARTIAL_NOTICE.format(reason=generation.failure)
+                stats = generation.guard
+                if generation.failure == "guard_rejected":
+                    total = stats.shown + stats.dropped_total
+                    head = GUARD_NOTICE.format(dropped=stats.dropped_total, total=total)
+                else:
+                    head = PARTIAL_NOTICE.format(reason=generation.failure)
                 body = fallback_summary(score, sources, recent=self._recent, header=False)
             else:
-                citations.flush()  # at most held-back whitespace; nothing was shown
                 head, body = "", fallback_summary(score, sources, recent=self._recent)
             lines = body.splitlines(keepends=True)
             chunks = [citations.feed(head + lines[0]) if lines else citations.feed(head)]
             chunks += [citations.feed(line) for line in lines[1:]]
             chunks.append(citations.flush())
+            generation.cited |= citations.cited
         return [c for c in chunks if c]
 
 
-def _estimated_usage(prompt: Prompt, generation: _Generation, emitted: list[str]) -> TokenUsage:
-    """Token counts when the endpoint gave none: nothing if no prompt was sent."""
+class _OutputCap:
+    """The gateway's own bound on what a model may write, whatever the endpoint does with
+    ``max_tokens``: characters, and tokens counted as streamed chunks or estimated from
+    characters, whichever is more."""
+
+    def __init__(self, max_chars: int, max_tokens: int) -> None:
+        self._max_chars = max_chars
+        self._max_tokens = max_tokens
+        self._chars = 0
+        self._chunks = 0
+
+    def take(self, text: str) -> tuple[str, str]:
+        """The part of ``text`` within the caps, and the cap reached ("" if none)."""
+        self._chunks += 1
+        room = self._max_chars - self._chars
+        if len(text) > room:
+            self._chars = self._max_chars
+            return text[: max(0, room)], "max_chars"
+        self._chars += len(text)
+        if max(self._chunks, estimate_tokens_of(self._chars)) > self._max_tokens:
+            return text, "max_tokens"
+        return text, ""
+
+
+def estimate_tokens_of(chars: int) -> int:
+    return -(-chars // 4)
+
+
+def _estimated_usage(prompt: Prompt, generation: _Generation) -> TokenUsage:
+    """Token counts when the endpoint gave none (or the stream was cut before it did): nothing
+    if no prompt was sent."""
     if not prompt.messages:
         return TokenUsage(0, 0, estimated=False)
     prompt_tokens = sum(estimate_tokens(m.content) + 4 for m in prompt.messages)
-    completion = estimate_tokens("".join(emitted)) if generation.llm_text else 0
+    completion = estimate_tokens_of(generation.raw_chars) if generation.llm_text else 0
     return TokenUsage(prompt_tokens, completion, estimated=True)
 
 

@@ -38,6 +38,8 @@ class LatencyBreakdown:
     prompt_ms: float = 0.0
     first_token_ms: float = 0.0
     total_ms: float = 0.0
+    first_shown_ms: float = 0.0
+    """From the request to the model until the first sentence the guard let through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,18 @@ class SummaryResult:
     prompt_version: str
     score: LeadScore
     masked_by_type: dict[str, int] = field(default_factory=dict)
+    sentences_shown: int = 0
+    """Model sentences the guard let through."""
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    """Model sentences the guard dropped, by reason (see ``guard`` and ``claims``)."""
+    capped: str = ""
+    """"max_chars" or "max_tokens" when the model's output was cut at that cap; else ""."""
+    note_instructions_removed: int = 0
+    """Sentences addressed to an assistant, taken out of the notes before the prompt."""
+
+    @property
+    def sentences_dropped(self) -> int:
+        return sum(self.dropped_by_reason.values())
 
 
 SummaryEvent = TextChunk | SummaryResult

@@ -102,25 +102,66 @@ async def summarize(
 
 
 async def test_summary_streams_grounded_and_cited(gateway: GatewayProcess, llm: FakeOpenAI) -> None:
-    llm.script(
-        StreamReply(
-            ["The client plans to retire ", "in 2027 [1] and has an ", "inheritance [3]. See [9]."]
-        )
-    )
+    # Notes come newest first: [1] the meeting, [2] the email, [3] the call.
+    good = [
+        "The client plans to retire in 2027 and wants to review pensions [3].",
+        "A meeting is booked for next Tuesday to discuss an inheritance from a parent [1].",
+    ]
+    bad = [
+        "The client's fee is a flat rate of $4.98 per month [2].",  # invented number
+        "Conversion score: 85% (hot) [1].",  # restates a score the gateway did not give
+        "See [9].",  # no valid citation left
+    ]
+    reply = " ".join([good[0], bad[0], good[1], bad[1], bad[2]])
+    llm.script(StreamReply([reply[i : i + 11] for i in range(0, len(reply), 11)]))
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
         indexed = await index_lead(stub, ACME, "lead-a")
         assert indexed.added == 3 and indexed.leads_upserted == 1
         text, final = await summarize(stub, ACME, "lead-a")
-    assert "retire" in text and "[9]" not in text  # [9] was never given: removed
+    facts, model_text = text.split("\n\n", 1)
+    assert facts.startswith("Conversion score: ")  # rendered by the gateway, not the model
+    assert model_text == " ".join(good)
     assert final.generator == "fake-model" and not final.fallback
-    assert final.removed_citations == 1
+    assert final.sentences_shown == 2 and final.sentences_dropped == 3
+    assert dict(final.dropped_by_reason) == {"unsupported_number": 2, "no_citation": 1}
+    assert final.removed_citations == 1 and final.capped == ""
     cited = {c.note_id for c in final.citations}
-    assert cited and cited <= {"lead-a-n0", "lead-a-n1", "lead-a-n2"}
+    assert cited == {"lead-a-n0", "lead-a-n2"}
     assert final.score.lead_id == "lead-a" and 0 < final.score.probability < 1
     assert final.completion_tokens > 0 and final.latency.total_ms > 0
+    assert final.latency.first_shown_ms > 0
     prompt = llm.chat_requests[-1].prompt_text
     assert "retire in 2027" in prompt  # grounded in the lead's own notes
+
+
+async def test_a_flooding_llm_is_capped_by_the_gateway(tmp_path: Path) -> None:
+    fake = await FakeOpenAI().start()
+    # An endpoint that ignores max_tokens: 2,000,000 characters.
+    fake.default = StreamReply(["The client plans to retire in 2027 [3]. " + "x" * 9960] * 200)
+    process = await asyncio.to_thread(
+        start_gateway_process,
+        tmp_path,
+        "--keys-file",
+        str(_keys_file(tmp_path)),
+        env={
+            "LEADGW_LLM_BASE_URL": fake.base_url,
+            "LEADGW_LLM_MODEL": "fake-model",
+            "LEADGW_SUMMARY_MAX_CHARS": "2000",
+            "LEADGW_LLM_MAX_TOKENS": "100000",
+        },
+    )
+    try:
+        async with grpc.aio.insecure_channel(process.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            await index_lead(stub, ACME, "lead-c")
+            text, final = await summarize(stub, ACME, "lead-c", timeout=30)
+    finally:
+        await asyncio.to_thread(process.stop)
+        await fake.aclose()
+    assert final.capped == "max_chars"
+    assert len(text) < 2000 + 2000  # the cap, plus the gateway's own facts and fallback
+    assert "xxxxxxxxxx" not in text
 
 
 async def test_llm_failure_gives_marked_fallback(gateway: GatewayProcess, llm: FakeOpenAI) -> None:
@@ -203,7 +244,9 @@ async def test_scoring_unaffected_while_summaries_stream(
     gateway: GatewayProcess, llm: FakeOpenAI
 ) -> None:
     gate = asyncio.Event()
-    llm.default = StreamReply(["Held open."], gate=gate)
+    llm.default = StreamReply(
+        ["A meeting is booked for next Tuesday to discuss an inheritance [1]."], gate=gate
+    )
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
         await index_lead(stub, ACME, "lead-s")

@@ -7,18 +7,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from summary_helpers import seed
+from summary_helpers import MEETING, seed
 
+from retrieval.embedder import OnnxEmbedder
 from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
+from retrieval.summary.guard import SentenceGuard
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig
 from tests.fakes.notes import InMemoryNotes
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, StreamReply
 from tests.fakes.scorer import FixedScorer
 
 
 @pytest.fixture
 async def llm_server() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
+    # By default the fake writes a sentence the guard lets through (it restates note [1]).
+    server = await FakeOpenAI(default=StreamReply([MEETING])).start()
     yield server
     await server.aclose()
 
@@ -40,7 +43,7 @@ MakeSummarizer = Callable[..., Summarizer]
 
 @pytest.fixture
 async def make_summarizer(
-    llm_server: FakeOpenAI, notes: InMemoryNotes, scorer: FixedScorer
+    llm_server: FakeOpenAI, notes: InMemoryNotes, scorer: FixedScorer, embedder: OnnxEmbedder
 ) -> AsyncIterator[MakeSummarizer]:
     made: list[Summarizer] = []
 
@@ -77,6 +80,7 @@ async def make_summarizer(
             cache=SummaryCache(cache_entries),
             limiter=TenantLimiter(per_tenant),
             mask_pii=mask_pii,
+            guard=kwargs.pop("guard", None) or SentenceGuard(embedder=embedder),
             **kwargs,
         )
         made.append(summarizer)

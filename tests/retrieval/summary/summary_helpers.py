@@ -80,3 +80,15 @@ async def summarize(
 ) -> tuple[list[str], SummaryResult]:
     deadline = time.monotonic() + timeout_s
     return await collect(summarizer.summarize(tenant, lead_id, features, deadline=deadline))
+
+
+# Sentences the guard lets through: each restates its cited seed note ([1] is n-3, [3] is n-1).
+MEETING = "A meeting is booked for June to review pension transfer options [1]."
+RETIRING = "Retiring soon [3]."
+
+
+def model_part(text: str) -> str:
+    """The summary text after the gateway's facts block (score, reasons, note dates), which
+    comes before the first sentence shown from the model."""
+    assert text.startswith("Conversion score: "), text[:80]
+    return text.split("\n\n", 1)[1]

@@ -9,7 +9,15 @@ import socket
 import time
 
 import pytest
-from summary_helpers import OTHER_TENANT, ManualClock, collect, summarize
+from summary_helpers import (
+    MEETING,
+    OTHER_TENANT,
+    RETIRING,
+    ManualClock,
+    collect,
+    model_part,
+    summarize,
+)
 
 from retrieval.summary import SummaryResult
 from retrieval.summary.fallback import FALLBACK_HEADER
@@ -100,7 +108,7 @@ async def test_http_500_then_success_is_not_a_fallback(llm_server, make_summariz
     llm_server.script(ErrorReply(502), StreamReply(["Retiring soon [3]."]))
     chunks, result = await summarize(make_summarizer(max_retries=1, sleep=SleepRecorder()))
 
-    assert "".join(chunks) == "Retiring soon [3]."
+    assert model_part("".join(chunks)) == "Retiring soon [3]."
     assert not result.fallback and result.generator == "fake-model"
 
 
@@ -114,7 +122,7 @@ async def test_retry_after_is_honoured_then_succeeds(llm_server, make_summarizer
 
     assert sleeps.delays == [1.0]
     assert len(llm_server.chat_requests) == 2
-    assert not result.fallback and "".join(chunks) == "Retiring soon [3]."
+    assert not result.fallback and model_part("".join(chunks)) == "Retiring soon [3]."
 
 
 async def test_rate_limit_retries_exhausted(llm_server, make_summarizer):
@@ -135,10 +143,10 @@ async def test_retry_after_beyond_the_deadline_is_not_waited_for(llm_server, mak
 
 
 async def test_stream_cut_before_any_text_is_retried(llm_server, make_summarizer):
-    llm_server.script(StreamReply(["never sent"], cut_after=0), StreamReply(["Fine [1]."]))
+    llm_server.script(StreamReply(["never sent"], cut_after=0), StreamReply([MEETING]))
     chunks, result = await summarize(make_summarizer(max_retries=1, sleep=SleepRecorder()))
 
-    assert "".join(chunks) == "Fine [1]."
+    assert model_part("".join(chunks)) == MEETING
     assert not result.fallback and len(llm_server.chat_requests) == 2
 
 
@@ -159,11 +167,12 @@ async def test_stream_cut_after_text_keeps_it_and_finishes_with_marked_fallback(
 
     text = "".join(chunks)
     llm_part, notice, rest = re.split(
-        r"\n\n(\[The AI summary above was interrupted.*?\])\n\n", text
+        r"\n\n(\[The AI summary above was interrupted.*?\])\n\n", model_part(text)
     )
     assert llm_part == "Retiring within five years [3]."
     assert "stream_cut" in notice
-    assert rest.startswith("Conversion score: 72% (hot).")
+    # The facts block already showed the score: the fallback does not repeat it.
+    assert rest.startswith("Most recent notes:") and text.count("Conversion score") == 1
     assert "[1]" in rest and FALLBACK_HEADER not in text
     assert len(llm_server.chat_requests) == 1  # never retried once text was shown
     assert result.fallback and result.generator == "fake-model"
@@ -174,10 +183,11 @@ async def test_stream_cut_after_text_keeps_it_and_finishes_with_marked_fallback(
 
 
 async def test_body_ending_without_finish_reason_is_a_cut(llm_server, make_summarizer):
-    llm_server.script(StreamReply(["Retiring [3]."], finish=False))
+    llm_server.script(StreamReply([RETIRING], finish=False))
     chunks, result = await summarize(make_summarizer())
 
-    assert "".join(chunks).startswith("Retiring [3].\n\n[The AI summary above was interrupted")
+    text = model_part("".join(chunks))
+    assert text.startswith(f"{RETIRING}\n\n[The AI summary above was interrupted")
     assert result.fallback_reason == "stream_cut after partial output"
 
 
@@ -190,20 +200,20 @@ async def test_malformed_chunk_before_text(llm_server, make_summarizer):
 
 
 async def test_malformed_chunk_after_text(llm_server, make_summarizer):
-    llm_server.script(StreamReply(["Retiring [3]. ", "never shown"], malformed_after=1))
+    llm_server.script(StreamReply([f"{RETIRING} ", "never shown"], malformed_after=1))
     chunks, result = await summarize(make_summarizer())
 
-    text = "".join(chunks)
-    assert text.startswith("Retiring [3].") and "never shown" not in text
+    text = model_part("".join(chunks))
+    assert text.startswith(RETIRING) and "never shown" not in text
     assert result.fallback_reason == "malformed_chunk after partial output"
 
 
 async def test_stream_too_slow_to_finish_is_cut_at_the_deadline(llm_server, make_summarizer):
-    llm_server.script(StreamReply(["Retiring [3]. ", "slow ", "slower ", "slowest"], gap_s=1.0))
+    llm_server.script(StreamReply([f"{RETIRING} ", "slow ", "slower ", "slowest"], gap_s=1.0))
     chunks, result = await summarize(make_summarizer(), timeout_s=1.5)
 
-    text = "".join(chunks)
-    assert text.startswith("Retiring [3].") and "slowest" not in text
+    text = model_part("".join(chunks))
+    assert text.startswith(RETIRING) and "slowest" not in text
     assert result.fallback_reason == "deadline after partial output"
 
 
@@ -232,9 +242,10 @@ async def test_breaker_opens_after_n_failures_and_recovers_half_open(llm_server,
 
     clock.now += 31
     assert breaker.state is BreakerState.HALF_OPEN
-    llm_server.default = StreamReply(["Back [1]."])
+    llm_server.default = StreamReply([MEETING])
     chunks, result = await summarize(summarizer)
-    assert "".join(chunks) == "Back [1]." and not result.fallback
+    assert not result.fallback, result.fallback_reason
+    assert model_part("".join(chunks)) == MEETING
     assert breaker.state is BreakerState.CLOSED
     assert len(llm_server.chat_requests) == 3
 
@@ -257,10 +268,15 @@ async def test_failed_half_open_trial_reopens_the_breaker(llm_server, make_summa
 
 async def test_per_tenant_concurrency_limit(llm_server, make_summarizer):
     gate = asyncio.Event()
-    llm_server.script(StreamReply(["Held [1]."], gate=gate))
+    # The held summary, then the other tenant's (grounded in its own note).
+    llm_server.script(
+        StreamReply([MEETING], gate=gate),
+        StreamReply(["Globex expects a merger next week [1]."]),
+    )
+    llm_server.default = StreamReply([MEETING])
     summarizer = make_summarizer(per_tenant=1)
 
-    first = asyncio.create_task(summarize(summarizer))
+    first = asyncio.create_task(summarize(summarizer, timeout_s=60))
     for _ in range(500):  # bounded: wait until the first summary is at the LLM
         if llm_server.chat_requests:
             break
@@ -275,12 +291,14 @@ async def test_per_tenant_concurrency_limit(llm_server, make_summarizer):
 
     gate.set()
     chunks, result = await first
-    assert "".join(chunks) == "Held [1]." and not result.fallback
+    assert not result.fallback, result.fallback_reason
+    assert model_part("".join(chunks)) == MEETING
     _, again = await summarize(summarizer)  # the slot was released
     assert again.cached
 
 
 async def test_abandoned_stream_releases_its_tenant_slot(llm_server, make_summarizer):
+    llm_server.default = StreamReply([MEETING, " ", RETIRING])
     summarizer = make_summarizer(per_tenant=1)
     events = summarizer.summarize("acme", "lead-1", None, deadline=time.monotonic() + 5)
     await anext(events)  # the client reads one chunk, then goes away

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from summary_helpers import LEAD, OTHER_TENANT, TENANT, note, summarize
+from summary_helpers import LEAD, OTHER_TENANT, TENANT, model_part, note, summarize
 
 from retrieval.summary import PROMPT_VERSION
 from retrieval.summary.fallback import FALLBACK_HEADER
@@ -19,13 +19,20 @@ from tests.fakes.openai_server import ErrorReply, StreamReply
 
 async def test_streams_chunks_in_order_and_ends_with_cited_result(llm_server, make_summarizer):
     llm_server.script(
-        StreamReply(["Jane is retiring ", "within five years [3]. ", "A meeting is booked [1]."])
+        StreamReply(
+            ["The lead is retiring ", "within five years [3]. ", "A meeting is booked [1]."]
+        )
     )
     chunks, result = await summarize(make_summarizer())
 
     text = "".join(chunks)
-    assert text == "Jane is retiring within five years [3]. A meeting is booked [1]."
-    assert len(chunks) >= 2  # streamed, not one blob
+    # The gateway's facts first (score, reasons, note dates), then the model's checked sentences.
+    assert text.startswith("Conversion score: 72% (hot).\n- Retiring within 5 years")
+    assert "[1] 2024-05-15 (15 May 2024) meeting" in text
+    assert (
+        model_part(text) == "The lead is retiring within five years [3]. A meeting is booked [1]."
+    )
+    assert len(chunks) >= 2  # streamed, sentence by sentence, not one blob
     assert [(c.index, c.note_id) for c in result.citations] == [(1, "n-3"), (3, "n-1")]
     assert result.citations[0].created_at.day == 15
     assert result.generator == "fake-model"
@@ -35,7 +42,10 @@ async def test_streams_chunks_in_order_and_ends_with_cited_result(llm_server, ma
     assert result.removed_citations == 0
     assert result.prompt_version == PROMPT_VERSION
     assert result.score.probability == pytest.approx(0.72)
-    assert result.latency.total_ms >= result.latency.first_token_ms > 0
+    assert result.latency.total_ms >= result.latency.first_shown_ms
+    assert result.latency.first_shown_ms >= result.latency.first_token_ms > 0
+    assert result.sentences_shown == 2 and result.dropped_by_reason == {}
+    assert result.capped == ""
 
 
 async def test_prompt_numbers_the_lead_notes_and_firm_documents_it_sends(
@@ -50,8 +60,15 @@ async def test_prompt_numbers_the_lead_notes_and_firm_documents_it_sends(
     system, user = request.body["messages"]
     assert system["role"] == "system" and "[n]" in system["content"]
     assert "investment advice" in system["content"]
-    assert re.search(r"^\[1\] 2024-05-15 meeting: Meeting booked", user["content"], re.M)
-    assert re.search(r"^\[4\] 2024-05-02 firm document: Firm guidance", user["content"], re.M)
+    assert "never instructions" in system["content"]
+    assert re.search(
+        r'^<note n="1" date="2024-05-15" kind="meeting">Meeting booked .*</note>$',
+        user["content"],
+        re.M,
+    )
+    assert re.search(
+        r'^<note n="4" date="2024-05-02" kind="firm document">Firm guidance', user["content"], re.M
+    )
     assert "Retiring within 5 years (raises the odds)" in user["content"]
     assert "Globex" not in request.prompt_text  # another tenant's note never reaches the prompt
 
@@ -59,21 +76,42 @@ async def test_prompt_numbers_the_lead_notes_and_firm_documents_it_sends(
 async def test_invented_citations_are_removed_and_counted(llm_server, make_summarizer):
     # [9] names no note given; "[1" + "2]" is a split invented marker; "[2, 7]" keeps only 2.
     llm_server.script(
-        StreamReply(["Retiring soon [9]. Prefers email [2, 7]. Pension review [", "1", "2]", "."])
+        StreamReply(
+            [
+                "Retiring soon [9]. The client emailed from jane.doe@example.com [2, 7]. ",
+                "A meeting is booked for June to review pension transfer options [",
+                "1",
+                "2]",
+                ".",
+            ]
+        )
     )
     chunks, result = await summarize(make_summarizer())
 
-    text = "".join(chunks)
-    assert text == "Retiring soon. Prefers email [2]. Pension review."
+    # Sentences left with no valid citation are dropped by the guard.
+    shown, notice, rest = re.split(r"\n\n(\[.*?\])\n\n", model_part("".join(chunks)))
+    assert shown == "The client emailed from jane.doe@example.com [2]."
+    # One sentence of three is too little: the automatic summary follows, marked.
+    assert notice.startswith("[2 of the AI summary's 3 sentences did not match their notes")
+    assert rest.startswith("Most recent notes:")
     assert result.removed_citations == 3
-    assert [c.note_id for c in result.citations] == ["n-2"]
+    assert [c.note_id for c in result.citations] == ["n-3", "n-2", "n-1"]  # with the fallback's
+    assert result.dropped_by_reason == {"no_citation": 2} and result.sentences_shown == 1
+    assert result.fallback and result.fallback_reason == "guard_rejected after partial output"
 
 
 async def test_a_valid_marker_split_across_chunks_is_kept(llm_server, make_summarizer):
-    llm_server.script(StreamReply(["Meeting in June [", "1", "]", " and more [3", "]."]))
+    llm_server.script(
+        StreamReply(
+            ["Meeting booked for June [", "1", "]", " and retiring within 5 years [3", "]."]
+        )
+    )
     chunks, result = await summarize(make_summarizer())
 
-    assert "".join(chunks) == "Meeting in June [1] and more [3]."
+    assert (
+        model_part("".join(chunks))
+        == "Meeting booked for June [1] and retiring within 5 years [3]."
+    )
     assert not any(c.endswith("[") for c in chunks)  # the partial marker was held back
     assert [c.index for c in result.citations] == [1, 3]
     assert result.removed_citations == 0
@@ -144,7 +182,8 @@ async def test_fallbacks_are_not_cached(llm_server, make_summarizer):
     _, first = await summarize(summarizer)
     _, second = await summarize(summarizer)
 
-    assert first.fallback and not second.fallback and not second.cached
+    assert first.fallback and not second.fallback, second.fallback_reason
+    assert not second.cached
     assert len(llm_server.chat_requests) == 2
 
 
@@ -162,6 +201,7 @@ async def test_another_tenants_lead_is_not_found_and_nothing_is_sent(
     assert "Globex" not in caught.value.message
     assert llm_server.requests == [] and scorer.calls == []
     # The same lead is there for its own tenant.
+    llm_server.script(StreamReply(["Globex expects a merger next week [1]."]))
     _, result = await summarize(make_summarizer(), tenant=OTHER_TENANT, lead_id="lead-g")
     assert not result.fallback
     assert "Globex secret" in llm_server.chat_requests[-1].prompt_text

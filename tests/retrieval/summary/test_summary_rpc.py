@@ -20,7 +20,9 @@ async def rpc(summarizer, request: pb.SummarizeLeadRequest) -> list[pb.Summarize
 
 
 async def test_text_messages_then_one_final(llm_server, make_summarizer, scorer):
-    llm_server.script(StreamReply(["Retiring soon [3]", ". Meeting in June [1]."]))
+    llm_server.script(
+        StreamReply(["Retiring soon [3]", ". Meeting booked for June [1].", " Buys crypto [2]."])
+    )
     request = pb.SummarizeLeadRequest(lead_id=LEAD, model_name="lead_scorer", model_version="2")
     request.features["age"].number = 58
     request.features["segment"].category = "hnw"
@@ -31,16 +33,22 @@ async def test_text_messages_then_one_final(llm_server, make_summarizer, scorer)
 
     *texts, last = messages
     assert all(m.WhichOneof("event") == "text" for m in texts)
-    assert "".join(m.text for m in texts) == "Retiring soon [3]. Meeting in June [1]."
+    text = "".join(m.text for m in texts)
+    assert text.startswith("Conversion score: 72% (hot).")
+    assert text.endswith("\n\nRetiring soon [3]. Meeting booked for June [1].")
     assert last.WhichOneof("event") == "final"
     final = last.final
+    # [2] was cited only by the dropped sentence: it is not among the citations shown.
     assert [(c.index, c.note_id) for c in final.citations] == [(1, "n-3"), (3, "n-1")]
     assert final.citations[0].created_at.ToDatetime(tzinfo=UTC) == datetime(
         2024, 5, 15, 9, 30, tzinfo=UTC
     )
     assert final.generator == "fake-model" and not final.fallback
     assert (final.prompt_tokens, final.completion_tokens) == (42, 17)
-    assert final.prompt_version == "lead-summary/v1"
+    assert final.prompt_version == "lead-summary/v2"
+    assert final.sentences_shown == 2 and final.sentences_dropped == 1
+    assert dict(final.dropped_by_reason) == {"unsupported_term": 1}
+    assert final.capped == "" and final.latency.first_shown_ms > 0
     assert final.latency.total_ms > 0
     assert final.score.band == pb.SCORE_BAND_HOT
     assert final.score.model_version == "2"

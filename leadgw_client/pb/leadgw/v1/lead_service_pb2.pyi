@@ -316,21 +316,30 @@ class Citation(_message.Message):
     def __init__(self, index: _Optional[int] = ..., note_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class LatencyBreakdown(_message.Message):
-    __slots__ = ("score_ms", "retrieve_ms", "first_token_ms", "total_ms", "prompt_ms")
+    __slots__ = ("score_ms", "retrieve_ms", "first_token_ms", "total_ms", "prompt_ms", "first_shown_ms")
     SCORE_MS_FIELD_NUMBER: _ClassVar[int]
     RETRIEVE_MS_FIELD_NUMBER: _ClassVar[int]
     FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SHOWN_MS_FIELD_NUMBER: _ClassVar[int]
     score_ms: float
     retrieve_ms: float
     first_token_ms: float
     total_ms: float
     prompt_ms: float
-    def __init__(self, score_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., prompt_ms: _Optional[float] = ...) -> None: ...
+    first_shown_ms: float
+    def __init__(self, score_ms: _Optional[float] = ..., retrieve_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., prompt_ms: _Optional[float] = ..., first_shown_ms: _Optional[float] = ...) -> None: ...
 
 class SummaryFinal(_message.Message):
-    __slots__ = ("citations", "generator", "fallback", "fallback_reason", "prompt_tokens", "completion_tokens", "cached", "latency", "removed_citations", "masked_pii", "prompt_version", "score")
+    __slots__ = ("citations", "generator", "fallback", "fallback_reason", "prompt_tokens", "completion_tokens", "cached", "latency", "removed_citations", "masked_pii", "prompt_version", "score", "sentences_shown", "sentences_dropped", "dropped_by_reason", "capped", "note_instructions_removed")
+    class DroppedByReasonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +352,11 @@ class SummaryFinal(_message.Message):
     MASKED_PII_FIELD_NUMBER: _ClassVar[int]
     PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_SHOWN_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    CAPPED_FIELD_NUMBER: _ClassVar[int]
+    NOTE_INSTRUCTIONS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     generator: str
     fallback: bool
@@ -355,7 +369,12 @@ class SummaryFinal(_message.Message):
     masked_pii: int
     prompt_version: str
     score: LeadScore
-    def __init__(self, citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., generator: _Optional[str] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached: _Optional[bool] = ..., latency: _Optional[_Union[LatencyBreakdown, _Mapping]] = ..., removed_citations: _Optional[int] = ..., masked_pii: _Optional[int] = ..., prompt_version: _Optional[str] = ..., score: _Optional[_Union[LeadScore, _Mapping]] = ...) -> None: ...
+    sentences_shown: int
+    sentences_dropped: int
+    dropped_by_reason: _containers.ScalarMap[str, int]
+    capped: str
+    note_instructions_removed: int
+    def __init__(self, citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., generator: _Optional[str] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached: _Optional[bool] = ..., latency: _Optional[_Union[LatencyBreakdown, _Mapping]] = ..., removed_citations: _Optional[int] = ..., masked_pii: _Optional[int] = ..., prompt_version: _Optional[str] = ..., score: _Optional[_Union[LeadScore, _Mapping]] = ..., sentences_shown: _Optional[int] = ..., sentences_dropped: _Optional[int] = ..., dropped_by_reason: _Optional[_Mapping[str, int]] = ..., capped: _Optional[str] = ..., note_instructions_removed: _Optional[int] = ...) -> None: ...
 
 class SummarizeLeadResponse(_message.Message):
     __slots__ = ("text", "final")
