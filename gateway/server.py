@@ -320,9 +320,10 @@ async def start(
             gate.wrap,
             authentication(keys, AuditLog(metrics, allowed_too=settings.audit_log == "all")),
             server_handler_wrapper(metrics=metrics),
-            rate_limiting(_rate_limiter(settings, keys, role), metrics),
             error_mapping,
             request_decoding,
+            # Inside decoding: it counts the leads of the decoded request.
+            rate_limiting(_rate_limiter(settings, keys, role), metrics),
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
