@@ -75,3 +75,30 @@ def test_a_hung_store_turns_notes_not_serving_and_scoring_keeps_serving(gateway_
         finally:
             os.kill(host.pid, signal.SIGCONT)
         wait_for(channel, NOTES_HEALTH_NAME, SERVING)
+
+
+async def test_stop_returns_even_when_a_check_swallows_its_cancellation() -> None:
+    """A stop during a store call that eats the cancellation must not hang the shutdown."""
+    import asyncio
+
+    from grpc_health.v1 import health
+
+    from gateway.notes_health import NotesHealthProbe
+
+    calls = 0
+
+    async def stubborn_check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # swallowed: the task goes on to its next turn
+
+    probe = NotesHealthProbe(stubborn_check, health.aio.HealthServicer(), interval_s=0.01)
+    await probe.start()
+    while calls < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(probe.stop(), timeout=10)
