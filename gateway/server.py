@@ -35,6 +35,7 @@ from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
+from runtimes.tracing import TraceDetail
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +153,20 @@ def _record_batch(
         metrics.record_queue_wait(model, version, wait)
 
 
-def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
+def _trace_detail(settings: Settings) -> TraceDetail:
+    return TraceDetail(full=settings.trace_detail == "full", slow_s=settings.trace_slow_ms / 1e3)
+
+
+def _batcher_for(
+    metrics: Metrics, trace_detail: TraceDetail, served: ServedModel
+) -> DynamicBatcher:
     """Each model version batches its own concurrent requests on its own execution thread."""
     batcher = DynamicBatcher.from_config(
         served.session.run,
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
+        trace_detail=trace_detail,
     )
     metrics.observe_queue_depth(served.name, lambda: batcher.queue_depth_rows, served.version)
     return batcher
@@ -178,13 +186,15 @@ async def start(
     keys = _key_store(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(settings.model_repository)
-    await repository.load(make_batcher=partial(_batcher_for, metrics))
+    trace_detail = _trace_detail(settings)
+    await repository.load(make_batcher=partial(_batcher_for, metrics, trace_detail))
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
     scorer = LeadScorer(
         repository,
         default_model=settings.default_model,
         max_leads=settings.max_leads_per_request,
+        trace_detail=trace_detail,
     )
     closers: list[Any] = []
     notes = await _open_notes(settings, role)

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     # ---- observability ----
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
+    trace_detail: Literal["lean", "full"] = "lean"
+    """Spans of a sampled request. lean: its server span, plus a child only when it queued
+    (``queue wait``), was batched with other requests (the batch span) or a stage was slow.
+    full: every stage's span (``encode features``, the batch) on every request."""
+    trace_slow_ms: float = Field(5.0, ge=0)
+    """lean: a stage (encoding, the model's batch run) taking at least this long gets its span."""
 
     @classmethod
     def settings_customise_sources(
