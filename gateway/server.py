@@ -212,6 +212,7 @@ async def start(
         ("grpc.max_send_message_length", settings.max_message_bytes),
         # Alone, a second server on the same port must fail, not silently share it.
         ("grpc.so_reuseport", 0 if role is None else 1),
+        *_connection_age_options(settings),
     ]
     server = grpc.aio.server(options=options)
     # Auth, tracing and error mapping wrap each method's handler once, here, rather than run as
@@ -244,6 +245,16 @@ async def start(
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, server, port, repository, health_servicer, closers, notes)
+
+
+def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC's max connection age: clients reconnect, and re-balance, as connections age out."""
+    if settings.max_connection_age_s is None:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(settings.max_connection_age_grace_s * 1000)),
+    ]
 
 
 def ready_line(gateway: Gateway) -> str:

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     drain_s: float = Field(1.0, ge=0)
     """On SIGTERM/SIGINT: how long to keep serving with health NOT_SERVING before refusing new RPCs,
     so that load balancers move away and requests already on the wire are still taken in."""
+    max_connection_age_s: float | None = Field(None, gt=0)
+    """Close each client connection (GOAWAY) after about this long, so that clients re-resolve
+    and spread over new replicas after a scale-up. None: connections live as long as clients
+    keep them."""
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
+    """After max_connection_age_s, how long calls on the old connection may still finish."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest request or response message; larger ones are refused by size."""
     log_level: str = "INFO"

@@ -1,9 +1,10 @@
 """``leadgw serve --workers N``: N gateway processes on one port through SO_REUSEPORT.
 
 Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
-connections across them. The parent supervises: it prints one ready line when every worker is
-serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
-Without a Qdrant server it also hosts the one embedded store every worker shares
+connections across them, and connections age out after a few seconds so that the spread is
+re-drawn (``WORKER_CONNECTION_AGE_S``). The parent supervises: it prints one ready line when
+every worker is serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only
+if all did. Without a Qdrant server it also hosts the one embedded store every worker shares
 (:mod:`retrieval.shared_store`), started before the workers and stopped after them.
 """
 
@@ -52,11 +53,24 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
     sys.exit(code)
 
 
+WORKER_CONNECTION_AGE_S = 5.0
+"""Connection age in every worker when ``max_connection_age_s`` is not set. The kernel places
+each connection on a worker by a hash: a client with few connections can have them all on one
+worker while another idles, for as long as the connections live. Ending connections after a few
+seconds (gRPC clients reconnect at once, calls in flight finish) re-draws the placement, so no
+client is stuck on one worker; docs/perf explains the choice and what it cannot do (calls on one
+connection always share one worker)."""
+
+
 def _for_worker(settings: Settings, index: int) -> Settings:
-    """Each worker's own Prometheus port: metrics_port + index (0 stays 0: each picks one)."""
-    if not settings.metrics_port:
-        return settings
-    return settings.model_copy(update={"metrics_port": settings.metrics_port + index})
+    """Each worker's own Prometheus port: metrics_port + index (0 stays 0: each picks one), and
+    ``WORKER_CONNECTION_AGE_S`` unless a connection age is set."""
+    update: dict[str, object] = {}
+    if settings.metrics_port:
+        update["metrics_port"] = settings.metrics_port + index
+    if settings.max_connection_age_s is None:
+        update["max_connection_age_s"] = WORKER_CONNECTION_AGE_S
+    return settings.model_copy(update=update) if update else settings
 
 
 def _start_store(settings: Settings) -> tuple[StoreHost | None, str | None]:

@@ -1,0 +1,20 @@
+"""What each process of ``serve --workers N`` is configured with, beyond the shared settings."""
+
+from __future__ import annotations
+
+from gateway.settings import Settings
+from gateway.workers import WORKER_CONNECTION_AGE_S, _for_worker
+
+
+def test_workers_age_connections_out_unless_told_otherwise() -> None:
+    worker = _for_worker(Settings(workers=2), 1)
+    assert worker.max_connection_age_s == WORKER_CONNECTION_AGE_S
+    assert Settings(workers=2).max_connection_age_s is None  # a single process keeps them
+    chosen = _for_worker(Settings(workers=2, max_connection_age_s=300), 0)
+    assert chosen.max_connection_age_s == 300
+
+
+def test_each_worker_has_its_own_metrics_port() -> None:
+    settings = Settings(workers=3, metrics_port=9464)
+    assert [_for_worker(settings, i).metrics_port for i in range(3)] == [9464, 9465, 9466]
+    assert _for_worker(Settings(workers=2, metrics_port=0), 1).metrics_port == 0
