@@ -22,6 +22,7 @@ from gateway.interceptors import authentication, chain, error_mapping, wrapped_r
 from gateway.lead_servicer import LeadServicer
 from gateway.oip_servicer import InferenceServicer
 from gateway.settings import Settings, is_loopback
+from gateway.stall_probe import StallProbe
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
 from leadgw_client.pb.inference import grpc_service_pb2, grpc_service_pb2_grpc
@@ -285,6 +286,10 @@ async def serve(
     # process: moving it out of the collector's reach keeps full collections from walking it,
     # which showed as 100+ ms stalls in the latency tail.
     gc.freeze()
+    probe = None
+    if settings.stall_probe != "off":
+        probe = StallProbe(slow_callbacks=settings.stall_probe == "debug")
+        probe.start()
     if telemetry.metrics_port is not None:
         log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", telemetry.metrics_port)
     stop = asyncio.Event()
@@ -303,6 +308,8 @@ async def serve(
             settings.grace_period_s,
         )
     finally:
+        if probe is not None:
+            await probe.stop()
         await gateway.stop()
         # Flushes the last spans and closes the metrics endpoint; it blocks, so not on the loop.
         await asyncio.to_thread(telemetry.shutdown)

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     """Spans of a sampled request. lean: its server span, plus a child only when it queued
     (``queue wait``), was batched with other requests (the batch span) or a stage was slow.
     full: every stage's span (``encode features``, the batch) on every request."""
+    stall_probe: Literal["off", "on", "debug"] = "off"
+    """Measure event-loop lag and GC pauses in each process and log them at stop
+    (gateway/stall_probe.py); debug also logs every callback that held the loop over 5 ms."""
     trace_slow_ms: float = Field(5.0, ge=0)
     """lean: a stage (encoding, the model's batch run) taking at least this long gets its span."""
 
