@@ -19,6 +19,9 @@ async def test_a_blocked_loop_and_a_collection_are_recorded() -> None:
     summary = await probe.stop()
     assert summary["loop_lag"]["max_ms"] >= 25
     assert summary["loop_lag"]["over_5ms"] >= 1
+    assert summary["stalls"]["count"] >= 1
+    # time.sleep blocks the thread without using a CPU or queueing for one
+    assert summary["stall_shares"]["blocked"] > 0.5
     assert summary["gc_pauses"]["2"]["count"] >= 1
     assert probe._on_gc not in gc.callbacks  # stop() leaves the collector as it found it
 
