@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     """Port to bind; 0 picks a free one (printed in the ready line)."""
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
     """Server processes sharing the port through SO_REUSEPORT; default one per usable core."""
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The event loop each server process runs: uvloop (libuv; less CPU per request, where it
+    is installed) or the standard library's. Falls back to asyncio when uvloop is missing."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
     drain_s: float = Field(1.0, ge=0)

@@ -10,7 +10,6 @@ if all did. Without a Qdrant server it also hosts the one embedded store every w
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import signal
@@ -38,7 +37,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
-    from gateway.server import serve
+    from gateway.server import run_event_loop, serve
 
     index = role.index
 
@@ -46,7 +45,7 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
         ready.put((index, os.getpid(), gateway.port))
 
     try:
-        code = asyncio.run(serve(settings, announce=announce, role=role))
+        code = run_event_loop(serve(settings, announce=announce, role=role), settings)
     except Exception as exc:  # the parent reports it; the worker just fails
         ready.put((index, os.getpid(), f"error: {exc}"))
         code = 2

@@ -18,3 +18,21 @@ def test_each_worker_has_its_own_metrics_port() -> None:
     settings = Settings(workers=3, metrics_port=9464)
     assert [_for_worker(settings, i).metrics_port for i in range(3)] == [9464, 9465, 9466]
     assert _for_worker(Settings(workers=2, metrics_port=0), 1).metrics_port == 0
+
+
+def test_the_event_loop_setting_picks_the_loop() -> None:
+    import asyncio
+
+    import uvloop
+
+    from gateway.server import loop_factory, run_event_loop
+
+    assert Settings().event_loop == "uvloop"
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("asyncio") is None
+
+    async def loop_type() -> int:
+        return int(isinstance(asyncio.get_running_loop(), uvloop.Loop))
+
+    assert run_event_loop(loop_type(), Settings(event_loop="uvloop")) == 1
+    assert run_event_loop(loop_type(), Settings(event_loop="asyncio")) == 0
