@@ -110,23 +110,33 @@ def tracing_section(t: dict[str, Any]) -> list[str]:
         f"Closed loop, each level on its own gateway, {t['rounds']} round(s); OTLP/gRPC to a "
         "discard collector on loopback; sampler parentbased_traceidratio.",
         "",
-        "| target | tracing | ok req/s | throughput vs off | cost | target | verdict | p50 ms "
-        "| p99 ms | spans exported | server CPU µs/req | CPU vs off |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | tracing | ok req/s | throughput vs off | cost | cost 90% CI (paired rounds) "
+        "| target | verdict | p50 ms | p99 ms | spans exported | server CPU µs/req | CPU vs off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in t["rows"]:
         ratio = "-" if row["throughput_ratio"] is None else f"{row['throughput_ratio']:.3f}"
         cost = "-" if row["cost"] is None else f"{row['cost']:+.1%}"
         target = "-" if row["cost_target"] is None else f"≤ {row['cost_target']:.0%}"
-        level = "off" if row["level"] == "off" else f"{float(row['level']) * 100:g}%"
+        level = _level(row["level"])
+        interval = row.get("cost_ci90")
+        ci = "-" if not interval else f"{interval[0]:+.1%} to {interval[1]:+.1%}"
         parts.append(
-            f"| {row['target']} | {level} | {row['ok_rps']:,.0f} | {ratio} | {cost} | {target} "
+            f"| {row['target']} | {level} | {row['ok_rps']:,.0f} | {ratio} | {cost} | {ci} "
+            f"| {target} "
             f"| {_verdict(row['met'])} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} "
             f"| {row['spans_exported']:,} | {_optional(row.get('server_cpu_us'), '{:,.0f}')} "
             f"| {_optional(row.get('cpu_ratio'), '{:.3f}')} |"
         )
     parts.append("")
     return parts
+
+
+def _level(level: str) -> str:
+    if level == "off":
+        return "off"
+    ratio, _, detail = level.partition("/")
+    return f"{float(ratio) * 100:g}%" + (f" ({detail} spans)" if detail else "")
 
 
 def _optional(value: float | None, form: str) -> str:

@@ -49,21 +49,38 @@ def runs_table(runs: list[RunResult]) -> str:
 
 
 def sweeps_table(sweeps: list[SweepResult]) -> str:
+    """One line per sweep: the highest rate under the SLO, how finely the knee is known, and
+    that rate as a ratio to the transport floor's and MLServer's in the same run."""
+    best = {sweep.target: sweep.best_rps for sweep in sweeps}
     lines = [
-        "| target | p99 SLO ms | highest rate under SLO | steps (offered/s → p99 ms) "
-        "| stopped by |",
-        "|---|---|---|---|---|",
+        "| target | p99 SLO ms | highest rate under SLO | first failing rate | × transport floor "
+        "| × MLServer | steps (offered/s → p99 ms; r = repeated) | stopped by |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for sweep in sweeps:
+        repeated = set(sweep.repeated)
         steps = ", ".join(
-            f"{s.offered_rps:,.0f} → {_ms(s.latency_ms.p99)}" for s in sweep.steps if s.offered_rps
+            f"{s.offered_rps:,.0f} → {_ms(s.latency_ms.p99)}{' (r)' if i in repeated else ''}"
+            for i, s in enumerate(sweep.steps)
+            if s.offered_rps
         )
-        best = "none" if sweep.best_rps is None else f"{sweep.best_rps:,.0f}/s"
+        failed = "none" if sweep.failed_rps is None else f"{sweep.failed_rps:,.0f}/s"
         lines.append(
-            f"| {sweep.target} | {sweep.plan['slo_ms']:g} | {best} | {steps} "
-            f"| {sweep.stop_reason} |"
+            f"| {sweep.target} | {sweep.plan['slo_ms']:g} | {_rate(sweep.best_rps)} | {failed} "
+            f"| {_ratio(sweep.best_rps, best.get('transport-floor'))} "
+            f"| {_ratio(sweep.best_rps, best.get('mlserver'))} | {steps} | {sweep.stop_reason} |"
         )
     return "\n".join(lines)
+
+
+def _rate(rps: float | None) -> str:
+    return "none" if rps is None else f"{rps:,.0f}/s"
+
+
+def _ratio(rps: float | None, against: float | None) -> str:
+    if rps is None or not against:
+        return "-"
+    return f"{rps / against:.2f}"
 
 
 def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepResult]) -> str:

@@ -1,9 +1,20 @@
 """Rate sweep: open-loop steps at rising rates until p99 breaks the SLO, then bisection between
-the last passing and the first failing rate. The answer is the highest rate that passed."""
+the last passing and the first failing rate until they are within the plan's resolution. The
+answer is the highest rate that passed.
+
+A failed step that may have been spoiled by a transient is measured again, and the repeat
+decides: the sweep's first step (a fresh server may still be warming caches, connecting,
+collecting), a bisection step (inside the bracket p99 is within noise of the SLO, and on a shared
+machine the tail is not monotonic in load), a step below a rate that already passed, and a step
+that failed by errors rather than by latency. A failure by the generator's own limit is final.
+The search itself (``search``) only sees a ``measure(rate)`` function, so its logic is tested
+with a fake one.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +25,7 @@ from benchmarks.runner import run_load
 from benchmarks.targets import Preflight, Target
 
 MAX_ERROR_SHARE = 0.001  # a step with more failed requests than this does not pass
+GENERATOR = "the generator could not send this rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +34,94 @@ class SweepPlan:
     start_rate: float = 100.0
     factor: float = 2.0
     max_steps: int = 8
-    refine: int = 2
+    refine: int = 8
+    """Most bisection steps; bisection stops sooner once the bracket is within ``resolution``."""
     step_duration_s: float = 5.0
+    resolution: float = 0.10
+    """Bisect until the first failing rate is at most this much above the last passing one."""
+    retries: int = 1
+    """Times a step that looks spoiled by a transient is measured again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What ``search`` found: the highest passing rate, the lowest failing rate above it, and
+    every measurement in order (rate, why it failed or None, whether it was a repeat)."""
+
+    best: float | None
+    failed: float | None
+    stop_reason: str
+    measured: list[tuple[float, str | None, bool]]
+
+    @property
+    def resolution(self) -> float | None:
+        """failed / best - 1: how finely the knee is known (None without both ends)."""
+        if self.best is None or self.failed is None:
+            return None
+        return self.failed / self.best - 1
+
+
+def search(plan: SweepPlan, measure: Callable[[float], str | None]) -> Search:
+    """Finds the highest rate at which ``measure(rate)`` passes (returns None)."""
+    measured: list[tuple[float, str | None, bool]] = []
+    passed: float | None = None
+    failed: float | None = None
+    stop_reason = ""
+
+    def step(rate: float) -> str | None:
+        why = measure(rate)
+        measured.append((rate, why, False))
+        retries = 0
+        while why is not None and retries < plan.retries and _looks_transient(rate, why):
+            retries += 1
+            why = measure(rate)
+            measured.append((rate, why, True))
+        return why
+
+    def _looks_transient(rate: float, why: str) -> bool:
+        if why == GENERATOR:
+            return False  # the client's limit, not the server's: measuring again cannot help
+        first = len(measured) == 1
+        # Inside the bracket the p99 is within noise of the SLO: one spoiled step must not
+        # decide where the knee is (on a shared machine p99 is not monotonic in load).
+        near_the_knee = passed is not None and failed is not None and passed < rate < failed
+        below_a_pass = passed is not None and rate <= passed
+        return first or near_the_knee or below_a_pass or not why.startswith("p99")
+
+    rate = plan.start_rate
+    for _ in range(plan.max_steps):
+        why = step(rate)
+        if why is None:
+            passed = max(rate, passed or 0.0)
+            if failed is not None:
+                break
+            rate *= plan.factor
+            continue
+        failed = rate if failed is None else min(failed, rate)
+        stop_reason = f"{rate:g}/s: {why}"
+        if why == GENERATOR or passed is not None:
+            break
+        rate /= plan.factor  # the first step already failed: look lower
+    refined = 0
+    while (
+        passed is not None
+        and failed is not None
+        and failed > passed * (1 + plan.resolution)
+        and refined < plan.refine
+    ):
+        refined += 1
+        middle = math.sqrt(passed * failed)
+        why = step(middle)
+        if why is None:
+            passed = middle
+        else:
+            failed = middle
+            stop_reason = f"{middle:g}/s: {why}"
+    if passed is None:
+        stop_reason = stop_reason or "no step passed"
+    elif failed is None:
+        stop_reason = f"every step passed up to {passed:g}/s (raise --sweep-max-steps)"
+    return Search(passed, failed, stop_reason, measured)
 
 
 @dataclass(slots=True)
@@ -32,14 +130,26 @@ class SweepResult:
     plan: dict[str, Any]
     steps: list[RunResult] = field(default_factory=list)
     best_rps: float | None = None
+    failed_rps: float | None = None
     stop_reason: str = ""
+    repeated: list[int] = field(default_factory=list)
+    """Indices into ``steps`` of the measurements that repeated a spoiled step."""
+
+    @property
+    def resolution(self) -> float | None:
+        if self.best_rps is None or self.failed_rps is None:
+            return None
+        return self.failed_rps / self.best_rps - 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "plan": self.plan,
             "best_rps": self.best_rps,
+            "failed_rps": self.failed_rps,
+            "resolution": self.resolution,
             "stop_reason": self.stop_reason,
+            "repeated_steps": self.repeated,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -47,7 +157,7 @@ class SweepResult:
 def verdict(result: RunResult, slo_ms: float) -> str | None:
     """None if the step passed, else why not."""
     if result.generator_limited:
-        return "the generator could not send this rate"
+        return GENERATOR
     if result.ok == 0:
         return "no request succeeded"
     if result.error_count > MAX_ERROR_SHARE * max(result.sent, 1):
@@ -66,10 +176,8 @@ def run_sweep(
 ) -> SweepResult:
     """Open-loop steps of ``shape`` (its rate replaced by each step's) against ``target``."""
     sweep = SweepResult(target.name, {"slo_ms": plan.slo_ms, **_plan_dict(plan)})
-    passed: float | None = None
-    failed: float | None = None
 
-    def step(rate: float) -> str | None:
+    def measure(rate: float) -> str | None:
         label = f"{target.name} sweep {rate:,.0f}/s"
         step_shape = replace(shape, mode="open", rate=rate, duration_s=plan.step_duration_s)
         result = run_load(target, step_shape, preflight, progress, label)
@@ -78,34 +186,10 @@ def run_sweep(
         progress.note(f"  {label}: p99 {result.latency_ms.p99:.2f} ms, {why or 'pass'}")
         return why
 
-    rate = plan.start_rate
-    for _ in range(plan.max_steps):
-        why = step(rate)
-        if why is None:
-            passed = rate
-            if failed is not None:
-                break
-            rate *= plan.factor
-        else:
-            failed = rate
-            sweep.stop_reason = f"{rate:g}/s: {why}"
-            if why.startswith("the generator") or passed is not None:
-                break
-            rate /= plan.factor  # the first step already failed: look lower
-    if passed is not None and failed is not None and failed > passed:
-        for _ in range(plan.refine):
-            middle = math.sqrt(passed * failed)
-            why = step(middle)
-            if why is None:
-                passed = middle
-            else:
-                failed = middle
-                sweep.stop_reason = f"{middle:g}/s: {why}"
-    sweep.best_rps = passed
-    if passed is None:
-        sweep.stop_reason = sweep.stop_reason or "no step passed"
-    elif failed is None:
-        sweep.stop_reason = f"every step passed up to {passed:g}/s (raise --sweep-max-steps)"
+    found = search(plan, measure)
+    sweep.best_rps, sweep.failed_rps = found.best, found.failed
+    sweep.stop_reason = found.stop_reason
+    sweep.repeated = [i for i, (_, _, repeat) in enumerate(found.measured) if repeat]
     return sweep
 
 
@@ -115,5 +199,7 @@ def _plan_dict(plan: SweepPlan) -> dict[str, Any]:
         "factor": plan.factor,
         "max_steps": plan.max_steps,
         "refine": plan.refine,
+        "resolution": plan.resolution,
+        "retries": plan.retries,
         "step_duration_s": plan.step_duration_s,
     }

@@ -33,34 +33,65 @@ OFF = "off"
 COST_TARGETS = {0.01: 0.03, 1.0: 0.15}
 
 
+FULL = "/full"  # a level's suffix: the gateway builds every stage's span (trace_detail = full)
+# Student's t for a two-sided 90% interval, by degrees of freedom (rounds - 1).
+T90 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833}
+
+
 def parse_levels(text: str) -> tuple[str, ...]:
-    """``off,0.01,1.0`` → ("off", "0.01", "1"); ``off`` is added first when missing."""
+    """``off,0.01,1.0,1.0/full`` → ("off", "0.01", "1", "1/full"); ``off`` is added first when
+    missing. A ``/full`` level runs the gateway with every stage's span (its default is lean)."""
     levels: list[str] = []
     for part in (p.strip().lower() for p in text.split(",") if p.strip()):
         if part == OFF:
             levels.append(OFF)
             continue
+        ratio_text, full = part.removesuffix(FULL), part.endswith(FULL)
         try:
-            ratio = float(part)
+            ratio = float(ratio_text)
         except ValueError:
-            raise ValueError(f"--tracing: {part!r} is neither 'off' nor a ratio") from None
+            raise ValueError(
+                f"--tracing: {part!r} is neither 'off' nor a ratio (optionally with /full)"
+            ) from None
         if not 0 < ratio <= 1:
-            raise ValueError(f"--tracing: a sampling ratio is in (0, 1], not {part}")
-        levels.append(f"{ratio:g}")
+            raise ValueError(f"--tracing: a sampling ratio is in (0, 1], not {ratio_text}")
+        levels.append(f"{ratio:g}{FULL if full else ''}")
     if OFF not in levels:
         levels.insert(0, OFF)
     return tuple(dict.fromkeys(levels))
 
 
+def ratio_of(level: str) -> float:
+    return float(level.removesuffix(FULL))
+
+
 def label(level: str) -> str:
     # :g, not :.0%: a ratio of 0.0001 must not read as "0%".
-    return "tracing off" if level == OFF else f"sampling {float(level) * 100:g}%"
+    if level == OFF:
+        return "tracing off"
+    spans = ", full spans" if level.endswith(FULL) else ""
+    return f"sampling {ratio_of(level) * 100:g}%{spans}"
+
+
+def cost_interval(level_rps: list[float], off_rps: list[float]) -> tuple[float, float] | None:
+    """The 90% confidence interval of the mean cost (1 - level/off) over paired rounds: each
+    round's level ran right after its own tracing-off run, so the drift of the machine between
+    rounds cancels in the pair. None with fewer than two rounds."""
+    costs = [1 - a / b for a, b in zip(level_rps, off_rps, strict=True) if b > 0]
+    n = len(costs)
+    if n < 2:
+        return None
+    mean = sum(costs) / n
+    sd = (sum((c - mean) ** 2 for c in costs) / (n - 1)) ** 0.5
+    half = T90.get(n - 1, 1.645) * sd / n**0.5
+    return mean - half, mean + half
 
 
 def tracing_env(level: str, collector: str | None) -> dict[str, str]:
     """The gateway's environment for ``level``; inherited OTEL_* are dropped so only ours count."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["OTEL_METRICS_EXPORTER"] = "none"
+    env["LEADGW_TRACE_DETAIL"] = "full" if level.endswith(FULL) else "lean"
     if level == OFF or collector is None:
         env["OTEL_TRACES_EXPORTER"] = "none"
         return env
@@ -70,7 +101,7 @@ def tracing_env(level: str, collector: str | None) -> dict[str, str]:
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://{collector}",
         OTEL_EXPORTER_OTLP_TRACES_INSECURE="true",
         OTEL_TRACES_SAMPLER="parentbased_traceidratio",
-        OTEL_TRACES_SAMPLER_ARG=level,
+        OTEL_TRACES_SAMPLER_ARG=f"{ratio_of(level):g}",
     )
     return env
 
@@ -87,6 +118,7 @@ class TracingRow:
     p99_ms: float
     throughput_ratio: float | None  # ok_rps over the same target's tracing-off ok_rps
     cost: float | None  # 1 − ratio: the share of throughput tracing took
+    cost_ci90: tuple[float, float] | None  # 90% interval of the mean of the rounds' own costs
     cost_target: float | None
     met: bool | None
     spans_exported: int  # received by the collector over the level's gateway lifetime
@@ -185,7 +217,15 @@ def run_tracing(
             cpu_us = _cpu_per_request_us(runs)
             ratio = ok_rps / off_rps if off_rps and level != OFF else None
             cost = None if ratio is None else 1 - ratio
-            cost_target = None if level == OFF else COST_TARGETS.get(float(level))
+            # The targets are for the default (lean) span set.
+            lean = level != OFF and not level.endswith(FULL)
+            cost_target = COST_TARGETS.get(ratio_of(level)) if lean else None
+            off_runs = by_key[(base.name, OFF)]
+            interval = (
+                None
+                if level == OFF
+                else cost_interval([r.ok_rps for r in runs], [r.ok_rps for r in off_runs])
+            )
             rows.append(
                 TracingRow(
                     target=base.name,
@@ -196,6 +236,7 @@ def run_tracing(
                     p99_ms=_mean([r.latency_ms.p99 for r in runs]),
                     throughput_ratio=ratio,
                     cost=cost,
+                    cost_ci90=interval,
                     cost_target=cost_target,
                     met=None if cost is None or cost_target is None else cost <= cost_target,
                     spans_exported=spans[level]["spans"],

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
@@ -35,6 +35,7 @@ from gateway.notes_health import NotesHealthProbe
 from gateway.oip_servicer import InferenceServicer
 from gateway.rate_limits import RateLimiter, SharedBuckets, rate_limiting, rates_from
 from gateway.settings import Settings, is_loopback
+from gateway.stall_probe import StallProbe
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
 from gateway.tls import add_port, check_transport, server_credentials
@@ -51,6 +52,7 @@ from runtimes.llm.breaker import BreakerState
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.scoring import LeadScorer
 from runtimes.shadow import ShadowScorer
+from runtimes.tracing import TraceDetail
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +240,20 @@ def _record_batch(
         metrics.record_queue_wait(model, version, wait)
 
 
-def _batcher_for(metrics: Metrics, served: ServedModel) -> DynamicBatcher:
+def _trace_detail(settings: Settings) -> TraceDetail:
+    return TraceDetail(full=settings.trace_detail == "full", slow_s=settings.trace_slow_ms / 1e3)
+
+
+def _batcher_for(
+    metrics: Metrics, trace_detail: TraceDetail, served: ServedModel
+) -> DynamicBatcher:
     """Each model version batches its own concurrent requests on its own execution thread."""
     batcher = DynamicBatcher.from_config(
         served.session.run,
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
         on_batch=partial(_record_batch, metrics, served.name, served.version),
+        trace_detail=trace_detail,
     )
     # Unloading the version (a swap) drops its gauge with it.
     served.on_close(
@@ -272,7 +281,8 @@ async def start(
     repository = ModelRepository(
         settings.model_repository, shadow_hook=ShadowScorer(metrics.record_shadow).hook
     )
-    loaded = await repository.load(make_batcher=partial(_batcher_for, metrics))
+    trace_detail = _trace_detail(settings)
+    loaded = await repository.load(make_batcher=partial(_batcher_for, metrics, trace_detail))
     if not repository.ready:
         raise RuntimeError(f"no model could be loaded from {settings.model_repository}")
     control = ModelControl(repository, _control_config(settings, role), metrics.record_control)
@@ -281,6 +291,7 @@ async def start(
         repository,
         default_model=settings.default_model,
         max_leads=settings.max_leads_per_request,
+        trace_detail=trace_detail,
     )
     closers: list[Any] = [control.close]
     if keys is not None:
@@ -442,6 +453,10 @@ async def serve(
     gc.freeze()
     if role is not None and role.metrics_ports is not None and telemetry.metrics_port:
         role.metrics_ports[role.index] = telemetry.metrics_port
+    probe = None
+    if settings.stall_probe != "off":
+        probe = StallProbe(slow_callbacks=settings.stall_probe == "debug")
+        probe.start()
     if telemetry.metrics_port is not None:
         log.info(
             "Prometheus metrics on http://%s:%d/metrics",
@@ -466,6 +481,8 @@ async def serve(
         await gateway.stop(stop_server=False)
         stopped = True
     finally:
+        if probe is not None:
+            await probe.stop()
         if not stopped:
             await gateway.stop()
         # Flushes the last spans and closes the metrics endpoint; it blocks, so not on the loop.
@@ -486,6 +503,26 @@ def _exit_process(code: int) -> None:
     os._exit(code)
 
 
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory of the ``event_loop`` setting's loop; None is asyncio's default. grpc.aio
+    runs on uvloop's loop too, and the loop's own work (ready callbacks, timers, futures) runs
+    for every request; uvloop does it in C (measured in docs/perf)."""
+    if kind != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("event_loop = uvloop, but uvloop is not installed: using asyncio's loop")
+        return None
+    return uvloop.new_event_loop
+
+
+def run_event_loop(main: Coroutine[Any, Any, int], settings: Settings) -> int:
+    """Runs ``main`` to completion on the event loop ``settings.event_loop`` names."""
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        return runner.run(main)
+
+
 def run_serve(settings: Settings) -> int:
     """``leadgw serve``: one process, or ``workers`` processes sharing the port."""
     try:
@@ -498,7 +535,7 @@ def run_serve(settings: Settings) -> int:
             check_transport(settings, quiet=True)
             server_credentials(settings)
             return run_workers(settings)
-        return asyncio.run(serve(settings))
+        return run_event_loop(serve(settings), settings)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"leadgw serve: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
     """Server processes sharing the port through SO_REUSEPORT; default one per usable CPU (the
     container's CPU limit where there is one)."""
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The event loop each server process runs: uvloop (libuv; less CPU per request, where it
+    is installed) or the standard library's. Falls back to asyncio when uvloop is missing."""
     grace_period_s: float = Field(10.0, ge=0)
     """On SIGTERM/SIGINT: how long in-flight RPCs may take to finish before they are cancelled."""
     drain_s: float = Field(1.0, ge=0)
@@ -153,6 +156,15 @@ class Settings(BaseSettings):
     health_port: int | None = Field(None, ge=0, le=65535)
     """Also serve grpc.health.v1 (and nothing else) in plaintext on this port, on ``host``.
     Kubernetes' native gRPC probes cannot speak TLS: with TLS on, point them here. None: off."""
+    trace_detail: Literal["lean", "full"] = "lean"
+    """Spans of a sampled request. lean: its server span, plus a child only when it queued
+    (``queue wait``), was batched with other requests (the batch span) or a stage was slow.
+    full: every stage's span (``encode features``, the batch) on every request."""
+    stall_probe: Literal["off", "on", "debug"] = "off"
+    """Measure event-loop lag and GC pauses in each process and log them at stop
+    (gateway/stall_probe.py); debug also logs every callback that held the loop over 5 ms."""
+    trace_slow_ms: float = Field(5.0, ge=0)
+    """lean: a stage (encoding, the model's batch run) taking at least this long gets its span."""
 
     @classmethod
     def settings_customise_sources(

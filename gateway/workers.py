@@ -1,16 +1,16 @@
 """``leadgw serve --workers N``: N gateway processes on one port through SO_REUSEPORT.
 
 Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
-connections across them. The parent supervises: it prints one ready line when every worker is
-serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only if all did.
-SIGHUP (reload the keys file) is forwarded to every worker once all of them are serving.
-Without a Qdrant server it also hosts the one embedded store every worker shares
+connections across them, and connections age out after a few seconds so that the spread is
+re-drawn (``WORKER_CONNECTION_AGE_S``). The parent supervises: it prints one ready line when
+every worker is serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only
+if all did. SIGHUP (reload the keys file) is forwarded to every worker once all of them are
+serving. Without a Qdrant server it also hosts the one embedded store every worker shares
 (:mod:`retrieval.shared_store`), started before the workers and stopped after them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import queue
@@ -42,7 +42,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
-    from gateway.server import serve
+    from gateway.server import run_event_loop, serve
 
     index = role.index
 
@@ -50,19 +50,32 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
         ready.put((index, os.getpid(), gateway.port))
 
     try:
-        code = asyncio.run(serve(settings, announce=announce, role=role))
+        code = run_event_loop(serve(settings, announce=announce, role=role), settings)
     except Exception as exc:  # the parent reports it; the worker just fails
         ready.put((index, os.getpid(), f"error: {exc}"))
         code = 2
     sys.exit(code)
 
 
+WORKER_CONNECTION_AGE_S = 5.0
+"""Connection age in every worker when ``max_connection_age_s`` is not set. The kernel places
+each connection on a worker by a hash: a client with few connections can have them all on one
+worker while another idles, for as long as the connections live. Ending connections after a few
+seconds (gRPC clients reconnect at once, calls in flight finish) re-draws the placement, so no
+client is stuck on one worker; docs/perf explains the choice and what it cannot do (calls on one
+connection always share one worker)."""
+
+
 def _for_worker(settings: Settings) -> Settings:
-    """Each worker serves its metrics on a loopback port of its own choosing; the supervisor's
-    one endpoint on ``metrics_host:metrics_port`` carries them all (fleet_metrics)."""
-    if settings.metrics_port is None:
-        return settings
-    return settings.model_copy(update={"metrics_port": 0, "metrics_host": "127.0.0.1"})
+    """Each worker serves its metrics on a loopback port of its own choosing (the supervisor's
+    one endpoint on ``metrics_host:metrics_port`` carries them all, see fleet_metrics), and
+    ages connections out after ``WORKER_CONNECTION_AGE_S`` unless a connection age is set."""
+    update: dict[str, object] = {}
+    if settings.metrics_port is not None:
+        update.update(metrics_port=0, metrics_host="127.0.0.1")
+    if settings.max_connection_age_s is None:
+        update["max_connection_age_s"] = WORKER_CONNECTION_AGE_S
+    return settings.model_copy(update=update) if update else settings
 
 
 def _start_fleet_metrics(settings: Settings, ports: Any) -> FleetMetricsEndpoint | None:

@@ -41,7 +41,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanContext, Status, StatusCode, T
 from runtimes.batch_timing import RunTimeModel
 from runtimes.batching_config import BatchingConfig
 from runtimes.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
-from runtimes.tracing import batch_span, current_span_context
+from runtimes.tracing import LEAN, TraceDetail, batch_span, current_span_context, late_batch_span
 
 __all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher"]
 
@@ -151,13 +151,15 @@ class DynamicBatcher:
         on_batch: Callable[[int, float, list[float]], None] | None = None,
         tracer: Tracer | None = None,
         inline_run_s: float = 0.0,
+        trace_detail: TraceDetail = LEAN,
     ) -> None:
         """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
         covering timer wake-up jitter and the reply's trip back to the client.
         ``on_batch(rows, run_s, queue_waits_s)`` is called after each successful batch (for
-        metrics); ``tracer`` makes the batch spans. ``inline_run_s``: batches whose learned run
-        time is at most this run on the event loop itself, skipping the executor hop (0: never;
-        see ``_runs_inline``)."""
+        metrics); ``tracer`` makes the batch spans, ``trace_detail`` says which batches get one
+        (lean: those that served more than one request or ran slow). ``inline_run_s``: batches
+        whose learned run time is at most this run on the event loop itself, skipping the
+        executor hop (0: never; see ``_runs_inline``)."""
         if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
         self.name = name or "batcher"
@@ -168,6 +170,7 @@ class DynamicBatcher:
         self._run_batch = run_batch
         self._on_batch = on_batch
         self._tracer = tracer or trace.get_tracer("leadgw.batcher")
+        self._trace_detail = trace_detail
         self.inline_run_s = inline_run_s
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
@@ -197,6 +200,7 @@ class DynamicBatcher:
         executor: Executor | None = None,
         name: str = "",
         on_batch: Callable[[int, float, list[float]], None] | None = None,
+        trace_detail: TraceDetail = LEAN,
     ) -> DynamicBatcher:
         return cls(
             run_batch,
@@ -207,6 +211,7 @@ class DynamicBatcher:
             name=name,
             on_batch=on_batch,
             inline_run_s=config.inline_run_s,
+            trace_detail=trace_detail,
         )
 
     @property
@@ -446,9 +451,12 @@ class DynamicBatcher:
         finished: asyncio.Future[BaseException | None] = loop.create_future()
         batch_id = next(self._batch_ids)
         # One batch serves many requests, each in its own trace: its span links to all of them.
-        # No span at all when none of them is sampled (tracing off costs nothing here).
+        # No span at all when none of them is sampled (tracing off costs nothing here). Lean
+        # tracing gives a batch of one request a span only if its run turns out slow (``late``).
         contexts = [request.span_context for request in batch]
         traced = any(c is not None and c.trace_flags.sampled for c in contexts)
+        eager = traced and (self._trace_detail.full or len(batch) > 1)
+        late = traced and not eager
         with (
             batch_span(
                 self._tracer,
@@ -459,13 +467,13 @@ class DynamicBatcher:
                     "leadgw.batch.size": sum(request.n for request in batch),
                 },
             )
-            if traced
+            if eager
             else nullcontext(INVALID_SPAN)
         ) as span:
             span_context = span.get_span_context() if span.is_recording() else None
             started = time.monotonic()
             if self._runs_inline(batch):
-                done = partial(self._finish, batch, batch_id, started, finished, span_context)
+                done = partial(self._finish, batch, batch_id, started, finished, span_context, late)
                 done(_run_now(self._run_batch, [request.rows for request in batch]))
                 error = finished.result()
                 if error is not None and span.is_recording():
@@ -481,7 +489,7 @@ class DynamicBatcher:
                 self._stats.failed_batches += 1
                 self._settle(batch, exc)
                 return
-            done = partial(self._finish, batch, batch_id, started, finished, span_context)
+            done = partial(self._finish, batch, batch_id, started, finished, span_context, late)
             job.add_done_callback(partial(_call_in_loop, loop, done))
             try:
                 error = await finished
@@ -491,6 +499,20 @@ class DynamicBatcher:
             if error is not None and span.is_recording():
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+    def _late_span(
+        self, batch: list[_Request], batch_id: int, started: float, run_s: float, rows: int
+    ) -> SpanContext | None:
+        to_epoch_ns = time.time_ns() - time.monotonic_ns()
+        start_ns = round(started * 1e9) + to_epoch_ns
+        return late_batch_span(
+            self._tracer,
+            [request.span_context for request in batch],
+            f"batch {self.name}",
+            start_ns=start_ns,
+            end_ns=start_ns + round(run_s * 1e9),
+            attributes={"leadgw.batch.id": batch_id, "leadgw.batch.size": rows},
+        )
 
     def _runs_inline(self, batch: list[_Request]) -> bool:
         """Whether to run this batch on the event loop instead of the executor.
@@ -515,6 +537,7 @@ class DynamicBatcher:
         started: float,
         finished: asyncio.Future[BaseException | None],
         span_context: SpanContext | None,
+        late_span: bool,
         job: Future[_Ran],
     ) -> None:
         self._running = False
@@ -537,6 +560,8 @@ class DynamicBatcher:
             self._stats.rows += total
             if self._on_batch is not None:
                 self._on_batch(total, run_s, [started - request.arrived for request in batch])
+            if late_span and self._trace_detail.keeps_stage(run_s):
+                span_context = self._late_span(batch, batch_id, started, run_s, total)
             for request, outputs in zip(batch, per_caller, strict=True):
                 request.state = _State.DONE
                 if not request.future.done():

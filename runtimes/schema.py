@@ -11,8 +11,10 @@ produces the same matrix and the same errors.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -132,16 +134,13 @@ class FeatureSpec:
         return self._encode_booleans(column)
 
     def _encode_numbers(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
-        types = set(map(type, column))
-        if types <= _NUMBER_TYPES:
+        types = list(map(type, column))
+        if set(types) <= _NUMBER_TYPES:
             values = np.array(column, dtype=np.float64)
             bad = ~np.isfinite(values) | (values < self.minimum) | (values > self.maximum)
             return values, _first(bad)
-        present = np.fromiter((v is not None for v in column), bool, len(column))
-        typed = np.fromiter((type(v) in _NUMBER_TYPES for v in column), bool, len(column))
-        values = np.array(
-            [v if t else self.default for v, t in zip(column, typed, strict=True)], np.float64
-        )
+        present, typed = _type_masks(types, _NUMBER_TYPES)
+        values = _with_default(column, typed, self.default).astype(np.float64)
         out_of_range = ~np.isfinite(values) | (values < self.minimum) | (values > self.maximum)
         bad = (present & ~typed) | (typed & out_of_range)
         if self.required:
@@ -152,18 +151,16 @@ class FeatureSpec:
         index = self.index
         # Codes: a category's position, or one of two markers resolved below.
         unknown, not_a_name = -1, -2
-        if set(map(type, column)) <= _CATEGORY_TYPES:
-            codes = np.fromiter((index.get(v, unknown) for v in column), np.int64, len(column))
+        types = list(map(type, column))
+        if set(types) <= _CATEGORY_TYPES:
+            codes = np.fromiter(map(index.get, column, repeat(unknown)), np.int64, len(column))
             bad = np.zeros(len(column), bool)
         else:
-            present = np.fromiter((v is not None for v in column), bool, len(column))
-            typed = np.fromiter((type(v) in _CATEGORY_TYPES for v in column), bool, len(column))
-            pairs = zip(column, typed, strict=True)
-            codes = np.fromiter(
-                (index.get(v, unknown) if t else not_a_name for v, t in pairs),
-                np.int64,
-                len(column),
-            )
+            present, typed = _type_masks(types, _CATEGORY_TYPES)
+            # Values of other types may not even be hashable: a name no category has stands in.
+            names = _with_default(column, typed, "").tolist()
+            codes = np.fromiter(map(index.get, names, repeat(unknown)), np.int64, len(column))
+            codes[~typed] = not_a_name
             bad = present & ~typed
             if self.required:
                 bad |= ~present
@@ -177,13 +174,11 @@ class FeatureSpec:
         return values, _first(bad)
 
     def _encode_booleans(self, column: list[FeatureValue]) -> tuple[np.ndarray, int | None]:
-        if set(map(type, column)) <= _BOOLEAN_TYPES:
+        types = list(map(type, column))
+        if set(types) <= _BOOLEAN_TYPES:
             return np.array(column, dtype=np.float64), None
-        present = np.fromiter((v is not None for v in column), bool, len(column))
-        typed = np.fromiter((type(v) in _BOOLEAN_TYPES for v in column), bool, len(column))
-        values = np.array(
-            [bool(v) if t else self.default for v, t in zip(column, typed, strict=True)], float
-        )
+        present, typed = _type_masks(types, _BOOLEAN_TYPES)
+        values = _with_default(column, typed, self.default).astype(np.float64)
         bad = present & ~typed
         if self.required:
             bad |= ~present
@@ -248,6 +243,139 @@ class FeatureSpec:
         else:
             shown = self.value_format.format(value)
         return self.template.format(label=self.label, value=shown)
+
+    def reason_labels(self, values: Sequence[FeatureValue]) -> np.ndarray:
+        """``reason_label`` of every value, as a 1-D array of str (numpy str or object).
+
+        Array-at-a-time: numbers (floats) are formatted in C loops where the format allows it;
+        other values are grouped by type and then by value (the bits of a float, so -0.0 keeps
+        its own label), and ``reason_label`` runs once per distinct value. Each value gets
+        exactly the label ``reason_label`` would give it.
+        """
+        types = list(map(type, values))
+        distinct = dict.fromkeys(types)
+        if len(distinct) == 1:
+            return self._labels_of_one_type(types[0], values)
+        out = np.empty(len(values), dtype=object)
+        array = objects(values)
+        # Type codes, so that a mask per type is one comparison (numpy's == on type objects
+        # would try to compare the types as arrays).
+        code_of = {kind: code for code, kind in enumerate(distinct)}
+        codes = np.fromiter(map(code_of.__getitem__, types), dtype=np.intp, count=len(types))
+        for kind, code in code_of.items():
+            same = codes == code
+            out[same] = self._labels_of_one_type(kind, array[same].tolist())
+        return out
+
+    def _labels_of_one_type(self, kind: type, values: Sequence[FeatureValue]) -> np.ndarray:
+        if kind is type(None):
+            return np.full(len(values), self.label_missing, dtype=object)
+        if self.kind == "boolean" and kind in _BOOLEAN_TYPES:
+            return np.where(np.array(values, dtype=bool), self.label_true, self.label_false)
+        if self.kind == "number" and kind in (float, np.float64):
+            # Continuous values are mostly distinct: format them all at once instead.
+            shown = self._format_numbers(np.array(values, dtype=np.float64))
+            if shown is not None:
+                return shown
+        if self.kind == "category" and kind is str:
+            # Known categories: a code per value in one C loop, and their labels looked up.
+            codes = np.fromiter(map(self.index.get, values, repeat(-1)), np.intp, len(values))
+            if (codes >= 0).all():
+                return np.array([self.reason_label(c) for c in self.categories])[codes]
+        keys: np.ndarray
+        if kind in (float, np.float64, np.float32):
+            # float64 holds every float32 and float64 exactly; its bits tell -0.0 from 0.0.
+            keys = np.array(values, dtype=np.float64).view(np.int64)
+        elif kind in _CATEGORY_TYPES:
+            keys = objects(values)  # not a numpy str array, which drops trailing NULs
+        elif kind in (int, np.int64, np.int32):
+            keys = objects(values)  # Python ints compare exactly, however large
+        else:
+            return objects([self.reason_label(v) for v in values])
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        labels = objects([self.reason_label(values[i]) for i in first.tolist()])
+        return labels[inverse.reshape(-1)]
+
+    def _format_numbers(self, values: np.ndarray) -> np.ndarray | None:
+        """``reason_label`` of float64 values in C loops, or None when this feature's format has
+        no exact printf twin. ``%`` and ``format`` share CPython's float formatting, so
+        ``"%.0f" % x == "{:.0f}".format(x)`` for every float, -0.0 and huge values included."""
+        parts = self.template.format(label=self.label, value=_MARK).split(_MARK)
+        if len(parts) != 2:
+            return None
+        if self.value_format == "money":
+            shown = _format_money_many(values)
+        else:
+            printf = _printf_twin(self.value_format)
+            if printf is None:
+                return None
+            shown = _format_float(printf, values)
+        return np.strings.add(np.strings.add(parts[0], shown), parts[1])
+
+
+_MARK = "\x00value\x00"
+_PRINTF_SAFE = re.compile(r"\{:(\.\d{1,2})?([eEfFgG])\}")
+
+
+def _printf_twin(value_format: str) -> str | None:
+    """``{:.2f}`` → ``%.2f``, for the plain float formats; None for anything else."""
+    match = _PRINTF_SAFE.fullmatch(value_format)
+    return None if match is None else f"%{match.group(1) or ''}{match.group(2)}"
+
+
+def _format_float(printf: str, values: np.ndarray) -> np.ndarray:
+    """``printf % x`` of every value; ``%.0f`` without a Python call per value."""
+    return _format_whole(values) if printf == "%.0f" else np.char.mod(printf, values)
+
+
+def _format_whole(values: np.ndarray) -> np.ndarray:
+    """``"%.0f" % x`` of every value: both round half to even on the exact binary value, as
+    ``np.rint`` does; Python keeps the sign of a value that rounds to zero (``-0``)."""
+    rounded = np.rint(values)
+    if not (np.abs(rounded) < 2.0**62).all():
+        return np.char.mod("%.0f", values)
+    text = rounded.astype(np.int64).astype(str)  # '<U21': room for "-0"
+    text[(rounded == 0) & np.signbit(values)] = "-0"
+    return text
+
+
+def _format_one_decimal(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``("%.1f" % x).removesuffix(".0")`` for the ``wanted`` values, in [0, 10]: tenths by
+    ``np.rint``, except where ``x * 10`` lies so near a tie that its own rounding could tip it
+    (Python there). Unwanted entries hold text to be ignored."""
+    tenths = values * 10
+    whole, tenth = np.divmod(np.rint(tenths).astype(np.int64), 10)
+    text = np.strings.add(
+        whole.astype(str), np.where(tenth == 0, "", np.strings.add(".", tenth.astype(str)))
+    )
+    near_tie = wanted & (np.abs(tenths - np.floor(tenths) - 0.5) < 1e-6)
+    if near_tie.any():
+        text = text.astype(object)
+        for i in np.flatnonzero(near_tie).tolist():
+            text[i] = f"{values[i]:.1f}".removesuffix(".0")
+        text = text.astype(str)
+    return text
+
+
+def _format_money_many(amounts: np.ndarray) -> np.ndarray:
+    """``format_money`` of every value, the same arithmetic done a column at a time."""
+    sign = np.where(amounts < 0, "-$", "$")
+    amount = np.abs(amounts)
+    scaled = amount.copy()
+    suffix = np.full(len(amounts), "", dtype="<U1")
+    done = np.zeros(len(amounts), dtype=bool)
+    for scale, letter in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        here = ~done & (amount >= scale * 0.9995)
+        scaled[here] = amount[here] / scale
+        suffix[here] = letter
+        done |= here
+    small = done & (scaled < 10)
+    shown = np.where(
+        small,
+        _format_one_decimal(np.where(small, scaled, 0.0), small),
+        _format_whole(np.where(done, scaled, amount)),
+    )
+    return np.strings.add(np.strings.add(sign, shown), suffix)
 
 
 _ALLOWED = {"number": _NUMBER_TYPES, "category": _CATEGORY_TYPES, "boolean": _BOOLEAN_TYPES}
@@ -431,6 +559,32 @@ class _Block:
                 if bad_row is not None and bad_row < first_bad:
                     first_bad = bad_row
         return first_bad
+
+
+def _type_masks(types: list[type], wanted: frozenset[type]) -> tuple[np.ndarray, np.ndarray]:
+    """Which values are present (not None) and which are of a ``wanted`` type, from each value's
+    type: one small code per distinct type, so no Python code runs per value."""
+    kinds = list(dict.fromkeys(types))
+    code_of = {kind: code for code, kind in enumerate(kinds)}
+    codes = np.fromiter(map(code_of.__getitem__, types), dtype=np.intp, count=len(types))
+    present = np.array([kind is not type(None) for kind in kinds])[codes]
+    typed = np.array([kind in wanted for kind in kinds])[codes]
+    return present, typed
+
+
+def _with_default(column: Sequence[object], typed: np.ndarray, default: object) -> np.ndarray:
+    """The column as an object array, ``default`` wherever the value is not ``typed``."""
+    values = objects(column)
+    values[~typed] = default
+    return values
+
+
+def objects(items: Sequence[object]) -> np.ndarray:
+    """A 1-D object array of ``items`` as they are (``np.array`` would turn strings into a
+    fixed-width str array)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def format_money(amount: float) -> str:

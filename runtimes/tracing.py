@@ -12,11 +12,37 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, Tracer
 from opentelemetry.util.types import AttributeValue
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDetail:
+    """Which spans a sampled request gets besides its server span.
+
+    ``full``: every stage's span (encoding, the batch run), as an engineer chasing one request
+    wants. Lean (the default): the server span alone, plus a child only where there is something
+    to see: a ``queue wait`` when the request queued, the batch span when it was batched with
+    other requests, and a stage's span when that stage took at least ``slow_s``. Building a span
+    through the SDK costs tens of µs of CPU, about as much as scoring one lead.
+    """
+
+    full: bool = False
+    slow_s: float = 0.005
+    """A stage that took at least this long gets its span in lean mode (recorded afterwards,
+    with its real start and end)."""
+
+    def keeps_stage(self, took_s: float) -> bool:
+        """Whether a stage that took ``took_s`` gets its own span."""
+        return self.full or took_s >= self.slow_s
+
+
+LEAN = TraceDetail()
+FULL = TraceDetail(full=True)
 
 
 def current_span_context() -> SpanContext | None:
@@ -35,6 +61,38 @@ def batch_span(
 ) -> Iterator[Span]:
     """Starts (and makes current) the span of one batch, parented and linked as described
     above. The SDK keeps at most 128 links per span (``OTEL_SPAN_LINK_COUNT_LIMIT``)."""
+    parent, links, all_attributes = _batch_span_shape(request_contexts, attributes)
+    with tracer.start_as_current_span(
+        name, context=parent, links=links, attributes=all_attributes
+    ) as span:
+        yield span
+
+
+def late_batch_span(
+    tracer: Tracer,
+    request_contexts: Iterable[SpanContext | None],
+    name: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> SpanContext | None:
+    """``batch_span`` recorded after the run (for a batch that turned out slow): the same parent,
+    links and attributes, with the run's real start and end (``time.time_ns()`` instants). Its
+    context, for requests to link to; None when it is not recorded."""
+    parent, links, all_attributes = _batch_span_shape(request_contexts, attributes)
+    span = tracer.start_span(
+        name, context=parent, links=links, attributes=all_attributes, start_time=start_ns
+    )
+    span.end(end_time=end_ns)
+    span_context = span.get_span_context()
+    return span_context if span_context.trace_flags.sampled else None
+
+
+def _batch_span_shape(
+    request_contexts: Iterable[SpanContext | None],
+    attributes: Mapping[str, AttributeValue] | None,
+) -> tuple[Context, list[Link], dict[str, AttributeValue]]:
     contexts = [c for c in request_contexts if c is not None and c.is_valid]
     sampled = [c for c in contexts if c.trace_flags.sampled]
     # An explicit (possibly empty) parent: the batcher's task may have inherited some request's
@@ -49,10 +107,7 @@ def batch_span(
     links = [Link(c) for c in sampled]
     all_attributes: dict[str, AttributeValue] = {"leadgw.batch.requests": len(contexts)}
     all_attributes.update(attributes or {})
-    with tracer.start_as_current_span(
-        name, context=parent, links=links, attributes=all_attributes
-    ) as span:
-        yield span
+    return parent, links, all_attributes
 
 
 def record_batch_stats(
@@ -76,6 +131,21 @@ def record_batch_stats(
     )
     if batch_context is not None and batch_context.is_valid:
         span.add_link(batch_context, {"leadgw.link": "batch"})
+
+
+def record_late_span(
+    tracer: Tracer,
+    name: str,
+    *,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> None:
+    """A finished child of the current span, from ``start_ns`` to ``end_ns`` (``time.time_ns()``
+    instants): a stage that turned out slow, recorded after the fact so that fast stages cost a
+    clock read instead of a span."""
+    span = tracer.start_span(name, start_time=start_ns, attributes=attributes)
+    span.end(end_time=end_ns)
 
 
 def record_queue_wait_span(

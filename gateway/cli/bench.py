@@ -190,7 +190,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sweep-max-steps", type=_positive_int, default=8, help=f"steps before bisection {d}"
     )
     sweep.add_argument(
-        "--sweep-refine", type=int, default=2, help=f"bisection steps after the first failure {d}"
+        "--sweep-refine",
+        type=int,
+        default=8,
+        help=f"most bisection steps after the first failure (fewer once within resolution) {d}",
+    )
+    sweep.add_argument(
+        "--sweep-resolution",
+        type=_positive_float,
+        default=0.10,
+        help=f"bisect until the first failing rate is within this fraction of the best {d}",
+    )
+    sweep.add_argument(
+        "--sweep-retries",
+        type=int,
+        default=1,
+        help="times a step spoiled by a transient (the first step, a failure below a passed "
+        f"rate, a failure by errors) is measured again {d}",
     )
     sweep.add_argument(
         "--sweep-step-duration",
@@ -320,6 +336,8 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         max_steps=args.sweep_max_steps,
         refine=args.sweep_refine,
         step_duration_s=args.sweep_step_duration,
+        resolution=args.sweep_resolution,
+        retries=args.sweep_retries,
     )
     return BenchConfig(
         targets=tuple(args.targets),

@@ -19,15 +19,35 @@ from benchmarks.results import CpuUse, RunResult
 from benchmarks.summary_client import HoldCounts
 from benchmarks.summary_suite import SummaryPlan, pooled_p99_ms, within_target
 from benchmarks.summary_suite import _result as _summary_result
-from benchmarks.tracing_suite import parse_levels, tracing_env
+from benchmarks.tracing_suite import cost_interval, parse_levels, tracing_env
 
 
 def test_parse_levels_adds_off_first_and_normalises() -> None:
     assert parse_levels("0.01,1.0") == ("off", "0.01", "1")
     assert parse_levels("off, 0.5, off") == ("off", "0.5")
-    for bad in ("0", "1.5", "some"):
+    for bad in ("0", "1.5", "some", "1.0/fast"):
         with pytest.raises(ValueError, match="--tracing"):
             parse_levels(bad)
+    assert parse_levels("1.0, 1.0/full") == ("off", "1", "1/full")
+
+
+def test_a_full_level_runs_a_gateway_with_every_span(monkeypatch) -> None:
+    monkeypatch.setenv("LEADGW_TRACE_DETAIL", "full")  # the bench's own environment must not leak
+    assert tracing_env("1", "127.0.0.1:4317")["LEADGW_TRACE_DETAIL"] == "lean"
+    full = tracing_env("1/full", "127.0.0.1:4317")
+    assert full["LEADGW_TRACE_DETAIL"] == "full"
+    assert full["OTEL_TRACES_SAMPLER_ARG"] == "1"
+
+
+def test_cost_interval_is_paired_by_round() -> None:
+    # The machine halves its speed in round 2; the level costs 10% in every round.
+    interval = cost_interval([900.0, 450.0, 900.0], [1000.0, 500.0, 1000.0])
+    assert interval is not None
+    assert interval[0] == pytest.approx(0.1) and interval[1] == pytest.approx(0.1)
+    low, high = cost_interval([800.0, 900.0, 850.0], [1000.0, 1000.0, 1000.0]) or (0, 0)
+    assert low < 0.15 < high  # mean 15%, t(2) = 2.92, sd 5%: ±8.4%
+    assert high - low == pytest.approx(2 * 2.920 * 0.05 / 3**0.5)
+    assert cost_interval([900.0], [1000.0]) is None
 
 
 def test_tracing_env_ignores_inherited_otel(monkeypatch) -> None:

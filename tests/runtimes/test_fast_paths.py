@@ -236,3 +236,58 @@ def test_score_columns_equal_scores(served: Any, max_reasons: int) -> None:
                 score.model_name,
                 score.model_version,
             )
+
+
+def tricky_values(spec: FeatureSpec) -> list[Any]:
+    """Values whose labels a grouping by value or formatting in numpy could get wrong: -0.0 and
+    0.0, 1 and 1.0 and True, float32 and float64 of one number, ints beyond float64's
+    precision, halves, None, numpy strings, unknown categories and values of the wrong type."""
+    common: list[Any] = [None, None, "not a number", 7, 7.0, True, np.bool_(False)]
+    if spec.kind == "number":
+        return [
+            *common, -0.0, 0.0, -0.0, 1, 1.0, np.float32(0.1), 0.1, np.float64(0.1), 2**60, 2**60 + 1,
+            np.int64(3), 3, 1234567.891, 1234567.891, -5e9, 1e-7, np.int32(12),
+            # halves and near-halves, scale boundaries of money, values too big for int64
+            0.5, 1.5, 2.5, -2.5, -0.4, 1.25e6, 1.35e6, 9.95e6, 9.96e6, 999.5, 999499.0,
+            999500.0, 9999.0, 9500.0, 9949.999, 1e12, 5e15, 1e300, -1e300,
+        ]  # fmt: skip
+    if spec.kind == "category":
+        return [*common, *spec.categories, *spec.categories, np.str_(spec.categories[0]),
+                "unheard_of", "unheard_of", ""]  # fmt: skip
+    return [*common, True, False, np.bool_(True), False, 0, 1]
+
+
+def test_reason_labels_equal_reason_label_value_by_value(schema: FeatureSchema) -> None:
+    rng = random.Random(7)
+    for spec in schema.specs:
+        values = tricky_values(spec)
+        floats = [v for v in values if type(v) is float]
+        for _ in range(5):
+            rng.shuffle(values)
+            labels = spec.reason_labels(values)
+            assert labels.tolist() == [spec.reason_label(v) for v in values], spec.name
+            # A column of floats alone takes the numpy formatting path.
+            labels = spec.reason_labels(floats)
+            assert labels.tolist() == [spec.reason_label(v) for v in floats], spec.name
+        assert spec.reason_labels([]).tolist() == []
+
+
+@pytest.mark.parametrize("count", [17, 300])
+def test_score_columns_label_repeated_and_missing_values_as_scores_do(
+    served: Any, count: int
+) -> None:
+    """Many leads sharing few values (the unique-per-value path) and whole missing columns."""
+    rng = random.Random(count)
+    leads = random_leads(served.schema, count, rng, 0.0)
+    optional = [spec.name for spec in served.schema.specs if not spec.required]
+    for i, lead in enumerate(leads):
+        lead.features["age"] = [30, 30.0, 45, -0.0, 0.0][i % 5]
+        for name in optional:
+            lead.features.pop(name, None)
+    outputs = outputs_with_ties(count, served.width, rng)
+    scores = scoring.build_scores(served, leads, outputs, 100)
+    lead_ids, columns = as_columns(leads)
+    table = scoring.build_score_columns(served, lead_ids, columns, outputs, 100)
+    k = table.reasons_per_lead
+    for i, score in enumerate(scores):
+        assert table.reason_label[i * k : (i + 1) * k] == [r.label for r in score.reasons]

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import grpc
+import pytest
 from leads_helpers import sample_leads, score_request
 from opentelemetry import trace
 
@@ -21,10 +22,11 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 
 
-async def test_score_leads_span_tree_continues_the_callers_trace(
+async def test_full_detail_span_tree_continues_the_callers_trace(
     spans: SpanRecorder, tmp_path: Path
 ) -> None:
-    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
+    settings = Settings(port=0, data_dir=tmp_path, load_demo_corpus=False, trace_detail="full")
+    gateway = await start(settings)
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = pb_grpc.LeadServiceStub(channel)
@@ -49,15 +51,22 @@ async def test_score_leads_span_tree_continues_the_callers_trace(
         await gateway.stop(grace=1, drain=0)
 
 
+@pytest.mark.parametrize("detail", ["lean", "full"])
 async def test_a_request_that_runs_at_once_has_no_queue_wait_span(
-    spans: SpanRecorder, tmp_path: Path
+    spans: SpanRecorder, tmp_path: Path, detail: str
 ) -> None:
     """Once a batch of its size has been timed, a request that finds the batcher idle runs at
     once: its (microseconds of) queue wait is an attribute, and no span pretends it waited. The
-    inline threshold is raised so that a slow first run on a busy machine cannot decide it."""
+    inline threshold is raised so that a slow first run on a busy machine cannot decide it; the
+    slow-stage threshold too, so that a busy machine cannot add lean spans."""
     repository = repository_with(tmp_path, ("inline_run_us = 250", "inline_run_us = 10000000"))
     settings = Settings(
-        port=0, data_dir=tmp_path, load_demo_corpus=False, model_repository=repository
+        port=0,
+        data_dir=tmp_path,
+        load_demo_corpus=False,
+        model_repository=repository,
+        trace_detail=detail,
+        trace_slow_ms=1e6,
     )
     gateway = await start(settings)
     try:
@@ -69,8 +78,56 @@ async def test_a_request_that_runs_at_once_has_no_queue_wait_span(
             await stub.ScoreLeads(score_request(sample_leads(4)))
         again = (await spans.wait_for("leadgw.v1.LeadService/ScoreLeads"))[0]
         assert "leadgw.batch.queue_wait_ms" in again.attributes
-        assert spans.named("encode features").parent.span_id == again.context.span_id
-        assert [s for s in spans.finished() if s.name == "queue wait"] == []
+        assert again.attributes["leadgw.batch.size"] == 4
+        names = sorted(s.name for s in spans.finished())
+        if detail == "full":
+            assert spans.named("encode features").parent.span_id == again.context.span_id
+            assert names == sorted(
+                ["batch lead_scorer/1", "encode features", "leadgw.v1.LeadService/ScoreLeads"]
+            )
+        else:
+            # Lean: nothing queued, batched or slow, so the server span is the whole trace.
+            assert names == ["leadgw.v1.LeadService/ScoreLeads"]
+            assert again.links == ()
+    finally:
+        await gateway.stop(grace=1, drain=0)
+
+
+async def test_lean_detail_gives_slow_stages_their_spans(
+    spans: SpanRecorder, tmp_path: Path
+) -> None:
+    """With a slow-stage threshold of 0 every stage counts as slow: encoding and the batch run
+    get spans recorded after the fact, nested and linked as the full tree's are, with the real
+    start and end inside the server span."""
+    repository = repository_with(tmp_path, ("inline_run_us = 250", "inline_run_us = 10000000"))
+    settings = Settings(
+        port=0,
+        data_dir=tmp_path,
+        load_demo_corpus=False,
+        model_repository=repository,
+        trace_slow_ms=0,
+    )
+    gateway = await start(settings)
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            await stub.ScoreLeads(
+                score_request(sample_leads(4)),
+                metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT}-01"),),
+            )
+        server = (await spans.wait_for("leadgw.v1.LeadService/ScoreLeads"))[0]
+        encode = spans.named("encode features")
+        batch = spans.named("batch lead_scorer/1")
+        assert encode.parent.span_id == server.context.span_id
+        assert encode.attributes["leadgw.leads"] == 4
+        assert batch.parent.span_id == server.context.span_id
+        assert batch.context.trace_id == server.context.trace_id
+        assert batch.attributes["leadgw.batch.id"] == int(server.attributes["leadgw.batch.id"])
+        assert any(link.context.span_id == server.context.span_id for link in batch.links)
+        assert any(link.context.span_id == batch.context.span_id for link in server.links)
+        for stage in (encode, batch):
+            assert server.start_time <= stage.start_time <= stage.end_time <= server.end_time
+        assert encode.end_time <= batch.start_time
     finally:
         await gateway.stop(grace=1, drain=0)
 
@@ -103,11 +160,14 @@ def always_batching_repository(tmp_path: Path) -> Path:
 async def test_batched_burst_links_one_batch_to_many_request_spans(
     spans: SpanRecorder, tmp_path: Path
 ) -> None:
+    """The full tree of batched requests (lean detail keeps the same batch spans when a batch
+    serves several requests: tests/gateway/telemetry/test_trace_detail.py)."""
     settings = Settings(
         port=0,
         data_dir=tmp_path,
         load_demo_corpus=False,
         model_repository=always_batching_repository(tmp_path),
+        trace_detail="full",
     )
     gateway = await start(settings)
     try:
@@ -147,7 +207,9 @@ async def test_batched_burst_links_one_batch_to_many_request_spans(
 
 
 async def test_summary_fallback_span_tree(spans: SpanRecorder, tmp_path: Path) -> None:
-    settings = Settings(port=0, data_dir=tmp_path, load_demo_corpus=True)  # no LLM configured
+    settings = Settings(  # no LLM configured
+        port=0, data_dir=tmp_path, load_demo_corpus=True, trace_detail="full"
+    )
     gateway = await start(settings)
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
