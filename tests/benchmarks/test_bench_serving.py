@@ -1,0 +1,46 @@
+"""Short real runs of the serving targets (notes-search, tenant-flood, shadow): every report
+field is there, the counts add up and the runs did what they say. No timing figure is asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+QUICK = (
+    "--duration", "1", "--warmup", "0.5", "--no-progress", "--no-plots", "--processes", "1",
+    "--leadgw-workers", "1",
+)  # fmt: skip
+PERCENTILES = {"count", "p50", "p90", "p99", "p999", "max", "mean"}
+
+
+def test_notes_search(bench) -> None:
+    run = bench(*QUICK, "--targets", "notes-search", "--search-notes", "300,600", timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = run.result()
+    figures = result["genai"]["notes_search"]
+    assert [s["notes"] for s in figures["sizes"]] == [300, 600]
+    labels = [r["target"] for r in result["runs"]]
+    assert labels == [
+        f"searchnotes {scope} @ {n} notes" for n in (300, 600) for scope in ("tenant", "lead")
+    ]
+    runs = {r["target"]: r for r in result["runs"]}
+    for size in figures["sizes"]:
+        assert size["load_s"] > 0
+        # Restarted on the filled store: ready first, then its first search found notes.
+        assert 0 < size["restart_ready_s"] <= size["restart_first_search_s"]
+        assert size["first_search_hits"] == 5
+        assert [s["scope"] for s in size["scopes"]] == ["tenant", "lead"]
+        for scope in size["scopes"]:
+            gateway_run = runs[scope["run"]]
+            # One request in flight, over gRPC, every one answered.
+            assert gateway_run["mode"] == "closed" and gateway_run["shape"]["concurrency"] == 1
+            assert gateway_run["errors"] == {} and gateway_run["ok"] == gateway_run["sent"] > 0
+            assert scope["end_to_end_ms"] == gateway_run["latency_ms"]
+            assert set(scope["store_ms"]) == PERCENTILES
+            assert scope["store_ms"]["count"] >= 5 and scope["store_errors"] == 0
+    assert set(result["server_exit_codes"].values()) == {0}
+    assert len(result["server_exit_codes"]) == 4  # a gateway and its restart per size
+    markdown = (run.out / "report.md").read_text()
+    assert "## SearchNotes through the gateway (Qdrant Edge)" in markdown
+    assert "| 600 | lead |" in markdown
