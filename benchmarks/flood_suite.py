@@ -1,7 +1,7 @@
 """The ``tenant-flood`` target: does one tenant's flood reach another tenant's latency?
 
-A gateway with a keys file of two tenants, both with rate limits: ``flood`` (tenant A) limited to
-``flood_limit`` calls/s, ``steady`` (tenant B) to well above what it sends. Tenant B's ScoreLeads
+A gateway with a keys file of two tenants, both with rate limits: ``tenant-a`` limited to
+``flood_limit`` calls/s, ``tenant-b`` to well above what it sends. Tenant B's ScoreLeads
 are measured open-loop (the bench's ``--rate``, Poisson by default) alone, then while tenant A
 floods ScoreLeads from a process of its own (closed loop, ``flood_concurrency`` calls in flight,
 so most of its calls are refused with RESOURCE_EXHAUSTED), in interleaved rounds. B's p99s are
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig
 
 P99_TARGET_RATIO = 1.25  # issue 14: the flood raises the other tenant's p99 by at most 25%
-FLOODER, STEADY = "flood", "steady"
+FLOODER, STEADY = "tenant-a", "tenant-b"
 STEADY_HEADROOM = 5.0  # tenant B's own limit, as a multiple of the rate it is sent
 FLOOD_START_TIMEOUT_S = 30.0
 
@@ -171,7 +171,7 @@ def run_flood(
             "--model-repository", str(config.model_repository),
         ]  # fmt: skip
         progress.note(
-            f"tenant-flood: starting leadgw with tenants {FLOODER} (limit {plan.flood_limit:g}/s) "
+            f"tenant-flood: starting leadgw with {FLOODER} (limit {plan.flood_limit:g}/s) "
             f"and {STEADY} (limit {steady_limit:g}/s)"
         )
         env = gateway_env(Path(tmp) / "data", keys_file, plan.flood_limit)
@@ -199,16 +199,14 @@ def run_flood(
         flood_total = FloodCounts()
         for round_no in range(1, plan.rounds + 1):
             suffix = f" #{round_no}" if plan.rounds > 1 else ""
-            label = f"scoreleads tenant {STEADY} alone{suffix}"
+            label = f"scoreleads {STEADY} alone{suffix}"
             alone.append(run_load(replace(steady, name=label), shape, preflight, progress, label))
             label = (
-                f"scoreleads tenant {STEADY}, {FLOODER} flooding "
+                f"scoreleads {STEADY}, {FLOODER} flooding "
                 f"({plan.flood_concurrency} in flight){suffix}"
             )
             flood = _Flood(flood_plan)
-            progress.note(
-                f"tenant-flood: tenant {FLOODER} floods ({plan.flood_concurrency} in flight)"
-            )
+            progress.note(f"tenant-flood: {FLOODER} floods ({plan.flood_concurrency} in flight)")
             flood.start()
             try:
                 run = run_load(replace(steady, name=label), shape, preflight, progress, label)

@@ -64,15 +64,15 @@ def flood_section(f: dict[str, Any]) -> list[str]:
     return [
         "## One tenant flooding another",
         "",
-        f"Tenant `steady` open-loop at {f['rate']:g}/s (its limit {f['steady_limit']:g}/s), alone "
-        f"and while tenant `flood` (limit {f['flood_limit']:g}/s) keeps "
+        f"Tenant B (`tenant-b`) open-loop at {f['rate']:g}/s (its limit "
+        f"{f['steady_limit']:g}/s), alone and while tenant A (`tenant-a`, limit "
+        f"{f['flood_limit']:g}/s) keeps "
         f"{f['flood_concurrency']} ScoreLeads in flight, {f['rounds']} interleaved round(s); "
-        "p99s of each kind pooled over the rounds. Target: the flood raises the steady tenant's "
+        "p99s of each kind pooled over the rounds. Target: the flood raises tenant B's "
         f"p99 by at most {f['target_ratio'] - 1:.0%}.",
         "",
-        "| steady p99 alone ms | steady p99 flooded ms | ratio | verdict | rounds' ratios "
-        "| steady refused | flood sent | flood served | flood served/s | flood RESOURCE_EXHAUSTED "
-        "| flood other errors |",
+        "| B p99 alone ms | B p99 flooded ms | ratio | verdict | rounds' ratios "
+        "| B refused | A sent | A served | A served/s | A RESOURCE_EXHAUSTED | A other errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {_ms(f['p99_alone_ms'])} | {_ms(f['p99_flooded_ms'])} | {_ratio(f['p99_ratio'])} "
         f"| {_verdict(f['met'])} | {', '.join(f'{r:.2f}' for r in f['round_ratios']) or '-'} "
