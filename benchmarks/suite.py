@@ -1,8 +1,9 @@
 """A whole bench: start what the run needs (leadgw, the transport floor, MLServer), preflight every
 target, run each mode against each target in turn, stop the servers and write the report.
 
-The GenAI targets (embed, search, summary) and ``--tracing`` start what they need themselves, after
-the other targets have run: see ``retrieval_suite``, ``summary_suite`` and ``tracing_suite``."""
+The GenAI targets (embed, search, summary), the serving targets (notes-search, tenant-flood,
+shadow) and ``--tracing`` start what they need themselves, after the other targets have run: see
+``genai`` and the ``*_suite`` modules it calls."""
 
 from __future__ import annotations
 
