@@ -1,4 +1,5 @@
-"""Runs the GenAI targets (embed, search, summary) and the ``--tracing`` levels of a bench.
+"""Runs the targets that start their own servers (embed, search, summary, notes-search,
+tenant-flood, shadow) and the ``--tracing`` levels of a bench.
 
 Each starts and stops what it needs (stores, an LLM stand-in, gateways, a collector) after the
 other targets have run, and leaves its figures under ``genai`` in the report. Their ScoreLeads
@@ -12,11 +13,14 @@ import random
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.flood_suite import FloodBenchPlan, run_flood
 from benchmarks.leads import Feature, random_rows
+from benchmarks.notes_search_suite import NotesSearchPlan, run_notes_search
 from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
 from benchmarks.retrieval_suite import RetrievalPlan, run_retrieval
 from benchmarks.score_target import score_leads_target
+from benchmarks.shadow_suite import ShadowPlan, Source, run_shadow
 from benchmarks.summary_client import summary_requests
 from benchmarks.summary_suite import SummaryPlan, run_summary
 from benchmarks.targets import GrpcUnaryTarget
@@ -113,6 +117,7 @@ def run_genai(
         runs += loaded
         genai["summary"] = summary.to_dict()
         exit_codes.update(codes)
+    runs += _serving(config, schema, batches, genai, exit_codes, progress)
     embed, search = "embed" in config.targets, "search" in config.targets
     if embed or search:
         retrieval_plan = RetrievalPlan(
@@ -120,4 +125,43 @@ def run_genai(
         )
         retrieval = asyncio.run(run_retrieval(retrieval_plan, embed, search, progress))
         genai["retrieval"] = retrieval.to_dict()
+    return runs
+
+
+def _serving(
+    config: BenchConfig,
+    schema: list[Feature],
+    batches: list[list[list[object]]],
+    genai: dict[str, Any],
+    exit_codes: dict[str, int | None],
+    progress: ProgressSink,
+) -> list[RunResult]:
+    """notes-search, tenant-flood and shadow, each on gateways of its own."""
+    runs: list[RunResult] = []
+    if "notes-search" in config.targets:
+        plan = NotesSearchPlan(config.search_notes, config.shape.duration_s, config.shape.warmup_s)
+        searched, notes_search = run_notes_search(config, plan, progress)
+        runs += searched
+        genai["notes_search"] = notes_search.to_dict()
+        exit_codes.update(notes_search.exit_codes)
+    score = score_leads_target(
+        "scoreleads", _UNSTARTED, config.model, schema, batches, config.timeout_s
+    )
+    if "tenant-flood" in config.targets:
+        flood_plan = FloodBenchPlan(
+            config.shape.rate, config.flood_concurrency, config.flood_limit, config.flood_rounds
+        )
+        flooded, flood = run_flood(config, flood_plan, score, progress)
+        runs += flooded
+        genai["tenant_flood"] = flood.to_dict()
+        exit_codes.update(flood.exit_codes)
+    if "shadow" in config.targets:
+        source: Source = "copy" if config.shadow_source == "copy" else "train"
+        shadow_plan = ShadowPlan(
+            config.shape.rate, config.shadow_half_capacity, config.shadow_rounds, source
+        )
+        shadowed, shadow = run_shadow(config, shadow_plan, score, progress)
+        runs += shadowed
+        genai["shadow"] = shadow.to_dict()
+        exit_codes.update(shadow.exit_codes)
     return runs

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.serving_report import serving_sections
+
 
 def _ms(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
@@ -151,7 +153,7 @@ def genai_sections(genai: dict[str, Any]) -> list[str]:
         parts += summary_section(genai["summary"])
     if "tracing" in genai:
         parts += tracing_section(genai["tracing"])
-    return parts
+    return parts + serving_sections(genai)
 
 
 def _pct_row(name: str, p: dict[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """A whole bench: start what the run needs (leadgw, the transport floor, MLServer), preflight every
 target, run each mode against each target in turn, stop the servers and write the report.
 
-The GenAI targets (embed, search, summary) and ``--tracing`` start what they need themselves, after
-the other targets have run: see ``retrieval_suite``, ``summary_suite`` and ``tracing_suite``."""
+The GenAI targets (embed, search, summary), the serving targets (notes-search, tenant-flood,
+shadow) and ``--tracing`` start what they need themselves, after the other targets have run: see
+``genai`` and the ``*_suite`` modules it calls."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from benchmarks.sweep import SweepPlan, SweepResult, run_sweep
 from benchmarks.targets import Preflight, Target, TargetError
 
 LEADGW_TARGETS = ("scoreleads", "scoreleads-columns", "modelinfer")
-GENAI_TARGETS = ("embed", "search", "summary")
+GENAI_TARGETS = ("embed", "search", "summary", "notes-search", "tenant-flood", "shadow")
 TARGETS = (*LEADGW_TARGETS, "onnx-floor", "transport-floor", "mlserver", *GENAI_TARGETS)
 MODES = ("closed", "open", "sweep")
 DEFAULT_TARGETS = ("scoreleads", "modelinfer", "onnx-floor", "transport-floor")
@@ -95,6 +96,14 @@ class BenchConfig:
     summary_rounds: int = 1
     tracing: tuple[str, ...] = ()  # "off" and sampling ratios; empty: no tracing suite
     tracing_rounds: int = 1
+    # tenant-flood: tenant A's flood (closed loop) and limit; tenant B is sent --rate.
+    flood_concurrency: int = 8
+    flood_limit: float = 100.0
+    flood_rounds: int = 3
+    # shadow: where the candidate version comes from, and the rate (--rate or half of capacity).
+    shadow_source: str = "train"
+    shadow_half_capacity: bool = False
+    shadow_rounds: int = 3
 
 
 @dataclass
@@ -141,8 +150,11 @@ def validate(config: BenchConfig) -> None:
             )
         if config.leadgw_address is not None:
             raise BenchError("--tracing starts a gateway per level; drop --leadgw-address")
-    if "search" in config.targets and not config.search_notes:
+    searches = [t for t in ("search", "notes-search") if t in config.targets]
+    if searches and not config.search_notes:
         raise BenchError("--search-notes: give at least one store size")
+    if config.shadow_source not in ("train", "copy"):
+        raise BenchError(f"--shadow-source {config.shadow_source!r}: choose train or copy")
     for spec in config.oip:
         _parse_oip(spec)
 
@@ -161,7 +173,9 @@ def _schema(config: BenchConfig) -> list[Feature]:
     try:
         return load_schema(config.model_repository, config.model)
     except SchemaError as exc:
-        needs = [t for t in ("scoreleads", "summary") if t in config.targets]
+        needs = [
+            t for t in ("scoreleads", "summary", "tenant-flood", "shadow") if t in config.targets
+        ]
         if needs:
             raise BenchError(f"{needs[0]} needs the model's feature schema: {exc}") from None
         missing = str(exc)
@@ -392,7 +406,8 @@ def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
     for mode in config.modes:
         if mode == "open":
             _check_rate(config, replace(config.shape, mode="open"))
-    if "summary" in config.targets:  # its ScoreLeads runs are open-loop at --rate
+    # Their ScoreLeads runs are open-loop at --rate.
+    if {"summary", "tenant-flood", "shadow"} & set(config.targets):
         _check_rate(config, replace(config.shape, mode="open"))
     with tempfile.TemporaryDirectory(prefix="leadgw-bench-") as scratch, ExitStack() as stack:
         try:

@@ -74,6 +74,7 @@ class _RawUnarySender:
     calls: list[grpc.aio.UnaryUnaryMultiCallable]
     payloads: tuple[bytes, ...]
     timeout_s: float
+    metadata: tuple[tuple[str, str], ...] | None = None
     _next_call: itertools.cycle = field(init=False)
     _next_payload: itertools.cycle = field(init=False)
 
@@ -82,7 +83,9 @@ class _RawUnarySender:
         self._next_payload = itertools.cycle(self.payloads)
 
     async def __call__(self) -> None:
-        await next(self._next_call)(next(self._next_payload), timeout=self.timeout_s)
+        await next(self._next_call)(
+            next(self._next_payload), timeout=self.timeout_s, metadata=self.metadata
+        )
 
     async def aclose(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels))
@@ -100,6 +103,8 @@ class GrpcUnaryTarget(Target):
     timeout_s: float = 5.0
     server_pid: int | None = None
     in_process: bool = False
+    # Sent with every call, e.g. the tenant's API key: (("authorization", "Bearer ..."),).
+    metadata: tuple[tuple[str, str], ...] = ()
 
     async def open(self, channels: int, connect_timeout_s: float) -> Sender:
         opened = [
@@ -116,7 +121,7 @@ class GrpcUnaryTarget(Target):
                 f"{self.name}: cannot connect to {self.address} within {connect_timeout_s:g} s"
             ) from None
         calls = [c.unary_unary(self.method) for c in opened]
-        return _RawUnarySender(opened, calls, self.payloads, self.timeout_s)
+        return _RawUnarySender(opened, calls, self.payloads, self.timeout_s, self.metadata or None)
 
     async def preflight(self, timeout_s: float) -> Preflight:
         async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
@@ -128,7 +133,7 @@ class GrpcUnaryTarget(Target):
                 ) from None
             try:
                 response = await channel.unary_unary(self.method)(
-                    self.payloads[0], timeout=timeout_s
+                    self.payloads[0], timeout=timeout_s, metadata=self.metadata or None
                 )
             except grpc.aio.AioRpcError as exc:
                 raise TargetError(

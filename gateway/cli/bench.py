@@ -42,12 +42,18 @@ arrivals, latency from each request's intended send time), sweep (open-loop step
 highest rate whose p99 meets --slo-ms).
 
 GenAI targets (not in the default set): embed (texts/s through the ONNX embedder), search (notes
-search p50/p99 in Qdrant local mode at each --search-notes size, bulk-loaded with random
-vectors), summary (a gateway with --summary-notes notes and a loopback LLM stand-in: the
-gateway's time before the first token, and ScoreLeads p99 open-loop at --rate with and without
---summary-concurrency summaries streaming). --tracing off,0.01,1.0 runs the leadgw targets
+search p50/p99 in-process on Qdrant Edge at each --search-notes size, bulk-loaded with random
+vectors), notes-search (SearchNotes through a gateway over gRPC at each --search-notes size, the
+store's own query time apart, bulk-load and restart times), summary (a gateway with
+--summary-notes notes and a loopback LLM stand-in: the gateway's time before the first token,
+and ScoreLeads p99 open-loop at --rate with and without --summary-concurrency summaries
+streaming). --tracing off,0.01,1.0 runs the leadgw targets
 closed-loop once per sampling level instead, each on its own gateway exporting OTLP/gRPC to a
 discard collector, and reports their throughput against tracing off.
+
+Serving targets (not in the default set): tenant-flood (one tenant's ScoreLeads p99 open-loop at
+--rate, alone and while another tenant floods past its rate limit), shadow (ScoreLeads p99
+open-loop with shadow scoring of a second model version off and on).
 
 Writes result.json, report.md and PNG plots to --out. Exit codes: 0 done, 2 bad input or a
 target that failed its preflight, 3 the generator could not send the asked open-loop rate.
@@ -260,7 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_sizes,
         default=(10_000, 100_000),
         metavar="N,N",
-        help="search: store sizes in notes (default: 10000,100000; 100,000 take ~1 min to load)",
+        help="search, notes-search: store sizes in notes (default: 10000,100000; 100,000 take "
+        "minutes to load and index)",
     )
     genai.add_argument(
         "--summary-notes", type=_positive_int, default=10_000, help=f"summary: notes in store {d}"
@@ -303,6 +310,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=1,
         help=f"repeat the sequence of --tracing levels, averaging each level {d}",
+    )
+
+    serving = parser.add_argument_group("serving targets (notes-search, tenant-flood, shadow)")
+    serving.add_argument(
+        "--flood-concurrency",
+        type=_positive_int,
+        default=8,
+        help=f"tenant-flood: calls the flooding tenant keeps in flight (closed loop) {d}",
+    )
+    serving.add_argument(
+        "--flood-limit",
+        type=_positive_float,
+        default=100.0,
+        help=f"tenant-flood: the flooding tenant's rate limit, calls/s {d}",
+    )
+    serving.add_argument(
+        "--flood-rounds",
+        type=_positive_int,
+        default=3,
+        help=f"tenant-flood: rounds of the steady tenant alone, then flooded {d}",
+    )
+    serving.add_argument(
+        "--shadow-source",
+        choices=("train", "copy"),
+        default="train",
+        help="shadow: the candidate version is trained with seed 7 (`leadgw train`) or a copy "
+        f"of the live version {d}",
+    )
+    serving.add_argument(
+        "--shadow-half-capacity",
+        action="store_true",
+        help="shadow: measure ScoreLeads capacity (closed loop, --concurrency) first and run at "
+        "half of it instead of --rate",
+    )
+    serving.add_argument(
+        "--shadow-rounds",
+        type=_positive_int,
+        default=3,
+        help=f"shadow: rounds of shadow off, then on {d}",
     )
 
     output = parser.add_argument_group("output")
@@ -368,6 +414,12 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         summary_rounds=args.summary_rounds,
         tracing=args.tracing,
         tracing_rounds=args.tracing_rounds,
+        flood_concurrency=args.flood_concurrency,
+        flood_limit=args.flood_limit,
+        flood_rounds=args.flood_rounds,
+        shadow_source=args.shadow_source,
+        shadow_half_capacity=args.shadow_half_capacity,
+        shadow_rounds=args.shadow_rounds,
     )
 
 

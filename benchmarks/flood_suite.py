@@ -1,0 +1,257 @@
+"""The ``tenant-flood`` target: does one tenant's flood reach another tenant's latency?
+
+A gateway with a keys file of two tenants, both with rate limits: ``tenant-a`` limited to
+``flood_limit`` calls/s, ``tenant-b`` to well above what it sends. Tenant B's ScoreLeads
+are measured open-loop (the bench's ``--rate``, Poisson by default) alone, then while tenant A
+floods ScoreLeads from a process of its own (closed loop, ``flood_concurrency`` calls in flight,
+so most of its calls are refused with RESOURCE_EXHAUSTED), in interleaved rounds. B's p99s are
+of each kind's latencies pooled over the rounds; the target is a ratio of at most 1.25.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import queue as queue_module
+import secrets
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.flood_client import FloodCounts, FloodPlan, flood_main
+from benchmarks.progress import ProgressSink
+from benchmarks.results import RunResult
+from benchmarks.runner import run_load
+from benchmarks.servers import ServerStartError, start_listening_server
+from benchmarks.summary_suite import pooled_p99_ms
+from benchmarks.targets import GrpcUnaryTarget, TargetError
+
+if TYPE_CHECKING:
+    from benchmarks.suite import BenchConfig
+
+P99_TARGET_RATIO = 1.25  # issue 14: the flood raises the other tenant's p99 by at most 25%
+FLOODER, STEADY = "tenant-a", "tenant-b"
+STEADY_HEADROOM = 5.0  # tenant B's own limit, as a multiple of the rate it is sent
+FLOOD_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class FloodBenchPlan:
+    rate: float = 200.0  # tenant B's open-loop rate, calls/s
+    flood_concurrency: int = 8
+    flood_limit: float = 100.0  # tenant A's limit, calls/s
+    rounds: int = 3
+
+
+@dataclass(slots=True)
+class FloodResult:
+    rate: float
+    flood_concurrency: int
+    flood_limit: float
+    steady_limit: float
+    rounds: int
+    alone_runs: list[str]  # labels in the runs list
+    flooded_runs: list[str]
+    p99_alone_ms: float  # tenant B, pooled over the rounds
+    p99_flooded_ms: float
+    p99_ratio: float | None  # flooded / alone
+    met: bool | None  # ratio <= target
+    round_ratios: list[float]
+    steady_resource_exhausted: int  # tenant B's calls refused by a limit (expected 0)
+    flood: FloodCounts  # tenant A over every flooded round
+    flood_ok_per_s: float  # tenant A's calls let through per second of flood
+    flood_resource_exhausted: int
+    target_ratio: float = P99_TARGET_RATIO
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _key_entry(name: str, tenant: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return (
+        f'[[keys]]\nname = "{name}"\ntenant = "{tenant}"\nscopes = ["score"]\nsha256 = "{digest}"\n'
+    )
+
+
+def write_keys_file(path: Path, flood_limit: float, steady_limit: float) -> dict[str, str]:
+    """Two tenants with a key each and their own request limits; returns tenant → key."""
+    keys = {tenant: "lgw_" + secrets.token_urlsafe(24) for tenant in (FLOODER, STEADY)}
+    path.write_text(
+        _key_entry("bench-flooder", FLOODER, keys[FLOODER])
+        + _key_entry("bench-steady", STEADY, keys[STEADY])
+        + f"\n[tenants.{FLOODER}]\nrate_requests_per_s = {flood_limit!r}\n"
+        + f"\n[tenants.{STEADY}]\nrate_requests_per_s = {steady_limit!r}\n"
+    )
+    return keys
+
+
+def bearer(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+def gateway_env(data_dir: Path, keys_file: Path, default_limit: float) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LEADGW_"))}
+    env.update(
+        LEADGW_DATA_DIR=str(data_dir),
+        LEADGW_LOAD_DEMO_CORPUS="false",
+        LEADGW_KEYS_FILE=str(keys_file),
+        # The settings' default for a tenant with no limit of its own; both have their own here.
+        LEADGW_RATE_REQUESTS_PER_S=repr(default_limit),
+        # Refusals only: an audit line per allowed call would be most of the work measured.
+        LEADGW_AUDIT_LOG="denied",
+        LEADGW_LOG_LEVEL="ERROR",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+    )
+    return env
+
+
+class _Flood:
+    """Tenant A's flood in a spawned process (fork and gRPC's threads do not mix)."""
+
+    def __init__(self, plan: FloodPlan) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.queue = context.Queue()
+        self.stop = context.Event()
+        self.process = context.Process(
+            target=flood_main, args=(plan, self.stop, self.queue), daemon=True,
+            name="leadgw-bench-flood",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.process.start()
+        kind, value = self._next(FLOOD_START_TIMEOUT_S)
+        if kind != "started":
+            raise TargetError(f"tenant-flood: the flood did not start: {value}")
+
+    def finish(self) -> FloodCounts:
+        self.stop.set()
+        try:
+            kind, value = self._next(15.0)
+        finally:
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+        if kind != "done":
+            raise TargetError(f"tenant-flood: the flood failed: {value}")
+        assert isinstance(value, FloodCounts)
+        return value
+
+    def _next(self, timeout_s: float) -> tuple[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                message: tuple[str, Any] = self.queue.get(timeout=0.2)
+                return message
+            except queue_module.Empty:
+                if not self.process.is_alive():
+                    return "failed", "the flood process died"
+        return "failed", f"no word from the flood process in {timeout_s:g} s"
+
+
+def run_flood(
+    config: BenchConfig, plan: FloodBenchPlan, score: GrpcUnaryTarget, progress: ProgressSink
+) -> tuple[list[RunResult], FloodResult]:
+    """Rounds of tenant B alone and flooded, against a gateway of its own."""
+    steady_limit = plan.rate * STEADY_HEADROOM
+    with tempfile.TemporaryDirectory(prefix="leadgw-bench-flood-") as tmp, ExitStack() as stack:
+        keys_file = Path(tmp) / "keys.toml"
+        keys = write_keys_file(keys_file, plan.flood_limit, steady_limit)
+        command = [
+            *config.leadgw_command,
+            "--port", "0",
+            "--model-repository", str(config.model_repository),
+        ]  # fmt: skip
+        progress.note(
+            f"tenant-flood: starting leadgw with {FLOODER} (limit {plan.flood_limit:g}/s) "
+            f"and {STEADY} (limit {steady_limit:g}/s)"
+        )
+        env = gateway_env(Path(tmp) / "data", keys_file, plan.flood_limit)
+        try:
+            gateway = stack.enter_context(
+                start_listening_server("leadgw-flood", command, config.server_ready_timeout_s, env)
+            )
+        except ServerStartError as exc:
+            raise TargetError(f"tenant-flood: {exc}") from None
+        steady = replace(
+            score, address=gateway.address, server_pid=gateway.pid, metadata=bearer(keys[STEADY])
+        )
+        flooder = replace(steady, metadata=bearer(keys[FLOODER]))
+        connect = config.shape.connect_timeout_s
+        preflight = asyncio.run(steady.preflight(connect))
+        asyncio.run(flooder.preflight(connect))  # the flooding key works before it floods
+        shape = replace(config.shape, mode="open", rate=plan.rate)
+        flood_plan = FloodPlan(
+            gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
+            plan.flood_concurrency, score.timeout_s,
+        )  # fmt: skip
+        runs: list[RunResult] = []
+        alone: list[RunResult] = []
+        flooded: list[RunResult] = []
+        flood_total = FloodCounts()
+        for round_no in range(1, plan.rounds + 1):
+            suffix = f" #{round_no}" if plan.rounds > 1 else ""
+            label = f"scoreleads {STEADY} alone{suffix}"
+            alone.append(run_load(replace(steady, name=label), shape, preflight, progress, label))
+            label = (
+                f"scoreleads {STEADY}, {FLOODER} flooding "
+                f"({plan.flood_concurrency} in flight){suffix}"
+            )
+            flood = _Flood(flood_plan)
+            progress.note(f"tenant-flood: {FLOODER} floods ({plan.flood_concurrency} in flight)")
+            flood.start()
+            try:
+                run = run_load(replace(steady, name=label), shape, preflight, progress, label)
+            finally:
+                counts = flood.finish()
+            flood_total.add(counts)
+            flooded.append(run)
+            runs += [alone[-1], run]
+        exit_codes = {"leadgw-flood": gateway.stop()}
+    return runs, _result(plan, steady_limit, alone, flooded, flood_total, exit_codes)
+
+
+def _result(
+    plan: FloodBenchPlan,
+    steady_limit: float,
+    alone: list[RunResult],
+    flooded: list[RunResult],
+    flood: FloodCounts,
+    exit_codes: dict[str, int | None],
+) -> FloodResult:
+    p99_alone, p99_flooded = pooled_p99_ms(alone), pooled_p99_ms(flooded)
+    ok = all(r.ok for r in alone + flooded)
+    ratio = p99_flooded / p99_alone if ok and p99_alone > 0 else None
+    return FloodResult(
+        rate=plan.rate,
+        flood_concurrency=plan.flood_concurrency,
+        flood_limit=plan.flood_limit,
+        steady_limit=steady_limit,
+        rounds=plan.rounds,
+        alone_runs=[r.target for r in alone],
+        flooded_runs=[r.target for r in flooded],
+        p99_alone_ms=p99_alone,
+        p99_flooded_ms=p99_flooded,
+        p99_ratio=ratio,
+        met=None if ratio is None else ratio <= P99_TARGET_RATIO,
+        round_ratios=[
+            f.latency_ms.p99 / a.latency_ms.p99
+            for a, f in zip(alone, flooded, strict=True)
+            if a.latency_ms.p99 > 0
+        ],
+        steady_resource_exhausted=sum(
+            r.errors.get("RESOURCE_EXHAUSTED", 0) for r in alone + flooded
+        ),
+        flood=flood,
+        flood_ok_per_s=flood.ok / flood.seconds if flood.seconds else 0.0,
+        flood_resource_exhausted=flood.codes.get("RESOURCE_EXHAUSTED", 0),
+        exit_codes=exit_codes,
+    )

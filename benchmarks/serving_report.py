@@ -1,0 +1,126 @@
+"""Markdown sections of the report for notes-search, tenant-flood and shadow.
+
+Like ``genai_report``, they read plain dicts (as written to result.json).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else "met" if met else "**not met**"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def notes_search_section(n: dict[str, Any]) -> list[str]:
+    parts = [
+        "## SearchNotes through the gateway (Qdrant Edge)",
+        "",
+        "Random unit vectors with note texts bulk-loaded into the gateway's store class and "
+        "indexed; then SearchNotes over gRPC, one request in flight, query embedding included "
+        f"(end to end); the store alone: {n['store_timing']}, same queries (hybrid, tenant "
+        f"filter, top 5). Targets: end to end p99 ≤ {n['end_to_end_p99_target_ms']:g} ms, store "
+        f"p99 ≤ {n['store_p99_target_ms']:g} ms, a restarted gateway serving within "
+        f"{n['restart_target_s']:g} s.",
+        "",
+        "| notes | scope | requests | e2e p50 ms | e2e p99 ms | e2e max ms | store p50 ms "
+        "| store p99 ms | store errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in n["sizes"]:
+        for s in size["scopes"]:
+            e2e, store = s["end_to_end_ms"], s["store_ms"]
+            parts.append(
+                f"| {size['notes']:,} | {s['scope']} | {e2e['count']} | {_ms(e2e['p50'])} "
+                f"| {_ms(e2e['p99'])} | {_ms(e2e['max'])} | {_ms(store['p50'])} "
+                f"| {_ms(store['p99'])} | {s['store_errors']} |"
+            )
+    parts += [
+        "",
+        "| notes | bulk load + index s | restart: ready s | restart: first SearchNotes s "
+        "| its hits |",
+        "|---|---|---|---|---|",
+    ]
+    for size in n["sizes"]:
+        parts.append(
+            f"| {size['notes']:,} | {size['load_s']:.1f} | {size['restart_ready_s']:.1f} "
+            f"| {size['restart_first_search_s']:.1f} | {size['first_search_hits']} |"
+        )
+    parts.append("")
+    return parts
+
+
+def flood_section(f: dict[str, Any]) -> list[str]:
+    flood = f["flood"]
+    others = {k: v for k, v in flood["codes"].items() if k != "RESOURCE_EXHAUSTED"}
+    return [
+        "## One tenant flooding another",
+        "",
+        f"Tenant B (`tenant-b`) open-loop at {f['rate']:g}/s (its limit "
+        f"{f['steady_limit']:g}/s), alone and while tenant A (`tenant-a`, limit "
+        f"{f['flood_limit']:g}/s) keeps "
+        f"{f['flood_concurrency']} ScoreLeads in flight, {f['rounds']} interleaved round(s); "
+        "p99s of each kind pooled over the rounds. Target: the flood raises tenant B's "
+        f"p99 by at most {f['target_ratio'] - 1:.0%}.",
+        "",
+        "| B p99 alone ms | B p99 flooded ms | ratio | verdict | rounds' ratios "
+        "| B refused | A sent | A served | A served/s | A RESOURCE_EXHAUSTED | A other errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {_ms(f['p99_alone_ms'])} | {_ms(f['p99_flooded_ms'])} | {_ratio(f['p99_ratio'])} "
+        f"| {_verdict(f['met'])} | {', '.join(f'{r:.2f}' for r in f['round_ratios']) or '-'} "
+        f"| {f['steady_resource_exhausted']} | {flood['sent']:,} | {flood['ok']:,} "
+        f"| {f['flood_ok_per_s']:,.0f} | {f['flood_resource_exhausted']:,} "
+        f"| {', '.join(f'{k} {v}' for k, v in others.items()) or 'none'} |",
+        "",
+    ]
+
+
+def shadow_section(s: dict[str, Any]) -> list[str]:
+    source = "trained with seed 7" if s["candidate_source"] == "train" else "a copy of the live one"
+    at = (
+        f"{s['rate']:g}/s, half the {s['capacity_rps']:,.0f} req/s measured closed-loop"
+        if s["capacity_rps"]
+        else f"{s['rate']:g}/s"
+    )
+    parts = [
+        "## Shadow scoring",
+        "",
+        f"{s['model']} version {s['live_version']} live, version {s['candidate_version']} "
+        f"({source}) shadowed or not, switched by the control RPC between runs on one gateway; "
+        f"ScoreLeads open-loop at {at}, {s['rounds']} interleaved round(s), p99s pooled. "
+        f"Target: shadow on within {s['target_ratio'] - 1:.0%} of off.",
+        "",
+        "| p99 off ms | p99 on ms | ratio | verdict | rounds' ratios |",
+        "|---|---|---|---|---|",
+        f"| {_ms(s['p99_off_ms'])} | {_ms(s['p99_on_ms'])} | {_ratio(s['p99_ratio'])} "
+        f"| {_verdict(s['met'])} | {', '.join(f'{r:.2f}' for r in s['round_ratios']) or '-'} |",
+        "",
+        "| run | shadow | leads compared (metrics) | copies dropped |",
+        "|---|---|---|---|",
+    ]
+    for r in s["runs"]:
+        parts.append(
+            f"| {r['run']} | {'on' if r['shadow'] else 'off'} | {r['shadow_leads']:,} "
+            f"| {r['shadow_dropped']:,} |"
+        )
+    parts.append("")
+    return parts
+
+
+def serving_sections(genai: dict[str, Any]) -> list[str]:
+    parts: list[str] = []
+    if "notes_search" in genai:
+        parts += notes_search_section(genai["notes_search"])
+    if "tenant_flood" in genai:
+        parts += flood_section(genai["tenant_flood"])
+    if "shadow" in genai:
+        parts += shadow_section(genai["shadow"])
+    return parts

@@ -1,0 +1,266 @@
+"""The ``shadow`` target: what shadow scoring costs the live version's ScoreLeads p99.
+
+A copy of the model repository (in a scratch folder) gets a candidate version next to the live
+one: trained with another seed (``leadgw train --version N --seed 7``) or, with ``copy``, the
+live version's folder copied. Its ``config.toml`` gets a ``[routing]`` table naming the live
+version, and one gateway serves it in ``explicit`` model-control mode. Between runs the bench
+turns the shadow on and off with the control RPC (``RepositoryModelLoad`` with the parameters
+``version`` and ``shadow``, as ``leadgw models shadow`` sends it), so both kinds run on the same
+gateway process. ScoreLeads goes open-loop at ``rate`` (or, with ``half_capacity``, at half the
+closed-loop throughput measured first with the shadow off), off and on in interleaved rounds;
+p99s are of each kind's latencies pooled over the rounds, and the target is a ratio of at most
+1.10. The gateway's metrics (``leadgw_shadow_leads_total``, ``leadgw_shadow_dropped_total``)
+show how many leads the shadow compared in each run, so a run that did not shadow shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import grpc
+
+from benchmarks.notes_fill import scratch_dir
+from benchmarks.progress import ProgressSink
+from benchmarks.results import RunResult
+from benchmarks.runner import run_load
+from benchmarks.servers import ServerProcess, ServerStartError, free_port, start_listening_server
+from benchmarks.summary_suite import pooled_p99_ms
+from benchmarks.targets import GrpcUnaryTarget, TargetError
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+
+if TYPE_CHECKING:
+    from benchmarks.suite import BenchConfig
+
+P99_TARGET_RATIO = 1.10  # issue 16: shadow scoring adds at most 10% to the live p99
+CANDIDATE_SEED = 7
+CONTROL_TIMEOUT_S = 60.0
+TRAIN_TIMEOUT_S = 300.0
+SHADOW_LEADS = "leadgw_shadow_leads_total"
+SHADOW_DROPPED = "leadgw_shadow_dropped_total"
+
+Source = Literal["train", "copy"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPlan:
+    rate: float = 200.0
+    half_capacity: bool = False  # measure the closed-loop capacity first and run at half of it
+    rounds: int = 3
+    source: Source = "train"
+
+
+@dataclass(slots=True)
+class ShadowRun:
+    run: str  # the label in the runs list
+    shadow: bool
+    shadow_leads: int  # leads the shadow scored and compared during this run (metrics delta)
+    shadow_dropped: int
+
+
+@dataclass(slots=True)
+class ShadowResult:
+    model: str
+    live_version: str
+    candidate_version: str
+    candidate_source: str  # train (seed 7) | copy
+    rate: float  # requests/s of every run
+    capacity_rps: float | None  # closed-loop ok req/s with the shadow off, when measured
+    rounds: int
+    runs: list[ShadowRun]
+    p99_off_ms: float  # pooled over the rounds
+    p99_on_ms: float
+    p99_ratio: float | None
+    met: bool | None
+    round_ratios: list[float]
+    target_ratio: float = P99_TARGET_RATIO
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _versions(model_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def prepare_repository(
+    source_repository: Path, model: str, repository: Path, source: Source
+) -> tuple[str, str]:
+    """Copies ``model`` into ``repository`` with a candidate version beside the live one, and
+    pins the live one in ``[routing]``; returns (live, candidate) version names."""
+    src = source_repository / model
+    if not (src / "config.toml").is_file():
+        raise TargetError(f"shadow: no model {model!r} with a config.toml in {source_repository}")
+    model_dir = repository / model
+    shutil.copytree(src, model_dir)
+    versions = _versions(model_dir)
+    if not versions:
+        raise TargetError(f"shadow: model {model!r} has no version folder in {source_repository}")
+    live, candidate = str(versions[-1]), str(versions[-1] + 1)
+    if source == "copy":
+        shutil.copytree(model_dir / live, model_dir / candidate)
+    else:
+        command = [
+            sys.executable, "-m", "gateway", "train", "--repository", str(repository),
+            "--model", model, "--version", candidate, "--seed", str(CANDIDATE_SEED), "--quiet",
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S, check=False
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1][:300]
+            raise TargetError(f"shadow: training version {candidate} failed: {last}")
+    config = model_dir / "config.toml"
+    # Without it the highest loaded version (the candidate) would be live.
+    config.write_text(config.read_text().rstrip("\n") + f'\n\n[routing]\nlive = "{live}"\n')
+    return live, candidate
+
+
+def gateway_env(data_dir: Path, metrics_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LEADGW_"))}
+    env.update(
+        LEADGW_DATA_DIR=str(data_dir),
+        LEADGW_LOAD_DEMO_CORPUS="false",
+        LEADGW_MODEL_CONTROL_MODE="explicit",
+        LEADGW_METRICS_PORT=str(metrics_port),
+        LEADGW_LOG_LEVEL="WARNING",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+    )
+    return env
+
+
+async def set_shadow(address: str, model: str, version: str, on: bool) -> None:
+    """The control RPC ``leadgw models shadow`` sends; returns once every worker applied it."""
+    request = oip.RepositoryModelLoadRequest(model_name=model)
+    request.parameters["version"].string_param = version
+    request.parameters["shadow"].bool_param = on
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        try:
+            await stub.RepositoryModelLoad(request, timeout=CONTROL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            raise TargetError(
+                f"shadow: turning the shadow {'on' if on else 'off'} failed: "
+                f"{exc.code().name}: {exc.details()}"
+            ) from None
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every series of ``name`` in a Prometheus text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _shadow_counts(metrics_port: int) -> tuple[int, int]:
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return int(metric_sum(text, SHADOW_LEADS)), int(metric_sum(text, SHADOW_DROPPED))
+
+
+def _start(
+    config: BenchConfig, stack: ExitStack, repository: Path, data_dir: Path, metrics_port: int
+) -> ServerProcess:
+    command = [*config.leadgw_command, "--port", "0", "--model-repository", str(repository)]
+    try:
+        return stack.enter_context(
+            start_listening_server(
+                "leadgw-shadow",
+                command,
+                config.server_ready_timeout_s,
+                gateway_env(data_dir, metrics_port),
+            )
+        )
+    except ServerStartError as exc:
+        raise TargetError(f"shadow: {exc}") from None
+
+
+def run_shadow(
+    config: BenchConfig, plan: ShadowPlan, score: GrpcUnaryTarget, progress: ProgressSink
+) -> tuple[list[RunResult], ShadowResult]:
+    """Rounds of ScoreLeads with the shadow off and on, against a gateway of its own."""
+    with scratch_dir("leadgw-bench-shadow-") as tmp, ExitStack() as stack:
+        repository = Path(tmp) / "models"
+        repository.mkdir()
+        progress.note(
+            f"shadow: preparing a candidate version of {config.model} "
+            f"({'training with seed 7' if plan.source == 'train' else 'copying the live one'})"
+        )
+        live, candidate = prepare_repository(
+            config.model_repository, config.model, repository, plan.source
+        )
+        metrics_port = free_port()
+        gateway = _start(config, stack, repository, Path(tmp) / "data", metrics_port)
+        target = replace(score, address=gateway.address, server_pid=gateway.pid)
+        preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
+        runs: list[RunResult] = []
+        capacity = None
+        rate = plan.rate
+        if plan.half_capacity:
+            label = f"scoreleads capacity, shadow off, c={config.shape.concurrency}"
+            probe = run_load(
+                replace(target, name=label), replace(config.shape, mode="closed"), preflight,
+                progress, label,
+            )  # fmt: skip
+            runs.append(probe)
+            capacity = probe.ok_rps
+            if capacity <= 0:
+                raise TargetError("shadow: the capacity run scored nothing")
+            rate = round(capacity / 2, 1)
+        shape = replace(config.shape, mode="open", rate=rate)
+        measured: list[tuple[bool, RunResult]] = []
+        details: list[ShadowRun] = []
+        for round_no in range(1, plan.rounds + 1):
+            suffix = f" #{round_no}" if plan.rounds > 1 else ""
+            for on in (False, True):
+                asyncio.run(set_shadow(gateway.address, config.model, candidate, on))
+                label = f"scoreleads shadow {'on' if on else 'off'}{suffix}"
+                leads_before, dropped_before = _shadow_counts(metrics_port)
+                run = run_load(replace(target, name=label), shape, preflight, progress, label)
+                leads_after, dropped_after = _shadow_counts(metrics_port)
+                runs.append(run)
+                measured.append((on, run))
+                details.append(
+                    ShadowRun(label, on, leads_after - leads_before, dropped_after - dropped_before)
+                )
+        exit_codes = {"leadgw-shadow": gateway.stop()}
+    off = [r for on, r in measured if not on]
+    on_runs = [r for on, r in measured if on]
+    p99_off, p99_on = pooled_p99_ms(off), pooled_p99_ms(on_runs)
+    ok = all(r.ok for _, r in measured)
+    ratio = p99_on / p99_off if ok and p99_off > 0 else None
+    result = ShadowResult(
+        model=config.model,
+        live_version=live,
+        candidate_version=candidate,
+        candidate_source=plan.source,
+        rate=rate,
+        capacity_rps=capacity,
+        rounds=plan.rounds,
+        runs=details,
+        p99_off_ms=p99_off,
+        p99_on_ms=p99_on,
+        p99_ratio=ratio,
+        met=None if ratio is None else ratio <= P99_TARGET_RATIO,
+        round_ratios=[
+            b.latency_ms.p99 / a.latency_ms.p99
+            for a, b in zip(off, on_runs, strict=True)
+            if a.latency_ms.p99 > 0
+        ],
+        exit_codes=exit_codes,
+    )
+    return runs, result

@@ -1,0 +1,81 @@
+"""The pieces of the serving targets that need no load: the keys file the flood bench writes is one
+the gateway accepts with the limits asked for, the shadow bench's repository copy pins the live
+version, the metrics reader adds up series, and SearchNotes requests carry their scope."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from bench_helpers import ROOT
+
+from benchmarks.flood_suite import FLOODER, STEADY, bearer, write_keys_file
+from benchmarks.notes_search_suite import search_requests
+from benchmarks.shadow_suite import metric_sum, prepare_repository
+from gateway.auth import KeyStore
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from runtimes.config_file import ModelConfigFile
+from runtimes.routing import RoutingPolicy
+
+BUNDLED = ROOT / "runtimes" / "bundled_models"
+
+
+def test_flood_keys_file_is_accepted_by_the_gateway_with_each_tenants_limit(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    keys = write_keys_file(path, flood_limit=12.5, steady_limit=300.0)
+    store = KeyStore.from_file(path)
+    assert len(store) == 2
+    for tenant in (FLOODER, STEADY):
+        caller = store.authenticate(bearer(keys[tenant]))
+        assert caller.tenant == tenant and caller.scopes == frozenset({"score"})
+    assert store.limits_of(FLOODER).requests_per_s == 12.5
+    assert store.limits_of(STEADY).requests_per_s == 300.0
+    # Only the hashes are stored.
+    assert keys[FLOODER] not in path.read_text() and keys[STEADY] not in path.read_text()
+
+
+def test_shadow_repository_copy_pins_the_live_version(tmp_path: Path) -> None:
+    repository = tmp_path / "models"
+    repository.mkdir()
+    live, candidate = prepare_repository(BUNDLED, "lead_scorer", repository, "copy")
+    assert (live, candidate) == ("1", "2")
+    model = repository / "lead_scorer"
+    assert (model / "2" / "model.onnx").read_bytes() == (model / "1" / "model.onnx").read_bytes()
+    raw = tomllib.loads((model / "config.toml").read_text())
+    ModelConfigFile.model_validate(raw)  # still a valid model config
+    assert RoutingPolicy.from_table(raw["routing"], "config.toml").live == "1"
+    # The bundled model itself is untouched.
+    assert "routing" not in tomllib.loads((BUNDLED / "lead_scorer" / "config.toml").read_text())
+
+
+def test_shadow_repository_refuses_an_unknown_model(tmp_path: Path) -> None:
+    from benchmarks.targets import TargetError
+
+    with pytest.raises(TargetError, match="no model 'nope'"):
+        prepare_repository(BUNDLED, "nope", tmp_path, "copy")
+
+
+def test_metric_sum_adds_every_series_of_one_name_only() -> None:
+    text = "\n".join(
+        [
+            "# HELP leadgw_shadow_leads_total leads scored by both",
+            "# TYPE leadgw_shadow_leads_total counter",
+            'leadgw_shadow_leads_total{band_agreement="agree",worker="0"} 80.0',
+            'leadgw_shadow_leads_total{band_agreement="disagree",worker="1"} 3.0',
+            "leadgw_shadow_leads_total_created 1.7e9",
+            'leadgw_shadow_dropped_total{model="lead_scorer"} 2.0',
+        ]
+    )
+    assert metric_sum(text, "leadgw_shadow_leads_total") == 83.0
+    assert metric_sum(text, "leadgw_shadow_dropped_total") == 2.0
+    assert metric_sum(text, "leadgw_missing_total") == 0.0
+
+
+def test_search_requests_carry_their_scope() -> None:
+    texts = ["annuity rollover", "retirement plan", "college savings"]
+    tenant = [pb.SearchNotesRequest.FromString(b) for b in search_requests("tenant", texts)]
+    lead = [pb.SearchNotesRequest.FromString(b) for b in search_requests("lead", texts)]
+    assert [r.query for r in tenant] == texts and {r.lead_id for r in tenant} == {""}
+    assert [r.lead_id for r in lead] == ["lead-0000", "lead-0001", "lead-0002"]
+    assert {r.top_k for r in tenant + lead} == {5}
