@@ -37,7 +37,7 @@ protos: install-dev  ## Regenerate leadgw_client/pb from protos/.
 lint: install-dev  ## ruff and mypy.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway runtimes retrieval benchmarks
+	$(BIN)/mypy gateway runtimes retrieval benchmarks leadgw_client
 
 bench: install-dev  ## leadgw, both floors and MLServer side by side; report in bench-results/.
 	-bash benchmarks/mlserver/setup.sh $(PYTHON)
