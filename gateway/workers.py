@@ -17,6 +17,7 @@ import queue
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,12 +50,25 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
     def announce(gateway: Any) -> None:
         ready.put((index, os.getpid(), gateway.port))
 
+    _stop_with_parent(os.getppid())
     try:
         code = run_event_loop(serve(settings, announce=announce, role=role), settings)
     except Exception as exc:  # the parent reports it; the worker just fails
         ready.put((index, os.getpid(), f"error: {exc}"))
         code = 2
     sys.exit(code)
+
+
+def _stop_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """A worker whose supervisor is gone (even killed with SIGKILL) stops as on SIGTERM:
+    draining, then exiting, instead of serving the port on its own forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 WORKER_CONNECTION_AGE_S = 5.0

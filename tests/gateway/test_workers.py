@@ -120,3 +120,19 @@ def test_one_metrics_endpoint_carries_every_workers_series(gateway_process) -> N
         seen = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
         time.sleep(0.2)
     assert seen == {"0", "1"}
+
+
+def test_workers_stop_when_their_supervisor_is_killed(gateway_process) -> None:
+    """SIGKILL of the supervisor must not leave workers serving the port on their own."""
+    import signal
+    import time
+
+    gateway = gateway_process("--workers", "2")
+    pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
+    os.kill(gateway.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        time.sleep(0.2)
+    assert not alive, f"workers {alive} outlived their supervisor"
