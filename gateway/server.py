@@ -322,6 +322,9 @@ async def start(
     ]
     server = grpc.aio.server(options=options)
     gate = CallGate()
+    # Without a keys file there is no decision to audit (every caller is the loopback tenant):
+    # no log line per request.
+    audit = None if keys is None else AuditLog(metrics, allowed_too=settings.audit_log == "all")
     # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
     # rather than run as interceptors on every call; health and reflection (below) stay open and
     # untraced.
@@ -329,7 +332,7 @@ async def start(
         server,
         chain(
             gate.wrap,
-            authentication(keys, AuditLog(metrics, allowed_too=settings.audit_log == "all")),
+            authentication(keys, audit),
             server_handler_wrapper(metrics=metrics),
             error_mapping,
             request_decoding,

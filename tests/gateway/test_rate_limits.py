@@ -199,3 +199,13 @@ def test_a_tenant_summary_limit_overrides_the_default() -> None:
     with limiter.slot("other"), limiter.slot("other"), other, limiter.slot("other"):
         pass
     assert refused == ["small", "other"]
+
+
+def test_without_a_keys_file_nothing_is_audited(gateway_process) -> None:
+    """No keys file: no authentication decision, so no audit line on every request."""
+    gateway = gateway_process()
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        for _ in range(3):
+            stub.ScoreLeads(score_request(sample_leads(1)), timeout=10)
+    assert '"leadgw.audit"' not in gateway.stderr_text()
