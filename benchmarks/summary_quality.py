@@ -31,6 +31,7 @@ from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
 from retrieval.summary.claims import citations_of, strip_markers
 from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.sentences import SentenceStream
+from retrieval.summary.summarizer import SummaryStyle
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig
 from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason
@@ -130,6 +131,7 @@ class EvalScorer:
 @dataclass(slots=True)
 class ModelRow:
     model: str
+    style: str = "whole"
     leads: int = 0
     real: int = 0
     shown: int = 0
@@ -151,6 +153,7 @@ class ModelRow:
 
         return {
             "model": self.model,
+            "style": self.style,
             "leads": self.leads,
             "real_summaries": self.real,
             "faithfulness": share(self.supported, self.shown),
@@ -227,7 +230,12 @@ async def _score_lead(
 
 
 async def _run_model(
-    name: str, base_url: str, model: str, leads: list[dict[str, Any]], embedder: OnnxEmbedder
+    name: str,
+    base_url: str,
+    model: str,
+    leads: list[dict[str, Any]],
+    embedder: OnnxEmbedder,
+    style: SummaryStyle = "whole",
 ) -> ModelRow:
     notes = EvalNotes(leads)
     llm = LLMClient(
@@ -245,8 +253,9 @@ async def _run_model(
         mask_pii=False,
         guard=SentenceGuard(embedder=embedder),
         fallback_reserve_s=0.5,
+        style=style,
     )
-    row = ModelRow(name)
+    row = ModelRow(name, style)
     try:
         for lead in leads:
             await _score_lead(summarizer, lead, notes, row)
@@ -255,7 +264,13 @@ async def _run_model(
     return row
 
 
-async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> list[dict]:
+async def run_quality(
+    llms: Sequence[QualityLLM],
+    eval_set: Path = EVAL_SET,
+    styles: Sequence[SummaryStyle] = ("whole",),
+) -> list[dict]:
+    """The loopback fake (whole style: its replies are scripted per lead), then each of ``llms``
+    in each of ``styles``."""
     leads = json.loads(eval_set.read_text())["leads"]
     embedder = await OnnxEmbedder.open()
     fake = FakeLLM(Pacing(first_delay_s=0.05), {x["lead_id"]: x["fake_reply"] for x in leads})
@@ -269,7 +284,10 @@ async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> 
             )
         )
         for llm in llms:
-            rows.append(await _run_model(llm.name, llm.base_url, llm.model, leads, embedder))
+            for style in styles:
+                rows.append(
+                    await _run_model(llm.name, llm.base_url, llm.model, leads, embedder, style)
+                )
     finally:
         fake.stop()
         server.close()
@@ -279,19 +297,21 @@ async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| model | leads | real summaries | faithfulness | citation precision | fact coverage "
-        "| falsehoods shown | injections followed | sentences shown | drop rate "
+        "| model | style | leads | real summaries | faithfulness | citation precision "
+        "| fact coverage | falsehoods shown | injections followed | sentences shown | drop rate "
         "| first shown (median ms) | total (median ms) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         cells = [
-            r["model"], r["leads"], r["real_summaries"], r["faithfulness"],
+            r["model"], r["style"], r["leads"], r["real_summaries"], r["faithfulness"],
             r["citation_precision"], r["fact_coverage"], r["falsehoods_shown"],
             r["injections_followed"], r["sentences_shown"], r["drop_rate"],
             r["first_shown_ms_median"], r["total_ms_median"],
         ]  # fmt: skip
         lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
-    reasons = "\n".join(f"- {r['model']}: dropped {r['dropped_by_reason']}" for r in rows)
+    reasons = "\n".join(
+        f"- {r['model']} ({r['style']}): dropped {r['dropped_by_reason']}" for r in rows
+    )
     return head + "\n".join(lines) + "\n\n" + reasons + "\n"

@@ -55,4 +55,5 @@ def test_cli_reports_the_fake_row_with_every_planted_falsehood_dropped(tmp_path:
     assert row["faithfulness"] == 1.0 and row["real_summaries"] == 6
     assert sum(row["dropped_by_reason"].values()) == 9  # the nine planted bad sentences
     assert row["fact_coverage"] >= 0.8
-    assert "| loopback fake | 6 | 6 | 1.0 |" in done.stdout
+    assert row["style"] == "whole"
+    assert "| loopback fake | whole | 6 | 6 | 1.0 |" in done.stdout
