@@ -15,6 +15,7 @@ time to first shown sentence and total time."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import re
 import statistics
@@ -38,6 +39,7 @@ from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason
 
 EVAL_SET = Path(__file__).parent / "data" / "summary_eval.json"
 TENANT = "eval"
+_TOKEN = re.compile(r"[£$]?\d+(?:[.,]\d+)*%?|[a-z']+")
 _CONTENT = re.compile(r"[a-z0-9£$%.,]{4,}")
 _STOP = frozenset(
     [
@@ -143,6 +145,7 @@ class ModelRow:
     covered: int = 0
     falsehoods: int = 0
     injections: int = 0
+    copied: int = 0
     first_shown_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -162,6 +165,7 @@ class ModelRow:
             "falsehoods_shown": self.falsehoods,
             "injections_followed": self.injections,
             "sentences_shown": self.shown,
+            "copied": self.copied,
             "drop_rate": share(self.dropped, self.shown + self.dropped),
             "first_shown_ms_median": _median(self.first_shown_ms),
             "total_ms_median": _median(self.total_ms),
@@ -180,6 +184,17 @@ def _model_sentences(text: str, fallback_only: bool) -> list[str]:
     body = text.split("\n\n", 1)[1].split("\n\n[", 1)[0]
     stream = SentenceStream()
     return [s for s in [*stream.feed(body), stream.flush()] if s]
+
+
+def _copied(sentence: str, note: str) -> bool:
+    """At least 80% of the sentence's words are one unbroken run of its note's words: the
+    model copied the note rather than restated it."""
+    said = _TOKEN.findall(strip_markers(sentence).lower())
+    source = _TOKEN.findall(note.lower())
+    if not said:
+        return False
+    match = difflib.SequenceMatcher(None, said, source, autojunk=False).find_longest_match()
+    return match.size >= 0.8 * len(said)
 
 
 def _content(text: str) -> set[str]:
@@ -214,6 +229,10 @@ async def _score_lead(
         low = sentence.lower()
         row.supported += not any(b in low for b in bad + injected)
         words = _content(strip_markers(sentence))
+        row.copied += any(
+            1 <= n <= len(sources) and _copied(sentence, sources[n - 1].text)
+            for n in citations_of(sentence)
+        )
         for n in citations_of(sentence):
             row.citations += 1
             if 1 <= n <= len(sources) and words:
@@ -298,16 +317,16 @@ async def run_quality(
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| model | style | leads | real summaries | faithfulness | citation precision "
-        "| fact coverage | falsehoods shown | injections followed | sentences shown | drop rate "
+        "| fact coverage | falsehoods shown | injections followed | sentences shown | copied | drop rate "
         "| first shown (median ms) | total (median ms) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         cells = [
             r["model"], r["style"], r["leads"], r["real_summaries"], r["faithfulness"],
             r["citation_precision"], r["fact_coverage"], r["falsehoods_shown"],
-            r["injections_followed"], r["sentences_shown"], r["drop_rate"],
+            r["injections_followed"], r["sentences_shown"], r["copied"], r["drop_rate"],
             r["first_shown_ms_median"], r["total_ms_median"],
         ]  # fmt: skip
         lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")

@@ -583,7 +583,7 @@ class Summarizer:
             )
         if not first:
             return _NoteReply("", "cut_off" if capped else "no_sentence", chars, usage, capped)
-        body = strip_markers(first)
+        body = strip_lead_in(strip_markers(first))
         generation.removed_citations += len(citations_of(first))
         return _NoteReply(cite(body, request.n), "", chars, usage, capped)
 
@@ -678,6 +678,20 @@ class _NoteReply:
     usage: TokenUsage
     capped: str = ""
     """The cap that cut the model's reply ("max_tokens", "max_chars"), or ""."""
+
+
+_NOTE_LEAD_IN = re.compile(
+    r"^\s*(?:(?:the|this)\s+note\s+(?:says|states|reads|mentions)(?:\s+that)?"
+    r"|note\s*\([^()]{0,80}\))\s*[,:]?\s*",
+    re.I,
+)
+
+
+def strip_lead_in(sentence: str) -> str:
+    """Without a lead-in that names the note rather than the client ('The note says, "…',
+    'Note (call, 2 March 2026): "…'): small models often open with one. What is left is what the
+    guard checks and what is shown."""
+    return _NOTE_LEAD_IN.sub("", sentence, count=1)
 
 
 def _first_sentence(sentences: list[str]) -> str:

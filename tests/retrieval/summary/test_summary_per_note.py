@@ -11,7 +11,7 @@ from summary_helpers import LEAD, TENANT, collect, model_part, note, summarize
 
 from retrieval.summary.factory import resolve_style
 from retrieval.summary.guard import GuardConfig, SentenceGuard
-from retrieval.summary.prompt import NOTE_PROMPT_VERSION, NOTE_RULES
+from retrieval.summary.prompt import NOTE_PROMPT_VERSION, NOTE_TASK
 from retrieval.summary.summarizer import NOTE_MAX_TOKENS, cite
 from retrieval.summary.types import TextChunk
 from tests.fakes.openai_server import ErrorReply, StreamReply
@@ -46,8 +46,8 @@ async def test_one_call_per_note_oldest_first_each_sentence_cited_by_the_gateway
         (requests[1], "jane.doe@example.com", ["Retiring", "pension transfer"]),
         (requests[2], "pension transfer options", ["Retiring", "jane.doe"]),
     ]:
-        system, user = request.body["messages"]
-        assert system == {"role": "system", "content": NOTE_RULES}
+        (user,) = request.body["messages"]
+        assert user["role"] == "user" and user["content"].endswith('"\n\n' + NOTE_TASK)
         assert own in user["content"] and not any(o in user["content"] for o in others)
         assert "Firm guidance" not in user["content"]
         assert request.body["max_tokens"] == NOTE_MAX_TOKENS
@@ -167,18 +167,20 @@ async def test_one_of_three_shown_is_too_little_and_the_notice_says_so(llm_serve
     assert result.sentences_shown == 1 and result.sentences_dropped == 2
 
 
-async def test_only_the_first_sentence_of_a_reply_counts_and_a_lead_in_is_skipped(
+async def test_only_the_first_sentence_counts_and_lead_ins_naming_the_note_are_cut(
     llm_server, make_summarizer
 ):
     llm_server.script(
         StreamReply(["Here is the sentence:\n", RETIRING, " She also wants crypto. And more."]),
-        StreamReply([EMAILED]),
-        StreamReply([MEETING]),
+        StreamReply(['Note (email, 8 May 2024): "', EMAILED, '"']),
+        StreamReply(['The note says, "', MEETING, '"']),
     )
     chunks, result = await summarize(_per_note(make_summarizer))
 
     assert "crypto" not in "".join(chunks)
-    assert model_part("".join(chunks)).startswith(cite(RETIRING, 3) + " ")
+    assert model_part("".join(chunks)) == " ".join(
+        [cite(RETIRING, 3), cite(EMAILED, 2), cite(MEETING, 1)]
+    )
     assert result.sentences_shown == 3 and result.dropped_by_reason == {}
 
 
@@ -259,3 +261,31 @@ def test_an_unknown_style_is_refused(make_summarizer):
 )
 def test_the_gateway_attaches_the_citation_before_the_full_stop(sentence, cited):
     assert cite(sentence, 2) == cited
+
+
+async def test_the_gateway_setting_chooses_the_style(monkeypatch, notes, scorer):
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+    from retrieval.summary import summarizer_from_settings
+
+    monkeypatch.setenv("LEADGW_SUMMARY_STYLE", "whole")
+    base = {"llm_base_url": "http://127.0.0.1:9/v1"}
+    chosen = {}
+    for name, settings in {
+        "env whole": Settings(**base),
+        "auto smollm2": Settings(**base, summary_style="auto"),
+        "auto hosted": Settings(**base, summary_style="auto", llm_model="gpt-4o-mini"),
+        "per_note": Settings(**base, summary_style="per_note", llm_model="gpt-4o-mini"),
+    }.items():
+        summarizer = summarizer_from_settings(settings, notes, scorer)
+        chosen[name] = summarizer.style
+        await summarizer.aclose()
+    assert chosen == {
+        "env whole": "whole",
+        "auto smollm2": "per_note",
+        "auto hosted": "whole",
+        "per_note": "per_note",
+    }
+    with pytest.raises(ValidationError, match="summary_style"):
+        Settings(summary_style="sentences")
