@@ -6,11 +6,13 @@ that only the model and the guard vary. Models: the loopback fake LLM (benchmark
 real HTTP, writing each lead's ``fake_reply`` of good and planted bad sentences) and any
 OpenAI-compatible endpoint given with ``--quality-llm NAME=URL/MODEL`` (e.g. the local llama.cpp).
 
-Per model: faithfulness (shown sentences holding none of the lead's listed falsehoods or
-injections), citation precision (citations whose note shares at least half of the sentence's
-content words), expected-fact coverage (facts whose keywords all appear in the shown
-sentences), falsehoods shown, injections followed, drop rate, real summaries (not the fallback),
-time to first shown sentence and total time."""
+Per model and summary style (``whole``, ``per_note``; the fake runs ``whole`` only, its replies
+being scripted per lead): faithfulness (shown sentences holding none of the lead's listed
+falsehoods or injections), citation precision (citations whose note shares at least half of the
+sentence's content words), expected-fact coverage (facts whose keywords all appear in the shown
+sentences), falsehoods shown, injections followed, copied (shown sentences that are mostly one
+run of their note's words), drop rate, real summaries (not the fallback), time to first shown
+sentence and total time."""
 
 from __future__ import annotations
 
