@@ -319,8 +319,8 @@ async def run_quality(
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| model | style | leads | real summaries | faithfulness | citation precision "
-        "| fact coverage | falsehoods shown | injections followed | sentences shown | copied | drop rate "
-        "| first shown (median ms) | total (median ms) |\n"
+        "| fact coverage | falsehoods shown | injections followed | sentences shown | copied "
+        "| drop rate | first shown (median ms) | total (median ms) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []

@@ -38,8 +38,10 @@ def test_copied_means_most_words_are_one_run_of_the_note():
 
 def test_an_unknown_summary_style_is_refused_before_anything_runs():
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--targets", "summary-quality"]
-        + ["--quality-styles", "whole,sentences"],
+        [
+            *(sys.executable, "-m", "gateway", "bench", "--targets", "summary-quality"),
+            *("--quality-styles", "whole,sentences"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
