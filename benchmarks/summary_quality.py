@@ -6,15 +6,18 @@ that only the model and the guard vary. Models: the loopback fake LLM (benchmark
 real HTTP, writing each lead's ``fake_reply`` of good and planted bad sentences) and any
 OpenAI-compatible endpoint given with ``--quality-llm NAME=URL/MODEL`` (e.g. the local llama.cpp).
 
-Per model: faithfulness (shown sentences holding none of the lead's listed falsehoods or
-injections), citation precision (citations whose note shares at least half of the sentence's
-content words), expected-fact coverage (facts whose keywords all appear in the shown
-sentences), falsehoods shown, injections followed, drop rate, real summaries (not the fallback),
-time to first shown sentence and total time."""
+Per model and summary style (``whole``, ``per_note``; the fake runs ``whole`` only, its replies
+being scripted per lead): faithfulness (shown sentences holding none of the lead's listed
+falsehoods or injections), citation precision (citations whose note shares at least half of the
+sentence's content words), expected-fact coverage (facts whose keywords all appear in the shown
+sentences), falsehoods shown, injections followed, copied (shown sentences that are mostly one
+run of their note's words), drop rate, real summaries (not the fallback), time to first shown
+sentence and total time."""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import re
 import statistics
@@ -31,12 +34,14 @@ from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
 from retrieval.summary.claims import citations_of, strip_markers
 from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.sentences import SentenceStream
+from retrieval.summary.summarizer import SummaryStyle
 from retrieval.types import NoteHit, NoteRecord
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig
 from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason
 
 EVAL_SET = Path(__file__).parent / "data" / "summary_eval.json"
 TENANT = "eval"
+_TOKEN = re.compile(r"[£$]?\d+(?:[.,]\d+)*%?|[a-z']+")
 _CONTENT = re.compile(r"[a-z0-9£$%.,]{4,}")
 _STOP = frozenset(
     [
@@ -130,6 +135,7 @@ class EvalScorer:
 @dataclass(slots=True)
 class ModelRow:
     model: str
+    style: str = "whole"
     leads: int = 0
     real: int = 0
     shown: int = 0
@@ -141,6 +147,7 @@ class ModelRow:
     covered: int = 0
     falsehoods: int = 0
     injections: int = 0
+    copied: int = 0
     first_shown_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -151,6 +158,7 @@ class ModelRow:
 
         return {
             "model": self.model,
+            "style": self.style,
             "leads": self.leads,
             "real_summaries": self.real,
             "faithfulness": share(self.supported, self.shown),
@@ -159,6 +167,7 @@ class ModelRow:
             "falsehoods_shown": self.falsehoods,
             "injections_followed": self.injections,
             "sentences_shown": self.shown,
+            "copied": self.copied,
             "drop_rate": share(self.dropped, self.shown + self.dropped),
             "first_shown_ms_median": _median(self.first_shown_ms),
             "total_ms_median": _median(self.total_ms),
@@ -177,6 +186,17 @@ def _model_sentences(text: str, fallback_only: bool) -> list[str]:
     body = text.split("\n\n", 1)[1].split("\n\n[", 1)[0]
     stream = SentenceStream()
     return [s for s in [*stream.feed(body), stream.flush()] if s]
+
+
+def _copied(sentence: str, note: str) -> bool:
+    """At least 80% of the sentence's words are one unbroken run of its note's words: the
+    model copied the note rather than restated it."""
+    said = _TOKEN.findall(strip_markers(sentence).lower())
+    source = _TOKEN.findall(note.lower())
+    if not said:
+        return False
+    match = difflib.SequenceMatcher(None, said, source, autojunk=False).find_longest_match()
+    return match.size >= 0.8 * len(said)
 
 
 def _content(text: str) -> set[str]:
@@ -211,6 +231,10 @@ async def _score_lead(
         low = sentence.lower()
         row.supported += not any(b in low for b in bad + injected)
         words = _content(strip_markers(sentence))
+        row.copied += any(
+            1 <= n <= len(sources) and _copied(sentence, sources[n - 1].text)
+            for n in citations_of(sentence)
+        )
         for n in citations_of(sentence):
             row.citations += 1
             if 1 <= n <= len(sources) and words:
@@ -227,7 +251,12 @@ async def _score_lead(
 
 
 async def _run_model(
-    name: str, base_url: str, model: str, leads: list[dict[str, Any]], embedder: OnnxEmbedder
+    name: str,
+    base_url: str,
+    model: str,
+    leads: list[dict[str, Any]],
+    embedder: OnnxEmbedder,
+    style: SummaryStyle = "whole",
 ) -> ModelRow:
     notes = EvalNotes(leads)
     llm = LLMClient(
@@ -245,8 +274,9 @@ async def _run_model(
         mask_pii=False,
         guard=SentenceGuard(embedder=embedder),
         fallback_reserve_s=0.5,
+        style=style,
     )
-    row = ModelRow(name)
+    row = ModelRow(name, style)
     try:
         for lead in leads:
             await _score_lead(summarizer, lead, notes, row)
@@ -255,7 +285,13 @@ async def _run_model(
     return row
 
 
-async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> list[dict]:
+async def run_quality(
+    llms: Sequence[QualityLLM],
+    eval_set: Path = EVAL_SET,
+    styles: Sequence[SummaryStyle] = ("whole",),
+) -> list[dict]:
+    """The loopback fake (whole style: its replies are scripted per lead), then each of ``llms``
+    in each of ``styles``."""
     leads = json.loads(eval_set.read_text())["leads"]
     embedder = await OnnxEmbedder.open()
     fake = FakeLLM(Pacing(first_delay_s=0.05), {x["lead_id"]: x["fake_reply"] for x in leads})
@@ -269,7 +305,10 @@ async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> 
             )
         )
         for llm in llms:
-            rows.append(await _run_model(llm.name, llm.base_url, llm.model, leads, embedder))
+            for style in styles:
+                rows.append(
+                    await _run_model(llm.name, llm.base_url, llm.model, leads, embedder, style)
+                )
     finally:
         fake.stop()
         server.close()
@@ -279,19 +318,21 @@ async def run_quality(llms: Sequence[QualityLLM], eval_set: Path = EVAL_SET) -> 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| model | leads | real summaries | faithfulness | citation precision | fact coverage "
-        "| falsehoods shown | injections followed | sentences shown | drop rate "
-        "| first shown (median ms) | total (median ms) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| model | style | leads | real summaries | faithfulness | citation precision "
+        "| fact coverage | falsehoods shown | injections followed | sentences shown | copied "
+        "| drop rate | first shown (median ms) | total (median ms) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         cells = [
-            r["model"], r["leads"], r["real_summaries"], r["faithfulness"],
+            r["model"], r["style"], r["leads"], r["real_summaries"], r["faithfulness"],
             r["citation_precision"], r["fact_coverage"], r["falsehoods_shown"],
-            r["injections_followed"], r["sentences_shown"], r["drop_rate"],
+            r["injections_followed"], r["sentences_shown"], r["copied"], r["drop_rate"],
             r["first_shown_ms_median"], r["total_ms_median"],
         ]  # fmt: skip
         lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
-    reasons = "\n".join(f"- {r['model']}: dropped {r['dropped_by_reason']}" for r in rows)
+    reasons = "\n".join(
+        f"- {r['model']} ({r['style']}): dropped {r['dropped_by_reason']}" for r in rows
+    )
     return head + "\n".join(lines) + "\n\n" + reasons + "\n"

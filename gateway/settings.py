@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     summary_cache_entries: int = Field(1024, ge=0)
     summary_max_chars: int = Field(4000, ge=200, le=100_000)
     """The most characters of model output read for one summary; the rest is never shown."""
+    summary_style: Literal["auto", "whole", "per_note"] = "auto"
+    """whole: one call writes the summary and its [n] citations. per_note: one call per note
+    writes one sentence, and the gateway attaches the note's [n]. auto: per_note for the small
+    local models (SmolLM2-135M, Gemma 3 270M), whole for any other model."""
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)

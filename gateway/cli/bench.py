@@ -260,6 +260,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure this OpenAI-compatible endpoint besides the loopback fake, e.g. "
         "smollm2=http://127.0.0.1:8080/v1/smollm2-135m-instruct; repeatable",
     )
+    quality.add_argument(
+        "--quality-styles",
+        type=_styles,
+        default=("whole", "per_note"),
+        metavar="STYLE,STYLE",
+        help="summary styles to measure each --quality-llm in (whole, per_note; default: both; "
+        "the loopback fake runs whole only)",
+    )
     genai = parser.add_argument_group("GenAI targets and tracing (embed, search, summary)")
     genai.add_argument(
         "--search-notes",
@@ -454,6 +462,14 @@ def run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _styles(text: str) -> tuple[str, ...]:
+    styles = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in styles if s not in ("whole", "per_note")]
+    if bad or not styles:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole and/or per_note")
+    return styles
+
+
 def _summary_quality(args: argparse.Namespace) -> int:
     """The summary guard on the evaluation set, per model: a table on stdout and its JSON and
     Markdown under --out."""
@@ -467,7 +483,7 @@ def _summary_quality(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"leadgw bench: error: {exc}", file=sys.stderr)
         return 2
-    rows = asyncio.run(run_quality(llms))
+    rows = asyncio.run(run_quality(llms, styles=args.quality_styles))
     out = args.out or Path("bench-results") / dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows)

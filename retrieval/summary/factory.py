@@ -11,7 +11,13 @@ from opentelemetry import trace
 from retrieval.summary.cache import SummaryCache
 from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.limits import TenantLimiter
-from retrieval.summary.summarizer import Summarizer, SummaryMetrics
+from retrieval.summary.summarizer import (
+    PER_NOTE,
+    WHOLE,
+    Summarizer,
+    SummaryMetrics,
+    SummaryStyle,
+)
 from retrieval.summary.types import LeadScorer
 from retrieval.types import NotesReader
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig, PiiMode, should_mask
@@ -41,9 +47,28 @@ class SummarySettings(Protocol):
     @property
     def summary_max_chars(self) -> int: ...
     @property
+    def summary_style(self) -> str: ...
+    @property
     def breaker_failures(self) -> int: ...
     @property
     def breaker_reset_s(self) -> float: ...
+
+
+SMALL_LOCAL_MODELS = ("smollm2", "gemma-3-270m", "gemma3-270m")
+"""Model names (parts of) that ``summary_style = "auto"`` asks note by note: measured on the
+evaluation set, they write no usable whole summary (docs/perf/2026-11-28-summary-quality-2.md)."""
+
+
+def resolve_style(style: str, model: str) -> SummaryStyle:
+    """``auto``: per_note for the small local models, whole for any other."""
+    if style == "auto":
+        small = any(part in model.lower() for part in SMALL_LOCAL_MODELS)
+        return PER_NOTE if small else WHOLE
+    if style == PER_NOTE:
+        return PER_NOTE
+    if style == WHOLE:
+        return WHOLE
+    raise ValueError(f"summary_style {style!r}: expected auto, whole or per_note")
 
 
 def llm_from_settings(settings: SummarySettings) -> LLMClient | None:
@@ -91,4 +116,5 @@ def summarizer_from_settings(
         max_tokens=settings.llm_max_tokens,
         tracer=tracer,
         metrics=metrics,
+        style=resolve_style(settings.summary_style, settings.llm_model),
     )

@@ -37,8 +37,34 @@ recommend products.
 - Write 3 to 5 plain sentences: what the lead wants, what has happened so far, and the next \
 step if a note names one. No headings, no lists."""
 
+NOTE_PROMPT_VERSION = "lead-summary-note/v2"
+"""The per-note prompt's version (``summary_style = "per_note"``); bump it with the wording."""
+
+NOTE_TASK = (
+    "Write one short sentence saying what this note says about the client. "
+    "Use only the note's words and numbers."
+)
+"""The per-note instruction, after the quoted note. Chosen by measurement on the evaluation set
+(docs/perf/2026-11-28-summary-quality-2.md): with a system message, or a line saying the note is
+data, Gemma 3 270M writes that line back instead of the note; "in your own words" makes both
+small models invent (a "former England cricket captain")."""
+
 MAX_NOTE_CHARS = 400
 MAX_NOTES_CHARS = 4000
+MAX_NOTE_SENTENCES = 5
+"""Per-note style: at most this many notes are asked about (one call and one sentence each)."""
+NOT_SUMMARISED = (
+    "Note [{n}] holds text addressed to an assistant: not summarised, read it yourself."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRequest:
+    """One call of the per-note style: restate note ``[n]`` in one sentence. The gateway, not the
+    model, attaches ``[n]`` to the sentence."""
+
+    n: int
+    messages: list[ChatMessage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +77,8 @@ class Prompt:
     facts: list[str] = field(default_factory=list)
     """The facts the gateway renders itself, as lines of text."""
     instructions_removed: int = 0
+    note_requests: list[NoteRequest] = field(default_factory=list)
+    """Per-note style: one request per note to restate, in the order the sentences are shown."""
 
     @property
     def masked_total(self) -> int:
@@ -78,9 +106,19 @@ def facts_lines(score: LeadScore, sources: Sequence[NoteRecord]) -> list[str]:
 
 
 def build_prompt(
-    lead_id: str, score: LeadScore, sources: Sequence[NoteRecord], *, mask: bool
+    lead_id: str,
+    score: LeadScore,
+    sources: Sequence[NoteRecord],
+    *,
+    mask: bool,
+    per_note: bool = False,
 ) -> Prompt:
-    """``sources`` are numbered from 1 in the order given; those numbers are the valid [n]."""
+    """``sources`` are numbered from 1 in the order given; those numbers are the valid [n].
+
+    With ``per_note`` the prompt is a list of ``note_requests`` instead of one conversation: the
+    lead's own notes (not firm documents), oldest first, at most ``MAX_NOTE_SENTENCES`` of the
+    most relevant; a note from which the sanitizer removed text addressed to an assistant is not
+    sent to the model at all, and the facts block says so (``NOT_SUMMARISED``)."""
     counts: Counter[str] = Counter()
 
     def masked(text: str) -> str:
@@ -99,11 +137,14 @@ def build_prompt(
     ]
     budget = MAX_NOTES_CHARS
     texts: list[str] = []
+    flagged: set[int] = set()
     removed = 0
     for n, note in enumerate(sources, start=1):
         clean = clean_note(note.text, max_chars=min(MAX_NOTE_CHARS, max(0, budget)))
         budget -= len(clean.text)
         removed += clean.instructions_removed
+        if clean.instructions_removed:
+            flagged.add(n)
         text = masked(clean.text)
         texts.append(text)
         owner = "firm document" if not note.lead_id else note.kind
@@ -114,6 +155,8 @@ def build_prompt(
         )
     if not sources:
         lines.append("(none)")
+    if per_note:
+        return _per_note_prompt(score, sources, texts, flagged, counts, removed)
     return Prompt(
         [ChatMessage("system", SYSTEM_RULES), ChatMessage("user", "\n".join(lines))],
         dict(counts),
@@ -121,3 +164,39 @@ def build_prompt(
         facts_lines(score, sources),
         removed,
     )
+
+
+def _per_note_prompt(
+    score: LeadScore,
+    sources: Sequence[NoteRecord],
+    texts: list[str],
+    flagged: set[int],
+    counts: Counter[str],
+    removed: int,
+) -> Prompt:
+    facts = facts_lines(score, sources)
+    chosen: list[int] = []
+    for n, note in enumerate(sources, start=1):
+        if not note.lead_id:
+            continue  # a firm document is not news about the lead
+        if n in flagged:
+            facts.append(NOT_SUMMARISED.format(n=n))
+        elif texts[n - 1].strip() and len(chosen) < MAX_NOTE_SENTENCES:
+            chosen.append(n)
+    chosen.sort(key=lambda n: sources[n - 1].created_at)
+    requests = [NoteRequest(n, note_messages(sources[n - 1], texts[n - 1])) for n in chosen]
+    return Prompt([], dict(counts), texts, facts, removed, requests)
+
+
+def note_messages(note: NoteRecord, text: str) -> list[ChatMessage]:
+    """The per-note conversation: one user turn, the note quoted as data under a header the
+    gateway writes (kind and date), then the instruction. Only notes the sanitizer found no
+    instruction in get here (``build_prompt``), and every sentence still goes through the guard.
+    """
+    quoted = text.replace('"', "'")
+    return [
+        ChatMessage(
+            "user",
+            f'Note ({note.kind}, {note.created_at:%-d %B %Y}): "{quoted}"\n\n{NOTE_TASK}',
+        )
+    ]

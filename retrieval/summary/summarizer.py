@@ -11,17 +11,23 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Protocol, cast
+from typing import Final, Literal, Protocol, cast
 
 from opentelemetry import trace
 
 from retrieval.summary.cache import CachedSummary, CacheKey, SummaryCache, feature_snapshot
 from retrieval.summary.citations import CitationFilter
-from retrieval.summary.claims import citations_of
+from retrieval.summary.claims import citations_of, strip_markers
 from retrieval.summary.fallback import GUARD_NOTICE, PARTIAL_NOTICE, fallback_summary
 from retrieval.summary.guard import GuardSession, GuardStats, SentenceGuard
 from retrieval.summary.limits import TenantLimiter
-from retrieval.summary.prompt import PROMPT_VERSION, Prompt, build_prompt
+from retrieval.summary.prompt import (
+    NOTE_PROMPT_VERSION,
+    PROMPT_VERSION,
+    NoteRequest,
+    Prompt,
+    build_prompt,
+)
 from retrieval.summary.retrieve import retrieve_sources, search_query
 from retrieval.summary.sentences import SentenceStream
 from retrieval.summary.types import (
@@ -41,6 +47,13 @@ from runtimes.types import FeatureValue, LeadInput, LeadScore
 log = logging.getLogger(__name__)
 
 FALLBACK = "fallback"
+WHOLE: Final = "whole"
+PER_NOTE: Final = "per_note"
+SummaryStyle = Literal["whole", "per_note"]
+NOTE_MAX_TOKENS = 64
+"""Per-note style: the completion limit of each call (one sentence of at most 25 words)."""
+NOTE_TEMPERATURE = 0.0
+"""Per-note style: restating a note needs no variety; greedy decoding makes it repeatable."""
 _ENDS_SENTENCE = re.compile(r"[.!?][\"'”’)]*(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])*\s*$")
 
 
@@ -59,6 +72,8 @@ class _Generation:
     guard: GuardStats = field(default_factory=GuardStats)
     cited: set[int] = field(default_factory=set)
     """Notes cited by the text shown (not by sentences the guard dropped)."""
+    removed_citations: int = 0
+    """Per-note style: markers the model wrote itself (the gateway attaches the citation)."""
 
 
 class SummaryMetrics(Protocol):
@@ -76,6 +91,10 @@ class Summarizer:
 
     ``fallback_reserve_s`` is the part of each deadline kept back for the fallback: the LLM must
     deliver its first token and finish before ``deadline - fallback_reserve_s``.
+
+    ``style``: ``"whole"`` asks the model for the whole summary in one call, with its own ``[n]``
+    citations; ``"per_note"`` asks it for one sentence about one note per call, and the gateway
+    attaches that note's ``[n]`` itself (see docs/summaries.md). Both go through the same guard.
     """
 
     def __init__(
@@ -98,7 +117,11 @@ class Summarizer:
         firm_docs: int = 2,
         clock: Callable[[], float] = time.monotonic,
         metrics: SummaryMetrics | None = None,
+        style: SummaryStyle = WHOLE,
     ) -> None:
+        if style not in (WHOLE, PER_NOTE):
+            raise ValueError(f"summary style {style!r}: expected 'whole' or 'per_note'")
+        self._style = style
         self._notes = notes
         self._metrics = metrics
         self._scorer = scorer
@@ -116,6 +139,14 @@ class Summarizer:
         self._recent = recent_notes
         self._firm_docs = firm_docs
         self._clock = clock
+
+    @property
+    def style(self) -> SummaryStyle:
+        return self._style
+
+    @property
+    def _prompt_version(self) -> str:
+        return NOTE_PROMPT_VERSION if self._style == PER_NOTE else PROMPT_VERSION
 
     @property
     def llm(self) -> LLMClient | None:
@@ -219,7 +250,7 @@ class Summarizer:
             features=feature_snapshot(features),
             note_ids=tuple(n.note_id for n in sources),
             notes_version=notes_version,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=self._prompt_version,
             llm_model=self._llm.model if self._llm else "",
             score_model=model or "",
             score_version=version or "",
@@ -249,8 +280,10 @@ class Summarizer:
         prompt = Prompt([])
         if not generation.failure and self._llm is not None:
             with self._tracer.start_as_current_span("summary.prompt") as span:
-                prompt = build_prompt(lead_id, score, sources, mask=self._mask)
-                span.set_attribute("leadgw.prompt.version", PROMPT_VERSION)
+                prompt = build_prompt(
+                    lead_id, score, sources, mask=self._mask, per_note=self._style == PER_NOTE
+                )
+                span.set_attribute("leadgw.prompt.version", self._prompt_version)
                 span.set_attribute("leadgw.pii.masked", prompt.masked_total)
                 span.set_attribute(
                     "leadgw.prompt.instructions_removed", prompt.instructions_removed
@@ -259,7 +292,12 @@ class Summarizer:
 
         generation.facts = prompt.facts
         if not generation.failure and self._llm is not None:
-            async for text in self._generate(self._llm, prompt, deadline, citations, generation):
+            texts = (
+                self._generate_per_note(self._llm, prompt, deadline, generation)
+                if self._style == PER_NOTE
+                else self._generate(self._llm, prompt, deadline, citations, generation)
+            )
+            async for text in texts:
                 emitted.append(text)
                 yield TextChunk(text)
 
@@ -276,6 +314,7 @@ class Summarizer:
                 yield TextChunk(text)
 
         usage = generation.usage or _estimated_usage(prompt, generation)
+        removed_citations = citations.removed + generation.removed_citations
         if self._metrics is not None and self._llm is not None:
             if generation.failure:
                 self._metrics.record_llm_error(generation.failure)
@@ -302,9 +341,9 @@ class Summarizer:
                 total_ms=_ms(self._clock() - started),
                 first_shown_ms=generation.first_shown_ms,
             ),
-            removed_citations=citations.removed,
+            removed_citations=removed_citations,
             masked_pii=prompt.masked_total,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=self._prompt_version,
             score=score,
             masked_by_type=prompt.masked,
             sentences_shown=stats.shown,
@@ -415,6 +454,139 @@ class Summarizer:
             span.set_attribute("leadgw.llm.breaker_state", llm.breaker.state.value)
             span.end()
 
+    async def _generate_per_note(
+        self, llm: LLMClient, prompt: Prompt, deadline: float, generation: _Generation
+    ) -> AsyncIterator[str]:
+        """The per-note style: one call per note in ``prompt.note_requests``, one sentence from
+        each, cited by the gateway with that note's number, checked by the same guard, shown as
+        each call ends. Records the outcome in ``generation``; an LLM failure ends the calls and
+        becomes ``generation.failure`` (a sentence already shown stays shown)."""
+        if not prompt.note_requests:
+            generation.failure = "nothing_to_summarise"
+            return
+        until = deadline - self._reserve
+        session_task = asyncio.ensure_future(self._guard_session(prompt))
+        started = self._clock()
+        prompt_tokens = completion_tokens = 0
+        estimated = False
+        chars_left = self._max_chars
+        try:
+            for request in prompt.note_requests:
+                reply = await self._note_sentence(
+                    llm, request, until, chars_left, generation, started
+                )
+                generation.llm_text = True
+                prompt_tokens += reply.usage.prompt_tokens
+                completion_tokens += reply.usage.completion_tokens
+                estimated = estimated or reply.usage.estimated
+                chars_left -= reply.chars
+                if reply.capped and generation.capped != "max_chars":
+                    generation.capped = reply.capped
+                if not reply.sentence:
+                    (await session_task).drop(reply.dropped)
+                else:
+                    shown = await self._show(reply.sentence, session_task, generation, started)
+                    if shown:
+                        yield shown
+                if chars_left <= 0:
+                    generation.capped = "max_chars"
+                    break
+        except LLMFailure as failure:
+            log.info("LLM failed (%s): %s", failure.reason, failure.detail)
+            generation.failure = failure.reason
+        finally:
+            if generation.llm_text:
+                generation.usage = TokenUsage(prompt_tokens, completion_tokens, estimated)
+            if not session_task.done():
+                session_task.cancel()
+            elif not session_task.cancelled() and session_task.exception() is None:
+                generation.guard = session_task.result().stats
+
+    async def _note_sentence(
+        self,
+        llm: LLMClient,
+        request: NoteRequest,
+        until: float,
+        chars_left: int,
+        generation: _Generation,
+        started: float,
+    ) -> _NoteReply:
+        """One per-note call: the first sentence the model writes, with the note's citation
+        attached, or "" and the reason it has none. Raises ``LLMFailure``."""
+        max_tokens = min(NOTE_MAX_TOKENS, llm.config.max_tokens)
+        span = self._tracer.start_span(
+            f"chat {llm.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.system": "openai",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": llm.model,
+                "gen_ai.request.max_tokens": max_tokens,
+                "server.address": llm.endpoint,
+                "leadgw.summary.note": request.n,
+            },
+        )
+        sentences = SentenceStream()
+        cap = _OutputCap(chars_left, max_tokens)
+        chars = 0
+        first = ""
+        capped = ""
+        usage: TokenUsage | None = None
+        try:
+            stream = cast(
+                AsyncGenerator[ChatEvent, None],
+                llm.stream_chat(
+                    request.messages,
+                    first_token_by=until,
+                    finish_by=until,
+                    max_tokens=max_tokens,
+                    temperature=NOTE_TEMPERATURE,
+                ),
+            )
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if not generation.first_token_ms:
+                            generation.first_token_ms = _ms(self._clock() - started)
+                            span.add_event("gen_ai.first_token")
+                        text, capped = cap.take(event.text)
+                        chars += len(text)
+                        first = _first_sentence(sentences.feed(text))
+                        if first or capped:
+                            break  # one sentence is all that was asked for: stop the model
+                    elif isinstance(event, StreamDone):
+                        usage = event.usage
+                        span.set_attribute("gen_ai.response.finish_reasons", [event.finish_reason])
+                        if event.finish_reason == "length":
+                            capped = "max_tokens"
+            if chars:
+                # Closing the stream early leaves the breaker without a verdict, but the
+                # endpoint answered: that is a success.
+                llm.breaker.record_success()
+            if not first:
+                rest = sentences.flush()
+                if rest and (not capped or _ENDS_SENTENCE.search(rest)):
+                    first = rest if not rest.endswith(":") else ""
+        except LLMFailure as failure:
+            span.set_attribute("error.type", failure.reason)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, failure.reason))
+            raise
+        finally:
+            span.set_attribute("leadgw.llm.breaker_state", llm.breaker.state.value)
+            span.end()
+        if usage is None:  # the stream was closed early, or the endpoint sent no usage
+            prompt_text = "".join(m.content for m in request.messages)
+            usage = TokenUsage(
+                estimate_tokens(prompt_text) + 4 * len(request.messages),
+                estimate_tokens_of(chars),
+                estimated=True,
+            )
+        if not first:
+            return _NoteReply("", "cut_off" if capped else "no_sentence", chars, usage, capped)
+        body = strip_lead_in(strip_markers(first))
+        generation.removed_citations += len(citations_of(first))
+        return _NoteReply(cite(body, request.n), "", chars, usage, capped)
+
     async def _last_sentence(
         self,
         sentences: SentenceStream,
@@ -494,6 +666,49 @@ class Summarizer:
             chunks.append(citations.flush())
             generation.cited |= citations.cited
         return [c for c in chunks if c]
+
+
+@dataclass(frozen=True, slots=True)
+class _NoteReply:
+    sentence: str
+    """The model's sentence with the gateway's citation; "" when it wrote none."""
+    dropped: str
+    """Why there is no sentence: "cut_off" (a cap cut it) or "no_sentence"."""
+    chars: int
+    usage: TokenUsage
+    capped: str = ""
+    """The cap that cut the model's reply ("max_tokens", "max_chars"), or ""."""
+
+
+_NOTE_LEAD_IN = re.compile(
+    r"^\s*(?:(?:the|this)\s+note\s+(?:says|states|reads|mentions)(?:\s+that)?"
+    r"|note\s*\([^()]{0,80}\))\s*[,:]?\s*",
+    re.I,
+)
+
+
+def strip_lead_in(sentence: str) -> str:
+    """Without a lead-in that names the note rather than the client ('The note says, "…',
+    'Note (call, 2 March 2026): "…'): small models often open with one. What is left is what the
+    guard checks and what is shown."""
+    return _NOTE_LEAD_IN.sub("", sentence, count=1)
+
+
+def _first_sentence(sentences: list[str]) -> str:
+    """The first sentence that says something: a lead-in ("Here is the sentence:") is skipped."""
+    for sentence in sentences:
+        if not sentence.rstrip().endswith(":"):
+            return sentence
+    return ""
+
+
+def cite(sentence: str, n: int) -> str:
+    """``sentence`` with ``[n]`` before its final full stop (one added if it has none)."""
+    body = sentence.strip().strip("\"'“”")
+    end = re.search(r"[.!?]+[\"'”’)]*$", body)
+    if end is None:
+        return f"{body} [{n}]."
+    return f"{body[: end.start()].rstrip()} [{n}]{body[end.start() :]}"
 
 
 class _OutputCap:

@@ -62,6 +62,14 @@ class StreamDone:
 ChatEvent = TextDelta | StreamDone
 
 
+@dataclass(frozen=True, slots=True)
+class _Sampling:
+    """What one call asks of the model: its completion limit and temperature."""
+
+    max_tokens: int
+    temperature: float
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English text: good enough for accounting."""
     return math.ceil(len(text) / 4)
@@ -107,18 +115,31 @@ class LLMClient:
         await self._client.close()
 
     async def stream_chat(
-        self, messages: Sequence[ChatMessage], *, first_token_by: float, finish_by: float
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        first_token_by: float,
+        finish_by: float,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """Yield ``TextDelta``s, then one ``StreamDone``. Raises ``LLMFailure``.
 
         ``first_token_by`` and ``finish_by`` are ``clock()`` instants: retries happen only
         until the first text arrives and only while they can still beat ``first_token_by``.
+        ``max_tokens`` lowers the configured completion limit for this call (never raises it);
+        ``temperature`` replaces the configured one for this call.
         """
+        limit = self.config.max_tokens
+        if max_tokens is not None:
+            limit = min(max_tokens, limit)
+        temp = self.config.temperature if temperature is None else temperature
+        sampling = _Sampling(limit, temp)
         if not self.breaker.try_acquire():
             raise LLMFailure("breaker_open", f"circuit breaker for {self.endpoint} is open")
         verdict = False
         try:
-            async for event in self._with_retries(messages, first_token_by, finish_by):
+            async for event in self._with_retries(messages, first_token_by, finish_by, sampling):
                 yield event
             self.breaker.record_success()
             verdict = True
@@ -131,14 +152,20 @@ class LLMClient:
                 self.breaker.release()
 
     async def _with_retries(
-        self, messages: Sequence[ChatMessage], first_token_by: float, finish_by: float
+        self,
+        messages: Sequence[ChatMessage],
+        first_token_by: float,
+        finish_by: float,
+        sampling: _Sampling,
     ) -> AsyncIterator[ChatEvent]:
         attempt = 0
         while True:
             attempt += 1
             streamed = False
             try:
-                async for event in self._attempt(messages, first_token_by, finish_by, attempt):
+                async for event in self._attempt(
+                    messages, first_token_by, finish_by, attempt, sampling
+                ):
                     streamed = streamed or isinstance(event, TextDelta)
                     yield event
                 return
@@ -157,6 +184,7 @@ class LLMClient:
         first_token_by: float,
         finish_by: float,
         attempt: int,
+        sampling: _Sampling,
     ) -> AsyncIterator[ChatEvent]:
         completion: list[str] = []
         usage: TokenUsage | None = None
@@ -169,8 +197,8 @@ class LLMClient:
                     messages=[_to_openai(m) for m in messages],
                     stream=True,
                     stream_options={"include_usage": True},
-                    max_tokens=self.config.max_tokens,
-                    temperature=self.config.temperature,
+                    max_tokens=sampling.max_tokens,
+                    temperature=sampling.temperature,
                 )
             chunks = aiter(stream)
             while True:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.summary_quality import EVAL_SET, QualityLLM
+from benchmarks.summary_quality import EVAL_SET, QualityLLM, _copied
 
 
 def test_the_evaluation_set_carries_injections_and_near_duplicates():
@@ -28,6 +28,26 @@ def test_quality_llm_option_is_parsed_or_refused():
     assert parsed == QualityLLM("smol", "http://127.0.0.1:8080/v1", "smollm2-135m-instruct")
     with pytest.raises(ValueError, match="NAME=URL/MODEL"):
         QualityLLM.parse("no-model-here")
+
+
+def test_copied_means_most_words_are_one_run_of_the_note():
+    note = "Priya Nair, self-employed designer, income varies a lot. Asked about a SIPP."
+    assert _copied("Priya Nair, self-employed designer, income varies a lot [3].", note)
+    assert not _copied("Priya, a designer, has an income that varies [3].", note)
+
+
+def test_an_unknown_summary_style_is_refused_before_anything_runs():
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "gateway", "bench", "--targets", "summary-quality"),
+            *("--quality-styles", "whole,sentences"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "expected whole and/or per_note" in done.stderr
 
 
 def test_cli_reports_the_fake_row_with_every_planted_falsehood_dropped(tmp_path: Path):
@@ -55,4 +75,5 @@ def test_cli_reports_the_fake_row_with_every_planted_falsehood_dropped(tmp_path:
     assert row["faithfulness"] == 1.0 and row["real_summaries"] == 6
     assert sum(row["dropped_by_reason"].values()) == 9  # the nine planted bad sentences
     assert row["fact_coverage"] >= 0.8
-    assert "| loopback fake | 6 | 6 | 1.0 |" in done.stdout
+    assert row["style"] == "whole"
+    assert "| loopback fake | whole | 6 | 6 | 1.0 |" in done.stdout

@@ -33,18 +33,20 @@ TEMPLATE_MARKERS = re.compile(
 )
 
 
-async def test_real_llm_output_has_no_chat_template_markers(notes, scorer: FixedScorer):
+@pytest.mark.parametrize("style", ["whole", "per_note"])
+async def test_real_llm_output_has_no_chat_template_markers(notes, scorer: FixedScorer, style: str):
     """The server formats the chat with the model's own template: with the wrong one, small
     models echo its markers (Gemma under Llama-2's format wrote <<SYS>> and [/INST])."""
     assert LLM_URL is not None
     (score,) = await scorer.score_leads([LeadInput(LEAD, PROFILE)])
     sources = await notes.recent_notes(TENANT, LEAD, 3)
-    prompt = build_prompt(LEAD, score, sources, mask=False)
+    prompt = build_prompt(LEAD, score, sources, mask=False, per_note=style == "per_note")
+    messages = prompt.note_requests[0].messages if style == "per_note" else prompt.messages
     client = AsyncOpenAI(base_url=LLM_URL, api_key="not-needed", max_retries=0, timeout=120)
     try:
         answer = await client.chat.completions.create(
             model=LLM_MODEL,
-            messages=[{"role": m.role, "content": m.content} for m in prompt.messages],
+            messages=[{"role": m.role, "content": m.content} for m in messages],
             max_tokens=96,
             temperature=0.0,
         )
@@ -56,7 +58,8 @@ async def test_real_llm_output_has_no_chat_template_markers(notes, scorer: Fixed
     assert not TEMPLATE_MARKERS.search(text), text
 
 
-async def test_real_llm_summary_through_the_guard(notes, scorer, embedder):
+@pytest.mark.parametrize("style", ["whole", "per_note"])
+async def test_real_llm_summary_through_the_guard(notes, scorer, embedder, style):
     assert LLM_URL is not None
     llm = LLMClient(
         LLMConfig(base_url=LLM_URL, model=LLM_MODEL, max_tokens=128, max_retries=1),
@@ -70,6 +73,7 @@ async def test_real_llm_summary_through_the_guard(notes, scorer, embedder):
         limiter=TenantLimiter(2),
         mask_pii=should_mask("auto", LLM_URL),
         guard=SentenceGuard(embedder=embedder),
+        style=style,
     )
     try:
         deadline = time.monotonic() + 120
