@@ -297,8 +297,11 @@ class EdgeBackend:
                 self._shards[REINDEX] = self._open(REINDEX, self._notes_config(dim), _NOTE_INDEXES)
 
     def commit_reindex(self) -> None:
-        """Closes both notes shards, marks the new one complete, renames it into place."""
+        """Builds the new shard's HNSW index (no gateway runs during a reindex, so holding the
+        GIL does no harm), closes both notes shards, marks the new one complete, renames it
+        into place."""
         with self._lock:
+            self._shard(REINDEX).optimize()
             self._shard(REINDEX).flush()
             for name in (NOTES, REINDEX):
                 shard = self._shards.pop(name, None)
