@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import os
-import sys
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,11 +29,6 @@ MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on 256-token inputs (special tokens included)."""
 MINILM_DIM = 384
 MINILM_NAME = "all-MiniLM-L6-v2-onnx-int8"
-EMBEDDER_NICE = 10
-"""How much nicer than the rest of the process the embedding thread runs (Linux). Summaries
-embed their query and, in the sentence guard, their notes; on a machine short of cores that
-competed with scoring at equal weight. Nicer, the scheduler serves ScoreLeads first and
-embeddings take what is left (see docs/perf/2026-11-28-summary-path.md)."""
 
 
 class Embedder(Protocol):
@@ -74,19 +66,6 @@ def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
     return tokenizer
 
 
-def lower_thread_priority(by: int) -> None:
-    """Makes the calling thread ``by`` nicer than it is (Linux: each thread has its own nice
-    value; elsewhere nothing). ONNX Runtime with one intra-op thread computes on the caller's
-    thread, so this covers the model run as well."""
-    if by <= 0 or sys.platform != "linux":
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
-    except OSError:  # not permitted in this sandbox: run at the process's priority
-        return
-
-
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     # A zero vector (never seen from these models) stays zero instead of becoming NaN.
@@ -117,12 +96,7 @@ class OnnxEmbedder:
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = load_tokenizer(MAX_TOKENS)
         self._batch_size = batch_size
-        self._executor = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="embedder",
-            initializer=lower_thread_priority,
-            initargs=(EMBEDDER_NICE,),
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
     @classmethod
     async def open(cls, **kwargs: int) -> OnnxEmbedder:
