@@ -106,6 +106,10 @@ def gateway_env(data_dir: Path, llm_address: str, max_summaries: int) -> dict[st
         # Every summary must do its full work: no cache hits, no refusals by the tenant limit.
         LEADGW_SUMMARY_CACHE_ENTRIES="0",
         LEADGW_SUMMARIES_PER_TENANT=str(max_summaries),
+        # With several workers each ends its connections after a few seconds and lets calls in
+        # flight finish within this grace: held streams last up to SUMMARY_TIMEOUT_S, and a
+        # GOAWAY must not cut them (it did: UNAVAILABLE "max connection age" past 35 s).
+        LEADGW_MAX_CONNECTION_AGE_GRACE_S=str(SUMMARY_TIMEOUT_S + 5),
         LEADGW_LOG_LEVEL="WARNING",
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",

@@ -15,6 +15,8 @@ from retrieval.filters import Filter
 
 NOTES = "notes"
 LEADS = "leads"
+REINDEX = "notes.reindex"
+"""The collection ``leadgw notes reindex`` fills before it replaces ``NOTES`` (see reindex.py)."""
 KEYWORDS = "bm25"
 """The sparse vector of BM25 keyword weights beside each note chunk's dense vector."""
 RRF_K = 60
@@ -71,6 +73,19 @@ class StoreBackend(Protocol):
 
     def health(self) -> None:
         """Raises when the engine cannot answer."""
+
+    def stored_dim(self) -> int | None:
+        """The size of the stored note vectors; None when there is no notes collection yet."""
+
+    def open_reindex(self, dim: int) -> None:
+        """Opens the ``REINDEX`` collection for ``dim``-dim vectors: what an interrupted
+        reindex left there is kept when it has that size, else it starts empty."""
+
+    def commit_reindex(self) -> None:
+        """``REINDEX`` becomes ``NOTES`` in one step readers cannot see half of; the old
+        notes are deleted. Safe to repeat after a crash part way (the next open finishes it)."""
+
+    def drop_reindex(self) -> None: ...
 
     def snapshot(self, path: Path) -> None: ...
 

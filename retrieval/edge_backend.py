@@ -25,7 +25,16 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from retrieval.backend import KEYWORDS, LEADS, NOTES, RRF_K, Payload, PointWrite, SearchSpec
+from retrieval.backend import (
+    KEYWORDS,
+    LEADS,
+    NOTES,
+    REINDEX,
+    RRF_K,
+    Payload,
+    PointWrite,
+    SearchSpec,
+)
 from retrieval.config import StoreConfig
 from retrieval.filters import Condition, Filter, Match, MatchAny
 from retrieval.keywords import Keywords
@@ -36,6 +45,9 @@ log = logging.getLogger("leadgw.retrieval")
 SNAPSHOT_FORMAT = "leadgw-edge-snapshot/1"
 _MANIFEST = "leadgw-snapshot.json"
 _SCROLL_PAGE = 512
+_REINDEX_DONE = "notes.reindex.complete"
+"""Written once the reindexed shard is complete: from then on the swap is finished on any open."""
+_REPLACED = "notes.replaced"
 
 _NOTE_INDEXES: dict[str, Any] = {
     # is_tenant: Qdrant keeps each tenant's points together and plans a tenant's filter first.
@@ -89,6 +101,7 @@ class EdgeBackend:
         with self._lock:
             if self._shards:
                 return self._check_dim(dim)
+            self._finish_reindex()
             self._shards[NOTES] = self._open(NOTES, self._notes_config(dim), _NOTE_INDEXES)
             self._shards[LEADS] = self._open(LEADS, self._leads_config(), _LEAD_INDEXES)
             self._check_dim(dim)
@@ -144,7 +157,8 @@ class EdgeBackend:
         if size != dim:
             raise FailedPrecondition(
                 f"the notes store {self._root / NOTES} holds {size}-dim vectors but the embedder "
-                f"makes {dim}-dim ones; use a new data_dir for this embedder"
+                f"makes {dim}-dim ones; run `leadgw notes reindex` (gateway stopped) to re-embed "
+                "them, or switch back"
             )
 
     def _shard(self, collection: str) -> qe.EdgeShard:
@@ -160,6 +174,7 @@ class EdgeBackend:
         return shard
 
     def _load_existing(self) -> None:
+        self._finish_reindex()
         dim = self._dim_of(self._root / NOTES)
         self._shards[NOTES] = self._open(NOTES, self._notes_config(dim), _NOTE_INDEXES)
         self._shards[LEADS] = self._open(LEADS, self._leads_config(), _LEAD_INDEXES)
@@ -264,6 +279,61 @@ class EdgeBackend:
         """
         with self._lock:
             self._shard(NOTES).optimize()
+
+    # ---- reindexing (leadgw notes reindex) ----
+
+    def stored_dim(self) -> int | None:
+        with self._lock:
+            self._finish_reindex()
+        notes = self._root / NOTES
+        return self._dim_of(notes) if (notes / "edge_config.json").exists() else None
+
+    def open_reindex(self, dim: int) -> None:
+        with self._lock:
+            path = self._root / REINDEX
+            if REINDEX not in self._shards and path.exists() and self._dim_of(path) != dim:
+                shutil.rmtree(path)
+            if REINDEX not in self._shards:
+                self._shards[REINDEX] = self._open(REINDEX, self._notes_config(dim), _NOTE_INDEXES)
+
+    def commit_reindex(self) -> None:
+        """Builds the new shard's HNSW index (no gateway runs during a reindex, so holding the
+        GIL does no harm), closes both notes shards, marks the new one complete, renames it
+        into place."""
+        with self._lock:
+            self._shard(REINDEX).optimize()
+            self._shard(REINDEX).flush()
+            for name in (NOTES, REINDEX):
+                shard = self._shards.pop(name, None)
+                if shard is not None:
+                    shard.close()
+            (self._root / _REINDEX_DONE).write_text("the notes.reindex shard is complete\n")
+            self._finish_reindex()
+            dim = self._dim_of(self._root / NOTES)
+            self._shards[NOTES] = self._open(NOTES, self._notes_config(dim), _NOTE_INDEXES)
+
+    def _finish_reindex(self) -> None:
+        # Each step is a rename or a delete, and the marker goes last, so a crash anywhere in
+        # here leaves a state this same function completes on the next open.
+        marker = self._root / _REINDEX_DONE
+        if not marker.exists():
+            return
+        new, current, replaced = self._root / REINDEX, self._root / NOTES, self._root / _REPLACED
+        if new.exists():
+            if current.exists():
+                shutil.rmtree(replaced, ignore_errors=True)
+                current.rename(replaced)
+            new.rename(current)
+        shutil.rmtree(replaced, ignore_errors=True)
+        marker.unlink()
+        log.info("notes store: the reindexed notes shard replaced the old one in %s", self._root)
+
+    def drop_reindex(self) -> None:
+        with self._lock:
+            shard = self._shards.pop(REINDEX, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._root / REINDEX, ignore_errors=True)
 
     # ---- snapshots ----
 

@@ -78,6 +78,15 @@ def _embedded_text(note: NoteRecord) -> str:
     return f"{note.title}\n\n{note.text}" if note.title else note.text
 
 
+def note_hashes(
+    embedder_name: str, embedded_text: str, lead_id: str, kind: str, created_iso: str
+) -> tuple[str, str]:
+    """(text hash, record hash) of a note's payload: the text hash changes with the text or the
+    embedder, the record hash with either or with the lead, kind or date."""
+    text_hash = _sha(embedder_name, embedded_text)
+    return text_hash, _sha(text_hash, lead_id, kind, created_iso)
+
+
 def _to_record(stored: StoredNote) -> NoteRecord:
     return NoteRecord(
         note_id=stored.note_id,
@@ -178,9 +187,10 @@ class NotesService:
     def _pending(self, note: NoteRecord, old: StoredNote | None) -> _Pending | None:
         """What writing ``note`` takes, or None when the stored copy is identical."""
         text = _embedded_text(note)
-        text_hash = _sha(self._embedder.name, text)
         created = note.created_at.astimezone(UTC)
-        record_hash = _sha(text_hash, note.lead_id, note.kind, created.isoformat())
+        text_hash, record_hash = note_hashes(
+            self._embedder.name, text, note.lead_id, note.kind, created.isoformat()
+        )
         if old is not None and old.record_hash == record_hash:
             return None
         payload = {

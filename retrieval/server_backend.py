@@ -15,7 +15,16 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from retrieval.backend import KEYWORDS, LEADS, NOTES, RRF_K, Payload, PointWrite, SearchSpec
+from retrieval.backend import (
+    KEYWORDS,
+    LEADS,
+    NOTES,
+    REINDEX,
+    RRF_K,
+    Payload,
+    PointWrite,
+    SearchSpec,
+)
 from retrieval.filters import Condition, Filter, Match, MatchAny, Range
 from retrieval.keywords import Keywords
 from runtimes.errors import FailedPrecondition
@@ -23,6 +32,8 @@ from runtimes.errors import FailedPrecondition
 log = logging.getLogger("leadgw.retrieval")
 
 _SCROLL_PAGE = 256
+_GENERATIONS = (f"{NOTES}_a", f"{NOTES}_b")
+"""A reindex fills whichever of these ``NOTES`` does not name, then points the alias at it."""
 _NOTE_INDEXES: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams] = {
     "tenant": qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
     "lead_id": qm.PayloadSchemaType.KEYWORD,
@@ -68,13 +79,10 @@ class ServerBackend:
 
     def ensure_schema(self, dim: int) -> None:
         client = self._client
-        if not client.collection_exists(NOTES):
-            client.create_collection(
-                NOTES,
-                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
-                sparse_vectors_config={KEYWORDS: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-            )
-            self._create_indexes(NOTES, _NOTE_INDEXES)
+        if not client.collection_exists(NOTES) and self._recover_alias():
+            pass
+        elif not client.collection_exists(NOTES):
+            self._create_notes(NOTES, dim)
         else:
             params = client.get_collection(NOTES).config.params
             vectors = params.vectors
@@ -82,7 +90,7 @@ class ServerBackend:
             if size != dim:
                 raise FailedPrecondition(
                     f"collection {NOTES!r} holds {size}-dim vectors but the embedder makes "
-                    f"{dim}-dim ones; use a new collection (or data_dir) for this embedder"
+                    f"{dim}-dim ones; run `leadgw notes reindex` to re-embed them, or switch back"
                 )
             self._hybrid = KEYWORDS in (params.sparse_vectors or {})
             if not self._hybrid:
@@ -97,6 +105,83 @@ class ServerBackend:
             client.create_collection(LEADS, vectors_config={})
             self._create_indexes(LEADS, _LEAD_INDEXES)
 
+    def _create_notes(self, name: str, dim: int) -> None:
+        self._client.create_collection(
+            name,
+            vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+            sparse_vectors_config={KEYWORDS: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+        )
+        self._create_indexes(name, _NOTE_INDEXES)
+
+    # ---- reindexing (leadgw notes reindex) ----
+
+    def _live(self) -> str | None:
+        """The collection ``NOTES`` names: its alias's target, or itself (made before aliases)."""
+        for alias in self._client.get_aliases().aliases:
+            if alias.alias_name == NOTES:
+                return alias.collection_name
+        return NOTES if self._client.collection_exists(NOTES) else None
+
+    def _staging(self) -> str:
+        return _GENERATIONS[1] if self._live() == _GENERATIONS[0] else _GENERATIONS[0]
+
+    def _name(self, collection: str) -> str:
+        return self._staging() if collection == REINDEX else collection
+
+    def _recover_alias(self) -> bool:
+        """A commit cut between dropping a pre-alias ``notes`` collection and creating the
+        alias leaves only the complete new generation: point the alias at it."""
+        found = [c for c in _GENERATIONS if self._client.collection_exists(c)]
+        if len(found) != 1:
+            return False
+        log.warning(
+            "collection %r is missing; pointing it at %r (a finished reindex)", NOTES, found[0]
+        )
+        self._alias(found[0], drop_old=False)
+        return True
+
+    def _alias(self, target: str, *, drop_old: bool) -> None:
+        create = qm.CreateAliasOperation(
+            create_alias=qm.CreateAlias(collection_name=target, alias_name=NOTES)
+        )
+        drop = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=NOTES))
+        # One request: readers see the old collection or the new one, never none.
+        self._client.update_collection_aliases(
+            change_aliases_operations=[drop, create] if drop_old else [create]
+        )
+
+    def stored_dim(self) -> int | None:
+        if not self._client.collection_exists(NOTES):
+            return None
+        vectors = self._client.get_collection(NOTES).config.params.vectors
+        return vectors.size if isinstance(vectors, qm.VectorParams) else None
+
+    def open_reindex(self, dim: int) -> None:
+        name = self._staging()
+        if self._client.collection_exists(name):
+            vectors = self._client.get_collection(name).config.params.vectors
+            if isinstance(vectors, qm.VectorParams) and vectors.size == dim:
+                return
+            self._client.delete_collection(name)
+        self._create_notes(name, dim)
+
+    def commit_reindex(self) -> None:
+        live, new = self._live(), self._staging()
+        if live == NOTES:
+            # Made before aliases: an alias cannot share a collection's name, so the old
+            # collection goes first (searches in that instant fail UNAVAILABLE; nothing is lost:
+            # the next ensure_schema points the alias at the new one if this is cut short).
+            self._client.delete_collection(NOTES)
+            self._alias(new, drop_old=False)
+        else:
+            self._alias(new, drop_old=live is not None)
+            if live is not None:
+                self._client.delete_collection(live)
+        self._hybrid = True
+
+    def drop_reindex(self) -> None:
+        self._client.delete_collection(self._staging())
+
     def _create_indexes(
         self, collection: str, indexes: dict[str, qm.PayloadSchemaType | qm.KeywordIndexParams]
     ) -> None:
@@ -107,25 +192,32 @@ class ServerBackend:
                 self._client.create_payload_index(collection, field, field_schema=schema)
 
     def upsert(self, collection: str, points: list[PointWrite]) -> None:
-        self._client.upsert(collection, points=[self._point(p) for p in points], wait=True)
+        hybrid = self._hybrid or collection == REINDEX  # a reindexed collection has keywords
+        self._client.upsert(
+            self._name(collection), points=[self._point(p, hybrid) for p in points], wait=True
+        )
 
-    def _point(self, point: PointWrite) -> qm.PointStruct:
+    def _point(self, point: PointWrite, hybrid: bool) -> qm.PointStruct:
         vector: dict[str, Any] = {}
         if point.dense is not None:
             vector[""] = point.dense
-        if point.keywords is not None and self._hybrid:
+        if point.keywords is not None and hybrid:
             sparse = self._keywords.document(point.keywords)
             vector[KEYWORDS] = qm.SparseVector(indices=sparse.indices, values=sparse.values)
         return qm.PointStruct(id=point.id, vector=vector, payload=point.payload)
 
     def set_payload(self, collection: str, payload: Payload, flt: Filter) -> None:
-        self._client.set_payload(collection, payload=payload, points=server_filter(flt), wait=True)
+        self._client.set_payload(
+            self._name(collection), payload=payload, points=server_filter(flt), wait=True
+        )
 
     def delete(self, collection: str, flt: Filter) -> None:
-        self._client.delete(collection, points_selector=server_filter(flt), wait=True)
+        self._client.delete(self._name(collection), points_selector=server_filter(flt), wait=True)
 
     def count(self, collection: str, flt: Filter) -> int:
-        return self._client.count(collection, count_filter=server_filter(flt), exact=True).count
+        return self._client.count(
+            self._name(collection), count_filter=server_filter(flt), exact=True
+        ).count
 
     def scroll(
         self,
@@ -138,7 +230,7 @@ class ServerBackend:
     ) -> list[Payload]:
         if newest_first:
             records, _ = self._client.scroll(
-                collection,
+                self._name(collection),
                 scroll_filter=server_filter(flt),
                 limit=limit or _SCROLL_PAGE,
                 order_by=qm.OrderBy(key="created_at", direction=qm.Direction.DESC),
@@ -150,7 +242,7 @@ class ServerBackend:
         while True:
             page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - len(out))
             records, offset = self._client.scroll(
-                collection,
+                self._name(collection),
                 scroll_filter=server_filter(flt),
                 limit=page,
                 offset=offset,

@@ -363,7 +363,8 @@ def _ensure_schema(backend: StoreBackend, dim: int, embedder_name: str) -> None:
     if other:
         raise FailedPrecondition(
             f"notes were embedded with {other[0].get('embedder')!r}, the gateway is configured "
-            f"with {embedder_name!r}; re-index into a new data_dir or switch back"
+            f"with {embedder_name!r}; run `leadgw notes reindex` (gateway stopped) to re-embed "
+            "them from their stored texts, or switch back"
         )
 
 

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "keys": ("gateway.cli.keys", "create API keys (printed once; only their hash is stored)"),
     "index": ("gateway.cli.index", "send notes (JSON Lines or CSV) to a gateway's IndexNotes"),
-    "notes": ("gateway.cli.notes", "snapshot or restore the embedded notes store"),
+    "notes": ("gateway.cli.notes", "snapshot, restore or reindex the notes store"),
     "train": ("gateway.cli.train", "train, calibrate and export the lead model"),
     "bench": ("gateway.cli.bench", "measure latency and throughput against peers"),
 }

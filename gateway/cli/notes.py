@@ -1,7 +1,9 @@
-"""``leadgw notes snapshot|restore``: copy the embedded notes store out, or put one back.
+"""``leadgw notes snapshot|restore|reindex``: copy the embedded notes store out, put one back,
+or re-embed every stored note with the configured embedder.
 
 The embedded store (Qdrant Edge) has one owner at a time, so these run while no gateway serves
-that data directory; the command says so if one does. A Qdrant server has its own snapshots.
+that data directory; the command says so if one does. A Qdrant server has its own snapshots;
+``reindex`` works on both.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ if TYPE_CHECKING:
 
 DESCRIPTION = (
     "Write a snapshot of the embedded notes store (every tenant's notes and lead profiles) to a "
-    "file, or replace the store with one. Run it while no gateway uses --data-dir. A Qdrant "
-    "server (LEADGW_QDRANT_URL) keeps its own snapshots: use Qdrant's snapshot API there."
+    "file, or replace the store with one; or re-embed every stored note with the configured "
+    "embedder (reindex, after changing LEADGW_EMBEDDINGS_*). Run it while no gateway uses "
+    "--data-dir. A Qdrant server (LEADGW_QDRANT_URL) keeps its own snapshots: use Qdrant's "
+    "snapshot API there; reindex works on it too."
 )
 
 
@@ -27,7 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     snapshot.add_argument("file", type=Path, help="the snapshot file to write (a tar)")
     restore = actions.add_parser("restore", help="replace the store with the snapshot in FILE")
     restore.add_argument("file", type=Path, help="a file written by `leadgw notes snapshot`")
-    for action in (snapshot, restore):
+    reindex = actions.add_parser(
+        "reindex",
+        help="re-embed every stored note with the configured embedder (resumable)",
+        description="Re-embeds every stored note from its stored text with the embedder the "
+        "settings name, into a new collection that replaces the old one once complete. "
+        "Interrupted, the old notes stay as they were; running it again carries on.",
+    )
+    reindex.add_argument(
+        "--batch-size", type=int, default=128, help="texts per embedder call (default: 128)"
+    )
+    for action in (snapshot, restore, reindex):
         action.add_argument(
             "--data-dir", type=Path, help="the gateway's data directory (default: its setting)"
         )
@@ -46,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"leadgw notes: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    if args.notes_command == "reindex":
+        if args.batch_size < 1:
+            print("leadgw notes: --batch-size must be at least 1", file=sys.stderr)
+            return 2
+        return asyncio.run(_reindex(settings, args.batch_size))
     if settings.qdrant_url:
         print(
             "leadgw notes: LEADGW_QDRANT_URL points at a Qdrant server; use its snapshot API",
@@ -84,4 +103,48 @@ async def _run(settings: Settings, action: str, path: Path) -> int:
         return 1
     finally:
         await notes.close()
+    return 0
+
+
+async def _reindex(settings: Settings, batch_size: int) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from gateway.notes_config import notes_config
+    from retrieval.embedder import open_embedder
+    from retrieval.reindex import reindex
+    from runtimes.errors import LeadgwError
+
+    config = notes_config(settings)
+    where = settings.qdrant_url or settings.data_dir
+    try:
+        embedder = await open_embedder(config.embedder)
+    except LeadgwError as exc:
+        print(f"leadgw notes: cannot open the embedder: {exc.message}", file=sys.stderr)
+        return 1
+    err = Console(stderr=True)
+    columns = (TextColumn("reindexing"), BarColumn(), MofNCompleteColumn(), TextColumn("points"))
+    try:
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("points", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = await reindex(config.store, embedder, progress=advance, batch=batch_size)
+    except LeadgwError as exc:
+        print(
+            f"leadgw notes: reindex of {where} stopped, the old notes are kept as they were "
+            f"(is a gateway using it? stop it first; running it again carries on): {exc.message}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        await embedder.close()
+    previous = ", ".join(report.previous) or "nothing"
+    print(
+        f"reindexed {report.points:,} note points of {where} with {embedder.name} "
+        f"(were: {previous}; {report.embedded:,} embedded now, "
+        f"{report.points - report.embedded:,} kept from an earlier run) in {report.seconds:.1f} s"
+    )
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import grpc
 import pytest
@@ -162,3 +163,17 @@ def test_summary_rounds_pool_latencies_and_judge_both_ways() -> None:
     # Within 10% either way: a p99 much lower with summaries is noise, not a pass.
     assert within_target(1.09) and within_target(1 / 1.09)
     assert not within_target(1.2) and not within_target(0.8)
+
+
+def test_held_summaries_outlast_the_workers_connection_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held stream lives up to SUMMARY_TIMEOUT_S; the workers' GOAWAY grace must not cut it
+    (it did: every held stream ended UNAVAILABLE "max connection age" after 35 s)."""
+    from benchmarks.summary_suite import SUMMARY_TIMEOUT_S, gateway_env
+    from gateway.settings import Settings
+
+    for name, value in gateway_env(tmp_path, "127.0.0.1:9", 16).items():
+        if name.startswith("LEADGW_"):
+            monkeypatch.setenv(name, value)
+    assert Settings().max_connection_age_grace_s > SUMMARY_TIMEOUT_S

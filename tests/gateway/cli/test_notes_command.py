@@ -72,8 +72,59 @@ def test_a_bad_snapshot_changes_nothing(tmp_path: Path, capsys) -> None:
     assert "restore failed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("action", ["snapshot", "restore"])
+@pytest.mark.parametrize("action", ["snapshot", "restore", "reindex"])
 def test_help(action: str) -> None:
     with pytest.raises(SystemExit) as done:
         main(["notes", action, "--help"])
     assert done.value.code == 0
+
+
+async def test_reindex_with_another_embedder(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After LEADGW_EMBEDDINGS_URL changes, `notes reindex` re-embeds and the store opens."""
+    from retrieval.config import EmbedderConfig
+    from retrieval.embedder import OnnxEmbedder
+    from runtimes.errors import FailedPrecondition
+    from tests.fakes.embeddings_server import EmbeddingsServer
+
+    data = tmp_path / "d"
+    notes = await open_notes(data)
+    await notes.index(
+        TENANT, [note("n1", "Wants a 401k rollover."), note("n2", "Asked about the ANN-7731.")]
+    )
+    await notes.close()
+
+    model = await OnnxEmbedder.open()
+    try:
+        with EmbeddingsServer(model, dims=128) as endpoint:
+            monkeypatch.setenv("LEADGW_EMBEDDINGS_URL", endpoint.url)
+            monkeypatch.setenv("LEADGW_EMBEDDINGS_MODEL", "minilm-128")
+            config = NotesConfig(
+                store=StoreConfig(data_dir=data),
+                embedder=EmbedderConfig(url=endpoint.url, model="minilm-128"),
+            )
+            with pytest.raises(FailedPrecondition, match="leadgw notes reindex"):
+                await NotesService.open(config)
+            assert await asyncio.to_thread(cli, "reindex", "--data-dir", str(data)) == 0
+            assert "reindexed 2 note points" in capsys.readouterr().out
+            reindexed = await NotesService.open(config)
+            try:
+                hits = await reindexed.search(TENANT, "ANN-7731", top_k=1)
+                assert [h.note.note_id for h in hits] == ["n2"]
+            finally:
+                await reindexed.close()
+    finally:
+        await model.close()
+
+
+def test_reindex_of_a_store_in_use_is_refused(tmp_path: Path, capsys) -> None:
+    async def hold_then_reindex() -> int:
+        notes = await open_notes(tmp_path / "d")
+        try:
+            return await asyncio.to_thread(cli, "reindex", "--data-dir", str(tmp_path / "d"))
+        finally:
+            await notes.close()
+
+    assert asyncio.run(hold_then_reindex()) == 1
+    assert "old notes are kept" in capsys.readouterr().err
