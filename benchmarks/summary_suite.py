@@ -110,6 +110,8 @@ def gateway_env(data_dir: Path, llm_address: str, max_summaries: int) -> dict[st
         # flight finish within this grace: held streams last up to SUMMARY_TIMEOUT_S, and a
         # GOAWAY must not cut them (it did: UNAVAILABLE "max connection age" past 35 s).
         LEADGW_MAX_CONNECTION_AGE_GRACE_S=str(SUMMARY_TIMEOUT_S + 5),
+        # summary_deadline_s caps a client's longer deadline: let held streams last theirs.
+        LEADGW_SUMMARY_DEADLINE_S=str(SUMMARY_TIMEOUT_S),
         LEADGW_LOG_LEVEL="WARNING",
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",

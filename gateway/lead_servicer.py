@@ -182,7 +182,9 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
     ) -> AsyncIterator[pb.SummarizeLeadResponse]:
         if self._summarizer is None:
             raise Unavailable("summaries are not configured on this server")
-        deadline = deadline_of(context) or time.monotonic() + self._summary_deadline_s
+        # The client may shorten a summary, never lengthen it past summary_deadline_s.
+        longest = time.monotonic() + self._summary_deadline_s
+        deadline = min(deadline_of(context) or longest, longest)
         async for message in summary_rpc.summarize_lead(
             self._summarizer, current_caller().tenant, request, deadline
         ):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -137,7 +137,9 @@ class Settings(BaseSettings):
     pii_masking: Literal["auto", "on", "off"] = "auto"
     """auto: mask personal data only when the LLM endpoint is not on loopback."""
     summary_deadline_s: float = Field(20.0, gt=0)
-    """Used when the client sends no deadline."""
+    """The longest a summary may take: the deadline when the client sends none, and a cap on a
+    longer one (a summary still running when the connection's grace ends would be cut with
+    UNAVAILABLE instead of ending with its marked fallback)."""
     summaries_per_tenant: int = Field(4, ge=1)
     """Concurrent summaries one tenant may run per process; more are refused with
     RESOURCE_EXHAUSTED. A tenant's own ``summaries`` in the keys file wins."""
@@ -169,6 +171,21 @@ class Settings(BaseSettings):
     (gateway/stall_probe.py); debug also logs every callback that held the loop over 5 ms."""
     trace_slow_ms: float = Field(5.0, ge=0)
     """lean: a stage (encoding, the model's batch run) taking at least this long gets its span."""
+
+    @model_validator(mode="after")
+    def _summaries_outlive_connection_age(self) -> Settings:
+        # A summary may run summary_deadline_s; a connection aged out gives its calls only the
+        # grace, after which gRPC cuts them with UNAVAILABLE rather than the marked fallback.
+        if (
+            self.max_connection_age_s is not None
+            and self.max_connection_age_grace_s < self.summary_deadline_s
+        ):
+            raise ValueError(
+                f"max_connection_age_grace_s ({self.max_connection_age_grace_s:g} s) is shorter "
+                f"than summary_deadline_s ({self.summary_deadline_s:g} s): summaries on an aged "
+                "connection would be cut with UNAVAILABLE; raise the grace or lower the deadline"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

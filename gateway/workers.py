@@ -89,6 +89,10 @@ def _for_worker(settings: Settings) -> Settings:
         update.update(metrics_port=0, metrics_host="127.0.0.1")
     if settings.max_connection_age_s is None:
         update["max_connection_age_s"] = WORKER_CONNECTION_AGE_S
+        # The age is ours, not the user's: give every summary its whole deadline to finish.
+        update["max_connection_age_grace_s"] = max(
+            settings.max_connection_age_grace_s, settings.summary_deadline_s
+        )
     return settings.model_copy(update=update) if update else settings
 
 

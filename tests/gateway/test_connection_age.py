@@ -38,6 +38,7 @@ async def test_connections_are_closed_after_the_max_age(
         load_demo_corpus=False,
         max_connection_age_s=age_s,
         max_connection_age_grace_s=1.0,
+        summary_deadline_s=1.0,  # a grace shorter than the longest summary is refused
     )
     gateway = await start(settings)
     try:

@@ -176,6 +176,34 @@ async def test_llm_failure_gives_marked_fallback(gateway: GatewayProcess, llm: F
     assert all(c.note_id.startswith("lead-f-") for c in final.citations)
 
 
+async def test_summary_deadline_caps_a_longer_client_deadline(tmp_path: Path) -> None:
+    """A client's 30 s deadline does not stretch a summary past summary_deadline_s: it ends with
+    the marked fallback (on a multi-worker gateway a longer one was cut with UNAVAILABLE)."""
+    fake = await FakeOpenAI().start()
+    fake.default = StreamReply(["The client plans to retire in 2027 [3]."], first_delay_s=8.0)
+    process = await asyncio.to_thread(
+        start_gateway_process,
+        tmp_path,
+        "--keys-file",
+        str(_keys_file(tmp_path)),
+        env={
+            "LEADGW_LLM_BASE_URL": fake.base_url,
+            "LEADGW_LLM_MODEL": "fake-model",
+            "LEADGW_SUMMARY_DEADLINE_S": "2",
+        },
+    )
+    try:
+        async with grpc.aio.insecure_channel(process.address) as channel:
+            stub = pb_grpc.LeadServiceStub(channel)
+            await index_lead(stub, ACME, "lead-d")
+            text, final = await summarize(stub, ACME, "lead-d", timeout=30)
+    finally:
+        await asyncio.to_thread(process.stop)
+        await fake.aclose()
+    assert final.fallback and final.generator == "fallback"
+    assert "retire in 2027 [3]" not in text  # the LLM's late answer never made it
+
+
 async def test_tenants_are_walls(gateway: GatewayProcess, llm: FakeOpenAI) -> None:
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from gateway.settings import Settings
 from gateway.workers import WORKER_CONNECTION_AGE_S, _for_worker
 
@@ -12,6 +15,19 @@ def test_workers_age_connections_out_unless_told_otherwise() -> None:
     assert Settings(workers=2).max_connection_age_s is None  # a single process keeps them
     chosen = _for_worker(Settings(workers=2, max_connection_age_s=300))
     assert chosen.max_connection_age_s == 300
+
+
+def test_the_workers_grace_lets_the_longest_summary_finish() -> None:
+    # A summary may run summary_deadline_s; a shorter grace cut summaries with UNAVAILABLE.
+    worker = _for_worker(Settings(workers=2, summary_deadline_s=45))
+    assert worker.max_connection_age_grace_s == 45
+    assert _for_worker(Settings(workers=2)).max_connection_age_grace_s == 30
+
+
+def test_a_connection_grace_shorter_than_a_summary_is_refused() -> None:
+    with pytest.raises(ValidationError, match="max_connection_age_grace_s"):
+        Settings(max_connection_age_s=60, max_connection_age_grace_s=10, summary_deadline_s=20)
+    assert Settings(max_connection_age_s=60, max_connection_age_grace_s=20).summary_deadline_s == 20
 
 
 def test_each_worker_serves_metrics_on_loopback_for_the_supervisors_endpoint() -> None:
