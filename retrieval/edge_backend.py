@@ -36,6 +36,8 @@ log = logging.getLogger("leadgw.retrieval")
 SNAPSHOT_FORMAT = "leadgw-edge-snapshot/1"
 _MANIFEST = "leadgw-snapshot.json"
 _SCROLL_PAGE = 512
+INDEXING_THREADS = 0
+"""HNSW build threads of a new notes shard; 0: one per core (the build runs only when asked)."""
 
 _NOTE_INDEXES: dict[str, Any] = {
     # is_tenant: Qdrant keeps each tenant's points together and plans a tenant's filter first.
@@ -101,10 +103,21 @@ class EdgeBackend:
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
             sparse_vectors={KEYWORDS: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            # One indexing thread and one search thread: the other cores belong to scoring.
+            # Indexing runs only when asked (wait_indexed: bulk loads, re-indexing), never while
+            # the gateway serves, so it may use every core (0: one thread per core).
             hnsw_config=qe.HnswIndexConfig(
-                m=16, ef_construct=100, full_scan_threshold=10_000, max_indexing_threads=1
+                m=16,
+                ef_construct=100,
+                full_scan_threshold=10_000,
+                max_indexing_threads=INDEXING_THREADS,
             ),
+            # int8 copies of the vectors, kept in memory: the HNSW build and the graph walk
+            # compare those (measured: index build 2x faster, search faster), and the best
+            # candidates are rescored on the original float32 vectors, so scores stay exact.
+            quantization_config=qe.ScalarQuantizationConfig(
+                type=qe.ScalarType.Int8, always_ram=True
+            ),
+            # One search thread: the other cores belong to scoring.
             max_search_threads=self._config.search_threads,
         )
 
