@@ -172,6 +172,17 @@ class EdgeBackend:
             raise Unavailable("the notes store is not open")
         return shard
 
+    def preload(self) -> bool:
+        """Loads the shards already on disk (a store host does it as it starts); False when
+        there are none yet, or a local-mode data dir waits for ``ensure_schema`` to migrate it."""
+        with self._lock:
+            if self._shards:
+                return True
+            if not (self._root / NOTES).exists() or self._config.local_mode_dir.exists():
+                return False
+            self._load_existing()
+            return True
+
     def _load_existing(self) -> None:
         dim = self._dim_of(self._root / NOTES)
         self._shards[NOTES] = self._open(NOTES, self._notes_config(dim), _NOTE_INDEXES)
