@@ -9,6 +9,10 @@ For each size:
    time, on the same data, before the gateway opens it (the store has one owner);
 3. a gateway on that data directory: ``SearchNotes`` with the load generator, closed loop, one
    request in flight, end to end (the gateway embeds each query);
+
+Two sets of queries, reported apart: ``note`` queries are whole note texts (12 to 37 tokens,
+the harder case for the embedder and the keyword side), ``short`` ones are a few words, as a
+person types into a search box.
 4. the gateway stopped and started again: seconds until it is ready and until its first
    ``SearchNotes`` is answered with hits.
 
@@ -30,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
-from benchmarks.notes_fill import LEADS, fill_store, open_local_store, sample_texts, scratch_dir
+from benchmarks.notes_fill import (
+    LEADS,
+    FillTimes,
+    fill_store_timed,
+    open_local_store,
+    sample_texts,
+    scratch_dir,
+)
 from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
 from benchmarks.runner import run_load
@@ -47,6 +58,13 @@ if TYPE_CHECKING:
 
 SEARCH_NOTES = "/leadgw.v1.LeadService/SearchNotes"
 SCOPES = ("tenant", "lead")
+QUERY_SETS = ("note", "short")
+SHORT_QUERIES = (
+    "annuity", "401k rollover", "Medicare", "Social Security timing", "college savings 529",
+    "bond ladder", "tax-efficient investing", "estate planning", "life insurance",
+    "market volatility", "retirement income plan", "health insurance", "IRA",
+    "required minimum distributions", "long-term care", "interest rates",
+)  # fmt: skip
 TOP_K = 5
 QUERIES = 64  # distinct queries, cycled
 STORE_WARMUP_QUERIES = 5
@@ -67,6 +85,7 @@ class NotesSearchPlan:
 @dataclass(slots=True)
 class NotesSearchScope:
     scope: str  # tenant: every note of the tenant; lead: one lead's notes
+    queries: str  # note: whole note texts; short: a few words
     run: str  # the gateway run's label in the runs list
     end_to_end_ms: Percentiles  # SearchNotes over gRPC, query embedding included
     store_ms: Percentiles  # NotesStore.search alone, same queries, before the gateway opened it
@@ -77,6 +96,8 @@ class NotesSearchScope:
 class NotesSearchSize:
     notes: int
     load_s: float  # bulk load and index build
+    load_write_s: float  # of which writing the notes (upserts, BM25 vectors)
+    load_index_s: float  # of which building the index, once, at the end
     scopes: list[NotesSearchScope]
     restart_ready_s: float  # `leadgw serve` started on the filled store until it was listening
     restart_first_search_s: float  # ... until its first SearchNotes answered with hits
@@ -103,6 +124,18 @@ class SearchNotesTarget(GrpcUnaryTarget):
         if not hits:
             raise TargetError(f"{self.name}: the preflight search found no note")
         return f"{len(hits)} hits, first {hits[0].note_id} ({hits[0].score:.3f})"
+
+
+def query_texts(queries: str, n: int = QUERIES) -> list[str]:
+    """The ``n`` queries of a set: note texts, or the short queries cycled."""
+    if queries == "short":
+        return [SHORT_QUERIES[i % len(SHORT_QUERIES)] for i in range(n)]
+    return sample_texts(n)
+
+
+def _label(scope: str, queries: str, notes: int) -> str:
+    middle = scope if queries == "note" else f"{scope} {queries}"
+    return f"searchnotes {middle} @ {notes:,} notes"
 
 
 def _lead(scope: str, i: int) -> str | None:
@@ -166,21 +199,24 @@ async def _store_times(
 
 
 async def _load_and_time_store(
-    data_dir: Path, notes: int, embedder: OnnxEmbedder, texts: list[str], plan: NotesSearchPlan,
+    data_dir: Path, notes: int, embedder: OnnxEmbedder, plan: NotesSearchPlan,
     progress: ProgressSink,
-) -> tuple[float, dict[str, tuple[Percentiles, int]]]:  # fmt: skip
+) -> tuple[FillTimes, dict[tuple[str, str], tuple[Percentiles, int]]]:  # fmt: skip
     store = await open_local_store(data_dir)
     try:
-        load_s = await fill_store(store, notes, DEFAULT_TENANT)
-        vectors = [v.tolist() for v in await embedder.embed(texts)]
+        load = await fill_store_timed(store, notes, DEFAULT_TENANT)
         times = {}
-        for scope in SCOPES:
-            progress.begin(f"notes-search: store alone, {scope} @ {notes:,} notes", plan.duration_s)
-            try:
-                times[scope] = await _store_times(store, vectors, texts, scope, plan)
-            finally:
-                progress.end()
-        return load_s, times
+        for queries in QUERY_SETS:
+            texts = query_texts(queries)
+            vectors = [v.tolist() for v in await embedder.embed(texts)]
+            for scope in SCOPES:
+                label = _label(scope, queries, notes)
+                progress.begin(f"notes-search: store alone, {label}", plan.duration_s)
+                try:
+                    times[scope, queries] = await _store_times(store, vectors, texts, scope, plan)
+                finally:
+                    progress.end()
+        return load, times
     finally:
         await store.close()  # releases the shard's lock for the gateway
 
@@ -221,12 +257,11 @@ def _one_size(
     config: BenchConfig, notes: int, plan: NotesSearchPlan, embedder: OnnxEmbedder,
     progress: ProgressSink, runs: list[RunResult], exit_codes: dict[str, int | None],
 ) -> NotesSearchSize:  # fmt: skip
-    texts = sample_texts(QUERIES)
     with scratch_dir("leadgw-bench-notes-search-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
         progress.note(f"notes-search: bulk-loading {notes:,} notes into Qdrant Edge and indexing")
-        load_s, store_times = asyncio.run(
-            _load_and_time_store(data_dir, notes, embedder, texts, plan, progress)
+        load, store_times = asyncio.run(
+            _load_and_time_store(data_dir, notes, embedder, plan, progress)
         )
         progress.note(f"notes-search: starting leadgw on {notes:,} notes")
         gateway = stack.enter_context(_start(config, data_dir, f"leadgw-notes-{notes}"))
@@ -235,22 +270,25 @@ def _one_size(
             warmup_s=plan.warmup_s, duration_s=plan.duration_s,
         )  # fmt: skip
         scopes = []
-        for scope in SCOPES:
-            label = f"searchnotes {scope} @ {notes:,} notes"
-            target = SearchNotesTarget(
-                name=label,
-                address=gateway.address,
-                method=SEARCH_NOTES,
-                payloads=search_requests(scope, texts),
-                rows_per_request=1,
-                timeout_s=config.timeout_s,
-                server_pid=gateway.pid,
-            )
-            preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
-            run = run_load(target, shape, preflight, progress, label)
-            runs.append(run)
-            store_ms, store_errors = store_times[scope]
-            scopes.append(NotesSearchScope(scope, label, run.latency_ms, store_ms, store_errors))
+        for queries in QUERY_SETS:
+            for scope in SCOPES:
+                label = _label(scope, queries, notes)
+                target = SearchNotesTarget(
+                    name=label,
+                    address=gateway.address,
+                    method=SEARCH_NOTES,
+                    payloads=search_requests(scope, query_texts(queries)),
+                    rows_per_request=1,
+                    timeout_s=config.timeout_s,
+                    server_pid=gateway.pid,
+                )
+                preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
+                run = run_load(target, shape, preflight, progress, label)
+                runs.append(run)
+                store_ms, store_errors = store_times[scope, queries]
+                scopes.append(
+                    NotesSearchScope(scope, queries, label, run.latency_ms, store_ms, store_errors)
+                )
         exit_codes[f"leadgw-notes-{notes}"] = gateway.stop()
 
         progress.note(f"notes-search: restarting leadgw on {notes:,} notes")
@@ -259,12 +297,23 @@ def _one_size(
         ready_s = time.perf_counter() - started
         hits = asyncio.run(
             _first_search(
-                again.address, search_requests("tenant", texts)[0], FIRST_SEARCH_TIMEOUT_S
+                again.address,
+                search_requests("tenant", query_texts("note"))[0],
+                FIRST_SEARCH_TIMEOUT_S,
             )
         )
         first_s = time.perf_counter() - started
         exit_codes[f"leadgw-notes-{notes}-restart"] = again.stop()
-    return NotesSearchSize(notes, round(load_s, 2), scopes, ready_s, first_s, hits)
+    return NotesSearchSize(
+        notes,
+        round(load.total_s, 2),
+        round(load.write_s, 2),
+        round(load.index_s, 2),
+        scopes,
+        ready_s,
+        first_s,
+        hits,
+    )
 
 
 def run_notes_search(

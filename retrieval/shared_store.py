@@ -43,6 +43,8 @@ log = logging.getLogger("leadgw.retrieval")
 # _open_backend before serving, and every served call must find it.
 _backend: StoreBackend | None = None
 _backend_ready = threading.Event()
+_preloaded = "not started"
+"""What became of loading the shards already on disk at start: loading, loaded, or why not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ class _Store:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def preloaded(self) -> str:
+        return _preloaded
 
     def close_backend(self) -> None:
         global _backend
@@ -100,8 +105,26 @@ def _open_backend(config: StoreConfig, opened: Any) -> None:
             return
         _backend_ready.set()
         opened.put(None)
+        _preload(_backend)
 
     threading.Thread(target=open_now, name="store-host-open", daemon=True).start()
+
+
+def _preload(backend: StoreBackend) -> None:
+    """Loads the shards already on disk now, while the workers start (their imports and models
+    take longer), instead of in the first worker's first call, which its start-up waits for.
+    A shard that cannot load is left to that call, which reports why."""
+    global _preloaded
+    preload = getattr(backend, "preload", None)
+    if preload is None:
+        _preloaded = "nothing to load"
+        return
+    _preloaded = "loading"
+    try:
+        _preloaded = "loaded" if preload() else "nothing to load"
+    except Exception as exc:
+        _preloaded = f"{type(exc).__name__}: {exc}"
+        log.warning("the notes store host did not load its shards at start: %s", exc)
 
 
 def exit_with_parent(parent: int, every_s: float = 0.5) -> None:

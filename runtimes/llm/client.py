@@ -10,11 +10,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+if TYPE_CHECKING:
+    # Imported where used: the openai package takes longer to import than the rest of a
+    # gateway's modules together, and a gateway without an LLM endpoint never needs it.
+    import openai
+    from openai.types.chat import ChatCompletionMessageParam
 
 from runtimes.llm.breaker import CircuitBreaker
 from runtimes.llm.errors import LLMFailure
@@ -96,7 +98,9 @@ class LLMClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        self._client = AsyncOpenAI(
+        import openai
+
+        self._client = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key,
             timeout=openai.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
@@ -186,6 +190,8 @@ class LLMClient:
         attempt: int,
         sampling: _Sampling,
     ) -> AsyncIterator[ChatEvent]:
+        import openai  # loaded by __init__ already: a dictionary lookup
+
         completion: list[str] = []
         usage: TokenUsage | None = None
         finish_reason = ""
@@ -279,7 +285,7 @@ class _Until:
 
 
 def _to_openai(message: ChatMessage) -> ChatCompletionMessageParam:
-    return cast(ChatCompletionMessageParam, {"role": message.role, "content": message.content})
+    return cast("ChatCompletionMessageParam", {"role": message.role, "content": message.content})
 
 
 def _read_chunk(chunk: Any) -> tuple[str, str, TokenUsage | None]:

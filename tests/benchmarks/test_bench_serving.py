@@ -22,15 +22,25 @@ def test_notes_search(bench) -> None:
     assert [s["notes"] for s in figures["sizes"]] == [300, 600]
     labels = [r["target"] for r in result["runs"]]
     assert labels == [
-        f"searchnotes {scope} @ {n} notes" for n in (300, 600) for scope in ("tenant", "lead")
+        f"searchnotes {scope}{extra} @ {n} notes"
+        for n in (300, 600)
+        for extra in ("", " short")
+        for scope in ("tenant", "lead")
     ]
     runs = {r["target"]: r for r in result["runs"]}
     for size in figures["sizes"]:
         assert size["load_s"] > 0
+        # The load's time, split: writes, then the one index build at the end.
+        assert size["load_write_s"] > 0 and size["load_index_s"] >= 0  # 0.0: nothing to index
+        assert size["load_write_s"] + size["load_index_s"] == pytest.approx(
+            size["load_s"], abs=0.02
+        )
         # Restarted on the filled store: ready first, then its first search found notes.
         assert 0 < size["restart_ready_s"] <= size["restart_first_search_s"]
         assert size["first_search_hits"] == 5
-        assert [s["scope"] for s in size["scopes"]] == ["tenant", "lead"]
+        assert [(s["queries"], s["scope"]) for s in size["scopes"]] == [
+            ("note", "tenant"), ("note", "lead"), ("short", "tenant"), ("short", "lead")
+        ]  # fmt: skip
         for scope in size["scopes"]:
             gateway_run = runs[scope["run"]]
             # One request in flight, over gRPC, every one answered.
@@ -43,7 +53,7 @@ def test_notes_search(bench) -> None:
     assert len(result["server_exit_codes"]) == 4  # a gateway and its restart per size
     markdown = (run.out / "report.md").read_text()
     assert "## SearchNotes through the gateway (Qdrant Edge)" in markdown
-    assert "| 600 | lead |" in markdown
+    assert "| 600 | lead | note |" in markdown and "| 600 | lead | short |" in markdown
 
 
 def test_tenant_flood(bench) -> None:

@@ -11,7 +11,7 @@ import pytest
 from bench_helpers import ROOT
 
 from benchmarks.flood_suite import FLOODER, STEADY, bearer, write_keys_file
-from benchmarks.notes_search_suite import search_requests
+from benchmarks.notes_search_suite import SHORT_QUERIES, query_texts, search_requests
 from benchmarks.shadow_suite import metric_sum, prepare_repository
 from gateway.auth import KeyStore
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
@@ -79,3 +79,11 @@ def test_search_requests_carry_their_scope() -> None:
     assert [r.query for r in tenant] == texts and {r.lead_id for r in tenant} == {""}
     assert [r.lead_id for r in lead] == ["lead-0000", "lead-0001", "lead-0002"]
     assert {r.top_k for r in tenant + lead} == {5}
+
+
+def test_short_queries_are_a_few_words_and_note_queries_whole_note_texts() -> None:
+    short = query_texts("short", 20)
+    assert short[:16] == list(SHORT_QUERIES) and short[16:] == list(SHORT_QUERIES[:4])
+    assert max(len(q.split()) for q in short) <= 4
+    notes = query_texts("note", 8)
+    assert len(notes) == 8 and min(len(q.split()) for q in notes) > 4

@@ -19,7 +19,7 @@ from retrieval.chunking import Chunker
 from retrieval.config import StoreConfig
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
-from retrieval.shared_store import SharedRunner, StoreHost, StoreLink
+from retrieval.shared_store import SharedRunner, StoreHost, StoreLink, _StoreManager
 from retrieval.store import NotesStore
 from runtimes.errors import Unavailable
 
@@ -162,3 +162,41 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     assert pid not in before
     host.stop()
     assert gone(pid)
+
+
+def _preload_state(host: StoreHost) -> str:
+    """The host's answer to "what became of loading the shards at start", once it is known."""
+    manager = _StoreManager(address=host.link.address, authkey=host.link.authkey)
+    manager.connect()
+    store = manager.store()
+    for _ in range(600):
+        state = str(store.preloaded())
+        if state not in ("not started", "loading"):
+            return state
+        time.sleep(0.05)
+    return state
+
+
+async def test_the_host_loads_existing_shards_as_it_starts(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    """A restarted gateway's host loads the shards while the workers start, not on their
+    first call; a host on an empty data dir has nothing to load."""
+    data = tmp_path / "data"
+    empty = StoreHost.start(StoreConfig(tmp_path / "empty"))
+    try:
+        assert _preload_state(empty) == "nothing to load"
+    finally:
+        empty.stop()
+    store = await NotesStore.open(StoreConfig(data), dim=embedder.dim, embedder_name=embedder.name)
+    await store.close()
+    host = StoreHost.start(StoreConfig(data))
+    try:
+        assert _preload_state(host) == "loaded"
+        # Loaded means held: the shard's lock is the host's before any worker has called.
+        with pytest.raises(Unavailable, match="in use by another process"):
+            await NotesStore.open(StoreConfig(data), dim=embedder.dim, embedder_name=embedder.name)
+        notes = await shared_notes(host.link, data, embedder)
+        await notes.close()
+    finally:
+        host.stop()

@@ -3,10 +3,13 @@ and the same store code on qdrant-client (the Qdrant server path)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 from notes_helpers import local_config, make_note
 from qdrant_client import QdrantClient
@@ -18,7 +21,7 @@ from retrieval.embedder import OnnxEmbedder
 from retrieval.migrate import MIGRATED_SUFFIX
 from retrieval.notes import NotesService
 from retrieval.server_backend import ServerBackend
-from retrieval.store import NotesStore, point_id
+from retrieval.store import NotesStore, NoteWrite, point_id
 from retrieval.store_runner import ThreadRunner
 from runtimes.errors import FailedPrecondition, InvalidInput, Unavailable
 from runtimes.types import LeadInput
@@ -191,3 +194,53 @@ def test_edge_refuses_a_second_opener(tmp_path: Path) -> None:
     finally:
         first.close()
     shutil.rmtree(tmp_path / "edge")
+
+
+def test_a_new_notes_shard_keeps_int8_copies_and_indexes_on_every_core(tmp_path: Path) -> None:
+    backend = EdgeBackend(local_config(tmp_path).store)
+    backend.ensure_schema(4)
+    backend.close()
+    config = json.loads((tmp_path / "edge" / "notes" / "edge_config.json").read_text())
+    assert config["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
+    assert config["hnsw_config"]["max_indexing_threads"] == 0  # the build runs only when asked
+
+
+async def test_indexed_quantized_search_scores_are_exact_cosines(tmp_path: Path) -> None:
+    """The int8 copies only pick candidates: the scores come from the float32 vectors."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = await NotesStore.open_with(
+        ThreadRunner(partial(EdgeBackend, local_config(tmp_path).store)), dim=8, embedder_name="e"
+    )
+    try:
+        writes = [
+            NoteWrite(f"n{i}", _payload(i), (f"note {i}",), [vectors[i].tolist()], 0)
+            for i in range(len(vectors))
+        ]
+        await store.write(T, writes)
+        await store.wait_indexed()
+        query = vectors[7] + 0.1 * vectors[9]
+        query /= np.linalg.norm(query)
+        found = await store.search(T, query.tolist(), top_k=5)
+    finally:
+        await store.close()
+    exact = vectors @ query
+    best = np.argsort(-exact)[:5]
+    assert [note.note_id for note, _ in found] == [f"n{i}" for i in best]
+    assert [score for _, score in found] == pytest.approx(exact[best].tolist(), abs=1e-5)
+
+
+def _payload(i: int) -> dict[str, object]:
+    return {
+        "note_id": f"n{i}",
+        "lead_id": "lead-1",
+        "kind": "call",
+        "title": "",
+        "text": f"note {i}",
+        "created_at": 0.0,
+        "created_iso": "2026-01-01T00:00:00+00:00",
+        "record_hash": str(i),
+        "text_hash": str(i),
+        "embedder": "e",
+    }
