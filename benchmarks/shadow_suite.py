@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
@@ -39,6 +40,7 @@ from benchmarks.summary_suite import pooled_p99_ms
 from benchmarks.targets import GrpcUnaryTarget, TargetError
 from leadgw_client.pb.inference import grpc_service_pb2 as oip
 from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2
 
 if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig
@@ -49,6 +51,8 @@ CONTROL_TIMEOUT_S = 60.0
 TRAIN_TIMEOUT_S = 300.0
 SHADOW_LEADS = "leadgw_shadow_leads_total"
 SHADOW_DROPPED = "leadgw_shadow_dropped_total"
+LEAD_ID_COPIES = 32  # each request of the pool sent under this many sets of lead ids
+SETTLE_S = 0.3  # after a run, before reading its counts: the shadow drains every 50 ms
 
 Source = Literal["train", "copy"]
 
@@ -192,6 +196,21 @@ def _shadow_counts(metrics_port: int) -> tuple[int, int]:
     return int(metric_sum(text, SHADOW_LEADS)), int(metric_sum(text, SHADOW_DROPPED))
 
 
+def distinct_leads(payloads: tuple[bytes, ...], copies: int) -> tuple[bytes, ...]:
+    """The pool's ScoreLeads requests, each under ``copies`` sets of lead ids: a shadow rate
+    samples leads by their ids, so a share of 8 ids would be a coarse draw (0 or 1 of 8 at 0.1)."""
+    out = []
+    for copy in range(copies):
+        for payload in payloads:
+            request = lead_service_pb2.ScoreLeadsRequest.FromString(payload)
+            for lead in request.leads:
+                lead.lead_id = f"{lead.lead_id}-{copy}"
+            ids = request.columns.lead_ids
+            ids[:] = [f"{lead_id}-{copy}" for lead_id in ids]
+            out.append(request.SerializeToString())
+    return tuple(out)
+
+
 def _start(
     config: BenchConfig, stack: ExitStack, repository: Path, data_dir: Path, metrics_port: int
 ) -> ServerProcess:
@@ -250,7 +269,12 @@ def run_shadow(
         )
         metrics_port = free_port()
         gateway = _start(config, stack, repository, Path(tmp) / "data", metrics_port)
-        target = replace(score, address=gateway.address, server_pid=gateway.pid)
+        target = replace(
+            score,
+            address=gateway.address,
+            server_pid=gateway.pid,
+            payloads=distinct_leads(score.payloads, LEAD_ID_COPIES),
+        )
         preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
         runs: list[RunResult] = []
         capacity = None
@@ -277,6 +301,7 @@ def run_shadow(
                 label = f"scoreleads shadow {_state(share)}{suffix}"
                 leads_before, dropped_before = _shadow_counts(metrics_port)
                 run = run_load(replace(target, name=label), shape, preflight, progress, label)
+                time.sleep(SETTLE_S)
                 leads_after, dropped_after = _shadow_counts(metrics_port)
                 runs.append(run)
                 measured.append((share, run))

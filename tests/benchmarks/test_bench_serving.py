@@ -99,6 +99,8 @@ def test_shadow(bench) -> None:
         "--shadow-half-capacity",
         "--concurrency", "2",
         "--shadow-rounds", "2",
+        "--shadow-rate", "1",
+        "--shadow-rate", "0.5",
         timeout=300,
     )  # fmt: skip
     # 3: the generator fell behind its open-loop schedule on this shared machine; the report is
@@ -115,7 +117,7 @@ def test_shadow(bench) -> None:
     assert capacity["mode"] == "closed" and shadow["capacity_rps"] == capacity["ok_rps"] > 0
     assert shadow["rate"] == round(capacity["ok_rps"] / 2, 1)
     assert [r["target"] for r in measured] == [
-        f"scoreleads shadow {state} #{n}" for n in (1, 2) for state in ("off", "on")
+        f"scoreleads shadow {state} #{n}" for n in (1, 2) for state in ("off", "on", "on 0.5")
     ]
     for r in measured:
         assert r["mode"] == "open" and r["offered_rps"] == shadow["rate"]
@@ -132,6 +134,16 @@ def test_shadow(bench) -> None:
     assert shadow["p99_ratio"] == pytest.approx(shadow["p99_on_ms"] / shadow["p99_off_ms"])
     assert shadow["met"] == (shadow["p99_ratio"] <= 1.10)
     assert len(shadow["round_ratios"]) == 2
+    assert [b["shadow_rate"] for b in shadow["by_rate"]] == [1.0, 0.5]
+    assert shadow["by_rate"][0]["p99_ratio"] == shadow["p99_ratio"]
+    for b in shadow["by_rate"]:
+        assert b["met"] == (b["p99_ratio"] <= 1.10) and len(b["round_ratios"]) == 2
+    # At rate 0.5 about half the leads are compared (the bench's lead ids repeat, so the share
+    # of requests is not exactly a binomial draw: a wide bound).
+    halves = [d for d in shadow["runs"] if d["shadow_rate"] == 0.5]
+    wholes = [d for d in shadow["runs"] if d["shadow_rate"] == 1.0]
+    assert sum(d["shadow_leads"] for d in halves) < 0.8 * sum(d["shadow_leads"] for d in wholes)
     assert result["server_exit_codes"]["leadgw-shadow"] == 0
     markdown = (run.out / "report.md").read_text()
     assert "## Shadow scoring" in markdown and "| scoreleads shadow on #2 | on |" in markdown
+    assert "| scoreleads shadow on 0.5 #2 | on, rate 0.5 |" in markdown

@@ -12,7 +12,7 @@ from bench_helpers import ROOT
 
 from benchmarks.flood_suite import FLOODER, STEADY, bearer, write_keys_file
 from benchmarks.notes_search_suite import search_requests
-from benchmarks.shadow_suite import metric_sum, prepare_repository
+from benchmarks.shadow_suite import distinct_leads, metric_sum, prepare_repository
 from gateway.auth import KeyStore
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.config_file import ModelConfigFile
@@ -79,3 +79,20 @@ def test_search_requests_carry_their_scope() -> None:
     assert [r.query for r in tenant] == texts and {r.lead_id for r in tenant} == {""}
     assert [r.lead_id for r in lead] == ["lead-0000", "lead-0001", "lead-0002"]
     assert {r.top_k for r in tenant + lead} == {5}
+
+
+def test_shadow_requests_get_distinct_lead_ids_and_keep_their_features() -> None:
+    pool = [pb.ScoreLeadsRequest(model_name="m") for _ in range(3)]
+    for i, request in enumerate(pool):
+        request.leads.add(lead_id=f"lead-{i}").features["age"].number = 40.0 + i
+    columns = pb.ScoreLeadsRequest(model_name="m")
+    columns.columns.lead_ids.extend(["lead-7", "lead-8"])
+    payloads = tuple(r.SerializeToString() for r in [*pool, columns])
+    out = [pb.ScoreLeadsRequest.FromString(p) for p in distinct_leads(payloads, 4)]
+    assert len(out) == 16
+    ids = [lead.lead_id for r in out for lead in r.leads] + [
+        lead_id for r in out for lead_id in r.columns.lead_ids
+    ]
+    assert len(ids) == len(set(ids)) == 4 * 5
+    assert "lead-2-3" in ids and "lead-8-0" in ids
+    assert [r.leads[0].features["age"].number for r in out[4:7]] == [40.0, 41.0, 42.0]
