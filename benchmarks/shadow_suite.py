@@ -205,8 +205,9 @@ def distinct_leads(payloads: tuple[bytes, ...], copies: int) -> tuple[bytes, ...
             request = lead_service_pb2.ScoreLeadsRequest.FromString(payload)
             for lead in request.leads:
                 lead.lead_id = f"{lead.lead_id}-{copy}"
-            ids = request.columns.lead_ids
-            ids[:] = [f"{lead_id}-{copy}" for lead_id in ids]
+            if request.HasField("columns"):  # touching columns would add the field
+                ids = request.columns.lead_ids
+                ids[:] = [f"{lead_id}-{copy}" for lead_id in ids]
             out.append(request.SerializeToString())
     return tuple(out)
 

@@ -90,6 +90,7 @@ def test_shadow_requests_get_distinct_lead_ids_and_keep_their_features() -> None
     payloads = tuple(r.SerializeToString() for r in [*pool, columns])
     out = [pb.ScoreLeadsRequest.FromString(p) for p in distinct_leads(payloads, 4)]
     assert len(out) == 16
+    assert [r.HasField("columns") for r in out[:4]] == [False, False, False, True]
     ids = [lead.lead_id for r in out for lead in r.leads] + [
         lead_id for r in out for lead_id in r.columns.lead_ids
     ]
