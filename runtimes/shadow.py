@@ -45,7 +45,7 @@ MAX_LINKS = 128
 """Links per chunk span (OpenTelemetry's default link limit); the span counts all requests."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs more on the request path
 class ShadowCopy:
     """One live call's rows waiting to be scored by the candidate."""
 
@@ -134,6 +134,7 @@ class ShadowLane:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._failed = False
         self._tracer = trace.get_tracer("leadgw.shadow")
         self._live_probability = live.config.probability_output
         self._candidate_probability = candidate.config.probability_output
@@ -149,6 +150,8 @@ class ShadowLane:
     ) -> None:
         """Queues a copy of one live call (its sampled rows), or drops and counts it."""
         if self._closed:
+            if self._failed:  # the drainer died (logged): what it would have scored is lost
+                self._record_dropped(self.live.name, self.live.version, self.candidate.version, 1)
             return
         probability = outputs[self._live_probability].reshape(-1)
         rows = self._sample(keys, len(probability))
@@ -237,7 +240,8 @@ class ShadowLane:
             log.exception(
                 "shadow scoring of %s version %s stopped", self.live.name, self.candidate.version
             )
-            self._closed = True
+            self._closed = self._failed = True
+            self._drop_queued()
 
     def _take(self) -> list[ShadowCopy]:
         chunk: list[ShadowCopy] = []
