@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 
 import numpy as np
 import pytest
 
-from gateway.settings import BUNDLED_MODELS
-from runtimes.repository import ModelRepository
 from runtimes.routing import canary_share, shadow_share
 from runtimes.served_model import ServedModel
 from runtimes.shadow import (
@@ -25,31 +22,14 @@ from runtimes.shadow import (
     compare_batch,
     rank_correlation,
 )
-from tests.gateway.leads_helpers import sample_leads
+from tests.runtimes.shadow_helpers import MODEL, features_of, load_versions
 
 pytestmark = pytest.mark.timeout(60)
-
-MODEL = "lead_scorer"
 
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServedModel, ServedModel]:
-    """Version 1 as bundled; version 2 the same graph with other band thresholds."""
-    root = tmp_path_factory.mktemp("shadow-lane") / MODEL
-    shutil.copytree(BUNDLED_MODELS / MODEL, root)
-    shutil.copytree(root / "1", root / "2")
-    config = (root / "config.toml").read_text()
-    (root / "2" / "config.toml").write_text(
-        config.replace("hot = 0.102", "hot = 0.05").replace("warm = 0.0233", "warm = 0.03")
-    )
-    live = ModelRepository._load_version(MODEL, "1", root / "1")
-    candidate = ModelRepository._load_version(MODEL, "2", root / "2")
-    return live, candidate
-
-
-def _features(live: ServedModel, rows: int, seed: int) -> np.ndarray:
-    """Synthetic leads encoded by the live version's schema."""
-    return live.schema.encode(sample_leads(rows, seed=seed))
+    return load_versions(tmp_path_factory.mktemp("shadow-lane"))
 
 
 class Recorder:
@@ -135,7 +115,7 @@ async def test_the_lane_coalesces_copies_into_one_run_with_per_request_results(v
     recorder = Recorder()
     lane = recorder.lane(live, candidate)
     sizes = [3, 1, 8, 2, 20, 1]
-    requests = [_features(live, n, seed) for seed, n in enumerate(sizes)]
+    requests = [features_of(live, n, seed) for seed, n in enumerate(sizes)]
     for features in requests:  # one loop pass: the drainer has not run yet
         lane.observe(features, live.session.run(features), None)
     await _drain_and_close(lane)
@@ -152,7 +132,7 @@ async def test_chunks_and_record_slices_keep_whole_requests(versions) -> None:
     live, candidate = versions
     recorder = Recorder()
     lane = recorder.lane(live, candidate, chunk_rows=10, interval_s=0.0)
-    requests = [_features(live, n, 100 + n) for n in (4, 4, 4, 30, 1, 70, 2)]
+    requests = [features_of(live, n, 100 + n) for n in (4, 4, 4, 30, 1, 70, 2)]
     for features in requests:
         lane.observe(features, live.session.run(features), None)
     await _drain_and_close(lane)
@@ -197,7 +177,7 @@ async def test_sampled_rows_are_the_ones_compared(versions) -> None:
     live, candidate = versions
     recorder = Recorder()
     lane = recorder.lane(live, candidate, rate=0.5)
-    features = _features(live, 200, 7)
+    features = features_of(live, 200, 7)
     ids = [f"L-{i}" for i in range(200)]
     lane.observe(features, live.session.run(features), lambda: ("default", ids))
     await _drain_and_close(lane)
@@ -215,17 +195,17 @@ async def test_a_full_queue_drops_and_counts_copies(versions) -> None:
     live, candidate = versions
     recorder = Recorder()
     lane = recorder.lane(live, candidate, max_rows=5, max_copies=3)
-    one = _features(live, 1, 1)
+    one = features_of(live, 1, 1)
     outputs = live.session.run(one)
     for _ in range(4):  # one loop pass: nothing drains in between
         lane.observe(one, outputs, None)
     assert recorder.dropped == 1  # the 4th: three copies queued already
-    big = _features(live, 3, 2)
+    big = features_of(live, 3, 2)
     lane.observe(big, live.session.run(big), None)
     assert recorder.dropped == 2  # 3 + 3 rows > 5
     while lane.queued_rows:
         await asyncio.sleep(0.01)
-    lane.observe(_features(live, 9, 3), live.session.run(_features(live, 9, 3)), None)
+    lane.observe(features_of(live, 9, 3), live.session.run(features_of(live, 9, 3)), None)
     assert recorder.dropped == 2  # a copy larger than the queue is let in when it is empty
     await _drain_and_close(lane)
     assert sum(c.requests for c in recorder.compared) + recorder.dropped == 6
@@ -235,7 +215,7 @@ async def test_close_stops_the_drainer_and_counts_what_was_left(versions) -> Non
     live, candidate = versions
     recorder = Recorder()
     lane = recorder.lane(live, candidate, interval_s=60.0)
-    features = _features(live, 2, 4)
+    features = features_of(live, 2, 4)
     outputs = live.session.run(features)
     lane.observe(features, outputs, None)
     while lane.queued_rows:  # the first drain runs at once...
