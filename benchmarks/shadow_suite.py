@@ -10,7 +10,8 @@ gateway process. ScoreLeads goes open-loop at ``rate`` (or, with ``half_capacity
 closed-loop throughput measured first with the shadow off), off and on in interleaved rounds;
 p99s are of each kind's latencies pooled over the rounds, and the target is a ratio of at most
 1.10. With several ``shadow_rates`` (the share of leads the shadow compares, the control RPC's
-``shadow_rate``), each round runs off, then on at each rate. The gateway's metrics
+``shadow_rate``; 0 is a control: the shadow switched on, comparing no lead), each round runs
+off and on at each rate, the order turned by one kind each round. The gateway's metrics
 (``leadgw_shadow_leads_total``, ``leadgw_shadow_dropped_total``) show how many leads the shadow
 compared in each run, so a run that did not shadow shows.
 """
@@ -296,7 +297,10 @@ def run_shadow(
         details: list[ShadowRun] = []
         for round_no in range(1, plan.rounds + 1):
             suffix = f" #{round_no}" if plan.rounds > 1 else ""
-            for share in (None, *plan.shadow_rates):
+            kinds: list[float | None] = [None, *plan.shadow_rates]
+            # The order turns by one each round, so no kind always runs first after a switch.
+            shift = (round_no - 1) % len(kinds)
+            for share in kinds[shift:] + kinds[:shift]:
                 on = share is not None
                 asyncio.run(set_shadow(gateway.address, config.model, candidate, on, share or 1.0))
                 label = f"scoreleads shadow {_state(share)}{suffix}"

@@ -356,8 +356,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         dest="shadow_rates",
         metavar="SHARE",
-        help="shadow: the share of leads the shadow compares, in (0, 1] (default: 1); repeat "
-        "it to run the shadow at each rate in every round, e.g. --shadow-rate 1 --shadow-rate 0.1",
+        help="shadow: the share of leads the shadow compares, in [0, 1] (default: 1; 0: the "
+        "shadow on, comparing nothing, a control); repeat it to run the shadow at each rate in "
+        "every round, e.g. --shadow-rate 1 --shadow-rate 0.1",
     )
 
     output = parser.add_argument_group("output")

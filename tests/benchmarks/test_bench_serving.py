@@ -116,8 +116,9 @@ def test_shadow(bench) -> None:
     assert capacity["target"] == "scoreleads capacity, shadow off, c=2"
     assert capacity["mode"] == "closed" and shadow["capacity_rps"] == capacity["ok_rps"] > 0
     assert shadow["rate"] == round(capacity["ok_rps"] / 2, 1)
-    assert [r["target"] for r in measured] == [
-        f"scoreleads shadow {state} #{n}" for n in (1, 2) for state in ("off", "on", "on 0.5")
+    assert [r["target"] for r in measured] == [  # the order turns each round
+        *(f"scoreleads shadow {state} #1" for state in ("off", "on", "on 0.5")),
+        *(f"scoreleads shadow {state} #2" for state in ("on", "on 0.5", "off")),
     ]
     for r in measured:
         assert r["mode"] == "open" and r["offered_rps"] == shadow["rate"]
