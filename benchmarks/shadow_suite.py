@@ -302,7 +302,15 @@ def run_shadow(
             shift = (round_no - 1) % len(kinds)
             for share in kinds[shift:] + kinds[:shift]:
                 on = share is not None
-                asyncio.run(set_shadow(gateway.address, config.model, candidate, on, share or 1.0))
+                asyncio.run(
+                    set_shadow(
+                        gateway.address,
+                        config.model,
+                        candidate,
+                        on,
+                        1.0 if share is None else share,
+                    )
+                )
                 label = f"scoreleads shadow {_state(share)}{suffix}"
                 leads_before, dropped_before = _shadow_counts(metrics_port)
                 run = run_load(replace(target, name=label), shape, preflight, progress, label)
