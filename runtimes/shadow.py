@@ -271,7 +271,8 @@ class ShadowLane:
         )
         with self._tracer.start_as_current_span("shadow score") as span:
             try:
-                outputs = await candidate.infer(features)
+                # A thread of its own: the batcher would run a small chunk inline, on the loop.
+                outputs = await candidate.infer_off_loop(features)
             except Exception as exc:  # the candidate's failure must stay off the live path
                 log.warning(
                     "shadow version %s of %s failed: %s", candidate.version, candidate.name, exc
@@ -358,7 +359,7 @@ def _segment_rank_correlations(
     """``rank_correlation`` of every request at once. Ranks with ties broken by position are a
     permutation of 0..n-1 within each request, so rho = 1 - 6 Σd² / (n (n² - 1))."""
     rho = np.full(sizes.size, np.nan)
-    if not sizes.size:
+    if not sizes.size or sizes.max() < 2:  # one-lead requests have no rank correlation
         return rho
     segment = np.repeat(np.arange(sizes.size), sizes)
     d = _segment_ranks(a, segment, starts) - _segment_ranks(b, segment, starts)
