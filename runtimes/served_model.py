@@ -106,19 +106,6 @@ class ServedModel:
             observer.observe(features, outputs, keys)
         return outputs
 
-    async def infer_off_loop(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Runs the model on a worker thread, never on the event loop and not through the
-        batcher (whose small runs go inline): for work that is already a batch, such as shadow
-        scoring. Counts as a running call, so the version is not unloaded under it."""
-        loop = asyncio.get_running_loop()
-        self._in_flight += 1
-        try:
-            return await loop.run_in_executor(None, self.session.run, features)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
-
     async def _run(self, features: np.ndarray, deadline: float | None) -> dict[str, np.ndarray]:
         if self._batcher is not None:
             result = await self._batcher.submit_with_stats(features, deadline=deadline)
