@@ -158,7 +158,11 @@ def _serving(
     if "shadow" in config.targets:
         source: Source = "copy" if config.shadow_source == "copy" else "train"
         shadow_plan = ShadowPlan(
-            config.shape.rate, config.shadow_half_capacity, config.shadow_rounds, source
+            config.shape.rate,
+            config.shadow_half_capacity,
+            config.shadow_rounds,
+            source,
+            config.shadow_rates,
         )
         shadowed, shadow = run_shadow(config, shadow_plan, score, progress)
         runs += shadowed

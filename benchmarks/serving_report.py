@@ -101,19 +101,25 @@ def shadow_section(s: dict[str, Any]) -> list[str]:
         f"ScoreLeads open-loop at {at}, {s['rounds']} interleaved round(s), p99s pooled. "
         f"Target: shadow on within {s['target_ratio'] - 1:.0%} of off.",
         "",
-        "| p99 off ms | p99 on ms | ratio | verdict | rounds' ratios |",
-        "|---|---|---|---|---|",
-        f"| {_ms(s['p99_off_ms'])} | {_ms(s['p99_on_ms'])} | {_ratio(s['p99_ratio'])} "
-        f"| {_verdict(s['met'])} | {', '.join(f'{r:.2f}' for r in s['round_ratios']) or '-'} |",
+        "| shadow rate | p99 off ms | p99 on ms | ratio | verdict | rounds' ratios |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_rate = s.get("by_rate") or [{**s, "shadow_rate": s.get("shadow_rate", 1.0)}]
+    for b in by_rate:
+        parts.append(
+            f"| {b['shadow_rate']:g} | {_ms(s['p99_off_ms'])} | {_ms(b['p99_on_ms'])} "
+            f"| {_ratio(b['p99_ratio'])} | {_verdict(b['met'])} "
+            f"| {', '.join(f'{r:.2f}' for r in b['round_ratios']) or '-'} |"
+        )
+    parts += [
         "",
         "| run | shadow | leads compared (metrics) | copies dropped |",
         "|---|---|---|---|",
     ]
     for r in s["runs"]:
-        parts.append(
-            f"| {r['run']} | {'on' if r['shadow'] else 'off'} | {r['shadow_leads']:,} "
-            f"| {r['shadow_dropped']:,} |"
-        )
+        rate = r.get("shadow_rate")
+        state = "off" if not r["shadow"] else "on" if rate in (None, 1.0) else f"on, rate {rate:g}"
+        parts.append(f"| {r['run']} | {state} | {r['shadow_leads']:,} | {r['shadow_dropped']:,} |")
     parts.append("")
     return parts
 

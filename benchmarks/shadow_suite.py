@@ -9,8 +9,11 @@ turns the shadow on and off with the control RPC (``RepositoryModelLoad`` with t
 gateway process. ScoreLeads goes open-loop at ``rate`` (or, with ``half_capacity``, at half the
 closed-loop throughput measured first with the shadow off), off and on in interleaved rounds;
 p99s are of each kind's latencies pooled over the rounds, and the target is a ratio of at most
-1.10. The gateway's metrics (``leadgw_shadow_leads_total``, ``leadgw_shadow_dropped_total``)
-show how many leads the shadow compared in each run, so a run that did not shadow shows.
+1.10. With several ``shadow_rates`` (the share of leads the shadow compares, the control RPC's
+``shadow_rate``; 0 is a control: the shadow switched on, comparing no lead), each round runs
+off and on at each rate, the order turned by one kind each round. The gateway's metrics
+(``leadgw_shadow_leads_total``, ``leadgw_shadow_dropped_total``) show how many leads the shadow
+compared in each run, so a run that did not shadow shows.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +41,7 @@ from benchmarks.summary_suite import pooled_p99_ms
 from benchmarks.targets import GrpcUnaryTarget, TargetError
 from leadgw_client.pb.inference import grpc_service_pb2 as oip
 from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2
 
 if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig
@@ -47,6 +52,8 @@ CONTROL_TIMEOUT_S = 60.0
 TRAIN_TIMEOUT_S = 300.0
 SHADOW_LEADS = "leadgw_shadow_leads_total"
 SHADOW_DROPPED = "leadgw_shadow_dropped_total"
+LEAD_ID_COPIES = 32  # each request of the pool sent under this many sets of lead ids
+SETTLE_S = 0.3  # after a run, before reading its counts: the shadow drains every 50 ms
 
 Source = Literal["train", "copy"]
 
@@ -57,6 +64,7 @@ class ShadowPlan:
     half_capacity: bool = False  # measure the closed-loop capacity first and run at half of it
     rounds: int = 3
     source: Source = "train"
+    shadow_rates: tuple[float, ...] = (1.0,)  # shares of leads compared; each runs every round
 
 
 @dataclass(slots=True)
@@ -65,6 +73,18 @@ class ShadowRun:
     shadow: bool
     shadow_leads: int  # leads the shadow scored and compared during this run (metrics delta)
     shadow_dropped: int
+    shadow_rate: float | None = None  # with the shadow on: the share of leads it compared
+
+
+@dataclass(slots=True)
+class ShadowRateResult:
+    """The shadow on at one sampling rate, against the same rounds' shadow-off runs."""
+
+    shadow_rate: float
+    p99_on_ms: float  # pooled over the rounds
+    p99_ratio: float | None
+    met: bool | None
+    round_ratios: list[float]
 
 
 @dataclass(slots=True)
@@ -82,6 +102,8 @@ class ShadowResult:
     p99_ratio: float | None
     met: bool | None
     round_ratios: list[float]
+    shadow_rate: float = 1.0  # of the figures above: the first of ``by_rate``
+    by_rate: list[ShadowRateResult] = field(default_factory=list)
     target_ratio: float = P99_TARGET_RATIO
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
@@ -140,11 +162,14 @@ def gateway_env(data_dir: Path, metrics_port: int) -> dict[str, str]:
     return env
 
 
-async def set_shadow(address: str, model: str, version: str, on: bool) -> None:
-    """The control RPC ``leadgw models shadow`` sends; returns once every worker applied it."""
+async def set_shadow(address: str, model: str, version: str, on: bool, rate: float = 1.0) -> None:
+    """The control RPC ``leadgw models shadow [--rate]`` sends; returns once every worker
+    applied it."""
     request = oip.RepositoryModelLoadRequest(model_name=model)
     request.parameters["version"].string_param = version
     request.parameters["shadow"].bool_param = on
+    if on:
+        request.parameters["shadow_rate"].string_param = repr(rate)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         try:
@@ -172,6 +197,22 @@ def _shadow_counts(metrics_port: int) -> tuple[int, int]:
     return int(metric_sum(text, SHADOW_LEADS)), int(metric_sum(text, SHADOW_DROPPED))
 
 
+def distinct_leads(payloads: tuple[bytes, ...], copies: int) -> tuple[bytes, ...]:
+    """The pool's ScoreLeads requests, each under ``copies`` sets of lead ids: a shadow rate
+    samples leads by their ids, so a share of 8 ids would be a coarse draw (0 or 1 of 8 at 0.1)."""
+    out = []
+    for copy in range(copies):
+        for payload in payloads:
+            request = lead_service_pb2.ScoreLeadsRequest.FromString(payload)
+            for lead in request.leads:
+                lead.lead_id = f"{lead.lead_id}-{copy}"
+            if request.HasField("columns"):  # touching columns would add the field
+                ids = request.columns.lead_ids
+                ids[:] = [f"{lead_id}-{copy}" for lead_id in ids]
+            out.append(request.SerializeToString())
+    return tuple(out)
+
+
 def _start(
     config: BenchConfig, stack: ExitStack, repository: Path, data_dir: Path, metrics_port: int
 ) -> ServerProcess:
@@ -187,6 +228,31 @@ def _start(
         )
     except ServerStartError as exc:
         raise TargetError(f"shadow: {exc}") from None
+
+
+def _state(share: float | None) -> str:
+    """ "off", "on" (every lead compared) or "on 0.1" (a share of leads)."""
+    if share is None:
+        return "off"
+    return "on" if share == 1.0 else f"on {share:g}"
+
+
+def _rate_result(
+    share: float, off: list[RunResult], on: list[RunResult], ok: bool
+) -> ShadowRateResult:
+    p99_off, p99_on = pooled_p99_ms(off), pooled_p99_ms(on)
+    ratio = p99_on / p99_off if ok and p99_off > 0 else None
+    return ShadowRateResult(
+        shadow_rate=share,
+        p99_on_ms=p99_on,
+        p99_ratio=ratio,
+        met=None if ratio is None else ratio <= P99_TARGET_RATIO,
+        round_ratios=[
+            b.latency_ms.p99 / a.latency_ms.p99
+            for a, b in zip(off, on, strict=True)
+            if a.latency_ms.p99 > 0
+        ],
+    )
 
 
 def run_shadow(
@@ -205,7 +271,12 @@ def run_shadow(
         )
         metrics_port = free_port()
         gateway = _start(config, stack, repository, Path(tmp) / "data", metrics_port)
-        target = replace(score, address=gateway.address, server_pid=gateway.pid)
+        target = replace(
+            score,
+            address=gateway.address,
+            server_pid=gateway.pid,
+            payloads=distinct_leads(score.payloads, LEAD_ID_COPIES),
+        )
         preflight = asyncio.run(target.preflight(config.shape.connect_timeout_s))
         runs: list[RunResult] = []
         capacity = None
@@ -222,27 +293,48 @@ def run_shadow(
                 raise TargetError("shadow: the capacity run scored nothing")
             rate = round(capacity / 2, 1)
         shape = replace(config.shape, mode="open", rate=rate)
-        measured: list[tuple[bool, RunResult]] = []
+        measured: list[tuple[float | None, RunResult]] = []  # (shadow rate or None: off, run)
         details: list[ShadowRun] = []
         for round_no in range(1, plan.rounds + 1):
             suffix = f" #{round_no}" if plan.rounds > 1 else ""
-            for on in (False, True):
-                asyncio.run(set_shadow(gateway.address, config.model, candidate, on))
-                label = f"scoreleads shadow {'on' if on else 'off'}{suffix}"
+            kinds: list[float | None] = [None, *plan.shadow_rates]
+            # The order turns by one each round, so no kind always runs first after a switch.
+            shift = (round_no - 1) % len(kinds)
+            for share in kinds[shift:] + kinds[:shift]:
+                on = share is not None
+                asyncio.run(
+                    set_shadow(
+                        gateway.address,
+                        config.model,
+                        candidate,
+                        on,
+                        1.0 if share is None else share,
+                    )
+                )
+                label = f"scoreleads shadow {_state(share)}{suffix}"
                 leads_before, dropped_before = _shadow_counts(metrics_port)
                 run = run_load(replace(target, name=label), shape, preflight, progress, label)
+                time.sleep(SETTLE_S)
                 leads_after, dropped_after = _shadow_counts(metrics_port)
                 runs.append(run)
-                measured.append((on, run))
+                measured.append((share, run))
                 details.append(
-                    ShadowRun(label, on, leads_after - leads_before, dropped_after - dropped_before)
+                    ShadowRun(
+                        label,
+                        on,
+                        leads_after - leads_before,
+                        dropped_after - dropped_before,
+                        share,
+                    )
                 )
         exit_codes = {"leadgw-shadow": gateway.stop()}
-    off = [r for on, r in measured if not on]
-    on_runs = [r for on, r in measured if on]
-    p99_off, p99_on = pooled_p99_ms(off), pooled_p99_ms(on_runs)
+    off = [r for share, r in measured if share is None]
     ok = all(r.ok for _, r in measured)
-    ratio = p99_on / p99_off if ok and p99_off > 0 else None
+    by_rate = [
+        _rate_result(share, off, [r for s, r in measured if s == share], ok)
+        for share in plan.shadow_rates
+    ]
+    first = by_rate[0]
     result = ShadowResult(
         model=config.model,
         live_version=live,
@@ -252,15 +344,13 @@ def run_shadow(
         capacity_rps=capacity,
         rounds=plan.rounds,
         runs=details,
-        p99_off_ms=p99_off,
-        p99_on_ms=p99_on,
-        p99_ratio=ratio,
-        met=None if ratio is None else ratio <= P99_TARGET_RATIO,
-        round_ratios=[
-            b.latency_ms.p99 / a.latency_ms.p99
-            for a, b in zip(off, on_runs, strict=True)
-            if a.latency_ms.p99 > 0
-        ],
+        p99_off_ms=pooled_p99_ms(off),
+        p99_on_ms=first.p99_on_ms,
+        p99_ratio=first.p99_ratio,
+        met=first.met,
+        round_ratios=first.round_ratios,
+        shadow_rate=first.shadow_rate,
+        by_rate=by_rate,
         exit_codes=exit_codes,
     )
     return runs, result

@@ -104,6 +104,7 @@ class BenchConfig:
     shadow_source: str = "train"
     shadow_half_capacity: bool = False
     shadow_rounds: int = 3
+    shadow_rates: tuple[float, ...] = (1.0,)  # shares of leads the shadow compares, each a run
 
 
 @dataclass
@@ -155,6 +156,10 @@ def validate(config: BenchConfig) -> None:
         raise BenchError("--search-notes: give at least one store size")
     if config.shadow_source not in ("train", "copy"):
         raise BenchError(f"--shadow-source {config.shadow_source!r}: choose train or copy")
+    if not config.shadow_rates or not all(0.0 <= r <= 1.0 for r in config.shadow_rates):
+        raise BenchError(f"--shadow-rate {list(config.shadow_rates)}: each must be in [0, 1]")
+    if len(set(config.shadow_rates)) != len(config.shadow_rates):
+        raise BenchError(f"--shadow-rate {list(config.shadow_rates)}: each rate once")
     for spec in config.oip:
         _parse_oip(spec)
 

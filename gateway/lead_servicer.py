@@ -20,7 +20,7 @@ from retrieval.notes import NotesService
 from retrieval.summary import Summarizer
 from runtimes.errors import InvalidInput, Unavailable
 from runtimes.repository import ServedModel
-from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy
+from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy, lead_keys
 from runtimes.types import FeatureValue, LeadInput
 
 T = TypeVar("T")
@@ -75,6 +75,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
                 version=version,
                 max_reasons=max_reasons,
                 deadline=deadline_of(context),
+                tenant=current_caller().tenant,
             )
             return lead_codec.scores_to_pb(scores)
         # A big request's per-lead Python runs on the conversion thread, in two hops (decode and
@@ -84,7 +85,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         leads, served, features = await loop.run_in_executor(
             self._converter, contextvars.copy_context().run, self._decode, request, model, version
         )
-        outputs = await served.infer(features, deadline_of(context))
+        keys = lead_keys(current_caller().tenant, leads)
+        outputs = await served.infer(features, deadline_of(context), keys)
         return await loop.run_in_executor(
             self._converter, _encode_response, served, leads, outputs, max_reasons
         )
@@ -135,7 +137,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         served, features = await self._run(
             heavy, self._scorer.prepare_columns, lead_ids, columns, model, version
         )
-        outputs = await served.infer(features, deadline_of(context))
+        tenant = current_caller().tenant
+        outputs = await served.infer(features, deadline_of(context), lambda: (tenant, lead_ids))
         return await self._run(
             heavy, _encode_columns_response, served, lead_ids, columns, outputs, max_reasons
         )

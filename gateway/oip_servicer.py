@@ -114,7 +114,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         names = oip_codec.requested_outputs(request, served)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        outputs = await served.infer(features, deadline)
+        # A shadow samples by lead; the request's id stands for the lead, as for the canary.
+        keys = (lambda: (current_caller().tenant, [request.id])) if request.id else None
+        outputs = await served.infer(features, deadline, keys)
         return oip_codec.encode_response(request, served, outputs, names)
 
 

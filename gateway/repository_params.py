@@ -4,7 +4,9 @@ Triton's own ``unload_dependents``) and work unchanged.
 
 Load: ``version`` (a version number), ``promote`` (bool), ``rollback`` (bool), ``canary_weight``
 (string, a share in [0, 1]; "0" ends the canary), ``shadow`` (bool; false ends the shadow),
-``alias`` (string: name ``version`` so). Unload: ``version``, ``force`` (bool).
+``shadow_rate`` (string, the share of leads the shadow compares, in [0, 1]: with ``shadow`` true,
+or alone to change the rate of the shadow that is on), ``alias`` (string: name ``version`` so).
+Unload: ``version``, ``force`` (bool).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from leadgw_client.pb.inference import grpc_service_pb2 as pb
 from runtimes.control import LoadOptions
 from runtimes.errors import InvalidInput
 
-LOAD_KEYS = ("version", "promote", "rollback", "canary_weight", "shadow", "alias")
+LOAD_KEYS = ("version", "promote", "rollback", "canary_weight", "shadow", "shadow_rate", "alias")
 UNLOAD_KEYS = ("version", "force", "unload_dependents")
 
 
@@ -28,15 +30,19 @@ def load_request(request: pb.RepositoryModelLoadRequest) -> tuple[str | None, Lo
     options = LoadOptions(
         promote=_flag(params, "promote") or False,
         rollback=_flag(params, "rollback") or False,
-        canary_weight=_weight(params),
+        canary_weight=_share(params, "canary_weight", "canary weight"),
         shadow=_flag(params, "shadow"),
+        shadow_rate=_share(params, "shadow_rate", "parameter 'shadow_rate'"),
         alias=_text(params, "alias"),
     )
     actions = [options.promote, options.rollback, options.canary_weight is not None]
-    if sum(actions) + (options.shadow is not None) > 1:
+    shadowing = options.shadow is not None or options.shadow_rate is not None
+    if sum(actions) + shadowing > 1:
         raise InvalidInput(
             "RepositoryModelLoad: set one of promote, rollback, canary_weight, shadow"
         )
+    if options.shadow is False and options.shadow_rate is not None:
+        raise InvalidInput("parameter 'shadow_rate' needs a shadow: shadow is false here")
     return _version(params), options
 
 
@@ -104,16 +110,17 @@ def _text(params: Mapping[str, pb.ModelRepositoryParameter], key: str) -> str | 
     return value
 
 
-def _weight(params: Mapping[str, pb.ModelRepositoryParameter]) -> float | None:
-    value = _value(params, "canary_weight")
+def _share(params: Mapping[str, pb.ModelRepositoryParameter], key: str, what: str) -> float | None:
+    """A share in [0, 1] (canary_weight, shadow_rate), sent as a string or an integer."""
+    value = _value(params, key)
     if value is None:
         return None
-    weight = math.nan
+    share = math.nan
     if isinstance(value, str | int) and not isinstance(value, bool):
         with contextlib.suppress(ValueError):
-            weight = float(value)
-    if math.isnan(weight):
-        raise InvalidInput(f"parameter 'canary_weight' must be a number in [0, 1], got {value!r}")
-    if not 0.0 <= weight <= 1.0:
-        raise InvalidInput(f"canary weight must be within [0, 1], got {weight:g}")
-    return weight
+            share = float(value)
+    if math.isnan(share):
+        raise InvalidInput(f"parameter '{key}' must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= share <= 1.0:
+        raise InvalidInput(f"{what} must be within [0, 1], got {share:g}")
+    return share

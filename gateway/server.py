@@ -279,7 +279,8 @@ async def start(
     credentials = server_credentials(settings)
     metrics = metrics or Metrics.from_provider()
     repository = ModelRepository(
-        settings.model_repository, shadow_hook=ShadowScorer(metrics.record_shadow).hook
+        settings.model_repository,
+        shadow_lane=ShadowScorer(metrics.record_shadow, metrics.record_shadow_dropped).lane,
     )
     trace_detail = _trace_detail(settings)
     loaded = await repository.load(make_batcher=partial(_batcher_for, metrics, trace_detail))

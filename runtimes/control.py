@@ -39,7 +39,7 @@ from runtimes.model_config import (
     replace_routing_table,
 )
 from runtimes.repository import ModelRepository, SyncReport
-from runtimes.routing import RoutingPolicy, check_alias_name, check_weight
+from runtimes.routing import RoutingPolicy, check_alias_name, check_shadow_rate, check_weight
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("leadgw.audit")
@@ -70,6 +70,8 @@ class LoadOptions:
     rollback: bool = False
     canary_weight: float | None = None
     shadow: bool | None = None
+    shadow_rate: float | None = None
+    """The share of leads the shadow compares; alone, it changes the rate of the shadow on."""
     alias: str | None = None
 
 
@@ -227,6 +229,10 @@ class ModelControl:
             return await self._change(model, _rollback(model, routing, self.repository))
         if options.canary_weight is not None:
             check_weight_input(options.canary_weight)
+        if options.shadow_rate is not None:
+            check_shadow_rate_input(options.shadow_rate)
+            if options.shadow is None:
+                return await self._change(model, _new_rate(model, routing, version, options))
         if options.alias is not None:
             try:
                 check_alias_name(options.alias)
@@ -263,14 +269,15 @@ class ModelControl:
             if routing.canary == target:
                 changes.update(canary=None, canary_weight=0.0)
             if routing.shadow == target:
-                changes.update(shadow=None)
+                changes.update(shadow=None, shadow_rate=1.0)
         if options.canary_weight is not None:
             if options.canary_weight == 0.0:
                 changes.update(canary=None, canary_weight=0.0)
             else:
                 changes.update(canary=target, canary_weight=options.canary_weight)
         if options.shadow is not None:
-            changes.update(shadow=target if options.shadow else None)
+            rate = 1.0 if options.shadow_rate is None or not options.shadow else options.shadow_rate
+            changes.update(shadow=target if options.shadow else None, shadow_rate=rate)
         if options.alias is not None and target is not None:
             changes.update(aliases={**routing.aliases, options.alias: target})
         if not changes:
@@ -307,7 +314,7 @@ class ModelControl:
         if routing.canary in going:
             changes.update(canary=None, canary_weight=0.0)
         if routing.shadow in going:
-            changes["shadow"] = None
+            changes.update(shadow=None, shadow_rate=1.0)
         return await self._change(model, routing.bumped(**changes))
 
     def _require_control(self) -> None:
@@ -463,6 +470,28 @@ class ModelControl:
             self._on_action(action)
 
 
+def _new_rate(
+    model: str, routing: RoutingPolicy, version: str | None, options: LoadOptions
+) -> RoutingPolicy:
+    """A new sampling share for the shadow that is on (``shadow_rate`` sent alone)."""
+    if routing.shadow is None:
+        raise InvalidInput(
+            f"model '{model}': no shadow is on to set shadow_rate for; send shadow too"
+        )
+    if version is not None and version != routing.shadow:
+        raise InvalidInput(
+            f"model '{model}': version {version} is not the shadow (version {routing.shadow} is)"
+        )
+    return routing.bumped(shadow_rate=options.shadow_rate)
+
+
+def check_shadow_rate_input(rate: float) -> None:
+    try:
+        check_shadow_rate(rate)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
 def check_weight_input(weight: float) -> None:
     try:
         check_weight(weight)
@@ -481,6 +510,7 @@ def _rollback(model: str, routing: RoutingPolicy, repository: ModelRepository) -
         canary=None,
         canary_weight=0.0,
         shadow=None,
+        shadow_rate=1.0,
         loaded=tuple(sorted({*routing.loaded, previous}, key=int)),
         unloaded=tuple(v for v in routing.unloaded if v != previous),
     )
@@ -493,7 +523,7 @@ def _action_name(options: LoadOptions) -> str:
         return "promote"
     if options.canary_weight is not None:
         return "canary"
-    if options.shadow is not None:
+    if options.shadow is not None or options.shadow_rate is not None:
         return "shadow"
     if options.alias is not None:
         return "alias"

@@ -27,8 +27,9 @@ from runtimes.model_config import (
     read_model_controls,
 )
 from runtimes.routing import RoutingPolicy, canary_share
-from runtimes.served_model import OutputsHook, ServedModel
+from runtimes.served_model import ServedModel
 from runtimes.session import OnnxSession
+from runtimes.shadow import ShadowLane
 from runtimes.version_policy import VersionPolicy
 
 __all__ = ["ModelRepository", "ModelStatus", "ServedModel", "SyncReport"]
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 
-ShadowHookFactory = Callable[[ServedModel, ServedModel], OutputsHook]
-"""(live, candidate) → the hook that scores a copy of live's traffic on candidate."""
+ShadowLaneFactory = Callable[[ServedModel, ServedModel, float], ShadowLane]
+"""(live, candidate, rate) → the lane that scores a copy of live's traffic on candidate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class _Model:
     live: str | None = None
     failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # version → (fingerprint, why)
     on_disk: dict[str, Path] = field(default_factory=dict)
+    shadow: ShadowLane | None = None
 
 
 @dataclass(slots=True)
@@ -87,11 +89,11 @@ class ModelRepository:
         root: Path,
         *,
         make_batcher: Callable[[ServedModel], Any] | None = None,
-        shadow_hook: ShadowHookFactory | None = None,
+        shadow_lane: ShadowLaneFactory | None = None,
     ) -> None:
         self.root = root
         self._make_batcher = make_batcher
-        self._shadow_hook = shadow_hook
+        self._shadow_lane = shadow_lane
         self._models: dict[str, _Model] = {}
 
     # ---- loading -------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class ModelRepository:
         model.versions = dict(sorted(versions.items(), key=lambda item: int(item[0])))
         model.routing = routing
         model.live = self._pick_live(name, model)
-        self._hook_shadow(model)
+        stopped = self._hook_shadow(model)
         report.generations[name] = routing.generation
         report.loaded += [(name, v) for v in staged]
         report.unloaded += [(name, s.version) for s in retired if s.version not in staged]
@@ -189,6 +191,8 @@ class ModelRepository:
             log.info("model %s version %s ready", name, version)
         if not model.versions and not model.failed and not disk.versions:
             self._models.pop(name, None)
+        if stopped is not None:
+            await stopped.close()
         await asyncio.gather(*(self._retire(s) for s in retired))
 
     async def _retire(self, served: ServedModel) -> None:
@@ -205,17 +209,26 @@ class ModelRepository:
             log.warning("model %s: live version %s is not loaded; serving the latest", name, wanted)
         return max(model.versions, key=int)
 
-    def _hook_shadow(self, model: _Model) -> None:
+    def _hook_shadow(self, model: _Model) -> ShadowLane | None:
+        """Points the live version's copies at the shadow's lane; returns the lane it replaced,
+        for the caller to close (after this step, which must not await)."""
+        lane = model.shadow
+        live = None if model.live is None else model.versions[model.live]
+        shadow = model.routing.shadow
+        candidate = None if shadow is None else model.versions.get(shadow)
+        if self._shadow_lane is None or live is None or candidate in (None, live):
+            candidate = None
+        rate = model.routing.shadow_rate
+        if lane is not None and lane.live is live and lane.candidate is candidate:
+            lane.rate = rate  # the same pair: only the sampled share may have changed
+            return None
         for served in model.versions.values():
             served.after_call = None
-        shadow = model.routing.shadow
-        if self._shadow_hook is None or model.live is None or shadow is None:
-            return
-        candidate = model.versions.get(shadow)
-        if candidate is None or shadow == model.live:
-            return
-        live = model.versions[model.live]
-        live.after_call = self._shadow_hook(live, candidate)
+        model.shadow = None
+        if candidate is not None and live is not None and self._shadow_lane is not None:
+            model.shadow = self._shadow_lane(live, candidate, rate)
+            live.after_call = model.shadow
+        return lane
 
     @staticmethod
     def _load_version(name: str, version: str, version_dir: Path) -> ServedModel:
@@ -329,6 +342,10 @@ class ModelRepository:
 
     async def close(self) -> None:
         for model in self._models.values():
+            lane, model.shadow = model.shadow, None
+            if lane is not None:
+                lane.live.after_call = None
+                await lane.close()
             for served in model.versions.values():
                 await served.close()
 
@@ -347,6 +364,7 @@ def _role(model: _Model, version: str) -> str:
     if version == routing.canary and version != model.live:
         roles.append(f"canary {routing.canary_weight:g}")
     if version == routing.shadow and version != model.live:
-        roles.append("shadow")
+        rate = routing.shadow_rate
+        roles.append("shadow" if rate == 1.0 else f"shadow {rate:g}")
     roles += [f"alias {name}" for name, v in sorted(routing.aliases.items()) if v == version]
     return ", ".join(roles)

@@ -10,6 +10,7 @@ worker of a gateway reads the same one::
     canary = "3"            # a candidate that serves a sticky share of leads...
     canary_weight = 0.1     # ...this share, by a hash of tenant and lead id
     shadow = "3"            # a candidate that scores a copy of live traffic, off the request path
+    shadow_rate = 0.25      # ...of this share of leads (sticky by tenant and lead id; default 1)
     unloaded = ["1"]        # versions held out by an unload (until a load)
     loaded = ["4"]          # versions loaded by a load, beyond the version policy
 
@@ -30,6 +31,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 _ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _HASH_SPAN = float(1 << 64)
+_LOW_MASK = (1 << 32) - 1
+_LOW_SPAN = float(1 << 32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class RoutingPolicy:
     canary: str | None = None
     canary_weight: float = 0.0
     shadow: str | None = None
+    shadow_rate: float = 1.0
     unloaded: tuple[str, ...] = ()
     loaded: tuple[str, ...] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -59,6 +63,7 @@ class RoutingPolicy:
                 canary=_version_or_none(table.get("canary")),
                 canary_weight=float(table.get("canary_weight", 0.0)),
                 shadow=_version_or_none(table.get("shadow")),
+                shadow_rate=float(table.get("shadow_rate", 1.0)),
                 unloaded=tuple(_version(v) for v in table.get("unloaded", [])),
                 loaded=tuple(_version(v) for v in table.get("loaded", [])),
                 aliases={str(k): _version(v) for k, v in dict(table.get("aliases", {})).items()},
@@ -66,6 +71,7 @@ class RoutingPolicy:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: [routing]: {exc}") from exc
         check_weight(policy.canary_weight, where)
+        check_shadow_rate(policy.shadow_rate, where)
         for name in policy.aliases:
             check_alias_name(name, where)
         return policy
@@ -81,6 +87,8 @@ class RoutingPolicy:
             lines.append(f"canary_weight = {self.canary_weight!r}")
         if self.shadow is not None:
             lines.append(f'shadow = "{self.shadow}"')
+            if self.shadow_rate != 1.0:
+                lines.append(f"shadow_rate = {self.shadow_rate!r}")
         for key in ("unloaded", "loaded"):
             values = getattr(self, key)
             if values:
@@ -108,16 +116,35 @@ class RoutingPolicy:
         return self.aliases.get(name)
 
 
+def lead_hash(model: str, tenant: str, lead_id: str) -> int:
+    """A lead's fixed 64-bit hash: canary and shadow sampling both read it."""
+    digest = hashlib.blake2b(f"{model}\0{tenant}\0{lead_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def canary_share(model: str, tenant: str, lead_id: str) -> float:
     """A lead's fixed point in [0, 1): the lead takes the canary when this is below the weight,
     so a lead keeps its version while the weight holds and a larger weight only adds leads."""
-    digest = hashlib.blake2b(f"{model}\0{tenant}\0{lead_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _HASH_SPAN
+    return lead_hash(model, tenant, lead_id) / _HASH_SPAN
+
+
+def shadow_share(model: str, tenant: str, lead_id: str) -> float:
+    """A lead's fixed point in [0, 1) for shadow sampling: the lead is compared when this is
+    below the shadow rate. The low 32 bits of the canary's hash, where ``canary_share`` is led by
+    the high ones: a canary's leads and a shadow's sample do not pick the same leads."""
+    return (lead_hash(model, tenant, lead_id) & _LOW_MASK) / _LOW_SPAN
 
 
 def check_weight(weight: float, where: str = "canary weight") -> None:
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"{where}: canary weight must be within [0, 1], got {weight}")
+
+
+def check_shadow_rate(rate: float, where: str = "") -> None:
+    """A share of leads the shadow compares: within [0, 1] (NaN is not)."""
+    if not 0.0 <= rate <= 1.0:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}shadow_rate must be within [0, 1], got {rate:g}")
 
 
 def check_alias_name(name: str, where: str = "alias") -> None:

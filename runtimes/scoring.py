@@ -12,6 +12,7 @@ from opentelemetry import trace
 from runtimes.errors import InvalidInput
 from runtimes.repository import ModelRepository, ServedModel
 from runtimes.schema import FeatureSpec
+from runtimes.served_model import LeadKeys
 from runtimes.tracing import LEAN, TraceDetail, record_late_span
 from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason, ScoreColumns
 
@@ -60,12 +61,14 @@ class LeadScorer:
         version: str | None = None,
         max_reasons: int = 3,
         deadline: float | None = None,
+        tenant: str = "",
     ) -> list[LeadScore]:
         """Scores leads in request order, encoding and decoding on the event loop: meant for
         small requests (summaries score one lead). A caller with ``is_heavy`` many leads runs
-        ``prepare`` and ``build_scores`` off the loop itself, as ``ScoreLeads`` does."""
+        ``prepare`` and ``build_scores`` off the loop itself, as ``ScoreLeads`` does.
+        ``tenant``: whose leads these are (a shadow samples leads by tenant and lead id)."""
         served, features = self.prepare(leads, model, version)
-        outputs = await served.infer(features, deadline)
+        outputs = await served.infer(features, deadline, lead_keys(tenant, leads))
         return build_scores(served, leads, outputs, max_reasons)
 
     def prepare(
@@ -119,6 +122,11 @@ class LeadScorer:
             raise InvalidInput("request has no leads")
         if leads > self.max_leads:
             raise InvalidInput(f"request has {leads} leads; the limit is {self.max_leads}")
+
+
+def lead_keys(tenant: str, leads: Sequence[LeadInput]) -> LeadKeys:
+    """The ``LeadKeys`` of a call on ``leads``: the id list is built only if a shadow asks."""
+    return lambda: (tenant, [lead.lead_id for lead in leads])
 
 
 def is_heavy(leads: int) -> bool:

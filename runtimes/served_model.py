@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from opentelemetry import trace
@@ -21,8 +21,18 @@ from runtimes.tracing import record_batch_stats, record_queue_wait_span
 # The batcher's tracer: the queue-wait span belongs with the batch spans.
 _TRACER = trace.get_tracer("leadgw.batcher")
 
-OutputsHook = Callable[["ServedModel", np.ndarray, dict[str, np.ndarray]], None]
-"""Called with a live version's input and outputs after each call (shadow scoring)."""
+LeadKeys = Callable[[], tuple[str, Sequence[str]]]
+"""A call's tenant and the lead id of each row, asked for only when a shadow samples a share
+of the leads (so a call whose copy is taken whole builds no list of ids)."""
+
+
+class CallObserver(Protocol):
+    """Sees a live version's input and outputs after each call (shadow scoring). ``observe`` runs
+    on the request path: it must only take a copy and return."""
+
+    def observe(
+        self, features: np.ndarray, outputs: dict[str, np.ndarray], keys: LeadKeys | None
+    ) -> None: ...
 
 
 class ServedModel:
@@ -44,7 +54,7 @@ class ServedModel:
         self.base_value = float(session.metadata.get("base_value", "0"))
         self.fingerprint = ""
         """What the repository compares to see that the files of this version changed."""
-        self.after_call: OutputsHook | None = None
+        self.after_call: CallObserver | None = None
         """Set by the repository while this version is live and another shadows it."""
         self.last_call = 0.0
         """``time.monotonic()`` of the last call that started: is traffic flowing?"""
@@ -71,9 +81,13 @@ class ServedModel:
         self._on_close.append(callback)
 
     async def infer(
-        self, features: np.ndarray, deadline: float | None = None
+        self,
+        features: np.ndarray,
+        deadline: float | None = None,
+        keys: LeadKeys | None = None,
     ) -> dict[str, np.ndarray]:
-        """Runs the model on float32 [rows, width]; batched with concurrent callers when enabled."""
+        """Runs the model on float32 [rows, width]; batched with concurrent callers when enabled.
+        ``keys``: the tenant and lead ids of the rows, for a shadow that samples leads."""
         if self._closed:
             # A call that picked this version just before it was replaced, and reached the model
             # after its batcher closed: the session lives as long as the call holds it.
@@ -87,9 +101,9 @@ class ServedModel:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
-        hook = self.after_call
-        if hook is not None:
-            hook(self, features, outputs)
+        observer = self.after_call
+        if observer is not None:
+            observer.observe(features, outputs, keys)
         return outputs
 
     async def _run(self, features: np.ndarray, deadline: float | None) -> dict[str, np.ndarray]:

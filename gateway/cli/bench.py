@@ -358,6 +358,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         help=f"shadow: rounds of shadow off, then on {d}",
     )
+    serving.add_argument(
+        "--shadow-rate",
+        type=float,
+        action="append",
+        dest="shadow_rates",
+        metavar="SHARE",
+        help="shadow: the share of leads the shadow compares, in [0, 1] (default: 1; 0: the "
+        "shadow on, comparing nothing, a control); repeat it to run the shadow at each rate in "
+        "every round, e.g. --shadow-rate 1 --shadow-rate 0.1",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -428,6 +438,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         shadow_source=args.shadow_source,
         shadow_half_capacity=args.shadow_half_capacity,
         shadow_rounds=args.shadow_rounds,
+        shadow_rates=tuple(args.shadow_rates or (1.0,)),
     )
 
 

@@ -24,7 +24,8 @@ ACTIONS = {
     "unload": "unload one --version, or the whole model",
     "promote": "make --version (default: the canary or shadow) the live version",
     "rollback": "make the previous live version live again",
-    "shadow": "score a copy of live traffic on --version (compare in the metrics); --off ends it",
+    "shadow": "score a copy of live traffic on --version (compare in the metrics), of a --rate "
+    "share of leads; --rate alone changes the rate of the shadow on; --off ends it",
     "canary": "serve --version to a sticky --weight share of leads; --weight 0 ends it",
 }
 
@@ -45,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
         if name == "shadow":
             sub.add_argument("--off", action="store_true", help="end the shadow")
+            sub.add_argument(
+                "--rate",
+                help="share of leads compared, 0..1, sticky by tenant and lead id (default: 1)",
+            )
         if name == "canary":
             sub.add_argument("--weight", type=float, required=True, help="share of leads, 0..1")
         if name == "load":
@@ -72,7 +77,10 @@ def _control(args: argparse.Namespace) -> int:
     elif args.action == "rollback":
         params["rollback"] = True
     elif args.action == "shadow":
-        params["shadow"] = not args.off
+        if args.rate is None or version or args.off:
+            params["shadow"] = not args.off
+        if args.rate is not None:
+            params["shadow_rate"] = args.rate
     elif args.action == "canary":
         params["canary_weight"] = repr(args.weight)
     elif args.action == "unload" and args.force:

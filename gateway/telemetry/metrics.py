@@ -228,31 +228,46 @@ class Metrics:
         self._rejections.add(1, {"tenant": tenant, "reason": reason})
 
     def record_shadow(self, comparison: ShadowComparison) -> None:
-        """One request scored by the live version and its shadow (off the request path)."""
+        """Requests scored by the live version and its shadow (off the request path): one
+        difference per lead, the band agreement counts, one rank distance per request of two
+        leads or more."""
         attributes = {
             "model": comparison.model,
             "live_version": comparison.live_version,
             "shadow_version": comparison.candidate_version,
         }
-        if comparison.dropped:
-            self._shadow_dropped.add(1, attributes)
-            return
-        directions = {
-            "higher": {**attributes, "direction": "higher"},
-            "lower": {**attributes, "direction": "lower"},
-            "same": {**attributes, "direction": "same"},
-        }
+        higher = {**attributes, "direction": "higher"}
+        lower = {**attributes, "direction": "lower"}
+        same = {**attributes, "direction": "same"}
+        record = self._shadow_difference.record
         for difference in comparison.differences.tolist():
-            direction = "higher" if difference > 0 else "lower" if difference < 0 else "same"
-            self._shadow_difference.record(abs(difference), directions[direction])
-        leads = int(comparison.differences.size)
-        agree = comparison.band_agreements
+            if difference > 0:
+                record(difference, higher)
+            elif difference < 0:
+                record(-difference, lower)
+            else:
+                record(0.0, same)
+        leads = comparison.leads
+        agree = comparison.agreements
         if agree:
             self._shadow_leads.add(agree, {**attributes, "band_agreement": "agree"})
         if leads - agree:
             self._shadow_leads.add(leads - agree, {**attributes, "band_agreement": "disagree"})
-        if comparison.rank_correlation is not None:
-            self._shadow_rank.record(max(0.0, 1.0 - comparison.rank_correlation), attributes)
+        for rho in comparison.rank_correlations.tolist():
+            if rho == rho:  # NaN: under two leads, or a constant column
+                self._shadow_rank.record(max(0.0, 1.0 - rho), attributes)
+
+    def record_shadow_dropped(
+        self, model: str, live_version: str, shadow_version: str, copies: int
+    ) -> None:
+        """Copies of live requests the shadow did not score (its queue was full, it failed, or
+        it stopped with copies still queued)."""
+        attributes = {
+            "model": model,
+            "live_version": live_version,
+            "shadow_version": shadow_version,
+        }
+        self._shadow_dropped.add(copies, attributes)
 
     def record_control(self, action: ControlAction) -> None:
         """One model control action (also in the ``leadgw.audit`` log)."""

@@ -205,6 +205,7 @@ class Summarizer:
                 model=model,
                 version=version,
                 max_reasons=self._max_reasons,
+                tenant=tenant,
             )
             score = scores[0]
             span.set_attribute("leadgw.score.probability", score.probability)

@@ -20,6 +20,7 @@ class LeadScorer(Protocol):
         model: str | None = None,
         version: str | None = None,
         max_reasons: int = 3,
+        tenant: str = "",
     ) -> list[LeadScore]: ...
 
 

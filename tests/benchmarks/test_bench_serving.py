@@ -109,6 +109,8 @@ def test_shadow(bench) -> None:
         "--shadow-half-capacity",
         "--concurrency", "2",
         "--shadow-rounds", "2",
+        "--shadow-rate", "1",
+        "--shadow-rate", "0",
         timeout=300,
     )  # fmt: skip
     # 3: the generator fell behind its open-loop schedule on this shared machine; the report is
@@ -124,8 +126,9 @@ def test_shadow(bench) -> None:
     assert capacity["target"] == "scoreleads capacity, shadow off, c=2"
     assert capacity["mode"] == "closed" and shadow["capacity_rps"] == capacity["ok_rps"] > 0
     assert shadow["rate"] == round(capacity["ok_rps"] / 2, 1)
-    assert [r["target"] for r in measured] == [
-        f"scoreleads shadow {state} #{n}" for n in (1, 2) for state in ("off", "on")
+    assert [r["target"] for r in measured] == [  # the order turns each round
+        *(f"scoreleads shadow {state} #1" for state in ("off", "on", "on 0")),
+        *(f"scoreleads shadow {state} #2" for state in ("on", "on 0", "off")),
     ]
     for r in measured:
         assert r["mode"] == "open" and r["offered_rps"] == shadow["rate"]
@@ -135,13 +138,22 @@ def test_shadow(bench) -> None:
         (r["target"], r["target"].startswith("scoreleads shadow on")) for r in measured
     ]
     for d in shadow["runs"]:
-        if d["shadow"]:
+        if d["shadow"] and d["shadow_rate"] == 1.0:
             assert d["shadow_leads"] + d["shadow_dropped"] > 0
         else:
             assert d["shadow_leads"] == 0 and d["shadow_dropped"] == 0
     assert shadow["p99_ratio"] == pytest.approx(shadow["p99_on_ms"] / shadow["p99_off_ms"])
     assert shadow["met"] == (shadow["p99_ratio"] <= 1.10)
     assert len(shadow["round_ratios"]) == 2
+    assert [b["shadow_rate"] for b in shadow["by_rate"]] == [1.0, 0.0]
+    assert shadow["by_rate"][0]["p99_ratio"] == shadow["p99_ratio"]
+    for b in shadow["by_rate"]:
+        assert b["met"] == (b["p99_ratio"] <= 1.10) and len(b["round_ratios"]) == 2
+    # Rate 0: the shadow is on (switched by the same RPC) and compares no lead.
+    for d in shadow["runs"]:
+        if d["shadow_rate"] == 0.0:
+            assert d["shadow"] and d["shadow_leads"] == 0 and d["shadow_dropped"] == 0
     assert result["server_exit_codes"]["leadgw-shadow"] == 0
     markdown = (run.out / "report.md").read_text()
     assert "## Shadow scoring" in markdown and "| scoreleads shadow on #2 | on |" in markdown
+    assert "| scoreleads shadow on 0 #2 | on, rate 0 |" in markdown

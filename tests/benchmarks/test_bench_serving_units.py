@@ -12,7 +12,7 @@ from bench_helpers import ROOT
 
 from benchmarks.flood_suite import FLOODER, STEADY, bearer, write_keys_file
 from benchmarks.notes_search_suite import SHORT_QUERIES, query_texts, search_requests
-from benchmarks.shadow_suite import metric_sum, prepare_repository
+from benchmarks.shadow_suite import distinct_leads, metric_sum, prepare_repository
 from gateway.auth import KeyStore
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.config_file import ModelConfigFile
@@ -87,3 +87,21 @@ def test_short_queries_are_a_few_words_and_note_queries_whole_note_texts() -> No
     assert max(len(q.split()) for q in short) <= 4
     notes = query_texts("note", 8)
     assert len(notes) == 8 and min(len(q.split()) for q in notes) > 4
+
+
+def test_shadow_requests_get_distinct_lead_ids_and_keep_their_features() -> None:
+    pool = [pb.ScoreLeadsRequest(model_name="m") for _ in range(3)]
+    for i, request in enumerate(pool):
+        request.leads.add(lead_id=f"lead-{i}").features["age"].number = 40.0 + i
+    columns = pb.ScoreLeadsRequest(model_name="m")
+    columns.columns.lead_ids.extend(["lead-7", "lead-8"])
+    payloads = tuple(r.SerializeToString() for r in [*pool, columns])
+    out = [pb.ScoreLeadsRequest.FromString(p) for p in distinct_leads(payloads, 4)]
+    assert len(out) == 16
+    assert [r.HasField("columns") for r in out[:4]] == [False, False, False, True]
+    ids = [lead.lead_id for r in out for lead in r.leads] + [
+        lead_id for r in out for lead_id in r.columns.lead_ids
+    ]
+    assert len(ids) == len(set(ids)) == 4 * 5
+    assert "lead-2-3" in ids and "lead-8-0" in ids
+    assert [r.leads[0].features["age"].number for r in out[4:7]] == [40.0, 41.0, 42.0]

@@ -21,6 +21,7 @@ class FixedScorer:
         model: str | None = None,
         version: str | None = None,
         max_reasons: int = 3,
+        tenant: str = "",
     ) -> list[LeadScore]:
         self.calls.append(list(leads))
         scores = []

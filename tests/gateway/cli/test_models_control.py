@@ -36,10 +36,17 @@ def test_models_control_commands(gateway_process, tmp_path: Path) -> None:
     listing = leadgw("models", *address).stdout
     assert "lead_scorer  v1  READY  live" in listing
     assert "lead_scorer  v2  READY  shadow" in listing
+    rate = leadgw("models", "shadow", "--rate", "0.25", *address)
+    assert rate.returncode == 0, rate.stderr
+    assert "shadow_rate = 0.25" in config.read_text()
+    assert "lead_scorer  v2  READY  shadow 0.25" in leadgw("models", *address).stdout
+    bad_rate = leadgw("models", "shadow", "--version", "2", "--rate", "1.5", *address)
+    assert bad_rate.returncode == 1 and "INVALID_ARGUMENT" in bad_rate.stderr
+    assert "shadow_rate" in bad_rate.stderr
     bad = leadgw("models", "canary", "--version", "2", "--weight", "2", *address)
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "[0, 1]" in bad.stderr
     assert leadgw("models", "canary", "--version", "2", "--weight", "0.1", *address).returncode == 0
-    assert "v2  READY  canary 0.1, shadow" in leadgw("models", *address).stdout
+    assert "v2  READY  canary 0.1, shadow 0.25" in leadgw("models", *address).stdout
     assert leadgw("models", "promote", *address).returncode == 0
     assert "lead_scorer  v2  READY  live" in leadgw("models", *address).stdout
     assert leadgw("models", "rollback", *address).returncode == 0

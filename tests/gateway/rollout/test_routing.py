@@ -39,19 +39,6 @@ def metric_total(text: str, name: str, **labels: str) -> float:
     return total
 
 
-@pytest.fixture
-def two_version_gateway(gateway_process, repository_v1: Path, retrained_v2: Path):
-    """Explicit mode, version 1 live; version 2 (another seed, same schema) on disk, not loaded."""
-    model = repository_v1 / "lead_scorer"
-    shutil.copytree(retrained_v2, model / "2")
-    config = model / "config.toml"
-    config.write_text(config.read_text() + "\n[version_policy]\nspecific = [1]\n")
-    return gateway_process(
-        "--model-repository", str(repository_v1), "--metrics-port", "0",
-        "--model-control-mode", "explicit", "--repository-poll-secs", "0.2",
-    )  # fmt: skip
-
-
 def test_shadow_then_canary_then_promote_and_rollback(two_version_gateway) -> None:
     gateway = two_version_gateway
     port = metrics_port(gateway)
