@@ -128,7 +128,7 @@ def lead_columns_from_pb(
 
 # FeatureColumn's oneof fields → FeatureSpec kinds.
 _KINDS = {"numbers": "number", "flags": "boolean", "categories": "category"}
-_PACKED_DTYPES = {"numbers": np.dtype("<f8"), "flags": np.dtype(np.uint8)}
+_PACKED_DTYPES: dict[str, np.dtype[Any]] = {"numbers": np.dtype("<f8"), "flags": np.dtype(np.uint8)}
 
 
 def _column_values(kind: str, typed: Any) -> np.ndarray | list[str]:

@@ -309,9 +309,10 @@ class FeatureSpec:
         if column.kind != self.kind or "\x00" in self.label_missing:
             labels = None  # kinds that disagree only reach here when every value is missing
         elif self.kind == "boolean":
-            labels = np.where(column.values[rows], self.label_true, self.label_false)  # type: ignore[call-overload]
+            picked_flags = np.asarray(column.values)[rows]
+            labels = np.where(picked_flags, self.label_true, self.label_false)
         elif self.kind == "number":
-            labels = self._format_numbers(column.values[rows])  # type: ignore[call-overload]
+            labels = self._format_numbers(np.asarray(column.values)[rows])
         else:
             picked = list(map(column.values.__getitem__, rows.tolist()))
             codes = np.fromiter(map(self.index.get, picked, repeat(-1)), np.intp, len(picked))
