@@ -21,7 +21,7 @@ from retrieval.summary import Summarizer
 from runtimes.errors import InvalidInput, Unavailable
 from runtimes.repository import ServedModel
 from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy, lead_keys
-from runtimes.types import FeatureValue, LeadInput
+from runtimes.types import LeadColumn, LeadInput
 
 T = TypeVar("T")
 
@@ -208,7 +208,7 @@ def _encode_response(
 def _encode_columns_response(
     served: ServedModel,
     lead_ids: list[str],
-    columns: dict[str, list[FeatureValue]],
+    columns: dict[str, LeadColumn],
     outputs: dict[str, np.ndarray],
     max_reasons: int,
 ) -> pb.ScoreLeadsResponse:

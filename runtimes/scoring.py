@@ -14,7 +14,15 @@ from runtimes.repository import ModelRepository, ServedModel
 from runtimes.schema import FeatureSpec
 from runtimes.served_model import LeadKeys
 from runtimes.tracing import LEAN, TraceDetail, record_late_span
-from runtimes.types import Band, FeatureValue, LeadInput, LeadScore, Reason, ScoreColumns
+from runtimes.types import (
+    Band,
+    FeatureValue,
+    LeadColumn,
+    LeadInput,
+    LeadScore,
+    Reason,
+    ScoreColumns,
+)
 
 # From about this many leads, conversion costs more than the hop to a worker thread.
 OFFLOAD_LEADS = 256
@@ -83,7 +91,7 @@ class LeadScorer:
     def prepare_columns(
         self,
         lead_ids: Sequence[str],
-        columns: Mapping[str, list[FeatureValue]],
+        columns: Mapping[str, Sequence[FeatureValue] | LeadColumn],
         model: str | None,
         version: str | None,
     ) -> tuple[ServedModel, np.ndarray]:
@@ -200,7 +208,7 @@ def build_scores(
 def build_score_columns(
     served: ServedModel,
     lead_ids: Sequence[str],
-    columns: Mapping[str, list[FeatureValue]],
+    columns: Mapping[str, Sequence[FeatureValue] | LeadColumn],
     outputs: dict[str, np.ndarray],
     max_reasons: int,
 ) -> ScoreColumns:
@@ -216,6 +224,7 @@ def build_score_columns(
     values = [columns.get(name) for name in names]
     if len(lead_ids) <= SMALL_LEADS:
         labellers = served.schema.labellers
+        values = [v.as_values() if isinstance(v, LeadColumn) else v for v in values]
         reason_label = [
             labellers[j](None if values[j] is None else values[j][row])  # type: ignore[index]
             for row, picked in enumerate(top.tolist())
@@ -227,7 +236,7 @@ def build_score_columns(
         lead_ids=lead_ids,
         probability=probability,
         band=np.where(probability >= hot, 0, np.where(probability >= warm, 1, 2)).astype(np.int8),
-        rank=np.asarray(_ranks(probability), dtype=np.int64),
+        rank=_rank_array(probability),
         logit=outputs[config.logit_output].reshape(-1).astype(np.float64),
         reasons_per_lead=k,
         reason_feature=top.reshape(-1),
@@ -244,7 +253,7 @@ def build_score_columns(
 
 def _reason_labels(
     specs: Sequence[FeatureSpec],
-    values: Sequence[list[FeatureValue] | None],
+    values: Sequence[Sequence[FeatureValue] | LeadColumn | None],
     top: np.ndarray,
 ) -> list[str]:
     """The label of every picked reason (``top``: [leads, k] feature positions), lead-major, a
@@ -264,6 +273,8 @@ def _reason_labels(
         column = values[j]
         if column is None:  # the feature is missing for every lead
             labels = np.array([specs[j].reason_label(None)])
+        elif isinstance(column, LeadColumn):
+            labels = specs[j].column_labels(column, positions // k)
         else:
             rows = (positions // k).tolist()
             labels = specs[j].reason_labels(list(map(column.__getitem__, rows)))
@@ -280,9 +291,14 @@ def _reason_labels(
 
 def _ranks(probability: np.ndarray) -> list[int]:
     """1 for the highest probability; ties keep request order."""
+    return _rank_array(probability).tolist()
+
+
+def _rank_array(probability: np.ndarray) -> np.ndarray:
+    """``_ranks`` as an int64 array."""
     ranks = np.empty(len(probability), dtype=np.int64)
     ranks[np.argsort(-probability, kind="stable")] = np.arange(1, len(probability) + 1)
-    return ranks.tolist()
+    return ranks
 
 
 def _ranks_small(probability: list[float]) -> list[int]:
@@ -293,15 +309,31 @@ def _ranks_small(probability: list[float]) -> list[int]:
     return ranks
 
 
+# Up to this many reasons, they are picked by repeated argmax rather than a full sort.
+ARGMAX_REASONS = 8
+
+
 def _top_k_by_magnitude(contributions: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k largest |contribution|, largest first, ties by column.
 
-    A full stable sort, not argpartition: rows are a few dozen features wide, and argpartition
-    would break ties between equal magnitudes arbitrarily.
+    Not argpartition, which breaks ties between equal magnitudes arbitrarily. For a few reasons,
+    k rounds of argmax (which returns the first of equal maxima, so ties go by column) with each
+    pick knocked out; for more, or where a NaN is (argmax would pick it first, the stable sort
+    last), a full stable sort.
     """
+    rows = contributions.shape[0]
     if k <= 0:
-        return np.empty((contributions.shape[0], 0), dtype=np.int64)
-    return np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+        return np.empty((rows, 0), dtype=np.int64)
+    magnitude = np.abs(contributions)
+    if k > ARGMAX_REASONS or np.isnan(magnitude).any():
+        return np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    top = np.empty((rows, k), dtype=np.int64)
+    every_row = np.arange(rows)
+    for i in range(k):
+        picked = magnitude.argmax(axis=1)
+        top[:, i] = picked
+        magnitude[every_row, picked] = -1.0  # below any magnitude
+    return top
 
 
 def _top_k_small(row: list[float], k: int) -> list[int]:

@@ -53,6 +53,31 @@ BAND_ORDER = (Band.HOT, Band.WARM, Band.COLD)
 
 
 @dataclass(frozen=True, slots=True)
+class LeadColumn:
+    """One feature's values across the leads of a column-wise request, as the wire typed them:
+    ``kind`` is "number" (``values`` float64), "boolean" (bool) or "category" (a list of str).
+    ``missing`` marks the leads without a value (their slots in ``values`` mean nothing); None
+    when every lead has one."""
+
+    kind: str
+    values: np.ndarray | list[str]
+    missing: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def as_values(self) -> list[FeatureValue]:
+        """Per-lead values as a client sends them: Python floats, bools or strs, None where
+        missing (the form the general encoder and the error messages work on)."""
+        values = self.values
+        out: list[FeatureValue] = values.tolist() if isinstance(values, np.ndarray) else [*values]
+        if self.missing is not None:
+            for row in np.flatnonzero(self.missing).tolist():
+                out[row] = None
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreColumns:
     """The scores of leads sent column-wise: ``LeadScore``'s fields as arrays, in request order.
 

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from runtimes import schema as schema_module
 from runtimes import scoring
 from runtimes.errors import InvalidInput
 from runtimes.model_config import find_config, load_config
 from runtimes.schema import FeatureSchema, FeatureSpec
-from runtimes.types import BAND_ORDER, LeadInput, Reason
+from runtimes.types import BAND_ORDER, LeadColumn, LeadInput, Reason
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "runtimes" / "bundled_models" / "lead_scorer"
 
@@ -291,3 +292,134 @@ def test_score_columns_label_repeated_and_missing_values_as_scores_do(
     k = table.reasons_per_lead
     for i, score in enumerate(scores):
         assert table.reason_label[i * k : (i + 1) * k] == [r.label for r in score.reasons]
+
+
+def typed_columns(leads: list[LeadInput]) -> tuple[list[str], dict[str, Any]]:
+    """``as_columns``, with each column typed as the wire would carry it (``LeadColumn``) where
+    its present values are all floats, all bools or all strs; other columns stay lists."""
+    lead_ids, columns = as_columns(leads)
+    typed: dict[str, Any] = {}
+    for name, values in columns.items():
+        present = [v for v in values if v is not None]
+        kinds = {type(v) for v in present}
+        missing = np.array([v is None for v in values])
+        if kinds == {float}:
+            array: Any = np.array([0.0 if v is None else v for v in values], dtype=np.float64)
+            typed[name] = LeadColumn("number", array, missing if missing.any() else None)
+        elif kinds == {bool}:
+            array = np.array([v is True for v in values])
+            typed[name] = LeadColumn("boolean", array, missing if missing.any() else None)
+        elif kinds == {str}:
+            strings = ["" if v is None else v for v in values]
+            typed[name] = LeadColumn("category", strings, missing if missing.any() else None)
+        else:
+            typed[name] = values
+    return lead_ids, typed
+
+
+def float_leads(schema: FeatureSchema, count: int, rng: random.Random, bad: float) -> list:
+    """``random_leads`` with every number a float (as the wire carries it) and no value of a
+    type the wire cannot carry, so that most columns are typed."""
+    leads = []
+    for lead in random_leads(schema, count, rng, bad):
+        features = {}
+        for name, value in lead.features.items():
+            if name not in schema.names or isinstance(value, list):
+                continue
+            if type(value) is int:
+                value = float(value)
+            features[name] = value
+        leads.append(LeadInput(lead.lead_id, features))
+    return leads
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.02, 0.1, 0.5])
+def test_typed_columns_encode_like_leads(schema: FeatureSchema, bad: float) -> None:
+    """Typed columns (the wire's form) give the same matrix as leads, or, on the first bad value
+    (out of range, non-finite, unknown category, missing where required, a bad lead id, a value
+    of another kind), the same message naming the same lead."""
+    rng = random.Random(3 + int(bad * 1000))
+    errors = typed = 0
+    for trial in range(300):
+        leads = float_leads(schema, 1 + trial % 40, rng, bad)
+        lead_ids, columns = typed_columns(leads)
+        typed += sum(isinstance(c, LeadColumn) for c in columns.values())
+        kind_leads, by_lead = outcome(schema.encode, leads)
+        kind_columns, by_column = outcome(
+            lambda _, ids=lead_ids, typed_by_name=columns: schema.encode_lead_columns(
+                ids, typed_by_name
+            ),
+            leads,
+        )
+        assert kind_leads == kind_columns, (leads, by_lead, by_column)
+        if kind_leads == "ok":
+            assert by_column.dtype == np.float32 and by_column.flags.c_contiguous
+            np.testing.assert_array_equal(by_lead, by_column)
+        else:
+            errors += 1
+            assert by_lead == by_column
+    assert typed > (1000 if bad <= 0.1 else 50)  # columns typed, of 300 requests x 16
+    if bad >= 0.1:
+        assert errors > 100
+    if bad == 0.0:
+        assert errors == 0
+
+
+def test_a_typed_column_of_another_kind_is_refused_like_leads(schema: FeatureSchema) -> None:
+    leads = [LeadInput(f"L-{i}", {"age": 40.0 + i, "channel": "web"}) for i in range(20)]
+    lead_ids, columns = typed_columns(leads)
+    columns["age"] = LeadColumn("boolean", np.ones(20, dtype=bool))
+    with pytest.raises(InvalidInput) as caught:
+        schema.encode_lead_columns(lead_ids, columns)
+    assert caught.value.message == "lead 'L-0': feature 'age' must be a number, got bool True"
+    # Every value missing: no value of the wrong kind, so nothing to refuse.
+    columns["age"] = LeadColumn("boolean", np.ones(20, dtype=bool), np.ones(20, dtype=bool))
+    matrix = schema.encode_lead_columns(lead_ids, columns)
+    assert (matrix[:, schema.names.index("age")] == schema.spec("age").default).all()
+
+
+@pytest.mark.parametrize("max_reasons", [1, 3, 9, 100])
+def test_typed_score_columns_equal_scores(served: Any, max_reasons: int) -> None:
+    """Reasons labelled from typed columns, with missing values, repeated values and ties."""
+    rng = random.Random(200 + max_reasons)
+    for trial in range(40):
+        count = 17 + trial * 7
+        leads = float_leads(served.schema, count, rng, 0.0)
+        for i, lead in enumerate(leads):
+            if i % 3 == 0:
+                lead.features["age"] = [30.0, 45.0, -0.0, 0.0, 99.5][i % 5]
+        outputs = outputs_with_ties(count, served.width, rng)
+        scores = scoring.build_scores(served, leads, outputs, max_reasons)
+        lead_ids, columns = typed_columns(leads)
+        assert any(c.missing is not None for c in columns.values())
+        table = scoring.build_score_columns(served, lead_ids, columns, outputs, max_reasons)
+        k = table.reasons_per_lead
+        for i, score in enumerate(scores):
+            picked = table.reason_feature[i * k : (i + 1) * k].tolist()
+            assert [table.feature_names[j] for j in picked] == [r.feature for r in score.reasons]
+            assert table.reason_label[i * k : (i + 1) * k] == [r.label for r in score.reasons]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 9, 16])
+def test_top_reasons_by_argmax_equal_a_stable_sort(k: int) -> None:
+    """Ties (including -0.0 against 0.0) go by column, as the stable sort orders them; a row
+    with a NaN anywhere takes the sort."""
+    rng = np.random.default_rng(k)
+    contributions = rng.choice(
+        np.array([0.0, -0.0, 0.5, -0.5, 2.0, -2.0, np.inf], dtype=np.float32), size=(300, 16)
+    )
+    expected = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(scoring._top_k_by_magnitude(contributions, k), expected)
+    contributions[7, 3] = np.nan
+    expected = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(scoring._top_k_by_magnitude(contributions, k), expected)
+
+
+def test_whole_numbers_are_worded_as_python_does() -> None:
+    values = np.array(
+        [0, 1, -1, 9, 10, 99, 9999, -9999, 10000, -10000, 123456, 2**62, -(2**62)], np.int64
+    )
+    assert schema_module._int_text(values).tolist() == [str(v) for v in values.tolist()]
+    small = np.array([0, 7, -7, 9999, -9999], np.int64)
+    assert schema_module._int_text(small).tolist() == ["0", "7", "-7", "9999", "-9999"]
+    assert schema_module._int_text(np.array([], np.int64)).tolist() == []
