@@ -3,9 +3,12 @@
 A gateway with a keys file of two tenants, both with rate limits: ``tenant-a`` limited to
 ``flood_limit`` calls/s, ``tenant-b`` to well above what it sends. Tenant B's ScoreLeads
 are measured open-loop (the bench's ``--rate``, Poisson by default) alone, then while tenant A
-floods ScoreLeads from a process of its own (closed loop, ``flood_concurrency`` calls in flight,
-so most of its calls are refused with RESOURCE_EXHAUSTED), in interleaved rounds. B's p99s are
-of each kind's latencies pooled over the rounds; the target is a ratio of at most 1.25.
+floods ScoreLeads from a process of its own, in interleaved rounds. The flood has two forms
+(``benchmarks.flood_client``), each measured in every round: closed loop (``flood_concurrency``
+calls in flight; its intensity grows as refusals get cheaper) and open loop (``flood_rate``
+calls/s, by default ``FLOOD_RATE_MULTIPLE`` times A's limit, whatever the answers). Most of A's
+calls are refused with RESOURCE_EXHAUSTED. B's p99s are of each kind's latencies pooled over
+the rounds; the target is a ratio of at most 1.25 for each form.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ P99_TARGET_RATIO = 1.25  # issue 14: the flood raises the other tenant's p99 by 
 FLOODER, STEADY = "tenant-a", "tenant-b"
 STEADY_HEADROOM = 5.0  # tenant B's own limit, as a multiple of the rate it is sent
 FLOOD_START_TIMEOUT_S = 30.0
+FLOOD_RATE_MULTIPLE = 10.0  # the open-loop flood's default rate, as a multiple of A's limit
+FLOOD_FORMS = ("closed", "open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,26 +51,49 @@ class FloodBenchPlan:
     flood_concurrency: int = 8
     flood_limit: float = 100.0  # tenant A's limit, calls/s
     rounds: int = 3
+    flood_rate: float | None = None  # open loop, calls/s; None: FLOOD_RATE_MULTIPLE × the limit
+    forms: tuple[str, ...] = FLOOD_FORMS
+
+    @property
+    def open_rate(self) -> float:
+        if self.flood_rate is not None:
+            return self.flood_rate
+        return self.flood_limit * FLOOD_RATE_MULTIPLE
+
+
+@dataclass(slots=True)
+class FloodForm:
+    """Tenant B while A floods in one form, over every round."""
+
+    form: str  # closed or open
+    description: str  # "8 in flight" or "1000/s open loop"
+    flooded_runs: list[str]
+    p99_flooded_ms: float
+    p99_ratio: float | None  # flooded / alone
+    met: bool | None
+    round_ratios: list[float]
+    flood: FloodCounts  # tenant A over this form's rounds
+    flood_sent_per_s: float
+    flood_ok_per_s: float  # tenant A's calls let through per second of flood
+    flood_resource_exhausted: int
+    flood_client_cores: float  # the flood process's own CPU (it shares the machine)
+    gateway_cores: float  # the gateway's CPU over B's measured windows, mean of the rounds
 
 
 @dataclass(slots=True)
 class FloodResult:
     rate: float
     flood_concurrency: int
+    flood_rate: float
     flood_limit: float
     steady_limit: float
     rounds: int
     alone_runs: list[str]  # labels in the runs list
-    flooded_runs: list[str]
     p99_alone_ms: float  # tenant B, pooled over the rounds
-    p99_flooded_ms: float
-    p99_ratio: float | None  # flooded / alone
-    met: bool | None  # ratio <= target
-    round_ratios: list[float]
+    gateway_cores_alone: float
+    forms: list[FloodForm]
+    met: bool | None  # every form's ratio <= target
     steady_resource_exhausted: int  # tenant B's calls refused by a limit (expected 0)
-    flood: FloodCounts  # tenant A over every flooded round
-    flood_ok_per_s: float  # tenant A's calls let through per second of flood
-    flood_resource_exhausted: int
     target_ratio: float = P99_TARGET_RATIO
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
@@ -189,56 +217,99 @@ def run_flood(
         preflight = asyncio.run(steady.preflight(connect))
         asyncio.run(flooder.preflight(connect))  # the flooding key works before it floods
         shape = replace(config.shape, mode="open", rate=plan.rate)
-        flood_plan = FloodPlan(
-            gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
-            plan.flood_concurrency, score.timeout_s,
-        )  # fmt: skip
+        flood_plans = {
+            "closed": FloodPlan(
+                gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
+                plan.flood_concurrency, score.timeout_s,
+            ),
+            "open": FloodPlan(
+                gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
+                plan.flood_concurrency, score.timeout_s, rate=plan.open_rate,
+            ),
+        }  # fmt: skip
         runs: list[RunResult] = []
         alone: list[RunResult] = []
-        flooded: list[RunResult] = []
-        flood_total = FloodCounts()
+        flooded: dict[str, list[RunResult]] = {form: [] for form in plan.forms}
+        totals = {form: FloodCounts() for form in plan.forms}
         for round_no in range(1, plan.rounds + 1):
             suffix = f" #{round_no}" if plan.rounds > 1 else ""
             label = f"scoreleads {STEADY} alone{suffix}"
             alone.append(run_load(replace(steady, name=label), shape, preflight, progress, label))
-            label = (
-                f"scoreleads {STEADY}, {FLOODER} flooding "
-                f"({plan.flood_concurrency} in flight){suffix}"
-            )
-            flood = _Flood(flood_plan)
-            progress.note(f"tenant-flood: {FLOODER} floods ({plan.flood_concurrency} in flight)")
-            flood.start()
-            try:
-                run = run_load(replace(steady, name=label), shape, preflight, progress, label)
-            finally:
-                counts = flood.finish()
-            flood_total.add(counts)
-            flooded.append(run)
-            runs += [alone[-1], run]
+            runs.append(alone[-1])
+            for form in plan.forms:
+                how = _describe(plan, form)
+                label = f"scoreleads {STEADY}, {FLOODER} flooding ({how}){suffix}"
+                flood = _Flood(flood_plans[form])
+                progress.note(f"tenant-flood: {FLOODER} floods ({how})")
+                flood.start()
+                try:
+                    run = run_load(replace(steady, name=label), shape, preflight, progress, label)
+                finally:
+                    counts = flood.finish()
+                totals[form].add(counts)
+                flooded[form].append(run)
+                runs.append(run)
         exit_codes = {"leadgw-flood": gateway.stop()}
-    return runs, _result(plan, steady_limit, alone, flooded, flood_total, exit_codes)
+    return runs, _result(plan, steady_limit, alone, flooded, totals, exit_codes)
+
+
+def _describe(plan: FloodBenchPlan, form: str) -> str:
+    if form == "closed":
+        return f"{plan.flood_concurrency} in flight"
+    return f"{plan.open_rate:g}/s open loop"
+
+
+def _gateway_cores(runs: list[RunResult]) -> float:
+    cores = [r.server_cpu.cores for r in runs if r.server_cpu is not None]
+    return sum(cores) / len(cores) if cores else 0.0
 
 
 def _result(
     plan: FloodBenchPlan,
     steady_limit: float,
     alone: list[RunResult],
-    flooded: list[RunResult],
-    flood: FloodCounts,
+    flooded: dict[str, list[RunResult]],
+    totals: dict[str, FloodCounts],
     exit_codes: dict[str, int | None],
 ) -> FloodResult:
-    p99_alone, p99_flooded = pooled_p99_ms(alone), pooled_p99_ms(flooded)
-    ok = all(r.ok for r in alone + flooded)
-    ratio = p99_flooded / p99_alone if ok and p99_alone > 0 else None
+    p99_alone = pooled_p99_ms(alone)
+    forms = [
+        _form(plan, form, alone, p99_alone, flooded[form], totals[form]) for form in plan.forms
+    ]
+    verdicts = [f.met for f in forms]
+    every = alone + [r for runs in flooded.values() for r in runs]
     return FloodResult(
         rate=plan.rate,
         flood_concurrency=plan.flood_concurrency,
+        flood_rate=plan.open_rate,
         flood_limit=plan.flood_limit,
         steady_limit=steady_limit,
         rounds=plan.rounds,
         alone_runs=[r.target for r in alone],
-        flooded_runs=[r.target for r in flooded],
         p99_alone_ms=p99_alone,
+        gateway_cores_alone=_gateway_cores(alone),
+        forms=forms,
+        met=None if None in verdicts else all(verdicts),
+        steady_resource_exhausted=sum(r.errors.get("RESOURCE_EXHAUSTED", 0) for r in every),
+        exit_codes=exit_codes,
+    )
+
+
+def _form(
+    plan: FloodBenchPlan,
+    form: str,
+    alone: list[RunResult],
+    p99_alone: float,
+    flooded: list[RunResult],
+    flood: FloodCounts,
+) -> FloodForm:
+    p99_flooded = pooled_p99_ms(flooded)
+    ok = all(r.ok for r in alone + flooded)
+    ratio = p99_flooded / p99_alone if ok and p99_alone > 0 else None
+    return FloodForm(
+        form=form,
+        description=_describe(plan, form),
+        flooded_runs=[r.target for r in flooded],
         p99_flooded_ms=p99_flooded,
         p99_ratio=ratio,
         met=None if ratio is None else ratio <= P99_TARGET_RATIO,
@@ -247,11 +318,10 @@ def _result(
             for a, f in zip(alone, flooded, strict=True)
             if a.latency_ms.p99 > 0
         ],
-        steady_resource_exhausted=sum(
-            r.errors.get("RESOURCE_EXHAUSTED", 0) for r in alone + flooded
-        ),
         flood=flood,
+        flood_sent_per_s=flood.sent / flood.seconds if flood.seconds else 0.0,
         flood_ok_per_s=flood.ok / flood.seconds if flood.seconds else 0.0,
         flood_resource_exhausted=flood.codes.get("RESOURCE_EXHAUSTED", 0),
-        exit_codes=exit_codes,
+        flood_client_cores=flood.cores,
+        gateway_cores=_gateway_cores(flooded),
     )

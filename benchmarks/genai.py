@@ -149,7 +149,12 @@ def _serving(
     )
     if "tenant-flood" in config.targets:
         flood_plan = FloodBenchPlan(
-            config.shape.rate, config.flood_concurrency, config.flood_limit, config.flood_rounds
+            config.shape.rate,
+            config.flood_concurrency,
+            config.flood_limit,
+            config.flood_rounds,
+            flood_rate=config.flood_rate,
+            forms=config.flood_forms,
         )
         flooded, flood = run_flood(config, flood_plan, score, progress)
         runs += flooded

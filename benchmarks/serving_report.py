@@ -62,28 +62,49 @@ def notes_search_section(n: dict[str, Any]) -> list[str]:
 
 
 def flood_section(f: dict[str, Any]) -> list[str]:
-    flood = f["flood"]
-    others = {k: v for k, v in flood["codes"].items() if k != "RESOURCE_EXHAUSTED"}
-    return [
+    parts = [
         "## One tenant flooding another",
         "",
         f"Tenant B (`tenant-b`) open-loop at {f['rate']:g}/s (its limit "
         f"{f['steady_limit']:g}/s), alone and while tenant A (`tenant-a`, limit "
-        f"{f['flood_limit']:g}/s) keeps "
-        f"{f['flood_concurrency']} ScoreLeads in flight, {f['rounds']} interleaved round(s); "
-        "p99s of each kind pooled over the rounds. Target: the flood raises tenant B's "
-        f"p99 by at most {f['target_ratio'] - 1:.0%}.",
+        f"{f['flood_limit']:g}/s) floods ScoreLeads from a process of its own, "
+        f"{f['rounds']} interleaved round(s); p99s of each kind pooled over the rounds. "
+        "Closed loop: A keeps calls in flight, so it sends as fast as its refusals come back "
+        "(the cheaper a refusal, the bigger the flood; what a misbehaving client does). Open "
+        "loop: A sends at a fixed rate whatever the answers (the same flood for any gateway; "
+        "what a refusal costs). The flood process runs on this machine: its CPU is taken from "
+        "the gateway and tenant B. "
+        f"Target: the flood raises tenant B's p99 by at most {f['target_ratio'] - 1:.0%}.",
         "",
-        "| B p99 alone ms | B p99 flooded ms | ratio | verdict | rounds' ratios "
-        "| B refused | A sent | A served | A served/s | A RESOURCE_EXHAUSTED | A other errors |",
+        f"B p99 alone: {_ms(f['p99_alone_ms'])} ms, gateway CPU "
+        f"{f['gateway_cores_alone']:.2f} cores.",
+        "",
+        "| flood | B p99 flooded ms | ratio | verdict | rounds' ratios | A sent/s | A served/s "
+        "| A RESOURCE_EXHAUSTED | A other errors | A client CPU | gateway CPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {_ms(f['p99_alone_ms'])} | {_ms(f['p99_flooded_ms'])} | {_ratio(f['p99_ratio'])} "
-        f"| {_verdict(f['met'])} | {', '.join(f'{r:.2f}' for r in f['round_ratios']) or '-'} "
-        f"| {f['steady_resource_exhausted']} | {flood['sent']:,} | {flood['ok']:,} "
-        f"| {f['flood_ok_per_s']:,.0f} | {f['flood_resource_exhausted']:,} "
-        f"| {', '.join(f'{k} {v}' for k, v in others.items()) or 'none'} |",
+    ]
+    for form in f["forms"]:
+        flood = form["flood"]
+        others = {k: v for k, v in flood["codes"].items() if k != "RESOURCE_EXHAUSTED"}
+        if flood.get("skipped"):
+            others["not sent (in flight cap)"] = flood["skipped"]
+        parts.append(
+            f"| {form['description']} | {_ms(form['p99_flooded_ms'])} "
+            f"| {_ratio(form['p99_ratio'])} | {_verdict(form['met'])} "
+            f"| {', '.join(f'{r:.2f}' for r in form['round_ratios']) or '-'} "
+            f"| {form['flood_sent_per_s']:,.0f} | {form['flood_ok_per_s']:,.0f} "
+            f"| {form['flood_resource_exhausted']:,} "
+            f"| {', '.join(f'{k} {v}' for k, v in others.items()) or 'none'} "
+            f"| {form['flood_client_cores']:.2f} | {form['gateway_cores']:.2f} |"
+        )
+    parts += [
+        "",
+        f"B refused by a limit: {f['steady_resource_exhausted']} (expected 0). CPU in cores "
+        "(CPU seconds per second); gateway CPU over B's measured windows, mean of the rounds; "
+        "A's client CPU over its whole flood.",
         "",
     ]
+    return parts
 
 
 def shadow_section(s: dict[str, Any]) -> list[str]:

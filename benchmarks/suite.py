@@ -96,10 +96,13 @@ class BenchConfig:
     summary_rounds: int = 1
     tracing: tuple[str, ...] = ()  # "off" and sampling ratios; empty: no tracing suite
     tracing_rounds: int = 1
-    # tenant-flood: tenant A's flood (closed loop) and limit; tenant B is sent --rate.
+    # tenant-flood: tenant A's flood (closed loop: in flight; open loop: its rate, None: ten
+    # times the limit) and limit; tenant B is sent --rate.
     flood_concurrency: int = 8
     flood_limit: float = 100.0
     flood_rounds: int = 3
+    flood_rate: float | None = None
+    flood_forms: tuple[str, ...] = ("closed", "open")
     # shadow: where the candidate version comes from, and the rate (--rate or half of capacity).
     shadow_source: str = "train"
     shadow_half_capacity: bool = False

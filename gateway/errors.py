@@ -27,21 +27,27 @@ def status_of(error: LeadgwError) -> grpc.StatusCode:
     return grpc.StatusCode[error.status]
 
 
-def trailers_of(error: LeadgwError) -> tuple[tuple[str, str | bytes], ...]:
+Trailers = tuple[tuple[str, str | bytes], ...]
+
+
+def trailers_of(error: LeadgwError) -> Trailers:
     """A retry delay goes out twice: as the standard ``google.rpc.RetryInfo`` status detail
     (``grpc-status-details-bin``, read by gRPC clients' retry support and ``grpc_status``), and
     as the older ``retry-after-ms`` trailer, deprecated, kept for one release."""
     if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
-        retry_ms = max(1, round(error.retry_after_s * 1000))
-        retry_info = error_details_pb2.RetryInfo()
-        retry_info.retry_delay.FromMilliseconds(retry_ms)
-        detail = any_pb2.Any()
-        detail.Pack(retry_info)
-        status = status_pb2.Status(
-            code=code_pb2.RESOURCE_EXHAUSTED, message=error.message, details=[detail]
-        )
-        return (*rpc_status.to_status(status).trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms)))
+        return retry_trailers(error.message, max(1, round(error.retry_after_s * 1000)))
     return ()
+
+
+def retry_trailers(message: str, retry_ms: int) -> Trailers:
+    """The trailers of a RESOURCE_EXHAUSTED refusal with ``message`` that a retry after
+    ``retry_ms`` would pass (see ``trailers_of``)."""
+    retry_info = error_details_pb2.RetryInfo()
+    retry_info.retry_delay.FromMilliseconds(retry_ms)
+    detail = any_pb2.Any()
+    detail.Pack(retry_info)
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
+    return (*rpc_status.to_status(status).trailing_metadata, (RETRY_AFTER_KEY, str(retry_ms)))
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:

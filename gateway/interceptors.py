@@ -1,9 +1,10 @@
 """What runs around every leadgw RPC, outermost first: admission (``gateway.draining``) → auth →
-tracing → error mapping → request decoding.
+the calls/s limit → tracing → error mapping → request decoding → the leads/s limit (the limits
+are in ``gateway.rate_limits``).
 
 Each layer is a *handler wrapper*: given a method's path and handler, it returns a new handler,
 once per method at start-up. The server registers its servicers' handlers already wrapped
-(``wrapped_registration``), so an RPC pays for five plain function calls and no gRPC
+(``wrapped_registration``), so an RPC pays for a few plain function calls and no gRPC
 interceptor machinery (measured: grpc.aio interceptors cost a third of ModelInfer's throughput).
 Health and reflection are registered unwrapped: orchestrators probe them without credentials.
 """

@@ -24,10 +24,9 @@ from typing import Any
 import grpc
 
 from gateway.auth import TenantLimits, current_caller
-from gateway.errors import abort_with
+from gateway.errors import Trailers, retry_trailers
 from gateway.interceptors import Behavior, Handler, HandlerWrapper, rewrap
 from gateway.telemetry import Metrics
-from runtimes.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -96,46 +95,60 @@ class RateLimiter:
         self._clock = clock
         self._slots: dict[str, int | None] = {}
 
-    def check(self, tenant: str, leads: int) -> None:
-        """Takes one request and ``leads`` leads from the tenant's buckets, or neither.
-
-        Raises ResourceExhausted (reason in ``.reason``: requests or leads) with the wait
-        after which the call would pass."""
+    def take_request(self, tenant: str) -> Refusal | None:
+        """Takes one request from the tenant's request bucket, or says why not (and when a
+        retry would pass). Needs only the tenant: it runs before the request is decoded."""
         rates = self._rates_of(tenant)
-        if rates.unlimited:
-            return
+        per_s = rates.requests_per_s
+        if _off(per_s):
+            return None
+        assert per_s is not None
         slot = self._slot(tenant)
-        if slot is None:
-            return
-        values = self._buckets.values
-        base = slot * _FIELDS
-        if not self._buckets.lock.acquire(timeout=LOCK_TIMEOUT_S):
-            log.error("rate-limit table lock not acquired in time; call let through")
-            return
+        if slot is None or not self._acquire():
+            return None
+        values, base = self._buckets.values, slot * _FIELDS
         try:
-            now = self._clock()
-            requests = self._refill(values, base, rates.requests_per_s, now)
-            leads_now = self._refill(values, base + 2, rates.leads_per_s, now)
-            wait = _shortfall(requests, 1, rates.requests_per_s, self._burst_s)
-            reason = "requests"
+            tokens = self._refill(values, base, per_s, self._clock())
+            assert tokens is not None
+            wait = _shortfall(tokens, 1, per_s, self._burst_s)
             if wait == 0.0:
-                wait = _shortfall(leads_now, leads, rates.leads_per_s, self._burst_s)
-                reason = "leads"
-            if wait == 0.0:
-                if requests is not None:
-                    values[base] = requests - 1
-                if leads_now is not None:
-                    values[base + 2] = leads_now - leads
+                values[base] = tokens - 1
         finally:
             self._buckets.lock.release()
-        if wait > 0.0:
-            per_s = rates.requests_per_s if reason == "requests" else rates.leads_per_s
-            raise RateLimited(
-                f"tenant {tenant!r} is over its rate limit of {per_s:g} {reason}/s; "
-                f"retry in {wait * 1000:.0f} ms",
-                retry_after_s=wait,
-                reason=reason,
-            )
+        return None if wait == 0.0 else Refusal("requests", wait, per_s)
+
+    def take_leads(self, tenant: str, leads: int, *, refund_request: bool = True) -> Refusal | None:
+        """Takes ``leads`` from the tenant's lead bucket, or says why not. Runs once the request
+        is decoded and after ``take_request``: a refusal gives the request token back, so a
+        call takes one request and its leads, or neither."""
+        rates = self._rates_of(tenant)
+        per_s = rates.leads_per_s
+        if _off(per_s):
+            return None
+        assert per_s is not None
+        slot = self._slot(tenant)
+        if slot is None or not self._acquire():
+            return None
+        values, base = self._buckets.values, slot * _FIELDS
+        try:
+            tokens = self._refill(values, base + 2, per_s, self._clock())
+            assert tokens is not None
+            wait = _shortfall(tokens, leads, per_s, self._burst_s)
+            if wait == 0.0:
+                values[base + 2] = tokens - leads
+            elif refund_request and not _off(rates.requests_per_s):
+                assert rates.requests_per_s is not None
+                capacity = max(rates.requests_per_s * self._burst_s, 1.0)
+                values[base] = min(capacity, values[base] + 1)
+        finally:
+            self._buckets.lock.release()
+        return None if wait == 0.0 else Refusal("leads", wait, per_s)
+
+    def _acquire(self) -> bool:
+        if self._buckets.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return True
+        log.error("rate-limit table lock not acquired in time; call let through")
+        return False
 
     def _refill(self, values: Any, at: int, rate: float | None, now: float) -> float | None:
         """The bucket's tokens now (and stamps it), or None if this rate is off."""
@@ -177,10 +190,53 @@ def _shortfall(tokens: float | None, cost: int, rate: float | None, burst_s: flo
     return 0.0 if tokens >= needed else (needed - tokens) / rate
 
 
-class RateLimited(ResourceExhausted):
-    def __init__(self, message: str, retry_after_s: float, reason: str) -> None:
-        super().__init__(message, retry_after_s=retry_after_s)
-        self.reason = reason
+_EXHAUSTED_CODE: int = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
+def retry_ms(wait_s: float) -> int:
+    """The retry delay sent for a wait, rounded *up* (a retry after it passes) to buckets: 1 ms
+    to 100 ms, then two significant digits. A flood's refusals then share a handful of delays,
+    whose statuses are built once (``RefusalStatuses``)."""
+    ms = max(1, math.ceil(wait_s * 1000.0))
+    if ms <= 100:
+        return ms
+    step = 10 ** (len(str(ms)) - 2)
+    return -(-ms // step) * step
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a call is over its tenant's limit, and when a retry would pass."""
+
+    reason: str  # "requests" or "leads"
+    wait_s: float
+    per_s: float  # the limit
+
+    def message(self, tenant: str) -> str:
+        return (
+            f"tenant {tenant!r} is over its rate limit of {self.per_s:g} {self.reason}/s; "
+            f"retry in {retry_ms(self.wait_s)} ms"
+        )
+
+
+class RefusalStatuses:
+    """The message and trailers (``RetryInfo`` status detail, ``retry-after-ms``) of each
+    distinct refusal (tenant, reason, limit, delay bucket), serialized once and reused."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._built: dict[tuple[str, str, float, int], tuple[str, Trailers]] = {}
+
+    def of(self, tenant: str, refusal: Refusal) -> tuple[str, Trailers]:
+        delay_ms = retry_ms(refusal.wait_s)
+        key = (tenant, refusal.reason, refusal.per_s, delay_ms)
+        found = self._built.get(key)
+        if found is None:
+            if len(self._built) >= self._size:
+                self._built.clear()  # bounded; a flood needs only a handful of entries
+            message = refusal.message(tenant)
+            found = self._built[key] = (message, retry_trailers(message, delay_ms))
+        return found
 
 
 def rates_from(
@@ -215,29 +271,60 @@ def leads_in(request: Any) -> int:
     return 1
 
 
-def rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> HandlerWrapper:
-    """A handler wrapper (see gateway.interceptors): scoring calls over the tenant's limits are
-    refused with RESOURCE_EXHAUSTED and a retry delay, counted by tenant and reason."""
+def request_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> HandlerWrapper:
+    """A handler wrapper (see gateway.interceptors) for the requests/s limit, placed right inside
+    authentication: a call over its tenant's limit is refused before its request is decoded and
+    before a span is started, so that a flood's refusals cost as little as the gateway can make
+    them. The refusal is still counted: in ``leadgw.rejections`` (reason ``rate_requests``) and,
+    as a span would have, in the RPC duration metric with status RESOURCE_EXHAUSTED."""
 
     def wrap(path: str, handler: Handler) -> Handler:
         if limiter is None or path not in LIMITED_METHODS:
             return handler
-
-        async def admit(request: Any, context: grpc.aio.ServicerContext) -> None:
-            tenant = current_caller().tenant
-            try:
-                limiter.check(tenant, leads_in(request))
-            except RateLimited as refused:
-                metrics.record_rejection(tenant, f"rate_{refused.reason}")
-                await abort_with(context, refused, path)
+        service, _, method = path.lstrip("/").partition("/")
+        statuses = RefusalStatuses()
 
         def unary(behavior: Behavior) -> Behavior:
             async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await admit(request, context)
-                return await behavior(request, context)
+                started = time.perf_counter()
+                tenant = current_caller().tenant
+                refusal = limiter.take_request(tenant)
+                if refusal is None:
+                    return await behavior(request, context)
+                metrics.record_rejection(tenant, "rate_requests")
+                message, trailers = statuses.of(tenant, refusal)
+                metrics.record_rpc(service, method, _EXHAUSTED_CODE, time.perf_counter() - started)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailers)
 
             return limited
 
         return rewrap(handler, unary, lambda behavior: behavior)  # both methods are unary
+
+    return wrap
+
+
+def lead_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> HandlerWrapper:
+    """A handler wrapper for the leads/s limit: it needs the request's lead count, so it runs
+    inside request decoding (and so inside the span). A refusal gives back the request token
+    ``request_rate_limiting`` took."""
+
+    def wrap(path: str, handler: Handler) -> Handler:
+        if limiter is None or path not in LIMITED_METHODS:
+            return handler
+        statuses = RefusalStatuses()
+
+        def unary(behavior: Behavior) -> Behavior:
+            async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                tenant = current_caller().tenant
+                refusal = limiter.take_leads(tenant, leads_in(request))
+                if refusal is None:
+                    return await behavior(request, context)
+                metrics.record_rejection(tenant, "rate_leads")
+                message, trailers = statuses.of(tenant, refusal)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailers)
+
+            return limited
+
+        return rewrap(handler, unary, lambda behavior: behavior)
 
     return wrap

@@ -33,7 +33,13 @@ from gateway.lead_servicer import LeadServicer
 from gateway.notes_config import notes_config
 from gateway.notes_health import NotesHealthProbe
 from gateway.oip_servicer import InferenceServicer
-from gateway.rate_limits import RateLimiter, SharedBuckets, rate_limiting, rates_from
+from gateway.rate_limits import (
+    RateLimiter,
+    SharedBuckets,
+    lead_rate_limiting,
+    rates_from,
+    request_rate_limiting,
+)
 from gateway.settings import Settings, is_loopback
 from gateway.stall_probe import StallProbe
 from gateway.telemetry import BreakerState as GaugeBreakerState
@@ -326,6 +332,7 @@ async def start(
     # Without a keys file there is no decision to audit (every caller is the loopback tenant):
     # no log line per request.
     audit = None if keys is None else AuditLog(metrics, allowed_too=settings.audit_log == "all")
+    limiter = _rate_limiter(settings, keys, role)
     # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
     # rather than run as interceptors on every call; health and reflection (below) stay open and
     # untraced.
@@ -334,11 +341,13 @@ async def start(
         chain(
             gate.wrap,
             authentication(keys, audit),
+            # Needs only the tenant: a flood's refusals skip decoding and the span.
+            request_rate_limiting(limiter, metrics),
             server_handler_wrapper(metrics=metrics),
             error_mapping,
             request_decoding,
             # Inside decoding: it counts the leads of the decoded request.
-            rate_limiting(_rate_limiter(settings, keys, role), metrics),
+            lead_rate_limiting(limiter, metrics),
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(

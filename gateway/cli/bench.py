@@ -52,7 +52,8 @@ closed-loop once per sampling level instead, each on its own gateway exporting O
 discard collector, and reports their throughput against tracing off.
 
 Serving targets (not in the default set): tenant-flood (one tenant's ScoreLeads p99 open-loop at
---rate, alone and while another tenant floods past its rate limit), shadow (ScoreLeads p99
+--rate, alone and while another tenant floods past its rate limit, closed-loop and open-loop),
+shadow (ScoreLeads p99
 open-loop with shadow scoring of a second model version off and on).
 
 Writes result.json, report.md and PNG plots to --out. Exit codes: 0 done, 2 bad input or a
@@ -72,6 +73,14 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
     return value
+
+
+def _flood_forms(text: str) -> tuple[str, ...]:
+    forms = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [form for form in forms if form not in ("closed", "open")]
+    if not forms or unknown:
+        raise argparse.ArgumentTypeError(f"expected closed, open or both, not {text!r}")
+    return forms
 
 
 def _non_negative_float(text: str) -> float:
@@ -340,6 +349,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"tenant-flood: rounds of the steady tenant alone, then flooded {d}",
     )
     serving.add_argument(
+        "--flood-rate",
+        type=_positive_float,
+        default=None,
+        help="tenant-flood: the open-loop flood's rate, calls/s (default: ten times --flood-limit)",
+    )
+    serving.add_argument(
+        "--flood-forms",
+        type=_flood_forms,
+        default=("closed", "open"),
+        help="tenant-flood: the forms of flood measured in each round, comma-separated: closed "
+        "(--flood-concurrency in flight: the flood speeds up as refusals get cheaper), open "
+        "(--flood-rate calls/s whatever the answers) (default: closed,open)",
+    )
+    serving.add_argument(
         "--shadow-source",
         choices=("train", "copy"),
         default="train",
@@ -435,6 +458,8 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         flood_concurrency=args.flood_concurrency,
         flood_limit=args.flood_limit,
         flood_rounds=args.flood_rounds,
+        flood_rate=args.flood_rate,
+        flood_forms=args.flood_forms,
         shadow_source=args.shadow_source,
         shadow_half_capacity=args.shadow_half_capacity,
         shadow_rounds=args.shadow_rounds,

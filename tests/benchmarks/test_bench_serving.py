@@ -63,6 +63,7 @@ def test_tenant_flood(bench) -> None:
         "--rate", "30",
         "--flood-concurrency", "3",
         "--flood-limit", "10",
+        "--flood-rate", "60",
         "--flood-rounds", "2",
         timeout=300,
     )  # fmt: skip
@@ -72,6 +73,7 @@ def test_tenant_flood(bench) -> None:
     result = run.result()
     flood = result["genai"]["tenant_flood"]
     assert (flood["rate"], flood["flood_limit"], flood["flood_concurrency"]) == (30, 10, 3)
+    assert flood["flood_rate"] == 60
     assert flood["steady_limit"] == 150  # five times what tenant B is sent
     labels = [r["target"] for r in result["runs"]]
     assert labels == [
@@ -80,25 +82,35 @@ def test_tenant_flood(bench) -> None:
         for label in (
             "scoreleads tenant-b alone",
             "scoreleads tenant-b, tenant-a flooding (3 in flight)",
+            "scoreleads tenant-b, tenant-a flooding (60/s open loop)",
         )
     ]
-    assert flood["alone_runs"] == labels[0::2] and flood["flooded_runs"] == labels[1::2]
+    assert flood["alone_runs"] == labels[0::3]
+    closed, open_loop = flood["forms"]
+    assert (closed["form"], open_loop["form"]) == ("closed", "open")
+    assert closed["flooded_runs"] == labels[1::3] and open_loop["flooded_runs"] == labels[2::3]
     for r in result["runs"]:
         assert r["mode"] == "open" and r["offered_rps"] == 30
         assert r["ok"] > 0 and r["ok"] + sum(r["errors"].values()) == r["sent"]
     # The limit holds tenant A back and never touches tenant B.
     assert flood["steady_resource_exhausted"] == 0
-    a = flood["flood"]
-    assert a["ok"] > 0 and a["codes"].get("RESOURCE_EXHAUSTED", 0) > 0
-    assert flood["flood_resource_exhausted"] == a["codes"]["RESOURCE_EXHAUSTED"]
-    assert a["sent"] == a["ok"] + sum(a["codes"].values())
-    assert set(a["codes"]) == {"RESOURCE_EXHAUSTED"}
-    assert flood["p99_ratio"] == pytest.approx(flood["p99_flooded_ms"] / flood["p99_alone_ms"])
-    assert flood["met"] == (flood["p99_ratio"] <= 1.25)
-    assert len(flood["round_ratios"]) == 2
+    for form in (closed, open_loop):
+        a = form["flood"]
+        assert a["ok"] > 0 and a["codes"].get("RESOURCE_EXHAUSTED", 0) > 0
+        assert form["flood_resource_exhausted"] == a["codes"]["RESOURCE_EXHAUSTED"]
+        assert a["sent"] == a["ok"] + sum(a["codes"].values())
+        assert set(a["codes"]) == {"RESOURCE_EXHAUSTED"}
+        assert a["cpu_s"] > 0 and form["flood_client_cores"] > 0
+        assert form["p99_ratio"] == pytest.approx(form["p99_flooded_ms"] / flood["p99_alone_ms"])
+        assert form["met"] == (form["p99_ratio"] <= 1.25)
+        assert len(form["round_ratios"]) == 2
+    # Open loop: A's rate is the one asked for, not what the answers allow.
+    assert open_loop["flood_sent_per_s"] == pytest.approx(60, rel=0.2)
+    assert flood["met"] == (closed["met"] and open_loop["met"])
     assert result["server_exit_codes"]["leadgw-flood"] == 0
     markdown = (run.out / "report.md").read_text()
     assert "## One tenant flooding another" in markdown
+    assert "| 60/s open loop |" in markdown and "| 3 in flight |" in markdown
 
 
 def test_shadow(bench) -> None:
