@@ -79,11 +79,9 @@ class ServerBackend:
 
     def ensure_schema(self, dim: int) -> None:
         client = self._client
-        if not client.collection_exists(NOTES) and self._recover_alias():
-            pass
-        elif not client.collection_exists(NOTES):
+        if not client.collection_exists(NOTES) and not self._recover_alias():
             self._create_notes(NOTES, dim)
-        else:
+        else:  # an existing collection, or the one a cut-short reindex left: check it
             params = client.get_collection(NOTES).config.params
             vectors = params.vectors
             size = vectors.size if isinstance(vectors, qm.VectorParams) else None

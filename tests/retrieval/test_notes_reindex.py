@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from notes_helpers import local_config, make_note
 from qdrant_client import QdrantClient
+from qdrant_client import models as qm
 
 from retrieval.backend import NOTES as NOTES_COLLECTION
 from retrieval.backend import PointWrite
@@ -227,3 +228,41 @@ def _collections(folder: str) -> tuple[list[str], dict[str, str]]:
     finally:
         client.close()
     return [n for n in names if n.startswith("notes")], aliases
+
+
+async def test_an_alias_lost_mid_commit_is_recovered_and_checked(
+    tmp_path: Path, embedder: OnnxEmbedder, endpoint: EmbeddingsServer
+) -> None:
+    """A commit cut between dropping a pre-alias ``notes`` collection and creating the alias
+    leaves only the new generation: the next open points the alias at it, and checks it like
+    any collection (a 384-dim embedder is refused on the 192-dim one it finds)."""
+    folder = str(tmp_path / "qdrant")
+
+    def runner() -> ThreadRunner:
+        return ThreadRunner(lambda: ServerBackend(QdrantClient(path=folder)))
+
+    store = await NotesStore.open_with(runner(), dim=embedder.dim, embedder_name=embedder.name)
+    notes = NotesService(store, embedder, Chunker())
+    await notes.index(T, NOTES, [LeadInput("lead-1", {"age": 40.0})])
+    points = await notes.count_points(T)
+    await notes.close()
+    other = await OpenAIEmbedder.open(endpoint.url, "minilm-192", None)
+    try:
+        await reindex(local_config(tmp_path).store, other, runner=runner())
+        client = QdrantClient(path=folder)
+        drop = qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=NOTES_COLLECTION))
+        client.update_collection_aliases(change_aliases_operations=[drop])  # a cut-short commit
+        client.close()
+        assert _collections(folder) == (["notes_a"], {})
+
+        with pytest.raises(FailedPrecondition, match="192-dim"):
+            await NotesStore.open_with(runner(), dim=embedder.dim, embedder_name=embedder.name)
+        assert _collections(folder) == (["notes_a"], {"notes": "notes_a"})
+        store = await NotesStore.open_with(runner(), dim=other.dim, embedder_name=other.name)
+        notes = NotesService(store, other, Chunker())
+        try:
+            await check_everything_is_there(notes, points)
+        finally:
+            await notes.close()
+    finally:
+        await other.close()
