@@ -135,30 +135,39 @@ async def test_summary_streams_grounded_and_cited(gateway: GatewayProcess, llm: 
     assert "retire in 2027" in prompt  # grounded in the lead's own notes
 
 
-async def test_a_flooding_llm_is_capped_by_the_gateway(tmp_path: Path) -> None:
+async def summarize_through_own_gateway(
+    tmp_path: Path, reply: StreamReply, lead_id: str, env: dict[str, str]
+) -> tuple[str, pb.SummaryFinal]:
+    """One summary of ``lead_id`` (indexed first, client deadline 30 s) from a gateway of its
+    own, started with ``env`` and an LLM stand-in that answers ``reply``."""
     fake = await FakeOpenAI().start()
-    # An endpoint that ignores max_tokens: 2,000,000 characters.
-    fake.default = StreamReply(["The client plans to retire in 2027 [3]. " + "x" * 9960] * 200)
+    fake.default = reply
     process = await asyncio.to_thread(
         start_gateway_process,
         tmp_path,
         "--keys-file",
         str(_keys_file(tmp_path)),
-        env={
-            "LEADGW_LLM_BASE_URL": fake.base_url,
-            "LEADGW_LLM_MODEL": "fake-model",
-            "LEADGW_SUMMARY_MAX_CHARS": "2000",
-            "LEADGW_LLM_MAX_TOKENS": "100000",
-        },
+        env={"LEADGW_LLM_BASE_URL": fake.base_url, "LEADGW_LLM_MODEL": "fake-model", **env},
     )
     try:
         async with grpc.aio.insecure_channel(process.address) as channel:
             stub = pb_grpc.LeadServiceStub(channel)
-            await index_lead(stub, ACME, "lead-c")
-            text, final = await summarize(stub, ACME, "lead-c", timeout=30)
+            await index_lead(stub, ACME, lead_id)
+            return await summarize(stub, ACME, lead_id, timeout=30)
     finally:
         await asyncio.to_thread(process.stop)
         await fake.aclose()
+
+
+async def test_a_flooding_llm_is_capped_by_the_gateway(tmp_path: Path) -> None:
+    # An endpoint that ignores max_tokens: 2,000,000 characters.
+    reply = StreamReply(["The client plans to retire in 2027 [3]. " + "x" * 9960] * 200)
+    text, final = await summarize_through_own_gateway(
+        tmp_path,
+        reply,
+        "lead-c",
+        {"LEADGW_SUMMARY_MAX_CHARS": "2000", "LEADGW_LLM_MAX_TOKENS": "100000"},
+    )
     assert final.capped == "max_chars"
     assert len(text) < 2000 + 2000  # the cap, plus the gateway's own facts and fallback
     assert "xxxxxxxxxx" not in text
@@ -179,27 +188,10 @@ async def test_llm_failure_gives_marked_fallback(gateway: GatewayProcess, llm: F
 async def test_summary_deadline_caps_a_longer_client_deadline(tmp_path: Path) -> None:
     """A client's 30 s deadline does not stretch a summary past summary_deadline_s: it ends with
     the marked fallback (on a multi-worker gateway a longer one was cut with UNAVAILABLE)."""
-    fake = await FakeOpenAI().start()
-    fake.default = StreamReply(["The client plans to retire in 2027 [3]."], first_delay_s=8.0)
-    process = await asyncio.to_thread(
-        start_gateway_process,
-        tmp_path,
-        "--keys-file",
-        str(_keys_file(tmp_path)),
-        env={
-            "LEADGW_LLM_BASE_URL": fake.base_url,
-            "LEADGW_LLM_MODEL": "fake-model",
-            "LEADGW_SUMMARY_DEADLINE_S": "2",
-        },
+    reply = StreamReply(["The client plans to retire in 2027 [3]."], first_delay_s=8.0)
+    text, final = await summarize_through_own_gateway(
+        tmp_path, reply, "lead-d", {"LEADGW_SUMMARY_DEADLINE_S": "2"}
     )
-    try:
-        async with grpc.aio.insecure_channel(process.address) as channel:
-            stub = pb_grpc.LeadServiceStub(channel)
-            await index_lead(stub, ACME, "lead-d")
-            text, final = await summarize(stub, ACME, "lead-d", timeout=30)
-    finally:
-        await asyncio.to_thread(process.stop)
-        await fake.aclose()
     assert final.fallback and final.generator == "fallback"
     assert "retire in 2027 [3]" not in text  # the LLM's late answer never made it
 
