@@ -100,17 +100,20 @@ def test_workers_default_to_one_per_usable_core() -> None:
 
 def test_one_metrics_endpoint_carries_every_workers_series(gateway_process) -> None:
     """A scraper sees one target per gateway, with each worker's series labelled by worker."""
-    import socket
     import time
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    gateway = gateway_process("--workers", "2", "--metrics-port", str(port))
-    assert f"127.0.0.1:{port}/metrics" in gateway.stderr_text()
+    # Port 0: the supervisor binds a free port itself and names it (a port probed here and
+    # released could be taken again before the gateway binds it).
+    gateway = gateway_process("--workers", "2", "--metrics-port", "0")
+    found = re.search(
+        r"metrics of every worker on http://127\.0\.0\.1:(\d+)/metrics", gateway.stderr_text()
+    )
+    assert found, gateway.stderr_text()
+    port = int(found[1])
+    assert port != 0
     seen: set[str] = set()
     deadline = time.monotonic() + 30
     while seen != {"0", "1"} and time.monotonic() < deadline:
