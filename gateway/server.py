@@ -399,10 +399,12 @@ async def _start_health_port(
     It shares the main server's statuses, so it reports the drain too; it stops last."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0 if role is None else 1)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    if server.add_insecure_port(f"{settings.host}:{settings.health_port}") == 0:
+    bound = server.add_insecure_port(f"{settings.host}:{settings.health_port}")
+    if bound == 0:
         raise OSError(f"could not bind the health port {settings.host}:{settings.health_port}")
     await server.start()
-    log.info("health service in plaintext on %s:%s", settings.host, settings.health_port)
+    # The bound port, not the setting: with health_port 0 (tests) the kernel picks it.
+    log.info("health service in plaintext on %s:%s", settings.host, bound)
 
     async def stop() -> None:
         await server.stop(0)

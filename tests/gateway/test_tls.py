@@ -184,12 +184,15 @@ def test_the_insecure_opt_out_is_logged_as_an_error(
     assert any("INSECURE" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
 
 
-def _free_port() -> int:
-    import socket
+def _health_port(gateway) -> int:
+    """The port the gateway's log line says its health server bound (it was asked for port 0:
+    a port probed free and released here could be taken again before the gateway binds it)."""
+    import re
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    log = gateway.stderr_text()
+    match = re.search(r"health service in plaintext on [^\s:]+:(\d+)", log)
+    assert match, log
+    return int(match[1])
 
 
 def test_probes_reach_health_in_plaintext_on_the_health_port_and_nothing_else(
@@ -200,14 +203,15 @@ def test_probes_reach_health_in_plaintext_on_the_health_port_and_nothing_else(
 
     ca = TestCA()
     cert, key = ca.server().write(tmp_path / "tls", "server")
-    health_port = _free_port()
     gateway = gateway_process(
         "--tls-cert-file",
         str(cert),
         "--tls-key-file",
         str(key),
-        env={"LEADGW_HEALTH_PORT": str(health_port)},
+        env={"LEADGW_HEALTH_PORT": "0"},
     )
+    health_port = _health_port(gateway)
+    assert health_port not in (0, int(gateway.address.rsplit(":", 1)[1]))
     with grpc.insecure_channel(f"127.0.0.1:{health_port}") as plaintext:
         check = health_pb2_grpc.HealthStub(plaintext).Check
         for name in ("", "leadgw.v1.LeadService"):
