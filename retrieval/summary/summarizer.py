@@ -369,17 +369,7 @@ class Summarizer:
         Record the outcome in ``generation``. Never raises an LLM failure: it becomes
         ``generation.failure``."""
         until = deadline - self._reserve
-        span = self._tracer.start_span(
-            f"chat {llm.model}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "gen_ai.system": "openai",
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": llm.model,
-                "gen_ai.request.max_tokens": llm.config.max_tokens,
-                "server.address": llm.endpoint,
-            },
-        )
+        span = self._chat_span(llm, llm.config.max_tokens)
         # Embedding the notes for the guard overlaps the wait for the model's first token.
         session_task = asyncio.ensure_future(self._guard_session(prompt))
         sentences = SentenceStream()
@@ -515,18 +505,7 @@ class Summarizer:
         """One per-note call: the first sentence the model writes, with the note's citation
         attached, or "" and the reason it has none. Raises ``LLMFailure``."""
         max_tokens = min(NOTE_MAX_TOKENS, llm.config.max_tokens)
-        span = self._tracer.start_span(
-            f"chat {llm.model}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "gen_ai.system": "openai",
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": llm.model,
-                "gen_ai.request.max_tokens": max_tokens,
-                "server.address": llm.endpoint,
-                "leadgw.summary.note": request.n,
-            },
-        )
+        span = self._chat_span(llm, max_tokens, {"leadgw.summary.note": request.n})
         sentences = SentenceStream()
         cap = _OutputCap(chars_left, max_tokens)
         chars = 0
@@ -587,6 +566,23 @@ class Summarizer:
         body = strip_lead_in(strip_markers(first))
         generation.removed_citations += len(citations_of(first))
         return _NoteReply(cite(body, request.n), "", chars, usage, capped)
+
+    def _chat_span(
+        self, llm: LLMClient, max_tokens: int, extra: dict[str, int] | None = None
+    ) -> trace.Span:
+        """The client span of one LLM call (OpenTelemetry's gen_ai conventions)."""
+        return self._tracer.start_span(
+            f"chat {llm.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.system": "openai",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": llm.model,
+                "gen_ai.request.max_tokens": max_tokens,
+                "server.address": llm.endpoint,
+                **(extra or {}),
+            },
+        )
 
     async def _last_sentence(
         self,

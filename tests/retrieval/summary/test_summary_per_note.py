@@ -289,3 +289,23 @@ async def test_the_gateway_setting_chooses_the_style(monkeypatch, notes, scorer)
     }
     with pytest.raises(ValidationError, match="summary_style"):
         Settings(summary_style="sentences")
+
+
+async def test_each_per_note_call_has_its_own_chat_span_naming_the_note(
+    llm_server, make_summarizer
+):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    llm_server.script(StreamReply([RETIRING]), StreamReply([EMAILED]), StreamReply([MEETING]))
+    await summarize(_per_note(make_summarizer, tracer=provider.get_tracer("t")))
+
+    chats = [s for s in exporter.get_finished_spans() if s.name == "chat fake-model"]
+    assert sorted(s.attributes["leadgw.summary.note"] for s in chats) == [1, 2, 3]
+    for chat in chats:
+        assert chat.attributes["gen_ai.request.max_tokens"] == NOTE_MAX_TOKENS
+        assert chat.attributes["gen_ai.operation.name"] == "chat"
