@@ -49,7 +49,13 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         )
     count = shape[0] * shape[1]
     if request.raw_input_contents:
-        typed = [f for f in ("fp32_contents", *_TYPED_FIELDS) if len(getattr(tensor.contents, f))]
+        # Unset contents (as every raw request sends them) hold no values: skip reading each of
+        # its eight fields, ~5 µs of a batch-1 request.
+        typed = (
+            [f for f in ("fp32_contents", *_TYPED_FIELDS) if len(getattr(tensor.contents, f))]
+            if tensor.HasField("contents")
+            else []
+        )
         if typed:
             # Triton refuses this too: which of the two should count is anyone's guess.
             raise InvalidInput(

@@ -258,7 +258,10 @@ def _batcher_for(
         served.session.run,
         BatchingConfig.from_config(served.config.batching),
         name=f"{served.name}/{served.version}",
-        on_batch=partial(_record_batch, metrics, served.name, served.version),
+        # No-op instruments (no reader): no callback, nor its list of waits, per batch.
+        on_batch=partial(_record_batch, metrics, served.name, served.version)
+        if metrics.recording
+        else None,
         trace_detail=trace_detail,
     )
     # Unloading the version (a swap) drops its gauge with it.

@@ -237,8 +237,8 @@ class DynamicBatcher:
         request = self._admit(rows, deadline, enqueue=not direct)
         if direct:
             # Idle, nothing queued, and a run this small is cheaper than waking the worker task:
-            # run it now, in the caller's task (two event-loop passes sooner).
-            await self._execute([request])
+            # run it now, in the caller's task (two event-loop passes sooner), without a future.
+            self._run_inline([request])
             return request.future.result()
         try:
             return await request.future
@@ -444,42 +444,19 @@ class DynamicBatcher:
     async def _execute(self, batch: list[_Request]) -> None:
         """Runs one batch and waits for it. Callers are resolved by ``_finish``, straight from the
         executor's completion callback: a loop pass sooner than awaiting ``run_in_executor``."""
+        if self._runs_inline(batch):
+            self._run_inline(batch)
+            return
         for request in batch:
             request.state = _State.RUNNING
         self._running = True
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[BaseException | None] = loop.create_future()
         batch_id = next(self._batch_ids)
-        # One batch serves many requests, each in its own trace: its span links to all of them.
-        # No span at all when none of them is sampled (tracing off costs nothing here). Lean
-        # tracing gives a batch of one request a span only if its run turns out slow (``late``).
-        contexts = [request.span_context for request in batch]
-        traced = any(c is not None and c.trace_flags.sampled for c in contexts)
-        eager = traced and (self._trace_detail.full or len(batch) > 1)
-        late = traced and not eager
-        with (
-            batch_span(
-                self._tracer,
-                contexts,
-                name=f"batch {self.name}",
-                attributes={
-                    "leadgw.batch.id": batch_id,
-                    "leadgw.batch.size": sum(request.n for request in batch),
-                },
-            )
-            if eager
-            else nullcontext(INVALID_SPAN)
-        ) as span:
+        eager, late = self._span_plan(batch)
+        with self._batch_span(batch, batch_id) if eager else nullcontext(INVALID_SPAN) as span:
             span_context = span.get_span_context() if span.is_recording() else None
             started = time.monotonic()
-            if self._runs_inline(batch):
-                done = partial(self._finish, batch, batch_id, started, finished, span_context, late)
-                done(_run_now(self._run_batch, [request.rows for request in batch]))
-                error = finished.result()
-                if error is not None and span.is_recording():
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                return
             try:
                 job = self._executor.submit(
                     _run_and_split, self._run_batch, [request.rows for request in batch]
@@ -499,6 +476,51 @@ class DynamicBatcher:
             if error is not None and span.is_recording():
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+    def _run_inline(self, batch: list[_Request]) -> None:
+        """Runs one batch on the event loop's thread, now, and resolves its callers: what
+        ``_execute`` does through the executor, with no thread, future or callback in between
+        (a batch of one on an idle batcher pays for each of those on every call)."""
+        batch_id = next(self._batch_ids)
+        eager, late = self._span_plan(batch)
+        with self._batch_span(batch, batch_id) if eager else nullcontext(INVALID_SPAN) as span:
+            span_context = span.get_span_context() if span.is_recording() else None
+            started = time.monotonic()
+            try:
+                ran = _run_and_split(self._run_batch, [request.rows for request in batch])
+            except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
+                self._stats.failed_batches += 1
+                self._settle(batch, exc)
+                if span.is_recording():
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                return
+            self._complete(batch, batch_id, started, span_context, late, ran)
+
+    def _span_plan(self, batch: list[_Request]) -> tuple[bool, bool]:
+        """Whether the batch gets its span now (``eager``) or only if its run turns out slow
+        (``late``). One batch serves many requests, each in its own trace: its span links to all
+        of them. No span at all when none of them is sampled (tracing off costs nothing here).
+        Lean tracing gives a batch of one request a span only if its run is slow."""
+        traced = False
+        for request in batch:
+            context = request.span_context
+            if context is not None and context.trace_flags.sampled:
+                traced = True
+                break
+        eager = traced and (self._trace_detail.full or len(batch) > 1)
+        return eager, traced and not eager
+
+    def _batch_span(self, batch: list[_Request], batch_id: int) -> Any:
+        return batch_span(
+            self._tracer,
+            [request.span_context for request in batch],
+            name=f"batch {self.name}",
+            attributes={
+                "leadgw.batch.id": batch_id,
+                "leadgw.batch.size": sum(request.n for request in batch),
+            },
+        )
 
     def _late_span(
         self, batch: list[_Request], batch_id: int, started: float, run_s: float, rows: int
@@ -540,47 +562,67 @@ class DynamicBatcher:
         late_span: bool,
         job: Future[_Ran],
     ) -> None:
+        """On the loop, once the executor has run the batch: resolves its callers, then wakes
+        ``_execute`` with the batch's error (None when it ran)."""
         self._running = False
         error: BaseException | None = None
         try:
-            per_caller, compute_s = job.result()
-        except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
-            error = exc
-            self._stats.failed_batches += 1
-            self._settle(batch, exc)
-        else:
-            run_s = time.monotonic() - started
-            total = sum(request.n for request in batch)
-            # The model's own time, not run_s: learned with the executor hop in it (100-300 µs
-            # on a busy machine, against a 7 µs run), a cheap model looks too slow to run
-            # inline, so every batch takes the hop again and the estimate never comes down.
-            self.run_time.observe(total, compute_s)
-            self._largest_timed = max(self._largest_timed, total)
-            self._stats.batches += 1
-            self._stats.rows += total
-            if self._on_batch is not None:
-                self._on_batch(total, run_s, [started - request.arrived for request in batch])
-            if late_span and self._trace_detail.keeps_stage(run_s):
-                span_context = self._late_span(batch, batch_id, started, run_s, total)
-            for request, outputs in zip(batch, per_caller, strict=True):
-                request.state = _State.DONE
-                if not request.future.done():
-                    request.future.set_result(
-                        BatchResult(
-                            outputs=outputs,
-                            queue_wait_s=started - request.arrived,
-                            batch_id=batch_id,
-                            batch_size=total,
-                            batch_requests=len(batch),
-                            run_s=run_s,
-                            batch_span_context=span_context,
-                            started=started,
-                            queued=request.queued,
-                        )
-                    )
+            try:
+                ran = job.result()
+            except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
+                error = exc
+                self._stats.failed_batches += 1
+                self._settle(batch, exc)
+            else:
+                self._complete(batch, batch_id, started, span_context, late_span, ran)
         finally:
             if not finished.done():
                 finished.set_result(error)
+
+    def _complete(
+        self,
+        batch: list[_Request],
+        batch_id: int,
+        started: float,
+        span_context: SpanContext | None,
+        late_span: bool,
+        ran: _Ran,
+    ) -> None:
+        """A batch that ran: learn its time, count it, and give each caller its outputs."""
+        per_caller, compute_s = ran
+        run_s = time.monotonic() - started
+        total = 0
+        for request in batch:
+            total += request.n
+        # The model's own time, not run_s: learned with the executor hop in it (100-300 µs
+        # on a busy machine, against a 7 µs run), a cheap model looks too slow to run
+        # inline, so every batch takes the hop again and the estimate never comes down.
+        self.run_time.observe(total, compute_s)
+        if total > self._largest_timed:
+            self._largest_timed = total
+        self._stats.batches += 1
+        self._stats.rows += total
+        if self._on_batch is not None:
+            self._on_batch(total, run_s, [started - request.arrived for request in batch])
+        if late_span and self._trace_detail.keeps_stage(run_s):
+            span_context = self._late_span(batch, batch_id, started, run_s, total)
+        callers = len(batch)
+        for request, outputs in zip(batch, per_caller, strict=True):
+            request.state = _State.DONE
+            if not request.future.done():
+                request.future.set_result(
+                    BatchResult(
+                        outputs=outputs,
+                        queue_wait_s=started - request.arrived,
+                        batch_id=batch_id,
+                        batch_size=total,
+                        batch_requests=callers,
+                        run_s=run_s,
+                        batch_span_context=span_context,
+                        started=started,
+                        queued=request.queued,
+                    )
+                )
 
     @staticmethod
     def _settle(batch: list[_Request], error: BaseException) -> None:
@@ -627,16 +669,6 @@ def _call_in_loop(
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _run_now(run_batch: BatchFn, inputs: list[np.ndarray]) -> Future[_Ran]:
-    """On the loop's own thread: the same work as the executor's, as an already-done future."""
-    job: Future[_Ran] = Future()
-    try:
-        job.set_result(_run_and_split(run_batch, inputs))
-    except Exception as exc:  # the model's error, delivered exactly as the executor would
-        job.set_exception(exc)
-    return job
-
-
 def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
     the run's own time, taken on this thread: what ``RunTimeModel`` learns (see ``_finish``)."""
@@ -654,10 +686,10 @@ def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     compute_s = min(time.perf_counter() - started, 2.0 * cpu_s)
     total = batch.shape[0]
     for name, value in outputs.items():
-        if np.ndim(value) == 0 or np.shape(value)[0] != total:
-            raise RuntimeError(
-                f"output {name!r} has shape {np.shape(value)}; expected {total} rows first"
-            )
+        # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
+        shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
+        if not shape or shape[0] != total:
+            raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
     if len(inputs) == 1:
         return [outputs], compute_s  # the whole batch is this one caller's: nothing to share
     bounds = np.cumsum([0] + [len(rows) for rows in inputs])

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeter, Observation
@@ -34,6 +34,9 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 # 1 - Spearman's rho: 0 when both versions order a request's leads alike, 2 when reversed.
 RANK_DISTANCE_BUCKETS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 Unregister = Callable[[], None]
 """Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
@@ -84,12 +87,28 @@ class _Observed:
         return observations
 
 
+_ATTRIBUTE_SETS = 1024
+"""Attribute sets kept per kind; past that the cache starts again (versions come and go)."""
+
+
+def _bounded(cache: dict[_K, _V]) -> dict[_K, _V]:
+    if len(cache) >= _ATTRIBUTE_SETS:
+        cache.clear()
+    return cache
+
+
 class Metrics:
     """Every leadgw instrument. Methods take plain Python values; attributes are bounded sets
     (model names, versions, method names, status codes, reasons), never ids; tenants only on
     rejections (tenants come from the keys file, a bounded set)."""
 
     def __init__(self, meter: Meter) -> None:
+        self.recording = not isinstance(meter, NoOpMeter)
+        """False for no-op instruments (``noop``, or telemetry with no reader to read them)."""
+        # The attribute sets recorded on every call, built once each: the SDK copies what it is
+        # given, so one dict per (method, status) or (model, version) serves every call.
+        self._rpc_attributes: dict[tuple[str, str, int], dict[str, str | int]] = {}
+        self._model_attributes: dict[tuple[str, str], dict[str, str]] = {}
         # No separate request counter: this histogram's count is one, by method and status
         # (Prometheus: rpc_server_duration_milliseconds_count), and each instrument costs
         # every RPC a few microseconds.
@@ -188,23 +207,34 @@ class Metrics:
 
     def record_rpc(self, service: str, method: str, status_code: int, duration_s: float) -> None:
         """One finished RPC (called by the server interceptor)."""
-        attributes: dict[str, str | int] = {
-            "rpc.system": "grpc",
-            "rpc.service": service,
-            "rpc.method": method,
-            "rpc.grpc.status_code": status_code,
-        }
+        key = (service, method, status_code)
+        attributes = self._rpc_attributes.get(key)
+        if attributes is None:
+            attributes = _bounded(self._rpc_attributes)[key] = {
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": method,
+                "rpc.grpc.status_code": status_code,
+            }
         self._rpc_duration.record(duration_s * 1000.0, attributes)
 
     def record_batch(self, model: str, version: str, rows: int, exec_s: float) -> None:
         """One executed batch: its row count and model execution time."""
-        attributes = {"model": model, "version": version}
+        attributes = self._model_attributes_of(model, version)
         self._batch_size.record(rows, attributes)
         self._execution.record(exec_s * 1000.0, attributes)
 
     def record_queue_wait(self, model: str, version: str, wait_s: float) -> None:
         """How long one request waited in the batcher queue before its batch started."""
-        self._queue_wait.record(wait_s * 1000.0, {"model": model, "version": version})
+        self._queue_wait.record(wait_s * 1000.0, self._model_attributes_of(model, version))
+
+    def _model_attributes_of(self, model: str, version: str) -> dict[str, str]:
+        key = (model, version)
+        attributes = self._model_attributes.get(key)
+        if attributes is None:
+            attributes = {"model": model, "version": version}
+            _bounded(self._model_attributes)[key] = attributes
+        return attributes
 
     def record_llm_tokens(self, input_tokens: int, output_tokens: int) -> None:
         """Tokens of one LLM call (prompt and completion)."""

@@ -254,3 +254,32 @@ async def test_a_model_that_computes_long_is_learned_as_slow() -> None:
         await batcher.close()
     assert loop_thread not in model.threads
     assert batcher.run_time.estimate(2) >= 0.015
+
+
+@pytest.mark.parametrize("inline_run_s", [0.0, 10.0])
+@pytest.mark.parametrize("bad", ["scalar", "short"])
+async def test_an_output_without_a_row_per_input_row_fails_its_caller(
+    inline_run_s: float, bad: str
+) -> None:
+    # The outputs' shape check, on the executor (0.0) and inline (10.0): a scalar output, or one
+    # with fewer rows than the batch, is the model's error, not a result to split.
+    model = Recorder()
+    batcher = make(model, inline_run_s=inline_run_s)
+    try:
+        await batcher.submit(rows(2, 0.0))  # timed: later small batches may run inline
+        real = model.__call__
+
+        def broken(x: np.ndarray) -> dict[str, np.ndarray]:
+            out = real(x)
+            out["sum"] = np.float32(1.0) if bad == "scalar" else out["sum"][:-1]  # type: ignore[assignment]
+            return out
+
+        batcher._run_batch = broken
+        with pytest.raises(RuntimeError, match=r"output 'sum' has shape \(.*\); expected 1 rows"):
+            await batcher.submit(rows(1, 10.0))
+        batcher._run_batch = model
+        after = await batcher.submit(rows(1, 30.0))
+    finally:
+        await batcher.close()
+    np.testing.assert_array_equal(after["sum"], rows(1, 30.0).sum(axis=1))
+    assert batcher.stats.failed_batches == 1

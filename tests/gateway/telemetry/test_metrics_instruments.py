@@ -71,6 +71,31 @@ def test_batch_records_rows_and_execution_time(metric_recorder: MetricRecorder) 
     assert execution.sum == pytest.approx(1.5)  # type: ignore[attr-defined]  # milliseconds
 
 
+def test_repeated_attribute_sets_keep_their_series_apart(metric_recorder: MetricRecorder) -> None:
+    # The attribute dicts are built once per set and reused: each set must stay its own series.
+    metrics = metric_recorder.metrics
+    for _ in range(3):
+        metrics.record_rpc("leadgw.v1.LeadService", "ScoreLeads", 0, 0.001)
+    metrics.record_rpc("leadgw.v1.LeadService", "ScoreLeads", 3, 0.001)
+    metrics.record_rpc("inference.GRPCInferenceService", "ModelInfer", 0, 0.001)
+    metrics.record_queue_wait("lead_scorer", "1", 0.0)
+    metrics.record_queue_wait("lead_scorer", "1", 0.0)
+    metrics.record_queue_wait("lead_scorer", "2", 0.0)
+
+    counts = {
+        (a["rpc.method"], a["rpc.grpc.status_code"]): p.count  # type: ignore[attr-defined]
+        for a, p in metric_recorder.points("rpc.server.duration")
+    }
+    assert counts == {("ScoreLeads", 0): 3, ("ScoreLeads", 3): 1, ("ModelInfer", 0): 1}
+    waits = {
+        a["version"]: p.count  # type: ignore[attr-defined]
+        for a, p in metric_recorder.points("leadgw.batcher.queue_wait")
+    }
+    assert waits == {"1": 2, "2": 1}
+    assert metrics.recording
+    assert not Metrics.noop().recording
+
+
 def test_noop_metrics_accept_every_call() -> None:
     metrics = Metrics.noop()
     metrics.record_rpc("s", "m", 0, 0.1)

@@ -56,6 +56,26 @@ def test_nothing_configured_samples_nothing_but_keeps_the_callers_trace_id(
         )
         assert not span.is_recording()
         assert span.get_span_context().trace_id == 0x1234  # so logs still correlate
+        # Nothing could read a measurement: the instruments are no-ops (no per-call SDK work).
+        assert not telemetry.metrics.recording
+    finally:
+        telemetry.shutdown()
+
+
+def test_a_metrics_endpoint_gets_recording_instruments(clean_otel_env: pytest.MonkeyPatch) -> None:
+    telemetry = configure(metrics_port=0)
+    try:
+        assert telemetry.metrics.recording
+    finally:
+        telemetry.shutdown()
+
+
+def test_a_metrics_exporter_gets_recording_instruments(clean_otel_env: pytest.MonkeyPatch) -> None:
+    clean_otel_env.setenv("OTEL_METRICS_EXPORTER", "console")
+    telemetry = configure()
+    try:
+        assert telemetry.push_readers
+        assert telemetry.metrics.recording
     finally:
         telemetry.shutdown()
 
