@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 from pathlib import Path
 
 import grpc
@@ -157,6 +158,22 @@ def always_batching_repository(tmp_path: Path) -> Path:
     )
 
 
+def _hold_first_run(batcher) -> threading.Event:
+    """Makes the batcher's first run wait (on its executor thread) until the event is set."""
+    release = threading.Event()
+    run_batch = batcher._run_batch
+    first = [True]
+
+    def held(inputs):
+        if first[0]:
+            first[0] = False
+            release.wait(timeout=30)
+        return run_batch(inputs)
+
+    batcher._run_batch = held
+    return release
+
+
 async def test_batched_burst_links_one_batch_to_many_request_spans(
     spans: SpanRecorder, tmp_path: Path
 ) -> None:
@@ -173,10 +190,19 @@ async def test_batched_burst_links_one_batch_to_many_request_spans(
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = pb_grpc.LeadServiceStub(channel)
-            # Big requests are encoded on worker threads, so their batches arrive together
-            # (12 x 300 rows stay under the 4,096-row queue).
+            # The first request finds the batcher idle and runs at once; its run is held until
+            # the other 11 have queued behind it, so they meet in batches by the order of
+            # events, not by how fast a busy machine encodes them (12 x 300 rows stay under
+            # the 4,096-row queue; 1,024-row batches hold 3 each).
+            batcher = gateway.repository.get("lead_scorer")._batcher
+            release = _hold_first_run(batcher)
             request = score_request(sample_leads(300))
-            await asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
+            calls = asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
+            async with asyncio.timeout(30):
+                while batcher._queued_rows < 11 * 300:
+                    await asyncio.sleep(0.005)
+            release.set()
+            await calls
         servers = await spans.wait_for("leadgw.v1.LeadService/ScoreLeads", count=12)
         batches = [s for s in spans.finished() if s.name == "batch lead_scorer/1"]
         # 12 concurrent requests ran in fewer batches; every request links to its batch, and
