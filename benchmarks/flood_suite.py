@@ -64,6 +64,7 @@ class FloodBenchPlan:
     forms: tuple[str, ...] = FLOOD_FORMS
     floor: bool = True  # the same rounds against the floor (a bare grpc.aio server)
     floor_workers: int = 1  # the floor's processes: the gateway's
+    max_streams: int | None = None  # the gateway's LEADGW_MAX_CONCURRENT_STREAMS; None: unset
 
     @property
     def open_rate(self) -> float:
@@ -121,6 +122,7 @@ class FloodResult:
     steady_resource_exhausted: int  # tenant B's calls refused by a limit (expected 0)
     target_ratio: float = P99_TARGET_RATIO
     floor: FloodFloor | None = None
+    max_streams: int | None = None  # the gateway's per-connection stream cap; None: no cap
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,6 +292,8 @@ def run_flood(
             f"and {STEADY} (limit {steady_limit:g}/s)"
         )
         env = gateway_env(Path(tmp) / "data", keys_file, plan.flood_limit)
+        if plan.max_streams is not None:
+            env["LEADGW_MAX_CONCURRENT_STREAMS"] = str(plan.max_streams)
         try:
             gateway = stack.enter_context(
                 start_listening_server("leadgw-flood", command, config.server_ready_timeout_s, env)
@@ -410,6 +414,7 @@ def _result(
         rate=plan.rate,
         flood_concurrency=plan.flood_concurrency,
         flood_rate=plan.open_rate,
+        max_streams=plan.max_streams,
         flood_limit=plan.flood_limit,
         steady_limit=steady_limit,
         rounds=plan.rounds,

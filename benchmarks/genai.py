@@ -157,6 +157,7 @@ def _serving(
             forms=config.flood_forms,
             floor=config.flood_floor,
             floor_workers=gateway_workers(config.leadgw_command),
+            max_streams=config.flood_max_streams,
         )
         flooded, flood = run_flood(config, flood_plan, score, progress)
         runs += flooded

@@ -77,7 +77,8 @@ def flood_section(f: dict[str, Any]) -> list[str]:
         f"Target: the flood raises tenant B's p99 by at most {f['target_ratio'] - 1:.0%}.",
         "",
         f"B p99 alone: {_ms(f['p99_alone_ms'])} ms, gateway CPU "
-        f"{f['gateway_cores_alone']:.2f} cores.",
+        f"{f['gateway_cores_alone']:.2f} cores; the gateway's max_concurrent_streams: "
+        f"{f.get('max_streams') or 'none (no cap)'}.",
         "",
         "| flood | B p99 flooded ms | ratio | verdict | rounds' ratios | A sent/s | A served/s "
         "| A RESOURCE_EXHAUSTED | A other errors | A client CPU | gateway CPU | floor ratio "

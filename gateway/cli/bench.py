@@ -373,6 +373,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a multiple of it (default: on)",
     )
     serving.add_argument(
+        "--flood-max-streams",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tenant-flood: the gateway's max_concurrent_streams (calls one connection may have "
+        "in flight; the floor keeps gRPC's default) (default: the gateway's, no cap)",
+    )
+    serving.add_argument(
         "--shadow-source",
         choices=("train", "copy"),
         default="train",
@@ -471,6 +479,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         flood_rate=args.flood_rate,
         flood_forms=args.flood_forms,
         flood_floor=args.flood_floor,
+        flood_max_streams=args.flood_max_streams,
         shadow_source=args.shadow_source,
         shadow_half_capacity=args.shadow_half_capacity,
         shadow_rounds=args.shadow_rounds,

@@ -139,6 +139,7 @@ def test_tenant_flood_without_floor(bench) -> None:
         "--flood-forms", "closed",
         "--flood-rounds", "1",
         "--no-flood-floor",
+        "--flood-max-streams", "16",
         timeout=300,
     )  # fmt: skip
     assert run.returncode in (0, 3), run.stderr
@@ -150,6 +151,8 @@ def test_tenant_flood_without_floor(bench) -> None:
         "scoreleads tenant-b, tenant-a flooding (8 in flight)",
     ]
     assert flood["forms"][0]["floor_ratio"] is None
+    assert flood["max_streams"] == 16
+    assert "max_concurrent_streams: 16." in (run.out / "report.md").read_text()
 
 
 def test_shadow(bench) -> None:
