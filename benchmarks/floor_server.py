@@ -91,11 +91,19 @@ class LeadFloor:
     refused: dict[str, bool]  # authorization metadata value -> refused
     message: str
     trailers: Trailers
+    by_abort: bool = True  # refuse with context.abort (raises); else set the status and return
 
-    async def score_leads(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def score_leads(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes | None:
         for name, value in context.invocation_metadata() or ():
             if name == "authorization" and self.refused.get(str(value)):
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.message, self.trailers)
+                if self.by_abort:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, self.message, self.trailers
+                    )
+                context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+                context.set_details(self.message)
+                context.set_trailing_metadata(self.trailers)
+                return None
         return self.response
 
 
@@ -117,7 +125,11 @@ def _lead_floor(args: argparse.Namespace) -> LeadFloor:
     refused = {key.strip(): True for key in keys if key.strip()}
     trailers = refusal_trailers(args.refusal_message, args.retry_ms)
     return LeadFloor(
-        Path(args.score_response_file).read_bytes(), refused, args.refusal_message, trailers
+        Path(args.score_response_file).read_bytes(),
+        refused,
+        args.refusal_message,
+        trailers,
+        by_abort=args.refuse_by == "abort",
     )
 
 
@@ -186,6 +198,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--refusal-message", default="over its rate limit", help="their message")
     parser.add_argument("--retry-ms", type=int, default=10, help="their RetryInfo delay")
+    parser.add_argument(
+        "--refuse-by",
+        choices=("abort", "status"),
+        default="abort",
+        help="how a refusal is made: context.abort (raises, as the gateway does) or setting the "
+        "status and trailers and returning no message",
+    )
     parser.add_argument(
         "--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
     )

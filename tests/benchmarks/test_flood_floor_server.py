@@ -27,8 +27,10 @@ def test_the_floor_refuses_as_the_gateway_does() -> None:
     assert refusal_trailers(message, 10) == retry_trailers(message, 10)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_floor_serves_one_tenant_and_refuses_the_other(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "refuse_by"), [(1, "abort"), (2, "abort"), (1, "status")])
+def test_floor_serves_one_tenant_and_refuses_the_other(
+    tmp_path: Path, workers: int, refuse_by: str
+) -> None:
     response, refuse = tmp_path / "response.bin", tmp_path / "refuse.txt"
     response.write_bytes(b"canned score")
     refuse.write_text("Bearer flooder\n")
@@ -36,7 +38,7 @@ def test_floor_serves_one_tenant_and_refuses_the_other(tmp_path: Path, workers: 
         sys.executable, "-m", "benchmarks.floor_server", "--port", "0",
         "--score-response-file", str(response), "--refuse-keys-file", str(refuse),
         "--refusal-message", "over", "--retry-ms", "40",
-        "--workers", str(workers), "--event-loop", "uvloop",
+        "--workers", str(workers), "--event-loop", "uvloop", "--refuse-by", refuse_by,
     ]  # fmt: skip
     with start_listening_server("flood-floor-test", command) as server:
         serving = [server.pid] if workers == 1 else [
