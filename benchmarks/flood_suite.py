@@ -9,6 +9,13 @@ calls in flight; its intensity grows as refusals get cheaper) and open loop (``f
 calls/s, by default ``FLOOD_RATE_MULTIPLE`` times A's limit, whatever the answers). Most of A's
 calls are refused with RESOURCE_EXHAUSTED. B's p99s are of each kind's latencies pooled over
 the rounds; the target is a ratio of at most 1.25 for each form.
+
+With ``floor`` (the default) the same rounds also run, interleaved, against the floor: a bare
+grpc.aio server (``benchmarks.floor_server``) with as many processes as the gateway, on uvloop,
+that answers B's ScoreLeads with the gateway's own response bytes and refuses every one of A's
+calls at once with RESOURCE_EXHAUSTED and trailers like the gateway's. B's ratio at the floor is
+what the flood costs B with no gateway at all on this machine; the gateway's ratio is reported as
+a multiple of it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import secrets
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -30,11 +38,12 @@ from benchmarks.flood_client import FloodCounts, FloodPlan, flood_main
 from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
 from benchmarks.runner import run_load
-from benchmarks.servers import ServerStartError, start_listening_server
+from benchmarks.servers import ServerProcess, ServerStartError, start_listening_server
 from benchmarks.summary_suite import pooled_p99_ms
-from benchmarks.targets import GrpcUnaryTarget, TargetError
+from benchmarks.targets import GrpcUnaryTarget, Preflight, TargetError
 
 if TYPE_CHECKING:
+    from benchmarks.loadgen import LoadShape
     from benchmarks.suite import BenchConfig
 
 P99_TARGET_RATIO = 1.25  # issue 14: the flood raises the other tenant's p99 by at most 25%
@@ -53,6 +62,9 @@ class FloodBenchPlan:
     rounds: int = 3
     flood_rate: float | None = None  # open loop, calls/s; None: FLOOD_RATE_MULTIPLE × the limit
     forms: tuple[str, ...] = FLOOD_FORMS
+    floor: bool = True  # the same rounds against the floor (a bare grpc.aio server)
+    floor_workers: int = 1  # the floor's processes: the gateway's
+    max_streams: int | None = None  # the gateway's LEADGW_MAX_CONCURRENT_STREAMS; None: unset
 
     @property
     def open_rate(self) -> float:
@@ -77,7 +89,21 @@ class FloodForm:
     flood_ok_per_s: float  # tenant A's calls let through per second of flood
     flood_resource_exhausted: int
     flood_client_cores: float  # the flood process's own CPU (it shares the machine)
-    gateway_cores: float  # the gateway's CPU over B's measured windows, mean of the rounds
+    gateway_cores: float  # the server's CPU over B's measured windows, mean of the rounds
+    # The gateway's forms only, with the floor: the floor's ratio in this form, and ours over it.
+    floor_ratio: float | None = None
+    over_floor: float | None = None
+
+
+@dataclass(slots=True)
+class FloodFloor:
+    """The same rounds against the floor server."""
+
+    workers: int
+    alone_runs: list[str]
+    p99_alone_ms: float
+    cores_alone: float
+    forms: list[FloodForm]  # gateway_cores: the floor's CPU
 
 
 @dataclass(slots=True)
@@ -95,10 +121,20 @@ class FloodResult:
     met: bool | None  # every form's ratio <= target
     steady_resource_exhausted: int  # tenant B's calls refused by a limit (expected 0)
     target_ratio: float = P99_TARGET_RATIO
+    floor: FloodFloor | None = None
+    max_streams: int | None = None  # the gateway's per-connection stream cap; None: no cap
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def gateway_workers(command: tuple[str, ...]) -> int:
+    """The processes ``leadgw serve`` runs: its ``--workers``, else one per CPU this process
+    may run on (leadgw's default, short of a cgroup quota)."""
+    if "--workers" in command:
+        return int(command[command.index("--workers") + 1])
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def _key_entry(name: str, tenant: str, key: str) -> str:
@@ -185,10 +221,63 @@ class _Flood:
         return "failed", f"no word from the flood process in {timeout_s:g} s"
 
 
+@dataclass(slots=True)
+class _Peer:
+    """One server the rounds run against: tenant B's target and A's flood plans."""
+
+    prefix: str  # "" for the gateway, "floor: " for the floor
+    steady: GrpcUnaryTarget
+    preflight: Preflight
+    flood_plans: dict[str, FloodPlan]
+    alone: list[RunResult] = field(default_factory=list)
+    flooded: dict[str, list[RunResult]] = field(default_factory=dict)
+    totals: dict[str, FloodCounts] = field(default_factory=dict)
+
+
+def _flood_plans(
+    plan: FloodBenchPlan, score: GrpcUnaryTarget, address: str, key: str
+) -> dict[str, FloodPlan]:
+    args = (address, score.method, score.payloads, bearer(key), plan.flood_concurrency)
+    return {
+        "closed": FloodPlan(*args, score.timeout_s),
+        "open": FloodPlan(*args, score.timeout_s, rate=plan.open_rate),
+    }
+
+
+def refusal_message(limit: float) -> str:
+    """The gateway's message for a refusal of A (its delay varies; the floor's is fixed)."""
+    return f"tenant {FLOODER!r} is over its rate limit of {limit:g} requests/s; retry in 10 ms"
+
+
+def _start_floor(
+    config: BenchConfig,
+    plan: FloodBenchPlan,
+    stack: ExitStack,
+    tmp: Path,
+    response: bytes,
+    flood_key: str,
+) -> ServerProcess:
+    response_file, refuse_file = tmp / "floor-score-response.bin", tmp / "floor-refuse.txt"
+    response_file.write_bytes(response)
+    refuse_file.write_text(f"Bearer {flood_key}\n")
+    command = [
+        sys.executable, "-m", "benchmarks.floor_server", "--port", "0",
+        "--score-response-file", str(response_file), "--refuse-keys-file", str(refuse_file),
+        "--refusal-message", refusal_message(plan.flood_limit), "--retry-ms", "10",
+        "--workers", str(plan.floor_workers), "--event-loop", "uvloop",
+    ]  # fmt: skip
+    try:
+        return stack.enter_context(
+            start_listening_server("flood-floor", command, config.server_ready_timeout_s)
+        )
+    except ServerStartError as exc:
+        raise TargetError(f"tenant-flood: {exc}") from None
+
+
 def run_flood(
     config: BenchConfig, plan: FloodBenchPlan, score: GrpcUnaryTarget, progress: ProgressSink
 ) -> tuple[list[RunResult], FloodResult]:
-    """Rounds of tenant B alone and flooded, against a gateway of its own."""
+    """Rounds of tenant B alone and flooded, against a gateway of its own (and the floor)."""
     steady_limit = plan.rate * STEADY_HEADROOM
     with tempfile.TemporaryDirectory(prefix="leadgw-bench-flood-") as tmp, ExitStack() as stack:
         keys_file = Path(tmp) / "keys.toml"
@@ -203,6 +292,8 @@ def run_flood(
             f"and {STEADY} (limit {steady_limit:g}/s)"
         )
         env = gateway_env(Path(tmp) / "data", keys_file, plan.flood_limit)
+        if plan.max_streams is not None:
+            env["LEADGW_MAX_CONCURRENT_STREAMS"] = str(plan.max_streams)
         try:
             gateway = stack.enter_context(
                 start_listening_server("leadgw-flood", command, config.server_ready_timeout_s, env)
@@ -216,41 +307,82 @@ def run_flood(
         connect = config.shape.connect_timeout_s
         preflight = asyncio.run(steady.preflight(connect))
         asyncio.run(flooder.preflight(connect))  # the flooding key works before it floods
+        peers = [
+            _Peer("", steady, preflight, _flood_plans(plan, score, gateway.address, keys[FLOODER]))
+        ]
+        servers = [gateway]
+        if plan.floor:
+            progress.note(
+                f"tenant-flood: starting the floor ({plan.floor_workers} bare grpc.aio "
+                "process(es) on uvloop)"
+            )
+            floor = _start_floor(config, plan, stack, Path(tmp), preflight.sample, keys[FLOODER])
+            floor_steady = replace(steady, address=floor.address, server_pid=floor.pid)
+            floor_preflight = asyncio.run(floor_steady.preflight(connect))
+            floor_plans = _flood_plans(plan, score, floor.address, keys[FLOODER])
+            peers.append(_Peer(FLOOR_PREFIX, floor_steady, floor_preflight, floor_plans))
+            servers.append(floor)
         shape = replace(config.shape, mode="open", rate=plan.rate)
-        flood_plans = {
-            "closed": FloodPlan(
-                gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
-                plan.flood_concurrency, score.timeout_s,
-            ),
-            "open": FloodPlan(
-                gateway.address, score.method, score.payloads, bearer(keys[FLOODER]),
-                plan.flood_concurrency, score.timeout_s, rate=plan.open_rate,
-            ),
-        }  # fmt: skip
         runs: list[RunResult] = []
-        alone: list[RunResult] = []
-        flooded: dict[str, list[RunResult]] = {form: [] for form in plan.forms}
-        totals = {form: FloodCounts() for form in plan.forms}
+        for peer in peers:
+            peer.flooded = {form: [] for form in plan.forms}
+            peer.totals = {form: FloodCounts() for form in plan.forms}
         for round_no in range(1, plan.rounds + 1):
             suffix = f" #{round_no}" if plan.rounds > 1 else ""
-            label = f"scoreleads {STEADY} alone{suffix}"
-            alone.append(run_load(replace(steady, name=label), shape, preflight, progress, label))
-            runs.append(alone[-1])
-            for form in plan.forms:
-                how = _describe(plan, form)
-                label = f"scoreleads {STEADY}, {FLOODER} flooding ({how}){suffix}"
-                flood = _Flood(flood_plans[form])
-                progress.note(f"tenant-flood: {FLOODER} floods ({how})")
-                flood.start()
-                try:
-                    run = run_load(replace(steady, name=label), shape, preflight, progress, label)
-                finally:
-                    counts = flood.finish()
-                totals[form].add(counts)
-                flooded[form].append(run)
-                runs.append(run)
-        exit_codes = {"leadgw-flood": gateway.stop()}
-    return runs, _result(plan, steady_limit, alone, flooded, totals, exit_codes)
+            for peer in peers:
+                runs += _round(plan, peer, shape, suffix, progress)
+        exit_codes = {server.name: server.stop() for server in servers}
+    result = _result(plan, steady_limit, peers[0].alone, peers[0].flooded, peers[0].totals,
+                     exit_codes)  # fmt: skip
+    if len(peers) > 1:
+        result.floor = _floor_result(plan, peers[1], result)
+    return runs, result
+
+
+FLOOR_PREFIX = "floor: "
+
+
+def _round(
+    plan: FloodBenchPlan, peer: _Peer, shape: LoadShape, suffix: str, progress: ProgressSink
+) -> list[RunResult]:
+    """One round against one server: B alone, then B while A floods in each form."""
+    label = f"{peer.prefix}scoreleads {STEADY} alone{suffix}"
+    alone = run_load(replace(peer.steady, name=label), shape, peer.preflight, progress, label)
+    peer.alone.append(alone)
+    runs = [alone]
+    for form in plan.forms:
+        how = _describe(plan, form)
+        label = f"{peer.prefix}scoreleads {STEADY}, {FLOODER} flooding ({how}){suffix}"
+        flood = _Flood(peer.flood_plans[form])
+        progress.note(f"tenant-flood: {peer.prefix}{FLOODER} floods ({how})")
+        flood.start()
+        try:
+            run = run_load(replace(peer.steady, name=label), shape, peer.preflight, progress, label)
+        finally:
+            counts = flood.finish()
+        peer.totals[form].add(counts)
+        peer.flooded[form].append(run)
+        runs.append(run)
+    return runs
+
+
+def _floor_result(plan: FloodBenchPlan, peer: _Peer, gateway: FloodResult) -> FloodFloor:
+    p99_alone = pooled_p99_ms(peer.alone)
+    forms = [
+        _form(plan, form, peer.alone, p99_alone, peer.flooded[form], peer.totals[form])
+        for form in plan.forms
+    ]
+    for ours, floor in zip(gateway.forms, forms, strict=True):
+        ours.floor_ratio = floor.p99_ratio
+        if ours.p99_ratio is not None and floor.p99_ratio:
+            ours.over_floor = ours.p99_ratio / floor.p99_ratio
+    return FloodFloor(
+        workers=plan.floor_workers,
+        alone_runs=[r.target for r in peer.alone],
+        p99_alone_ms=p99_alone,
+        cores_alone=_gateway_cores(peer.alone),
+        forms=forms,
+    )
 
 
 def _describe(plan: FloodBenchPlan, form: str) -> str:
@@ -282,6 +414,7 @@ def _result(
         rate=plan.rate,
         flood_concurrency=plan.flood_concurrency,
         flood_rate=plan.open_rate,
+        max_streams=plan.max_streams,
         flood_limit=plan.flood_limit,
         steady_limit=steady_limit,
         rounds=plan.rounds,

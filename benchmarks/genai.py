@@ -13,7 +13,7 @@ import random
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.flood_suite import FloodBenchPlan, run_flood
+from benchmarks.flood_suite import FloodBenchPlan, gateway_workers, run_flood
 from benchmarks.leads import Feature, random_rows
 from benchmarks.notes_search_suite import NotesSearchPlan, run_notes_search
 from benchmarks.progress import ProgressSink
@@ -155,6 +155,9 @@ def _serving(
             config.flood_rounds,
             flood_rate=config.flood_rate,
             forms=config.flood_forms,
+            floor=config.flood_floor,
+            floor_workers=gateway_workers(config.leadgw_command),
+            max_streams=config.flood_max_streams,
         )
         flooded, flood = run_flood(config, flood_plan, score, progress)
         runs += flooded

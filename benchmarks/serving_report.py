@@ -77,34 +77,59 @@ def flood_section(f: dict[str, Any]) -> list[str]:
         f"Target: the flood raises tenant B's p99 by at most {f['target_ratio'] - 1:.0%}.",
         "",
         f"B p99 alone: {_ms(f['p99_alone_ms'])} ms, gateway CPU "
-        f"{f['gateway_cores_alone']:.2f} cores.",
+        f"{f['gateway_cores_alone']:.2f} cores; the gateway's max_concurrent_streams: "
+        f"{f.get('max_streams') or 'none (no cap)'}.",
         "",
         "| flood | B p99 flooded ms | ratio | verdict | rounds' ratios | A sent/s | A served/s "
-        "| A RESOURCE_EXHAUSTED | A other errors | A client CPU | gateway CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| A RESOURCE_EXHAUSTED | A other errors | A client CPU | gateway CPU | floor ratio "
+        "| × floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for form in f["forms"]:
-        flood = form["flood"]
-        others = {k: v for k, v in flood["codes"].items() if k != "RESOURCE_EXHAUSTED"}
-        if flood.get("skipped"):
-            others["not sent (in flight cap)"] = flood["skipped"]
         parts.append(
-            f"| {form['description']} | {_ms(form['p99_flooded_ms'])} "
-            f"| {_ratio(form['p99_ratio'])} | {_verdict(form['met'])} "
-            f"| {', '.join(f'{r:.2f}' for r in form['round_ratios']) or '-'} "
-            f"| {form['flood_sent_per_s']:,.0f} | {form['flood_ok_per_s']:,.0f} "
-            f"| {form['flood_resource_exhausted']:,} "
-            f"| {', '.join(f'{k} {v}' for k, v in others.items()) or 'none'} "
-            f"| {form['flood_client_cores']:.2f} | {form['gateway_cores']:.2f} |"
+            _flood_row(form, _verdict(form["met"]))
+            + f" {_ratio(form.get('floor_ratio'))} | {_ratio(form.get('over_floor'))} |"
         )
     parts += [
         "",
         f"B refused by a limit: {f['steady_resource_exhausted']} (expected 0). CPU in cores "
         "(CPU seconds per second); gateway CPU over B's measured windows, mean of the rounds; "
-        "A's client CPU over its whole flood.",
+        "A's client CPU over its whole flood. Floor ratio: B's ratio in the same form against "
+        "the floor (below); × floor: the gateway's ratio over the floor's.",
         "",
     ]
+    floor = f.get("floor")
+    if floor:
+        parts += [
+            f"The floor: {floor['workers']} bare grpc.aio process(es) on uvloop on one port, "
+            "answering B's ScoreLeads with the gateway's response bytes and refusing every one "
+            "of A's calls at once (the gateway serves A's limit's worth). B p99 alone at the "
+            f"floor: {_ms(floor['p99_alone_ms'])} ms, floor CPU {floor['cores_alone']:.2f} cores.",
+            "",
+            "| flood at the floor | B p99 flooded ms | ratio | verdict | rounds' ratios "
+            "| A sent/s | A served/s | A RESOURCE_EXHAUSTED | A other errors | A client CPU "
+            "| floor CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        parts += [_flood_row(form, _verdict(form["met"])) for form in floor["forms"]]
+        parts.append("")
     return parts
+
+
+def _flood_row(form: dict[str, Any], verdict: str) -> str:
+    flood = form["flood"]
+    others = {k: v for k, v in flood["codes"].items() if k != "RESOURCE_EXHAUSTED"}
+    if flood.get("skipped"):
+        others["not sent (in flight cap)"] = flood["skipped"]
+    return (
+        f"| {form['description']} | {_ms(form['p99_flooded_ms'])} "
+        f"| {_ratio(form['p99_ratio'])} | {verdict} "
+        f"| {', '.join(f'{r:.2f}' for r in form['round_ratios']) or '-'} "
+        f"| {form['flood_sent_per_s']:,.0f} | {form['flood_ok_per_s']:,.0f} "
+        f"| {form['flood_resource_exhausted']:,} "
+        f"| {', '.join(f'{k} {v}' for k, v in others.items()) or 'none'} "
+        f"| {form['flood_client_cores']:.2f} | {form['gateway_cores']:.2f} |"
+    )
 
 
 def shadow_section(s: dict[str, Any]) -> list[str]:

@@ -103,6 +103,8 @@ class BenchConfig:
     flood_rounds: int = 3
     flood_rate: float | None = None
     flood_forms: tuple[str, ...] = ("closed", "open")
+    flood_floor: bool = True  # the same rounds against a bare grpc.aio server, for B's floor
+    flood_max_streams: int | None = None  # the flood gateway's per-connection stream cap
     # shadow: where the candidate version comes from, and the rate (--rate or half of capacity).
     shadow_source: str = "train"
     shadow_half_capacity: bool = False

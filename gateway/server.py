@@ -330,6 +330,8 @@ async def start(
         ("grpc.so_reuseport", 0 if role is None else 1),
         *_connection_age_options(settings),
     ]
+    if settings.max_concurrent_streams is not None:
+        options.append(("grpc.max_concurrent_streams", settings.max_concurrent_streams))
     server = grpc.aio.server(options=options)
     gate = CallGate()
     # Without a keys file there is no decision to audit (every caller is the loopback tenant):

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     keep them."""
     max_connection_age_grace_s: float = Field(30.0, ge=0)
     """After max_connection_age_s, how long calls on the old connection may still finish."""
+    max_concurrent_streams: int | None = Field(None, ge=1)
+    """Calls one client connection may have in flight at once (HTTP/2 SETTINGS
+    MAX_CONCURRENT_STREAMS); a client's further calls wait in the client for a free stream.
+    None: gRPC's default (no cap)."""
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest request or response message; larger ones are refused by size."""
     log_level: str = "INFO"

@@ -363,6 +363,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(--flood-rate calls/s whatever the answers) (default: closed,open)",
     )
     serving.add_argument(
+        "--flood-floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tenant-flood: run the same rounds, interleaved, against the floor too: a bare "
+        "grpc.aio server on uvloop with the gateway's process count that answers B's ScoreLeads "
+        "with canned bytes and refuses every one of A's calls at once (RESOURCE_EXHAUSTED, the "
+        "gateway's trailers); the report gives B's ratio at the floor and the gateway's ratio as "
+        "a multiple of it (default: on)",
+    )
+    serving.add_argument(
+        "--flood-max-streams",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tenant-flood: the gateway's max_concurrent_streams (calls one connection may have "
+        "in flight; the floor keeps gRPC's default) (default: the gateway's, no cap)",
+    )
+    serving.add_argument(
         "--shadow-source",
         choices=("train", "copy"),
         default="train",
@@ -460,6 +478,8 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         flood_rounds=args.flood_rounds,
         flood_rate=args.flood_rate,
         flood_forms=args.flood_forms,
+        flood_floor=args.flood_floor,
+        flood_max_streams=args.flood_max_streams,
         shadow_source=args.shadow_source,
         shadow_half_capacity=args.shadow_half_capacity,
         shadow_rounds=args.shadow_rounds,

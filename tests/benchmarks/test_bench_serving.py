@@ -76,25 +76,30 @@ def test_tenant_flood(bench) -> None:
     assert flood["flood_rate"] == 60
     assert flood["steady_limit"] == 150  # five times what tenant B is sent
     labels = [r["target"] for r in result["runs"]]
+    steady = (
+        "scoreleads tenant-b alone",
+        "scoreleads tenant-b, tenant-a flooding (3 in flight)",
+        "scoreleads tenant-b, tenant-a flooding (60/s open loop)",
+    )
+    # The floor's rounds are interleaved with the gateway's, against a server of their own.
     assert labels == [
-        f"{label} #{n}"
-        for n in (1, 2)
-        for label in (
-            "scoreleads tenant-b alone",
-            "scoreleads tenant-b, tenant-a flooding (3 in flight)",
-            "scoreleads tenant-b, tenant-a flooding (60/s open loop)",
-        )
+        f"{peer}{label} #{n}" for n in (1, 2) for peer in ("", "floor: ") for label in steady
     ]
-    assert flood["alone_runs"] == labels[0::3]
+    gateway_labels = [label for label in labels if not label.startswith("floor: ")]
+    assert flood["alone_runs"] == gateway_labels[0::3]
     closed, open_loop = flood["forms"]
     assert (closed["form"], open_loop["form"]) == ("closed", "open")
-    assert closed["flooded_runs"] == labels[1::3] and open_loop["flooded_runs"] == labels[2::3]
+    assert closed["flooded_runs"] == gateway_labels[1::3]
+    assert open_loop["flooded_runs"] == gateway_labels[2::3]
     for r in result["runs"]:
         assert r["mode"] == "open" and r["offered_rps"] == 30
         assert r["ok"] > 0 and r["ok"] + sum(r["errors"].values()) == r["sent"]
     # The limit holds tenant A back and never touches tenant B.
     assert flood["steady_resource_exhausted"] == 0
-    for form in (closed, open_loop):
+    floor = flood["floor"]
+    assert floor["workers"] == 1  # the gateway's: --leadgw-workers 1
+    assert floor["alone_runs"] == [f"floor: {label}" for label in gateway_labels[0::3]]
+    for form, at_floor in zip((closed, open_loop), floor["forms"], strict=True):
         a = form["flood"]
         assert a["ok"] > 0 and a["codes"].get("RESOURCE_EXHAUSTED", 0) > 0
         assert form["flood_resource_exhausted"] == a["codes"]["RESOURCE_EXHAUSTED"]
@@ -104,13 +109,50 @@ def test_tenant_flood(bench) -> None:
         assert form["p99_ratio"] == pytest.approx(form["p99_flooded_ms"] / flood["p99_alone_ms"])
         assert form["met"] == (form["p99_ratio"] <= 1.25)
         assert len(form["round_ratios"]) == 2
+        # The floor refuses every one of A's calls, and serves B's (its runs are all ok above).
+        assert at_floor["form"] == form["form"]
+        assert at_floor["flood"]["ok"] == 0
+        assert at_floor["flood"]["codes"] == {"RESOURCE_EXHAUSTED": at_floor["flood"]["sent"]}
+        assert at_floor["p99_ratio"] == pytest.approx(
+            at_floor["p99_flooded_ms"] / floor["p99_alone_ms"]
+        )
+        assert form["floor_ratio"] == at_floor["p99_ratio"]
+        assert form["over_floor"] == pytest.approx(form["p99_ratio"] / at_floor["p99_ratio"])
     # Open loop: A's rate is the one asked for, not what the answers allow.
     assert open_loop["flood_sent_per_s"] == pytest.approx(60, rel=0.2)
+    assert floor["forms"][1]["flood_sent_per_s"] == pytest.approx(60, rel=0.2)
     assert flood["met"] == (closed["met"] and open_loop["met"])
     assert result["server_exit_codes"]["leadgw-flood"] == 0
+    assert result["server_exit_codes"]["flood-floor"] == 0
     markdown = (run.out / "report.md").read_text()
     assert "## One tenant flooding another" in markdown
     assert "| 60/s open loop |" in markdown and "| 3 in flight |" in markdown
+    assert "| flood at the floor |" in markdown and "| × floor |" in markdown
+
+
+def test_tenant_flood_without_floor(bench) -> None:
+    run = bench(
+        *QUICK,
+        "--targets", "tenant-flood",
+        "--rate", "30",
+        "--flood-limit", "10",
+        "--flood-forms", "closed",
+        "--flood-rounds", "1",
+        "--no-flood-floor",
+        "--flood-max-streams", "16",
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode in (0, 3), run.stderr
+    result = run.result()
+    flood = result["genai"]["tenant_flood"]
+    assert flood["floor"] is None and "flood-floor" not in result["server_exit_codes"]
+    assert [r["target"] for r in result["runs"]] == [
+        "scoreleads tenant-b alone",
+        "scoreleads tenant-b, tenant-a flooding (8 in flight)",
+    ]
+    assert flood["forms"][0]["floor_ratio"] is None
+    assert flood["max_streams"] == 16
+    assert "max_concurrent_streams: 16." in (run.out / "report.md").read_text()
 
 
 def test_shadow(bench) -> None:
