@@ -54,22 +54,19 @@ EF_CONSTRUCT = 64
 """HNSW build candidates of a new notes shard; its searches also use ef 64 (Edge's default search
 ef is the shard's ef_construct)."""
 
-_NO_GRAPH = {"enable_hnsw": False}
 _NOTE_INDEXES: dict[str, Any] = {
-    # is_tenant: Qdrant keeps each tenant's points together and plans a tenant's filter first,
-    # and the HNSW build adds links within each tenant's points (a small tenant's graph).
+    # is_tenant: Qdrant keeps each tenant's points together and plans a tenant's filter first.
     "tenant": qe.KeywordIndexParams(is_tenant=True),
-    # No per-value HNSW links for the other fields (enable_hnsw False): past ~30,000 notes Qdrant
-    # builds extra graphs for the mid-sized blocks of indexed fields (created_at's ranges, kind's
-    # values); at 100,000 bench notes they were about half the build's CPU. Filters on these
-    # fields still use the payload index: a small match is scored exactly, a large one walks the
-    # main graph with the filter.
-    "lead_id": qe.KeywordIndexParams(**_NO_GRAPH),
-    "note_id": qe.KeywordIndexParams(**_NO_GRAPH),
-    "kind": qe.KeywordIndexParams(**_NO_GRAPH),
-    "embedder": qe.KeywordIndexParams(**_NO_GRAPH),
-    "created_at": qe.FloatIndexParams(**_NO_GRAPH),
-    "chunk": qe.IntegerIndexParams(lookup=True, range=True, **_NO_GRAPH),
+    # The HNSW build also adds links within mid-sized blocks of these fields' values
+    # (created_at's ranges, kind's values) past ~30,000 notes. That costs build time, but
+    # turning it off (enable_hnsw False) was measured to drop recall@8 of a 30-day or one-kind
+    # filtered search from 0.98 to 0.30-0.55 (docs/perf/2026-11-28-hnsw.md): kept.
+    "lead_id": qe.PayloadSchemaType.Keyword,
+    "note_id": qe.PayloadSchemaType.Keyword,
+    "kind": qe.PayloadSchemaType.Keyword,
+    "embedder": qe.PayloadSchemaType.Keyword,
+    "created_at": qe.PayloadSchemaType.Float,
+    "chunk": qe.PayloadSchemaType.Integer,
 }
 _LEAD_INDEXES: dict[str, Any] = {
     "tenant": qe.KeywordIndexParams(is_tenant=True),

@@ -207,23 +207,6 @@ def test_a_new_notes_shard_keeps_int8_copies_and_indexes_on_every_core(tmp_path:
     assert config["hnsw_config"]["ef_construct"] == 64  # same recall as 100 on real embeddings
 
 
-def test_a_new_notes_shard_builds_extra_graph_links_only_per_tenant(tmp_path: Path) -> None:
-    """Per-value HNSW links for created_at's range blocks and kind's values doubled the build's
-    CPU at 100,000 notes; only the tenant field keeps them (a small tenant's own graph)."""
-    backend = EdgeBackend(local_config(tmp_path).store)
-    backend.ensure_schema(4)
-    try:
-        schema = backend._shard("notes").info().payload_schema
-    finally:
-        backend.close()
-    assert schema["tenant"].params.is_tenant
-    assert schema["tenant"].params.enable_hnsw is not False
-    others = {name: info.params.enable_hnsw for name, info in schema.items() if name != "tenant"}
-    assert others == dict.fromkeys(
-        ("lead_id", "note_id", "kind", "embedder", "created_at", "chunk"), False
-    )
-
-
 def test_a_shard_created_earlier_keeps_its_payload_indexes(tmp_path: Path) -> None:
     """Index settings live with the shard: opening an older one does not rebuild its indexes."""
     config = local_config(tmp_path).store
