@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from notes_helpers import local_config, make_note
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -203,6 +204,27 @@ def test_a_new_notes_shard_keeps_int8_copies_and_indexes_on_every_core(tmp_path:
     config = json.loads((tmp_path / "edge" / "notes" / "edge_config.json").read_text())
     assert config["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
     assert config["hnsw_config"]["max_indexing_threads"] == 0  # the build runs only when asked
+    assert config["hnsw_config"]["ef_construct"] == 64  # same recall as 100 on real embeddings
+
+
+def test_a_shard_created_earlier_keeps_its_payload_indexes(tmp_path: Path) -> None:
+    """Index settings live with the shard: opening an older one does not rebuild its indexes."""
+    config = local_config(tmp_path).store
+    path = config.edge_dir / "notes"
+    path.parent.mkdir(parents=True)
+    older = qe.EdgeShard.create(
+        str(path), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=4, distance=qe.Distance.Cosine))
+    )
+    older.update(qe.UpdateOperation.create_field_index("kind", qe.PayloadSchemaType.Keyword))
+    older.close()
+    backend = EdgeBackend(config)
+    backend.ensure_schema(4)
+    try:
+        schema = backend._shard("notes").info().payload_schema
+    finally:
+        backend.close()
+    assert set(schema) == {"kind"}
+    assert schema["kind"].params is None or schema["kind"].params.enable_hnsw is not False
 
 
 async def test_indexed_quantized_search_scores_are_exact_cosines(tmp_path: Path) -> None:
