@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SLOTS = 1024
 """Tenants the table can hold; past that, new tenants are not limited (and it is logged)."""
 _FIELDS = 4  # request tokens, request stamp, lead tokens, lead stamp
+_REQUESTS, _LEADS = 0, 2  # where each bucket (tokens, then stamp) starts in a slot
 LOCK_TIMEOUT_S = 0.05
 """A worker that died holding the lock must not stop the others: past this, calls pass."""
 
@@ -98,24 +99,9 @@ class RateLimiter:
     def take_request(self, tenant: str) -> Refusal | None:
         """Takes one request from the tenant's request bucket, or says why not (and when a
         retry would pass). Needs only the tenant: it runs before the request is decoded."""
-        rates = self._rates_of(tenant)
-        per_s = rates.requests_per_s
-        if _off(per_s):
-            return None
-        assert per_s is not None
-        slot = self._slot(tenant)
-        if slot is None or not self._acquire():
-            return None
-        values, base = self._buckets.values, slot * _FIELDS
-        try:
-            tokens = self._refill(values, base, per_s, self._clock())
-            assert tokens is not None
-            wait = _shortfall(tokens, 1, per_s, self._burst_s)
-            if wait == 0.0:
-                values[base] = tokens - 1
-        finally:
-            self._buckets.lock.release()
-        return None if wait == 0.0 else Refusal("requests", wait, per_s)
+        per_s = self._rates_of(tenant).requests_per_s
+        wait = self._take(tenant, _REQUESTS, per_s, 1)
+        return None if wait == 0.0 or per_s is None else Refusal("requests", wait, per_s)
 
     def take_leads(self, tenant: str, leads: int, *, refund_request: bool = True) -> Refusal | None:
         """Takes ``leads`` from the tenant's lead bucket, or says why not. Runs once the request
@@ -123,26 +109,40 @@ class RateLimiter:
         call takes one request and its leads, or neither."""
         rates = self._rates_of(tenant)
         per_s = rates.leads_per_s
+        refund = rates.requests_per_s if refund_request else None
+        wait = self._take(tenant, _LEADS, per_s, leads, refund_requests_per_s=refund)
+        return None if wait == 0.0 or per_s is None else Refusal("leads", wait, per_s)
+
+    def _take(
+        self,
+        tenant: str,
+        bucket: int,
+        per_s: float | None,
+        cost: int,
+        *,
+        refund_requests_per_s: float | None = None,
+    ) -> float:
+        """Takes ``cost`` tokens from one of the tenant's buckets; the seconds until they could
+        be taken when they cannot (0.0: taken, or nothing to limit). A refusal with
+        ``refund_requests_per_s`` gives the request bucket back the token this call took."""
         if _off(per_s):
-            return None
-        assert per_s is not None
+            return 0.0
         slot = self._slot(tenant)
         if slot is None or not self._acquire():
-            return None
+            return 0.0
         values, base = self._buckets.values, slot * _FIELDS
         try:
-            tokens = self._refill(values, base + 2, per_s, self._clock())
-            assert tokens is not None
-            wait = _shortfall(tokens, leads, per_s, self._burst_s)
+            tokens = self._refill(values, base + bucket, per_s, self._clock())
+            wait = _shortfall(tokens, cost, per_s, self._burst_s)
             if wait == 0.0:
-                values[base + 2] = tokens - leads
-            elif refund_request and not _off(rates.requests_per_s):
-                assert rates.requests_per_s is not None
-                capacity = max(rates.requests_per_s * self._burst_s, 1.0)
-                values[base] = min(capacity, values[base] + 1)
+                assert tokens is not None
+                values[base + bucket] = tokens - cost
+            elif refund_requests_per_s is not None and not _off(refund_requests_per_s):
+                capacity = max(refund_requests_per_s * self._burst_s, 1.0)
+                values[base + _REQUESTS] = min(capacity, values[base + _REQUESTS] + 1)
         finally:
             self._buckets.lock.release()
-        return None if wait == 0.0 else Refusal("leads", wait, per_s)
+        return wait
 
     def _acquire(self) -> bool:
         if self._buckets.lock.acquire(timeout=LOCK_TIMEOUT_S):
