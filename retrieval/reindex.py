@@ -13,9 +13,11 @@ collection.
 
 :func:`upgrade_at_start` runs it as a gateway starts, before it serves, when the store's notes
 were embedded by the other form of the local MiniLM (a data dir of an earlier version, or the
-embedder switched back): local CPU time only, resumable, progress in the log. Any other
-difference (an embeddings endpoint added, changed or removed) is left to the operator: the
-gateway refuses the notes RPCs and names ``leadgw notes reindex``.
+embedder switched back), on the embedded store: local CPU time only, resumable, progress in the
+log, and the store's one owner is the starting gateway, so no other process re-embeds or writes
+meanwhile. Left to the operator (the gateway refuses the notes RPCs and names ``leadgw notes
+reindex``): any other difference (an embeddings endpoint added, changed or removed), and a Qdrant
+server, which several replicas share and would each start re-embedding at once.
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ async def upgrade_at_start(
     old notes are then kept, and the next start carries on where this one stopped.
     """
     wanted = config.embedder.local
-    if config.embedder.url or not config.reindex_at_start or wanted not in LOCAL_EMBEDDERS:
+    if config.embedder.url or config.store.qdrant_url or not config.reindex_at_start:
+        return None
+    if wanted not in LOCAL_EMBEDDERS:
         return None
     runner = runner_for(config.store, shared)
     await runner.open()

@@ -128,6 +128,14 @@ async def test_with_reindex_at_start_off_the_store_refuses_and_names_the_command
     assert {name for name, _ in stored_points(config, float_embedder)} == {MINILM_NAME}
 
 
+async def test_a_qdrant_server_is_left_to_the_operator(tmp_path: Path) -> None:
+    """Replicas share a server: each would start re-embedding it at once. Nothing listens at
+    this address, so trying to would raise (connection refused) instead of returning None."""
+    config = local_config(tmp_path)
+    server = replace(config, store=replace(config.store, qdrant_url="http://127.0.0.1:9"))
+    assert await upgrade_at_start(server) is None
+
+
 async def test_an_empty_or_current_store_is_left_alone(
     tmp_path: Path, embedder: OnnxEmbedder
 ) -> None:
