@@ -77,7 +77,8 @@ def quality(n: int) -> None:
     )
     query_sets = {
         "note texts": sample_texts(n),
-        "short queries": list(SHORT_QUERIES),
+        "first 4 words of note texts": [" ".join(t.split()[:4]) for t in sample_texts(n)],
+        "the bench's short queries": list(SHORT_QUERIES),
     }
     for label, queries in query_sets.items():
         old_q, new_q = old.embed_sync(queries), new.embed_sync(queries)
