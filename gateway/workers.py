@@ -132,11 +132,12 @@ def run_workers(settings: Settings) -> int:
         print(f"leadgw serve: cannot bind {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 2
     store, notes_off = _start_store(settings)
-    if notes_off is None:
-        # Before any worker opens the store: a data dir of an earlier version is re-embedded here.
-        configure_logging(settings.log_level, settings.log_format)
-        asyncio.run(upgrade_notes(settings, None if store is None else store.link))
     try:
+        if notes_off is None:
+            # Before any worker opens the store: a data dir of an earlier version (the other
+            # local embedder form) is re-embedded here, once (retrieval.reindex).
+            configure_logging(settings.log_level, settings.log_format)
+            asyncio.run(upgrade_notes(settings, None if store is None else store.link))
         return _supervise(settings, holder, store, notes_off)
     finally:
         if store is not None:
