@@ -139,7 +139,12 @@ def _serving(
     """notes-search, tenant-flood and shadow, each on gateways of its own."""
     runs: list[RunResult] = []
     if "notes-search" in config.targets:
-        plan = NotesSearchPlan(config.search_notes, config.shape.duration_s, config.shape.warmup_s)
+        plan = NotesSearchPlan(
+            config.search_notes,
+            config.shape.duration_s,
+            config.shape.warmup_s,
+            embedder=config.search_embedder,
+        )
         searched, notes_search = run_notes_search(config, plan, progress)
         runs += searched
         genai["notes_search"] = notes_search.to_dict()

@@ -22,7 +22,7 @@ import numpy as np
 
 from retrieval.config import StoreConfig
 from retrieval.demo_corpus import demo_corpus
-from retrieval.embedder import MINILM_DIM, MINILM_NAME, OnnxEmbedder
+from retrieval.embedder import MINILM_DIM, MINILM_DQ_NAME, OnnxEmbedder
 from retrieval.store import NotesStore, NoteWrite
 from retrieval.types import NOTE_KINDS
 
@@ -61,14 +61,18 @@ def embedding_throughput(embedder: OnnxEmbedder, n: int = 256, repeats: int = 3)
     return best
 
 
-async def open_local_store(data_dir: Path) -> NotesStore:
-    """The gateway's own store class on the embedded Edge store under ``data_dir``."""
+async def open_local_store(data_dir: Path, embedder_name: str = MINILM_DQ_NAME) -> NotesStore:
+    """The gateway's own store class on the embedded Edge store under ``data_dir``, its notes
+    recorded as ``embedder_name``'s (a gateway configured with another refuses or re-embeds
+    them)."""
     return await NotesStore.open(
-        StoreConfig(data_dir=data_dir), dim=MINILM_DIM, embedder_name=MINILM_NAME
+        StoreConfig(data_dir=data_dir), dim=MINILM_DIM, embedder_name=embedder_name
     )
 
 
-def _writes(start: int, count: int, rng: np.random.Generator, texts: Sequence[str]) -> list[Any]:
+def _writes(
+    start: int, count: int, rng: np.random.Generator, texts: Sequence[str], embedder: str
+) -> list[Any]:
     now = datetime.now(UTC)
     vectors = rng.standard_normal((count, MINILM_DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -87,7 +91,7 @@ def _writes(start: int, count: int, rng: np.random.Generator, texts: Sequence[st
             "created_iso": created.isoformat(),
             "record_hash": str(number),
             "text_hash": str(number),
-            "embedder": MINILM_NAME,
+            "embedder": embedder,
         }
         writes.append(NoteWrite(payload["note_id"], payload, (text,), [vectors[i]], 0))
     return writes
@@ -114,7 +118,7 @@ async def fill_store_timed(
     started = time.perf_counter()
     for start in range(0, notes, _WRITE_BATCH):
         count = min(_WRITE_BATCH, notes - start)
-        await store.write(tenant or TENANT, _writes(start, count, rng, texts))
+        await store.write(tenant or TENANT, _writes(start, count, rng, texts, store.embedder_name))
     written = time.perf_counter()
     await store.wait_indexed()
     return FillTimes(written - started, time.perf_counter() - written)

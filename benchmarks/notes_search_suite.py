@@ -49,7 +49,7 @@ from benchmarks.servers import ServerProcess, start_listening_server
 from benchmarks.targets import GrpcUnaryTarget, TargetError
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
-from retrieval.embedder import OnnxEmbedder
+from retrieval.embedder import MINILM_DQ_NAME, OnnxEmbedder
 from retrieval.store import NotesStore
 from runtimes.types import DEFAULT_TENANT
 
@@ -80,6 +80,8 @@ class NotesSearchPlan:
     sizes: tuple[int, ...] = (10_000, 100_000)
     duration_s: float = 10.0
     warmup_s: float = 2.0
+    embedder: str = MINILM_DQ_NAME
+    """The local embedder form the gateway runs and the bench embeds the store's queries with."""
 
 
 @dataclass(slots=True)
@@ -112,6 +114,7 @@ class NotesSearchResult:
     store_p99_target_ms: float = STORE_P99_TARGET_MS
     restart_target_s: float = RESTART_TARGET_S
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    embedder: str = MINILM_DQ_NAME  # the local embedder form the gateway ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,11 +154,12 @@ def search_requests(scope: str, texts: list[str]) -> tuple[bytes, ...]:
     )  # fmt: skip
 
 
-def gateway_env(data_dir: Path) -> dict[str, str]:
+def gateway_env(data_dir: Path, embedder: str = MINILM_DQ_NAME) -> dict[str, str]:
     """A gateway on the filled store, nothing else loaded; inherited OTEL_*/LEADGW_* dropped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LEADGW_"))}
     env.update(
         LEADGW_DATA_DIR=str(data_dir),
+        LEADGW_EMBEDDINGS_LOCAL=embedder,
         LEADGW_LOAD_DEMO_CORPUS="false",
         LEADGW_LOG_LEVEL="WARNING",
         OTEL_TRACES_EXPORTER="none",
@@ -202,7 +206,7 @@ async def _load_and_time_store(
     data_dir: Path, notes: int, embedder: OnnxEmbedder, plan: NotesSearchPlan,
     progress: ProgressSink,
 ) -> tuple[FillTimes, dict[tuple[str, str], tuple[Percentiles, int]]]:  # fmt: skip
-    store = await open_local_store(data_dir)
+    store = await open_local_store(data_dir, plan.embedder)
     try:
         load = await fill_store_timed(store, notes, DEFAULT_TENANT)
         times = {}
@@ -242,14 +246,14 @@ async def _first_search(address: str, request: bytes, timeout_s: float) -> int:
                 await asyncio.sleep(0.05)
 
 
-def _start(config: BenchConfig, data_dir: Path, name: str) -> ServerProcess:
+def _start(config: BenchConfig, data_dir: Path, name: str, embedder: str) -> ServerProcess:
     command = [
         *config.leadgw_command,
         "--port", "0",
         "--model-repository", str(config.model_repository),
     ]  # fmt: skip
     return start_listening_server(
-        name, command, config.server_ready_timeout_s, gateway_env(data_dir)
+        name, command, config.server_ready_timeout_s, gateway_env(data_dir, embedder)
     )
 
 
@@ -264,7 +268,9 @@ def _one_size(
             _load_and_time_store(data_dir, notes, embedder, plan, progress)
         )
         progress.note(f"notes-search: starting leadgw on {notes:,} notes")
-        gateway = stack.enter_context(_start(config, data_dir, f"leadgw-notes-{notes}"))
+        gateway = stack.enter_context(
+            _start(config, data_dir, f"leadgw-notes-{notes}", plan.embedder)
+        )
         shape = replace(
             config.shape, mode="closed", concurrency=1, processes=1, channels=1,
             warmup_s=plan.warmup_s, duration_s=plan.duration_s,
@@ -293,7 +299,9 @@ def _one_size(
 
         progress.note(f"notes-search: restarting leadgw on {notes:,} notes")
         started = time.perf_counter()
-        again = stack.enter_context(_start(config, data_dir, f"leadgw-notes-{notes}-restart"))
+        again = stack.enter_context(
+            _start(config, data_dir, f"leadgw-notes-{notes}-restart", plan.embedder)
+        )
         ready_s = time.perf_counter() - started
         hits = asyncio.run(
             _first_search(
@@ -320,7 +328,7 @@ def run_notes_search(
     config: BenchConfig, plan: NotesSearchPlan, progress: ProgressSink
 ) -> tuple[list[RunResult], NotesSearchResult]:
     """Every size in turn; returns the gateway runs and the figures (with servers' exit codes)."""
-    embedder = asyncio.run(OnnxEmbedder.open())
+    embedder = asyncio.run(OnnxEmbedder.open(plan.embedder))
     runs: list[RunResult] = []
     exit_codes: dict[str, int | None] = {}
     try:
@@ -330,4 +338,4 @@ def run_notes_search(
         ]
     finally:
         asyncio.run(embedder.close())
-    return runs, NotesSearchResult(sizes, exit_codes=exit_codes)
+    return runs, NotesSearchResult(sizes, exit_codes=exit_codes, embedder=plan.embedder)

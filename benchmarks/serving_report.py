@@ -30,7 +30,7 @@ def notes_search_section(n: dict[str, Any]) -> list[str]:
         f"filter, top 5). Targets: end to end p99 ≤ {n['end_to_end_p99_target_ms']:g} ms, store "
         f"p99 ≤ {n['store_p99_target_ms']:g} ms, a restarted gateway serving within "
         f"{n['restart_target_s']:g} s. Queries: `note` = whole note texts, `short` = a few "
-        "words.",
+        f"words. The gateway's embedder: `{n.get('embedder', 'all-MiniLM-L6-v2-onnx-int8')}`.",
         "",
         "| notes | scope | queries | requests | e2e p50 ms | e2e p99 ms | e2e max ms "
         "| store p50 ms | store p99 ms | store errors |",

@@ -89,6 +89,8 @@ class BenchConfig:
     command: str = ""
     # GenAI targets and tracing levels (issues 5, 6, 7).
     search_notes: tuple[int, ...] = (10_000, 100_000)
+    search_embedder: str = "all-MiniLM-L6-v2-onnx-int8-dq"
+    """notes-search: the local embedder form the gateway runs (LEADGW_EMBEDDINGS_LOCAL)."""
     summary_notes: int = 10_000
     summary_concurrency: int = 8
     llm_first_token_ms: float = 50.0

@@ -21,5 +21,7 @@ def notes_config(settings: Settings) -> NotesConfig:
             url=settings.embeddings_url,
             model=settings.embeddings_model,
             api_key=settings.embeddings_api_key,
+            local=settings.embeddings_local,
         ),
+        reindex_at_start=settings.notes_reindex_at_start,
     )

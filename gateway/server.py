@@ -193,6 +193,8 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
             "notes store unavailable, summaries and notes RPCs will refuse: %s", role.notes_off
         )
         return None
+    if role is None:  # with workers, the supervisor did this before starting them
+        await upgrade_notes(settings)
     try:
         notes = await NotesService.open(
             notes_config(settings), shared=None if role is None else role.store
@@ -208,6 +210,25 @@ async def _open_notes(settings: Settings, role: WorkerRole | None) -> NotesServi
                 "loaded the demo corpus: %d notes, %d leads", report.added, report.leads_upserted
             )
     return notes
+
+
+async def upgrade_notes(settings: Settings, shared: StoreLink | None = None) -> None:
+    """Re-embeds a store of the other local embedder form before serving (retrieval.reindex
+    upgrade_at_start); a failure is logged, and opening the store then says what is wrong."""
+    from retrieval.reindex import upgrade_at_start
+
+    try:
+        report = await upgrade_at_start(notes_config(settings), shared=shared)
+    except LeadgwError as exc:
+        log.error("notes store: re-embedding at start stopped: %s", exc.message)
+        return
+    if report is not None:
+        log.info(
+            "notes store: every note point (%d) is now embedded with %s (were: %s)",
+            report.points,
+            settings.embeddings_local,
+            ", ".join(report.previous),
+        )
 
 
 def _control_config(settings: Settings, role: WorkerRole | None) -> ControlConfig:

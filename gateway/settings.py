@@ -125,6 +125,17 @@ class Settings(BaseSettings):
     """OpenAI-compatible embeddings endpoint. None: the local ONNX MiniLM model."""
     embeddings_model: str = "all-MiniLM-L6-v2"
     embeddings_api_key: str | None = None
+    embeddings_local: Literal["all-MiniLM-L6-v2-onnx-int8-dq", "all-MiniLM-L6-v2-onnx-int8"] = (
+        "all-MiniLM-L6-v2-onnx-int8-dq"
+    )
+    """Without embeddings_url: which form of the local MiniLM embeds notes and queries. The
+    default runs integer GEMMs (half the time of a query's embedding);
+    all-MiniLM-L6-v2-onnx-int8 is earlier versions' float form (docs/notes-store.md)."""
+    notes_reindex_at_start: bool = True
+    """A store whose notes were embedded by the other local form (a data dir of an earlier
+    version) is re-embedded from its stored texts as the gateway starts, before it serves,
+    with progress in the log. False: the notes RPCs refuse and the log names
+    ``leadgw notes reindex`` instead."""
     load_demo_corpus: bool = True
     """Load the seeded demo notes on start when the store is empty."""
 

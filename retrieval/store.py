@@ -178,6 +178,13 @@ class NotesStore:
         self._schema = (dim, embedder_name)
 
     @property
+    def embedder_name(self) -> str:
+        """The embedder whose vectors this store holds (checked as it opened)."""
+        if self._schema is None:
+            raise RuntimeError("the store is not open")
+        return self._schema[1]
+
+    @property
     def client_pid(self) -> int:
         """The process that holds the engine."""
         return self._runner.pid

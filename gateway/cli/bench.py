@@ -287,6 +287,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "minutes to load and index)",
     )
     genai.add_argument(
+        "--search-embedder",
+        choices=("all-MiniLM-L6-v2-onnx-int8-dq", "all-MiniLM-L6-v2-onnx-int8"),
+        default="all-MiniLM-L6-v2-onnx-int8-dq",
+        help="notes-search: the local embedder the gateway runs (LEADGW_EMBEDDINGS_LOCAL; "
+        "default: the gateway's default, integer GEMMs), for A/B runs against the float form",
+    )
+    genai.add_argument(
         "--summary-notes", type=_positive_int, default=10_000, help=f"summary: notes in store {d}"
     )
     genai.add_argument(
@@ -466,6 +473,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         plots=not args.no_plots,
         command=command,
         search_notes=args.search_notes,
+        search_embedder=args.search_embedder,
         summary_notes=args.summary_notes,
         summary_concurrency=args.summary_concurrency,
         llm_first_token_ms=args.llm_first_token_ms,

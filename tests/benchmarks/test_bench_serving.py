@@ -54,6 +54,21 @@ def test_notes_search(bench) -> None:
     markdown = (run.out / "report.md").read_text()
     assert "## SearchNotes through the gateway (Qdrant Edge)" in markdown
     assert "| 600 | lead | note |" in markdown and "| 600 | lead | short |" in markdown
+    assert figures["embedder"] == "all-MiniLM-L6-v2-onnx-int8-dq"
+    assert "The gateway's embedder: `all-MiniLM-L6-v2-onnx-int8-dq`." in markdown
+
+
+def test_notes_search_with_the_float_embedder(bench) -> None:
+    """The A/B run: the store is recorded as the float form's and the gateway runs it (were they
+    different, the gateway would spend its start re-embedding the store, or refuse)."""
+    args = ("--search-notes", "300", "--search-embedder", "all-MiniLM-L6-v2-onnx-int8")
+    run = bench(*QUICK, "--targets", "notes-search", *args, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = run.result()
+    assert result["genai"]["notes_search"]["embedder"] == "all-MiniLM-L6-v2-onnx-int8"
+    assert all(r["errors"] == {} and r["ok"] > 0 for r in result["runs"])
+    markdown = (run.out / "report.md").read_text()
+    assert "The gateway's embedder: `all-MiniLM-L6-v2-onnx-int8`." in markdown
 
 
 def test_tenant_flood(bench) -> None:

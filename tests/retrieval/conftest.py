@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from notes_helpers import local_config
 
-from retrieval.embedder import OnnxEmbedder
+from retrieval.embedder import MINILM_NAME, OnnxEmbedder
 from retrieval.notes import NotesService
 
 
@@ -17,6 +17,14 @@ from retrieval.notes import NotesService
 def embedder() -> Iterator[OnnxEmbedder]:
     """One ONNX session for the whole run: loading it is the slow part."""
     emb = OnnxEmbedder(batch_size=8)
+    yield emb
+    asyncio.run(emb.close())
+
+
+@pytest.fixture(scope="session")
+def float_embedder() -> Iterator[OnnxEmbedder]:
+    """The earlier versions' form of the local model (float32 GEMMs), for upgrades and A/B."""
+    emb = OnnxEmbedder(name=MINILM_NAME, batch_size=8)
     yield emb
     asyncio.run(emb.close())
 

@@ -54,7 +54,12 @@ async def test_a_policy_number_only_keywords_find(notes: NotesService) -> None:
 
 async def test_a_product_code_ranks_first_with_keywords(notes: NotesService) -> None:
     await load(notes)
-    assert (await ranked(notes, "ANN-7731", "dense"))[0] != "a1"
+    # By meaning alone a1 and the look-alike code of h2 are a coin toss (cosine 0.332 against
+    # 0.341 with the float form of the embedder, 0.335 against 0.326 with the integer form):
+    # the exact token is what must put a1 first, whichever way meaning leans. (That keywords
+    # alone find a note meaning misses is test_a_policy_number_only_keywords_find.)
+    dense = await ranked(notes, "ANN-7731", "dense")
+    assert set(dense[:2]) == {"a1", "h2"}
     assert (await ranked(notes, "ANN-7731", "hybrid"))[0] == "a1"
 
 
