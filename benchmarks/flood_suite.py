@@ -39,7 +39,7 @@ from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
 from benchmarks.runner import run_load
 from benchmarks.servers import ServerProcess, ServerStartError, start_listening_server
-from benchmarks.summary_suite import pooled_p99_ms
+from benchmarks.summary_suite import pooled_p99_ms, round_ratios
 from benchmarks.targets import GrpcUnaryTarget, Preflight, TargetError
 
 if TYPE_CHECKING:
@@ -446,11 +446,7 @@ def _form(
         p99_flooded_ms=p99_flooded,
         p99_ratio=ratio,
         met=None if ratio is None else ratio <= P99_TARGET_RATIO,
-        round_ratios=[
-            f.latency_ms.p99 / a.latency_ms.p99
-            for a, f in zip(alone, flooded, strict=True)
-            if a.latency_ms.p99 > 0
-        ],
+        round_ratios=round_ratios(alone, flooded),
         flood=flood,
         flood_sent_per_s=flood.sent / flood.seconds if flood.seconds else 0.0,
         flood_ok_per_s=flood.ok / flood.seconds if flood.seconds else 0.0,

@@ -37,7 +37,7 @@ from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
 from benchmarks.runner import run_load
 from benchmarks.servers import ServerProcess, ServerStartError, free_port, start_listening_server
-from benchmarks.summary_suite import pooled_p99_ms
+from benchmarks.summary_suite import pooled_p99_ms, round_ratios
 from benchmarks.targets import GrpcUnaryTarget, TargetError
 from leadgw_client.pb.inference import grpc_service_pb2 as oip
 from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
@@ -247,11 +247,7 @@ def _rate_result(
         p99_on_ms=p99_on,
         p99_ratio=ratio,
         met=None if ratio is None else ratio <= P99_TARGET_RATIO,
-        round_ratios=[
-            b.latency_ms.p99 / a.latency_ms.p99
-            for a, b in zip(off, on, strict=True)
-            if a.latency_ms.p99 > 0
-        ],
+        round_ratios=round_ratios(off, on),
     )
 
 

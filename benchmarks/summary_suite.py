@@ -302,6 +302,16 @@ def pooled_p99_ms(runs: list[RunResult]) -> float:
     return Percentiles.of(merge([base64.b64decode(r.histogram) for r in runs])).p99
 
 
+def round_ratios(base: list[RunResult], loaded: list[RunResult]) -> list[float]:
+    """Each round's own p99 ratio, loaded over its base run (rounds whose base has no p99 are
+    left out): how far the pooled ratio moves from round to round."""
+    return [
+        r.latency_ms.p99 / b.latency_ms.p99
+        for b, r in zip(base, loaded, strict=True)
+        if b.latency_ms.p99 > 0
+    ]
+
+
 def within_target(ratio: float) -> bool:
     """Within P99_TARGET_RATIO of each other, whichever is larger."""
     return max(ratio, 1 / ratio) <= P99_TARGET_RATIO
@@ -346,11 +356,7 @@ def _result(
         ok = all(r.ok for r in loaded)
         ratio = p99 / p99_alone if p99_alone > 0 and p99 > 0 and ok else None
         met = None if ratio is None else within_target(ratio)
-        round_ratios = [
-            r.latency_ms.p99 / a.latency_ms.p99
-            for r, a in zip(loaded, alone, strict=True)
-            if a.latency_ms.p99 > 0
-        ]
+        ratios = round_ratios(alone, loaded)
         with_summaries.append(
             WithSummaries(
                 kind,
@@ -360,7 +366,7 @@ def _result(
                 p99,
                 ratio,
                 met,
-                round_ratios,
+                ratios,
             )
         )
     return SummaryResult(
