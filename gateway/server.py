@@ -51,6 +51,7 @@ from retrieval.demo_corpus import load_demo_corpus_if_empty
 from retrieval.notes import NotesService
 from retrieval.shared_store import StoreLink
 from retrieval.summary import summarizer_from_settings
+from retrieval.summary.guard import shared_guard_model
 from runtimes.batcher import BatchingConfig, DynamicBatcher
 from runtimes.control import ControlConfig, ModelControl
 from runtimes.errors import LeadgwError
@@ -338,8 +339,13 @@ async def start(
             metrics=metrics,
             tenant_limit=None if keys is None else (lambda t: keys.limits_of(t).summaries),
             on_tenant_refused=lambda tenant: metrics.record_rejection(tenant, "summaries"),
+            # One model in the process for notes and the guard when they are the same one.
+            guard_embedder=shared_guard_model(notes.embedder),
         )
         closers.append(summarizer.aclose)
+        # Before serving (and before gc.freeze): what the first summary would otherwise load
+        # beside the event loop, in the middle of other callers' requests.
+        await summarizer.warm()
         llm = summarizer.llm
         if llm is not None:
             breaker = llm.breaker

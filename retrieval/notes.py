@@ -145,6 +145,11 @@ class NotesService:
             raise
         return cls(store, emb, await asyncio.to_thread(Chunker), owns_embedder=owned)
 
+    @property
+    def embedder(self) -> Embedder:
+        """The model that embeds notes and queries (this service's to close)."""
+        return self._embedder
+
     async def close(self) -> None:
         await self._store.close()
         if self._owns_embedder:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from opentelemetry import trace
 
+from retrieval.embedder import Embedder
 from retrieval.summary.cache import SummaryCache
 from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.limits import TenantLimiter
@@ -98,11 +99,14 @@ def summarizer_from_settings(
     metrics: SummaryMetrics | None = None,
     tenant_limit: Callable[[str], int | None] | None = None,
     on_tenant_refused: Callable[[str], None] | None = None,
+    guard_embedder: Embedder | None = None,
 ) -> Summarizer:
     """One per process. Close it (``aclose()``) on shutdown.
 
     ``tenant_limit``: a tenant's own concurrent-summary limit, None for the settings' default;
-    ``on_tenant_refused``: told of each summary refused by that limit."""
+    ``on_tenant_refused``: told of each summary refused by that limit; ``guard_embedder``: the
+    guard's model when the caller already holds it (the caller's to close; see
+    :func:`~retrieval.summary.guard.shared_guard_model`), None to load one for the guard."""
     return Summarizer(
         notes=notes,
         scorer=scorer,
@@ -111,7 +115,7 @@ def summarizer_from_settings(
         limiter=TenantLimiter(settings.summaries_per_tenant, tenant_limit, on_tenant_refused),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
         # The local MiniLM whatever embeddings_url says: the guard's threshold is set for it.
-        guard=SentenceGuard(),
+        guard=SentenceGuard(embedder=guard_embedder),
         max_chars=settings.summary_max_chars,
         max_tokens=settings.llm_max_tokens,
         tracer=tracer,

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.embedder import Embedder, OnnxEmbedder
+from retrieval.embedder import MINILM_DQ_NAME, Embedder, OnnxEmbedder
 from retrieval.summary.claims import Support, extract, strip_markers, unsupported
 from retrieval.summary.sentences import SentenceStream
 
+GUARD_EMBEDDER = MINILM_DQ_NAME
+"""The local model the guard's threshold was chosen with, whatever embeds the notes."""
 MIN_SIMILARITY = 0.55
 DUPLICATE_SIMILARITY = 0.95
 
@@ -79,6 +81,11 @@ class SentenceGuard:
             if self._embedder is None:
                 self._embedder = await self._open()
             return self._embedder
+
+    async def warm(self) -> None:
+        """Loads the model and runs it once, before serving: otherwise the first summary loads
+        it (seconds of the interpreter lock, beside the event loop) while others wait."""
+        await (await self.embedder()).embed(["warm-up"])
 
     async def session(self, sources: Sequence[str], facts: Sequence[str]) -> GuardSession:
         """``sources[n - 1]`` is the text (as the model saw it) of the note cited as [n]."""
@@ -177,3 +184,11 @@ def note_pieces(text: str) -> list[str]:
                 for start in range(0, len(words) - size + step, step):
                     pieces.append(" ".join(words[start : start + size]))
     return list(dict.fromkeys(pieces))
+
+
+def shared_guard_model(notes_embedder: Embedder) -> Embedder | None:
+    """The notes' own embedder when it is the guard's model run locally (the default), so a
+    process holds one copy, loaded at start; None when the guard needs its own."""
+    if isinstance(notes_embedder, OnnxEmbedder) and notes_embedder.name == GUARD_EMBEDDER:
+        return notes_embedder
+    return None

@@ -153,6 +153,18 @@ class Summarizer:
         """The LLM endpoint (None: fallback only); its ``breaker.state`` is for metrics."""
         return self._llm
 
+    async def warm(self) -> None:
+        """Loads, before serving, what the first summary would otherwise load while other
+        requests wait on the same event loop: the guard's model and the LLM client's lazily
+        imported parts. A part that fails is logged; the summaries that need it then fail over
+        as they would have."""
+        try:
+            await self._guard.warm()
+        except (OSError, RuntimeError, ValueError, LeadgwError) as err:
+            log.warning("summary guard: its model did not load at start: %s", err)
+        if self._llm is not None:
+            await self._llm.warm()
+
     async def aclose(self) -> None:
         if self._llm is not None:
             await self._llm.aclose()

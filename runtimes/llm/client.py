@@ -118,6 +118,16 @@ class LLMClient:
     async def aclose(self) -> None:
         await self._client.close()
 
+    async def warm(self) -> None:
+        """Imports now what the openai client imports lazily on its first streamed call (the
+        chat resources, the chunk types, anyio's event-loop backend): before serving, not on
+        the event loop between other callers' requests."""
+        import anyio
+        from openai.types.chat import ChatCompletionChunk  # noqa: F401
+
+        _ = self._client.chat.completions
+        anyio.Event()  # loads anyio's backend for this loop
+
     async def stream_chat(
         self,
         messages: Sequence[ChatMessage],

@@ -12,7 +12,7 @@ from summary_helpers import LEAD, TENANT, model_part, note, summarize
 
 from retrieval.embedder import OnnxEmbedder
 from retrieval.summary.claims import Support, extract, unsupported
-from retrieval.summary.guard import GuardConfig, SentenceGuard
+from retrieval.summary.guard import GUARD_EMBEDDER, GuardConfig, SentenceGuard, shared_guard_model
 from retrieval.summary.sanitize import INSTRUCTION_REMOVED
 from retrieval.summary.sentences import SentenceStream
 from tests.fakes.openai_server import StreamReply
@@ -203,3 +203,31 @@ async def test_many_small_chunks_are_cut_at_the_token_cap(llm_server, make_summa
 async def test_output_within_the_caps_is_not_marked_capped(llm_server, make_summarizer):
     _, result = await summarize(make_summarizer(max_chars=3000, max_tokens=64))
     assert result.capped == "" and not result.fallback
+
+
+def test_the_guard_shares_the_notes_model_only_when_it_is_the_guards_own(
+    embedder: OnnxEmbedder, float_embedder: OnnxEmbedder
+) -> None:
+    """One copy of the model per process by default; notes embedded by another model leave the
+    guard its own (its threshold was chosen with ``GUARD_EMBEDDER``)."""
+    assert embedder.name == GUARD_EMBEDDER
+    assert shared_guard_model(embedder) is embedder
+    assert float_embedder.name != GUARD_EMBEDDER
+    assert shared_guard_model(float_embedder) is None
+
+
+async def test_warm_loads_and_runs_the_guard_model_before_any_summary(
+    embedder: OnnxEmbedder,
+) -> None:
+    opened: list[OnnxEmbedder] = []
+
+    async def open_counted() -> OnnxEmbedder:
+        opened.append(embedder)
+        return embedder
+
+    guard = SentenceGuard(open_embedder=open_counted)
+    await guard.warm()
+    assert opened == [embedder]
+    session = await guard.session(["The client plans to retire in 2027."], [])
+    assert opened == [embedder]  # the first summary's session opens nothing more
+    assert session is not None

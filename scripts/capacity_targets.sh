@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run every issue-15 capacity target's bench, one after another, into one folder.
+#
+#   scripts/capacity_targets.sh [OUT]          # OUT defaults to bench-results/capacity-<UTC time>
+#   LEADGW_BENCH_LOCK=/path/to/lock scripts/capacity_targets.sh
+#
+# Each run gets its own report folder (OUT/<name>/report.md and result.json); OUT/runs.txt
+# records, per run, the command, the commit, the UTC start and end and the load average at
+# each, so every figure in a docs/perf report can be traced to its run. With LEADGW_BENCH_LOCK
+# set, each run holds that file's lock (flock), so engineers sharing a machine measure one at
+# a time. Expect about 12 minutes on a 2-core machine.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+out=${1:-bench-results/capacity-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out"
+bench=(.venv/bin/leadgw bench --no-progress --no-plots --warmup 2)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+run() {
+    local name=$1
+    shift
+    local cmd=("${bench[@]}" "$@" --out "$out/$name")
+    if [[ -n ${LEADGW_BENCH_LOCK:-} ]]; then
+        cmd=(flock "$LEADGW_BENCH_LOCK" "${cmd[@]}")
+    fi
+    {
+        echo "## $name"
+        echo "command: leadgw bench $* (commit $commit)"
+        echo "start: $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
+    } >>"$out/runs.txt"
+    echo "== $name: leadgw bench $*" >&2
+    "${cmd[@]}" >"$out/$name.log" 2>&1 || echo "exit: $?" >>"$out/runs.txt"
+    echo "end: $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/runs.txt"
+}
+
+floor=scoreleads,modelinfer,transport-floor
+run o800 --targets "$floor" --mode open --rate 800 --duration 10
+run c1 --targets "$floor",mlserver --mode closed --concurrency 1 --duration 10
+run c8 --targets "$floor" --mode closed --concurrency 8 --duration 10
+run c64 --targets "$floor",mlserver --mode closed --concurrency 64 --duration 10
+run b1000 --targets scoreleads-columns,modelinfer --batch 1000 --mode closed --concurrency 1 --duration 10
+run sweep --targets "$floor",mlserver --mode sweep --sweep-start 300 --sweep-factor 1.5 \
+    --sweep-max-steps 6 --sweep-step-duration 4 --slo-ms 10
+# 25% of the floor's capacity as this run's sweep found it.
+floor_rps=$(.venv/bin/python - "$out/sweep/result.json" <<'PY'
+import json, sys
+sweeps = json.load(open(sys.argv[1])).get("sweeps", [])
+best = [s["best_rps"] for s in sweeps if s["target"] == "transport-floor" and s["best_rps"]]
+print(best[0] if best else "")
+PY
+) || floor_rps=""
+if [[ -n $floor_rps ]]; then
+    rate=$(.venv/bin/python -c "print(round($floor_rps * 0.25))")
+    run o25 --targets "$floor" --mode open --rate "$rate" --duration 10
+else
+    echo "o25: skipped, the sweep found no passing rate for the floor" | tee -a "$out/runs.txt" >&2
+fi
+run tracing --targets scoreleads --tracing off,0.01,1.0 --tracing-rounds 3 --duration 8 --channels 8
+echo "done: $out" >&2
