@@ -5,7 +5,8 @@ thread, the batcher's thread and gRPC's own threads (``docs/perf/2026-11-28-cols
 
     python scripts/thread_cpu.py --pid <worker pid> [--requests N] -- leadgw bench ...
 
-Threads started during the command are counted from zero. A thread's name is its ``comm``
+Threads started during the command are counted from zero; threads that end before it does are
+not counted at all (their CPU leaves ``/proc`` with them). A thread's name is its ``comm``
 (Python does not name OS threads, so most read "python"); the main thread's id is the pid.
 """
 
