@@ -36,7 +36,7 @@ async def test_a_hung_call_is_cut_off_and_the_other_thread_still_answers(tmp_pat
     store = await NotesStore.open_with(runner, dim=8, embedder_name="e")
     release = threading.Event()
     try:
-        with pytest.raises(Unavailable, match="did not answer hang within 0.2 s"):
+        with pytest.raises(Unavailable, match=r"did not answer hang within 0\.2 s"):
             await runner.run(_hang, release, timeout_s=0.2)
         # One thread is still stuck in the hung call; the other serves the real shard.
         assert await store.count_notes(T) == 0
