@@ -59,10 +59,9 @@ class CallThreads:
 
     Each call is one queue put, and its outcome goes back to the waiting coroutine with one
     ``call_soon_threadsafe``: lighter than ``run_in_executor`` + ``wait_for`` (a
-    ``concurrent.futures`` future chained to an asyncio one, plus a timeout wrapper), which
-    was a measured quarter of a millisecond of every search and most of its tail above the
-    engine's own (docs/perf/2026-11-28-storeq.md). Threads, not one: a slow call (a bulk
-    write) does not hold up a search behind it.
+    ``concurrent.futures`` future chained to an asyncio one, plus a timeout wrapper): 0.04 to
+    0.25 ms less per search in interleaved A/Bs (docs/perf/2026-11-28-storeq.md). Threads,
+    not one: a slow call (a bulk write) does not hold up a search behind it.
     """
 
     def __init__(self, threads: int, name: str) -> None:
