@@ -14,7 +14,6 @@ workers reconnect on their next call, and meanwhile get ``Unavailable``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -25,7 +24,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from retrieval.backend import StoreBackend
 from retrieval.config import StoreConfig
-from retrieval.store_runner import bounded
+from retrieval.store_runner import CallThreads, bounded
 from runtimes.errors import Unavailable
 
 T = TypeVar("T")
@@ -230,21 +228,21 @@ def _remove(socket_dir: Path) -> None:
 
 
 class SharedRunner:
-    """A worker's side: store operations sent to the host, from a small thread pool (the proxy
-    gives each thread its own connection, and waiting on a socket releases the GIL)."""
+    """A worker's side: store operations sent to the host from a few threads of its own (the
+    proxy gives each thread its own connection, and waiting on a socket releases the GIL)."""
 
     def __init__(self, link: StoreLink, threads: int = 2) -> None:
         self._link = link
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store-link")
+        self._threads = CallThreads(threads, "store-link")
         self._store: Any = None
         self.pid = 0
 
     async def open(self) -> None:
-        await self._connect_now()
+        await self._connect_now(None)
 
-    async def _connect_now(self) -> None:
-        self._store = await self._call(self._connect)
-        self.pid = await self._call(self._store.pid)
+    async def _connect_now(self, timeout_s: float | None) -> None:
+        self._store = await self._call(self._connect, timeout_s=timeout_s, what="a connect")
+        self.pid = await self._call(self._store.pid, timeout_s=timeout_s, what="a connect")
 
     def _connect(self) -> Any:
         manager = _StoreManager(address=self._link.address, authkey=self._link.authkey)
@@ -255,9 +253,9 @@ class SharedRunner:
         what = op.__name__.strip("_").replace("_", " ")
         if self._store is None:
             # The host was restarted (or never reached): connect again, within the same bound.
-            await bounded(self._connect_now(), timeout_s, "a reconnect")
+            await bounded(self._connect_now(timeout_s), timeout_s, "a reconnect")
         try:
-            result: T = await bounded(self._call(self._store.run, op, args), timeout_s, what)
+            result: T = await self._call(self._store.run, op, args, timeout_s=timeout_s, what=what)
         except Unavailable:
             self._store = None
             raise
@@ -265,17 +263,18 @@ class SharedRunner:
 
     async def reopen(self) -> None:
         self._store = None
-        await self._connect_now()
+        await self._connect_now(None)
 
     async def close(self) -> None:
         """Drops this worker's connection; the engine stays open for the other workers."""
         self._store = None
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        await self._threads.close(cancel_pending=True)
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, timeout_s: float | None, what: str
+    ) -> T:
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await self._threads.call(fn, *args, timeout_s=timeout_s, what=what)
         except multiprocessing.AuthenticationError as exc:
             raise Unavailable("the shared notes store refused this worker's key") from exc
         except (ConnectionError, EOFError, FileNotFoundError) as exc:
