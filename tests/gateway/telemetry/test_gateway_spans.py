@@ -158,20 +158,23 @@ def always_batching_repository(tmp_path: Path) -> Path:
     )
 
 
-def _hold_first_run(batcher) -> threading.Event:
-    """Makes the batcher's first run wait (on its executor thread) until the event is set."""
-    release = threading.Event()
-    run_batch = batcher._run_batch
-    first = [True]
+class _HeldRun:
+    """Makes the batcher's first run wait (on its executor thread) until ``release`` is set, and
+    records how many rows that run holds."""
 
-    def held(inputs):
-        if first[0]:
-            first[0] = False
-            release.wait(timeout=30)
-        return run_batch(inputs)
+    def __init__(self, batcher) -> None:
+        self.release = threading.Event()
+        self.rows = 0
+        self._first = True
+        self._run_batch = batcher._run_batch
+        batcher._run_batch = self._held
 
-    batcher._run_batch = held
-    return release
+    def _held(self, inputs):
+        if self._first:
+            self._first = False
+            self.rows = int(inputs.shape[0])
+            self.release.wait(timeout=30)
+        return self._run_batch(inputs)
 
 
 async def test_batched_burst_links_one_batch_to_many_request_spans(
@@ -190,18 +193,19 @@ async def test_batched_burst_links_one_batch_to_many_request_spans(
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             stub = pb_grpc.LeadServiceStub(channel)
-            # The first request finds the batcher idle and runs at once; its run is held until
-            # the other 11 have queued behind it, so they meet in batches by the order of
-            # events, not by how fast a busy machine encodes them (12 x 300 rows stay under
-            # the 4,096-row queue; 1,024-row batches hold 3 each).
+            # The first request finds the batcher idle and runs at once (with any that were
+            # admitted before its run began: one, two or three of them, by how fast the machine
+            # decodes); that run is held until every other request has queued behind it, so
+            # they meet in batches by the order of events, not by timing (12 x 300 rows stay
+            # under the 4,096-row queue; 1,024-row batches hold 3 each).
             batcher = gateway.repository.get("lead_scorer")._batcher
-            release = _hold_first_run(batcher)
+            held = _HeldRun(batcher)
             request = score_request(sample_leads(300))
             calls = asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
             async with asyncio.timeout(30):
-                while batcher._queued_rows < 11 * 300:
+                while held.rows == 0 or held.rows + batcher._queued_rows < 12 * 300:
                     await asyncio.sleep(0.005)
-            release.set()
+            held.release.set()
             await calls
         servers = await spans.wait_for("leadgw.v1.LeadService/ScoreLeads", count=12)
         batches = [s for s in spans.finished() if s.name == "batch lead_scorer/1"]
