@@ -238,11 +238,12 @@ class SharedRunner:
         self.pid = 0
 
     async def open(self) -> None:
-        await self._connect_now(None)
+        await self._connect_now()
 
-    async def _connect_now(self, timeout_s: float | None) -> None:
-        self._store = await self._call(self._connect, timeout_s=timeout_s, what="a connect")
-        self.pid = await self._call(self._store.pid, timeout_s=timeout_s, what="a connect")
+    async def _connect_now(self) -> None:
+        # Unbounded here: a reconnect bounds both calls together (``run``).
+        self._store = await self._call(self._connect, timeout_s=None, what="a connect")
+        self.pid = await self._call(self._store.pid, timeout_s=None, what="a connect")
 
     def _connect(self) -> Any:
         manager = _StoreManager(address=self._link.address, authkey=self._link.authkey)
@@ -253,7 +254,7 @@ class SharedRunner:
         what = op.__name__.strip("_").replace("_", " ")
         if self._store is None:
             # The host was restarted (or never reached): connect again, within the same bound.
-            await bounded(self._connect_now(timeout_s), timeout_s, "a reconnect")
+            await bounded(self._connect_now(), timeout_s, "a reconnect")
         try:
             result: T = await self._call(self._store.run, op, args, timeout_s=timeout_s, what=what)
         except Unavailable:
@@ -263,7 +264,7 @@ class SharedRunner:
 
     async def reopen(self) -> None:
         self._store = None
-        await self._connect_now(None)
+        await self._connect_now()
 
     async def close(self) -> None:
         """Drops this worker's connection; the engine stays open for the other workers."""

@@ -48,7 +48,11 @@ async def bounded(awaitable: Any, timeout_s: float, what: str) -> Any:
     try:
         return await asyncio.wait_for(awaitable, timeout_s)
     except TimeoutError:
-        raise Unavailable(f"the notes store did not answer {what} within {timeout_s:g} s") from None
+        raise not_answered(what, timeout_s) from None
+
+
+def not_answered(what: str, timeout_s: float) -> Unavailable:
+    return Unavailable(f"the notes store did not answer {what} within {timeout_s:g} s")
 
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
@@ -88,9 +92,8 @@ class CallThreads:
             async with asyncio.timeout(timeout_s):
                 return await future
         except TimeoutError:
-            raise Unavailable(
-                f"the notes store did not answer {what} within {timeout_s:g} s"
-            ) from None
+            assert timeout_s is not None  # only a bound can expire
+            raise not_answered(what, timeout_s) from None
 
     def _serve(self) -> None:
         while (item := self._queue.get()) is not None:
