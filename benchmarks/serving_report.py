@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _ms(value: float) -> str:
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
@@ -33,17 +35,19 @@ def notes_search_section(n: dict[str, Any]) -> list[str]:
         f"words. The gateway's embedder: `{n.get('embedder', 'all-MiniLM-L6-v2-onnx-int8')}`.",
         "",
         "| notes | scope | queries | requests | e2e p50 ms | e2e p99 ms | e2e max ms "
-        "| store p50 ms | store p99 ms | store errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| store p50 ms | store p99 ms | store call p50 ms | store call p99 ms | store errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in n["sizes"]:
         for s in size["scopes"]:
             e2e, store = s["end_to_end_ms"], s["store_ms"]
+            call = s.get("store_call_ms") or {"p50": None, "p99": None}  # older results: none
             parts.append(
                 f"| {size['notes']:,} | {s['scope']} | {s.get('queries', 'note')} "
                 f"| {e2e['count']} | {_ms(e2e['p50'])} "
                 f"| {_ms(e2e['p99'])} | {_ms(e2e['max'])} | {_ms(store['p50'])} "
-                f"| {_ms(store['p99'])} | {s['store_errors']} |"
+                f"| {_ms(store['p99'])} | {_ms(call['p50'])} | {_ms(call['p99'])} "
+                f"| {s['store_errors']} |"
             )
     parts += [
         "",
