@@ -39,11 +39,12 @@ class NotesHealthProbe:
         self._timeout_s = timeout_s
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
-        self.status = NOT_SERVING
+        self.status: int | None = None  # none yet: the first probe's is not a change
 
     async def start(self) -> None:
         """Sets the first status (NOT_SERVING when notes are off) and starts probing."""
         if self._check is None:
+            self.status = NOT_SERVING
             await self._servicer.set(NOTES_HEALTH_NAME, NOT_SERVING)
             return
         await self.probe()
@@ -66,12 +67,11 @@ class NotesHealthProbe:
             status, why = NOT_SERVING, str(exc) or "no answer in time"
         else:
             status, why = SERVING, ""
-        if status != self.status:
-            if status == SERVING:
-                log.info("notes store answers again: %s SERVING", NOTES_HEALTH_NAME)
-            else:
-                log.warning("notes store down: %s NOT_SERVING (%s)", NOTES_HEALTH_NAME, why)
-        self.status = status
+        previous, self.status = self.status, status
+        if status == NOT_SERVING and previous != NOT_SERVING:
+            log.warning("notes store down: %s NOT_SERVING (%s)", NOTES_HEALTH_NAME, why)
+        elif status == SERVING and previous == NOT_SERVING:
+            log.info("notes store answers again: %s SERVING", NOTES_HEALTH_NAME)
         await self._servicer.set(NOTES_HEALTH_NAME, status)
 
     async def _run(self) -> None:

@@ -102,3 +102,32 @@ async def test_stop_returns_even_when_a_check_swallows_its_cancellation() -> Non
     while calls < 2:
         await asyncio.sleep(0.01)
     await asyncio.wait_for(probe.stop(), timeout=10)
+
+
+async def test_the_log_names_changes_of_the_stores_health_not_the_first_answer(caplog) -> None:
+    """A store that answers at start-up is not "back": only a change is logged, once."""
+    from grpc_health.v1 import health
+
+    from gateway.notes_health import NotesHealthProbe
+    from runtimes.errors import Unavailable
+
+    answers = [True, True, False, False, True]
+
+    async def check() -> None:
+        if not answers.pop(0):
+            raise Unavailable("the notes store is closed")
+
+    servicer = health.aio.HealthServicer()
+    probe = NotesHealthProbe(check, servicer, interval_s=3600)
+    with caplog.at_level("INFO", logger="gateway.notes_health"):
+        await probe.start()  # the first probe
+        for _ in range(4):
+            await probe.probe()
+        await probe.stop()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"notes store down: {NOTES_HEALTH_NAME} NOT_SERVING (the notes store is closed)",
+        ),
+        ("INFO", f"notes store answers again: {NOTES_HEALTH_NAME} SERVING"),
+    ]
