@@ -1,0 +1,77 @@
+"""``scripts/capacity_targets.sh``: which runs it makes, in which order, and what it records.
+
+The script is run as written, from a copy of the repository's layout in a scratch folder whose
+``.venv/bin/leadgw`` is a stand-in that records its arguments (and writes the sweep's
+``result.json``, which the script reads for the 25% rate); the real benches are covered by the
+bench tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "capacity_targets.sh"
+
+STAND_IN = """#!{python}
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+out = Path(args[args.index("--out") + 1])
+out.mkdir(parents=True)
+with open(Path(__file__).parent / "calls.txt", "a") as calls:
+    calls.write(" ".join(args) + "\\n")
+if "sweep" in args:
+    sweeps = [{{"target": "transport-floor", "best_rps": 1240.0}}]
+    (out / "result.json").write_text(json.dumps({{"sweeps": sweeps}}))
+"""
+
+
+def run_script(tmp_path: Path, **env: str) -> tuple[list[list[str]], str]:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SCRIPT, tmp_path / "scripts" / SCRIPT.name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "leadgw").write_text(STAND_IN.format(python=sys.executable))
+    (bin_dir / "leadgw").chmod(0o755)
+    os.symlink(sys.executable, bin_dir / "python")
+    out = tmp_path / "out"
+    subprocess.run(
+        ["bash", str(tmp_path / "scripts" / SCRIPT.name), str(out)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    calls = [line.split() for line in (bin_dir / "calls.txt").read_text().splitlines()]
+    return calls, (out / "runs.txt").read_text()
+
+
+def out_name(call: list[str]) -> str:
+    return Path(call[call.index("--out") + 1]).name
+
+
+def test_one_pass_runs_every_target_once_and_the_25_percent_rate_from_the_sweep(
+    tmp_path: Path,
+) -> None:
+    calls, runs = run_script(tmp_path)
+    names = [out_name(call) for call in calls]
+    assert names == ["o800", "c1", "c8", "c64", "b1000", "sweep", "o25", "tracing"]
+    o25 = calls[names.index("o25")]
+    assert o25[o25.index("--rate") + 1] == "310"  # 25% of the floor's 1,240/s
+    assert all(call[0] == "bench" and "--no-progress" in call for call in calls)
+    assert runs.count("command: leadgw bench") == 8 and "exit:" not in runs
+
+
+def test_repeats_interleave_the_close_targets(tmp_path: Path) -> None:
+    calls, runs = run_script(tmp_path, REPEATS="3")
+    names = [out_name(call) for call in calls]
+    assert names[:6] == ["o800", "c1", "o800-2", "c1-2", "o800-3", "c1-3"]
+    assert names[6:] == ["c8", "c64", "b1000", "sweep", "o25", "tracing"]
+    assert (
+        calls[0][: calls[0].index("--out")] == calls[2][: calls[2].index("--out")]
+    )  # same command
+    assert "## o800-3" in runs and "## c1-3" in runs
