@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -291,13 +292,69 @@ def export_steps(reps: int, batch: int) -> dict[str, float]:
     return out
 
 
+def peer_attributes_ab(n: int, rounds: int) -> dict[str, float]:
+    """The server span's life with the peer's attributes set after ``start_span`` (as before
+    2026-11-28) and given to it, the two runs interleaved ``rounds`` times in this process so
+    that a drift of the machine falls on both: the median per call of each."""
+    batch_provider = provider(True, "batch")
+    tracer = batch_provider.get_tracer(interceptor.TRACER_NAME)
+    queue = batch_provider._active_span_processor._span_processors[0]._batch_processor._queue
+    service, method = NAME.split("/")
+    info = interceptor._Method(
+        name=NAME, service=service, method=method, attributes=dict(METHOD_ATTRIBUTES)
+    )
+    getter = interceptor._GETTER
+
+    def life(span: Any) -> None:
+        token = otel_context.attach(trace.set_span_in_context(span))
+        span.set_attribute("rpc.grpc.status_code", 0)
+        span.end()
+        otel_context.detach(token)
+
+    def after(_: Any) -> None:
+        parent = propagate.extract(METADATA, getter=getter)
+        span = tracer.start_span(
+            NAME, context=parent, kind=SpanKind.SERVER, attributes=info.attributes
+        )
+        if span.is_recording():
+            span.set_attributes(interceptor._peer_attributes(PEER))
+        life(span)
+
+    def given(_: Any) -> None:
+        parent = propagate.extract(METADATA, getter=getter)
+        life(
+            tracer.start_span(
+                NAME, context=parent, kind=SpanKind.SERVER, attributes=info.span_attributes(PEER)
+            )
+        )
+
+    times: dict[str, list[float]] = {"after": [], "given": []}
+    for _ in range(rounds):
+        for name, step in (("after", after), ("given", given)):
+            times[name].append(per_call_us(step, lambda: _clear_every(queue, 4 * n), n, 1))
+    return {
+        "server span, peer attributes set after start (before), median": statistics.median(
+            times["after"]
+        ),
+        "server span, peer attributes given to start_span (now), median": statistics.median(
+            times["given"]
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--ab-rounds", type=int, default=0, help="run only peer_attributes_ab")
     args = parser.parse_args()
+    if args.ab_rounds:
+        results = peer_attributes_ab(args.n, args.ab_rounds)
+        for name, us in results.items():
+            print(f"{name:<64}  {us:7.2f} µs")
+        return
     results = loop_steps(args.n, args.reps)
     if not args.no_export:
         results.update(export_steps(args.reps, args.batch))
