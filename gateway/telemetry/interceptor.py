@@ -99,9 +99,9 @@ class _Method:
 
     def span_attributes(self, peer: str) -> dict[str, str | int]:
         """The server span's attributes for a call from ``peer``: the method's and the peer's,
-        built once per peer. Given to ``start_span`` whole: the SDK cleans one mapping then,
-        where setting the peer's afterwards cleaned a second under the span's lock (~5 µs of
-        ~25 a span, measured in docs/perf/2026-11-28-trace100.md), and the sampler sees them."""
+        built once per peer. Given to ``start_span`` whole, so that a sampler sees them all and
+        the SDK cleans one mapping instead of a second one under the span's lock after the
+        start (1-2 µs of the ~45 a sampled server span costs: docs/perf/2026-11-28-trace100.md)."""
         attributes = self.by_peer.get(peer)
         if attributes is None:
             if len(self.by_peer) >= _MAX_PEERS:
