@@ -83,7 +83,7 @@ class Telemetry:
         sampler = None if exporters else ALWAYS_OFF
         tracer_provider = TracerProvider(resource=resource, sampler=sampler)
         for exporter in exporters:
-            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+            tracer_provider.add_span_processor(span_processor(exporter))
         all_readers = readers if prometheus is None else [*readers, prometheus.reader]
         meter_provider = MeterProvider(resource=resource, metric_readers=all_readers)
 
@@ -128,6 +128,13 @@ class Telemetry:
         self.meter_provider.shutdown()
         if self.prometheus is not None:
             self.prometheus.stop()
+
+
+def span_processor(exporter: SpanExporter) -> BatchSpanProcessor:
+    """The processor each span exporter gets: the SDK's batch span processor with its defaults
+    (``OTEL_BSP_*`` change them). Larger batches would not pay: an export call costs ~0.3 ms
+    of CPU, under 1 µs a span at the default 512 (docs/perf/2026-11-28-trace100.md)."""
+    return BatchSpanProcessor(exporter)
 
 
 def _resource(service_name_default: str) -> Resource:

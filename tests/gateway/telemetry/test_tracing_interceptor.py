@@ -5,13 +5,20 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.telemetry import server_interceptor
+from gateway.telemetry.interceptor import _MAX_PEERS, _Method
 from tests.gateway.telemetry.telemetry_helpers import (
     SERVICE,
     EchoServer,
     MetricRecorder,
     SpanRecorder,
+    start_echo_server,
 )
 
 CALLER_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -179,3 +186,67 @@ async def test_rpcs_are_counted_by_method_and_status(
         for a, p in metric_recorder.points("rpc.server.duration")
     }
     assert counts == {("Say", 0): 2, ("Say", 5): 1}
+
+
+class _RecordingSampler(Sampler):
+    """Samples everything and keeps the attributes each span was started with."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, object]] = []
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None):  # type: ignore[no-untyped-def]
+        self.seen.append(dict(attributes or {}))
+        return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links)
+
+    def get_description(self) -> str:
+        return "recording"
+
+
+async def test_the_span_starts_with_the_method_and_peer_attributes() -> None:
+    """All of them go to ``start_span`` (the sampler sees them), in one mapping: setting the
+    peer's afterwards cost a second attribute clean-up under the span's lock."""
+    sampler = _RecordingSampler()
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    server, port = await start_echo_server(server_interceptor(tracer_provider=provider))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = EchoServer(channel, f"127.0.0.1:{port}")
+            await echo.say(b"one")
+            await echo.say(b"two")  # same peer: its attributes come from the method's cache
+    finally:
+        await server.stop(None)
+
+    assert len(sampler.seen) == 2
+    for seen in sampler.seen:
+        assert seen["rpc.method"] == "Say"
+        assert seen["network.peer.address"] == "127.0.0.1"
+        assert isinstance(seen["network.peer.port"], int) and seen["network.peer.port"] > 0
+    finished = memory.get_finished_spans()
+    assert [s.attributes["network.peer.port"] for s in finished] == [  # type: ignore[index]
+        seen["network.peer.port"] for seen in sampler.seen
+    ]
+    provider.shutdown()
+
+
+def test_a_methods_peer_attributes_are_kept_for_a_bounded_number_of_peers() -> None:
+    method = _Method(
+        name=f"{SERVICE}/Say", service=SERVICE, method="Say", attributes={"rpc.method": "Say"}
+    )
+    first = method.span_attributes("ipv4:10.0.0.1:1000")
+    assert first == {
+        "rpc.method": "Say",
+        "network.peer.address": "10.0.0.1",
+        "network.peer.port": 1000,
+    }
+    assert method.span_attributes("ipv4:10.0.0.1:1000") is first
+    assert method.span_attributes("ipv6:[::1]:7") == {
+        "rpc.method": "Say",
+        "network.peer.address": "::1",
+        "network.peer.port": 7,
+    }
+    for port in range(_MAX_PEERS):
+        method.span_attributes(f"ipv4:10.0.0.2:{port}")
+    assert len(method.by_peer) <= _MAX_PEERS
+    assert method.attributes == {"rpc.method": "Say"}  # the method's own are left as they were
