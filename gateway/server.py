@@ -484,8 +484,6 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
-    if settings.switch_interval_ms is not None:
-        sys.setswitchinterval(settings.switch_interval_ms / 1000)
     # Handlers first: a SIGTERM during start-up is a request to stop, not a crash.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -166,17 +166,14 @@ class Settings(BaseSettings):
     """whole: one call writes the summary and its [n] citations. per_note: one call per note
     writes one sentence, and the gateway attaches the note's [n]. auto: per_note for the small
     local models (SmolLM2-135M, Gemma 3 270M), whole for any other model."""
-    guard_embed_priority: ThreadPriority = "idle"
-    """CPU priority of the thread that embeds for the summary guard (the notes' model, on a
-    thread of its own): idle (Linux SCHED_IDLE: runs only on a core nothing else wants, and any
-    waking request thread preempts it), normal (the notes' own embedding thread, at the
-    process's priority), or a nice increment 1..19. Lower keeps scoring's latency when
-    summaries run; on a saturated machine summaries then wait, up to their deadline, whose end
-    is the marked fallback. Where the OS refuses, the thread runs at normal (logged)."""
-    switch_interval_ms: float | None = Field(None, gt=0, le=100)
-    """Each server process's interpreter switch interval (``sys.setswitchinterval``): how long
-    a thread waiting for the interpreter lock waits before asking its holder to let go. None:
-    Python's own (5 ms)."""
+    guard_embed_priority: ThreadPriority = "normal"
+    """CPU priority of the thread that embeds for the summary guard: normal (the notes' own
+    embedding thread, at the process's priority), idle (Linux SCHED_IDLE, on a thread of its
+    own with the same model: it runs only on a core nothing else wants, and any waking request
+    thread preempts it) or a nice increment 1..19 (its own thread too). Lowering it was not
+    shown to lower ScoreLeads' p99 while summaries run (docs/perf/2026-11-28-churn.md); on a
+    saturated machine it makes summaries wait, up to their deadline (then the marked fallback,
+    guard_timeout). Where the OS refuses, the thread runs at normal (logged)."""
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)

@@ -136,16 +136,8 @@ def dynamic_quant_model(path: Path) -> bytes:
 
 
 def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
-    """The MiniLM tokenizer, padding to the longest text of a batch, truncating at max_tokens.
-
-    Tokenizes on the calling thread (``TOKENIZERS_PARALLELISM=false`` unless already set):
-    otherwise each call hands its text to a Rust thread pool, two thread wake-ups for a text
-    that takes a fraction of a millisecond, and the pool's threads take the scheduling policy
-    of whichever thread first tokenized (``SCHED_IDLE`` for every caller, if it was the
-    guard's thread) instead of each caller's own."""
+    """The MiniLM tokenizer, padding to the longest text of a batch, truncating at max_tokens."""
     from tokenizers import Tokenizer
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     tokenizer = Tokenizer.from_file(str(minilm_tokenizer_path()))
     # tokenizer.json ships with fixed 128-token padding and truncation; the model takes 256.
@@ -155,6 +147,15 @@ def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
         tokenizer.enable_truncation(max_tokens)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     return tokenizer
+
+
+def tokenize_on_calling_threads() -> None:
+    """Makes the tokenizer work on the thread that calls it (``TOKENIZERS_PARALLELISM=false``
+    unless already set; read at each call). Otherwise each call hands its texts to a Rust
+    thread pool whose threads take the scheduling policy of whichever thread first tokenized:
+    ``SCHED_IDLE`` for every caller if that was an idle embedding thread, the caller's own
+    priority for none."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -187,6 +188,8 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         thread_priority = check_priority(thread_priority)
+        if thread_priority != NORMAL:
+            tokenize_on_calling_threads()
         if name not in LOCAL_EMBEDDERS:
             known = ", ".join(LOCAL_EMBEDDERS)
             raise ValueError(f"unknown local embedder {name!r}; known: {known}")
@@ -241,8 +244,11 @@ class OnnxEmbedder:
         at ``thread_priority``: e.g. background work at a lower priority than the queries on this
         embedder's thread. ONNX Runtime's ``run`` may be called from several threads at once.
         Closing the result stops its thread only."""
+        thread_priority = check_priority(thread_priority)
+        if thread_priority != NORMAL:
+            tokenize_on_calling_threads()
         view = copy.copy(self)
-        view._executor = self._thread(check_priority(thread_priority))
+        view._executor = self._thread(thread_priority)
         return view
 
     async def thread_native_id(self) -> int:
