@@ -343,7 +343,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="summary: also give the gateway the bench starts this setting (LEADGW_NAME=VALUE; "
         "the bench otherwise drops LEADGW_* from its environment), for A/B runs, e.g. "
-        "guard_embed_priority=normal or stall_probe=on; repeatable",
+        "guard_embed_priority=idle or stall_probe=on; repeatable",
     )
     genai.add_argument(
         "--tracing",
