@@ -96,6 +96,8 @@ class BenchConfig:
     llm_first_token_ms: float = 50.0
     summary_stream_s: float = 4.0
     summary_rounds: int = 1
+    summary_settings: tuple[tuple[str, str], ...] = ()
+    """summary: (name, value) settings given to its gateway as LEADGW_NAME=VALUE."""
     tracing: tuple[str, ...] = ()  # "off" and sampling ratios; empty: no tracing suite
     tracing_rounds: int = 1
     # tenant-flood: tenant A's flood (closed loop: in flight; open loop: its rate, None: ten

@@ -95,8 +95,14 @@ class SummaryResult:
         return asdict(self)
 
 
-def gateway_env(data_dir: Path, llm_address: str, max_summaries: int) -> dict[str, str]:
-    """The gateway's settings for this bench; inherited OTEL_* are dropped so tracing is off."""
+def gateway_env(
+    data_dir: Path,
+    llm_address: str,
+    max_summaries: int,
+    settings: tuple[tuple[str, str], ...] = (),
+) -> dict[str, str]:
+    """The gateway's settings for this bench; inherited OTEL_* and LEADGW_* are dropped (tracing
+    off), then ``settings`` (name, value) are added as LEADGW_NAME=VALUE, last: they win."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LEADGW_"))}
     env.update(
         LEADGW_DATA_DIR=str(data_dir),
@@ -116,6 +122,7 @@ def gateway_env(data_dir: Path, llm_address: str, max_summaries: int) -> dict[st
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
     )
+    env.update({f"LEADGW_{name.upper()}": value for name, value in settings})
     return env
 
 
@@ -222,7 +229,7 @@ def _start_servers(
     progress.note(
         f"starting leadgw with {plan.notes:,} notes and the LLM stand-in at {llm.address}"
     )
-    env = gateway_env(data_dir, llm.address, max(plan.concurrency * 2, 4))
+    env = gateway_env(data_dir, llm.address, max(plan.concurrency * 2, 4), config.summary_settings)
     gateway = stack.enter_context(
         start_listening_server("leadgw-summary", command, config.server_ready_timeout_s, env)
     )

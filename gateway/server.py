@@ -332,6 +332,9 @@ async def start(
     summarizer = None
     if notes is not None:
         closers.append(notes.close)
+        guard_embedder = shared_guard_model(notes.embedder, settings.guard_embed_priority)
+        if guard_embedder is not None and guard_embedder is not notes.embedder:
+            closers.append(guard_embedder.close)  # its own thread (the model is the notes')
         summarizer = summarizer_from_settings(
             settings,
             notes,
@@ -340,7 +343,7 @@ async def start(
             tenant_limit=None if keys is None else (lambda t: keys.limits_of(t).summaries),
             on_tenant_refused=lambda tenant: metrics.record_rejection(tenant, "summaries"),
             # One model in the process for notes and the guard when they are the same one.
-            guard_embedder=shared_guard_model(notes.embedder),
+            guard_embedder=guard_embedder,
         )
         closers.append(summarizer.aclose)
         # Before serving (and before gc.freeze): what the first summary would otherwise load

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from gateway.cpu_quota import usable_cpus
+from retrieval.thread_priority import ThreadPriority, check_priority
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Package data of ``runtimes`` (pyproject's package-data), so a plain `pip install .` has it too.
@@ -165,6 +166,14 @@ class Settings(BaseSettings):
     """whole: one call writes the summary and its [n] citations. per_note: one call per note
     writes one sentence, and the gateway attaches the note's [n]. auto: per_note for the small
     local models (SmolLM2-135M, Gemma 3 270M), whole for any other model."""
+    guard_embed_priority: ThreadPriority = "normal"
+    """CPU priority of the thread that embeds for the summary guard: normal (the notes' own
+    embedding thread, at the process's priority), idle (Linux SCHED_IDLE, on a thread of its
+    own with the same model: it runs only on a core nothing else wants, and any waking request
+    thread preempts it) or a nice increment 1..19 (its own thread too). Lowering it was not
+    shown to lower ScoreLeads' p99 while summaries run (docs/perf/2026-11-28-churn.md); on a
+    saturated machine it makes summaries wait, up to their deadline (then the marked fallback,
+    guard_timeout). Where the OS refuses, the thread runs at normal (logged)."""
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)
@@ -186,6 +195,11 @@ class Settings(BaseSettings):
     (gateway/stall_probe.py); debug also logs every callback that held the loop over 5 ms."""
     trace_slow_ms: float = Field(5.0, ge=0)
     """lean: a stage (encoding, the model's batch run) taking at least this long gets its span."""
+
+    @field_validator("guard_embed_priority", mode="before")
+    @classmethod
+    def _thread_priority(cls, value: object) -> ThreadPriority:
+        return check_priority(value)
 
     @model_validator(mode="after")
     def _summaries_outlive_connection_age(self) -> Settings:

@@ -18,7 +18,10 @@ nothing a note says is lost to truncation.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.resources
+import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from retrieval.thread_priority import NORMAL, ThreadPriority, check_priority, lower_current_thread
 from runtimes.errors import InvalidInput, Unavailable
 
 if TYPE_CHECKING:
@@ -145,6 +149,15 @@ def load_tokenizer(max_tokens: int | None = MAX_TOKENS) -> Tokenizer:
     return tokenizer
 
 
+def tokenize_on_calling_threads() -> None:
+    """Makes the tokenizer work on the thread that calls it (``TOKENIZERS_PARALLELISM=false``
+    unless already set; read at each call). Otherwise each call hands its texts to a Rust
+    thread pool whose threads take the scheduling policy of whichever thread first tokenized:
+    ``SCHED_IDLE`` for every caller if that was an idle embedding thread, the caller's own
+    priority for none."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     # A zero vector (never seen from these models) stays zero instead of becoming NaN.
@@ -156,16 +169,27 @@ class OnnxEmbedder:
 
     ``name``: one of ``LOCAL_EMBEDDERS`` (see the module docstring). Inference runs on one
     dedicated thread, never on the event loop; ONNX Runtime itself uses ``intra_op_threads``
-    threads that do not spin between calls (cores are shared with scoring).
+    threads that do not spin between calls (cores are shared with scoring). With one intra-op
+    thread ONNX Runtime computes on the calling thread, so ``thread_priority``
+    (:mod:`retrieval.thread_priority`), which that thread sets on itself as it starts, is the
+    priority of the whole embedding.
     """
 
     dim = MINILM_DIM
 
     def __init__(
-        self, *, name: str = MINILM_DQ_NAME, intra_op_threads: int = 1, batch_size: int = 32
+        self,
+        *,
+        name: str = MINILM_DQ_NAME,
+        intra_op_threads: int = 1,
+        batch_size: int = 32,
+        thread_priority: ThreadPriority = NORMAL,
     ) -> None:
         import onnxruntime as ort
 
+        thread_priority = check_priority(thread_priority)
+        if thread_priority != NORMAL:
+            tokenize_on_calling_threads()
         if name not in LOCAL_EMBEDDERS:
             known = ", ".join(LOCAL_EMBEDDERS)
             raise ValueError(f"unknown local embedder {name!r}; known: {known}")
@@ -190,12 +214,47 @@ class OnnxEmbedder:
         # ~0.99 to its vector alone): the integer form embeds one text per call, so that a note
         # indexed in a batch and the same words sent as a query get the same vector.
         self._one_by_one = name == MINILM_DQ_NAME
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._executor = self._thread(thread_priority)
+
+    @staticmethod
+    def _thread(priority: ThreadPriority) -> ThreadPoolExecutor:
+        """The one thread this embedder's inference runs on, at ``priority``."""
+        return ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="embedder",
+            initializer=lower_current_thread,
+            initargs=(priority, "embedding thread"),
+        )
 
     @classmethod
-    async def open(cls, name: str = MINILM_DQ_NAME, **kwargs: int) -> OnnxEmbedder:
+    async def open(
+        cls,
+        name: str = MINILM_DQ_NAME,
+        *,
+        thread_priority: ThreadPriority = NORMAL,
+        **kwargs: int,
+    ) -> OnnxEmbedder:
         """Loads the model off the event loop (reading 23 MB and building the session blocks)."""
-        return await asyncio.to_thread(partial(cls, name=name, **kwargs))
+        return await asyncio.to_thread(
+            partial(cls, name=name, thread_priority=thread_priority, **kwargs)
+        )
+
+    def on_own_thread(self, thread_priority: ThreadPriority) -> OnnxEmbedder:
+        """This model (the same session and tokenizer, no second copy) on a thread of its own
+        at ``thread_priority``: e.g. background work at a lower priority than the queries on this
+        embedder's thread. ONNX Runtime's ``run`` may be called from several threads at once.
+        Closing the result stops its thread only."""
+        thread_priority = check_priority(thread_priority)
+        if thread_priority != NORMAL:
+            tokenize_on_calling_threads()
+        view = copy.copy(self)
+        view._executor = self._thread(thread_priority)
+        return view
+
+    async def thread_native_id(self) -> int:
+        """The OS thread id of the inference thread (for checks of its priority)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, threading.get_native_id)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

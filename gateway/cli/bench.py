@@ -94,6 +94,20 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _gateway_setting(text: str) -> tuple[str, str]:
+    """NAME=VALUE, NAME a field of the gateway's settings (what LEADGW_NAME would set)."""
+    from gateway.settings import Settings
+
+    name, sep, value = text.partition("=")
+    name = name.strip().lower()
+    if not sep or name not in Settings.model_fields:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of leadgw's settings (e.g. "
+            f"guard_embed_priority=idle), not {text!r}"
+        )
+    return name, value.strip()
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(_positive_int(part.replace("_", "")) for part in _csv(text))
 
@@ -322,6 +336,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"compare p99s of the pooled latencies (evens out a machine's drift) {d}",
     )
     genai.add_argument(
+        "--summary-setting",
+        type=_gateway_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="summary: also give the gateway the bench starts this setting (LEADGW_NAME=VALUE; "
+        "the bench otherwise drops LEADGW_* from its environment), for A/B runs, e.g. "
+        "guard_embed_priority=idle or stall_probe=on; repeatable",
+    )
+    genai.add_argument(
         "--tracing",
         type=_levels,
         default=(),
@@ -479,6 +503,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         llm_first_token_ms=args.llm_first_token_ms,
         summary_stream_s=args.summary_stream_s,
         summary_rounds=args.summary_rounds,
+        summary_settings=tuple(args.summary_setting),
         tracing=args.tracing,
         tracing_rounds=args.tracing_rounds,
         flood_concurrency=args.flood_concurrency,

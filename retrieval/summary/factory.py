@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from opentelemetry import trace
 
-from retrieval.embedder import Embedder
+from retrieval.embedder import Embedder, OnnxEmbedder
 from retrieval.summary.cache import SummaryCache
 from retrieval.summary.guard import SentenceGuard
 from retrieval.summary.limits import TenantLimiter
@@ -20,6 +21,7 @@ from retrieval.summary.summarizer import (
     SummaryStyle,
 )
 from retrieval.summary.types import LeadScorer
+from retrieval.thread_priority import ThreadPriority
 from retrieval.types import NotesReader
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig, PiiMode, should_mask
 
@@ -53,6 +55,8 @@ class SummarySettings(Protocol):
     def breaker_failures(self) -> int: ...
     @property
     def breaker_reset_s(self) -> float: ...
+    @property
+    def guard_embed_priority(self) -> ThreadPriority: ...
 
 
 SMALL_LOCAL_MODELS = ("smollm2", "gemma-3-270m", "gemma3-270m")
@@ -115,7 +119,10 @@ def summarizer_from_settings(
         limiter=TenantLimiter(settings.summaries_per_tenant, tenant_limit, on_tenant_refused),
         mask_pii=should_mask(settings.pii_masking, settings.llm_base_url),
         # The local MiniLM whatever embeddings_url says: the guard's threshold is set for it.
-        guard=SentenceGuard(embedder=guard_embedder),
+        guard=SentenceGuard(
+            embedder=guard_embedder,
+            open_embedder=partial(OnnxEmbedder.open, thread_priority=settings.guard_embed_priority),
+        ),
         max_chars=settings.summary_max_chars,
         max_tokens=settings.llm_max_tokens,
         tracer=tracer,

@@ -21,6 +21,7 @@ import numpy as np
 from retrieval.embedder import MINILM_DQ_NAME, Embedder, OnnxEmbedder
 from retrieval.summary.claims import Support, extract, strip_markers, unsupported
 from retrieval.summary.sentences import SentenceStream
+from retrieval.thread_priority import NORMAL, ThreadPriority, check_priority
 
 GUARD_EMBEDDER = MINILM_DQ_NAME
 """The local model the guard's threshold was chosen with, whatever embeds the notes."""
@@ -186,9 +187,17 @@ def note_pieces(text: str) -> list[str]:
     return list(dict.fromkeys(pieces))
 
 
-def shared_guard_model(notes_embedder: Embedder) -> Embedder | None:
-    """The notes' own embedder when it is the guard's model run locally (the default), so a
-    process holds one copy, loaded at start; None when the guard needs its own."""
+def shared_guard_model(
+    notes_embedder: Embedder, thread_priority: ThreadPriority = NORMAL
+) -> Embedder | None:
+    """The notes' own model when it is the guard's run locally (the default), so a process
+    holds one copy, loaded at start; None when the guard needs its own.
+
+    With ``thread_priority`` "normal" the guard embeds on the notes' thread; with any other, on
+    a thread of its own at that priority (same model), so that the notes' queries keep theirs.
+    The caller closes what it gets when it is not ``notes_embedder``."""
     if isinstance(notes_embedder, OnnxEmbedder) and notes_embedder.name == GUARD_EMBEDDER:
-        return notes_embedder
+        if check_priority(thread_priority) == NORMAL:
+            return notes_embedder
+        return notes_embedder.on_own_thread(thread_priority)
     return None

@@ -8,10 +8,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, Protocol, cast
+from typing import Final, Literal, Protocol, TypeVar, cast
 
 from opentelemetry import trace
 
@@ -44,6 +44,9 @@ from runtimes.llm import ChatEvent, LLMClient, LLMFailure, StreamDone, TextDelta
 from runtimes.llm.client import estimate_tokens
 from runtimes.types import FeatureValue, LeadInput, LeadScore
 
+T = TypeVar("T")
+GUARD_FAILURES: Final = ("guard_unavailable", "guard_timeout")
+"""Failures of the guard, not of the stream: no sentence held back may then be shown."""
 log = logging.getLogger(__name__)
 
 FALLBACK = "fallback"
@@ -408,7 +411,9 @@ class Summarizer:
                         text, generation.capped = cap.take(event.text)
                         generation.raw_chars += len(text)
                         for sentence in sentences.feed(citations.feed(text)):
-                            shown = await self._show(sentence, session_task, generation, started)
+                            shown = await self._show(
+                                sentence, session_task, generation, started, until
+                            )
                             if shown:
                                 yield shown
                         if generation.capped:
@@ -431,6 +436,7 @@ class Summarizer:
                 session_task,
                 generation,
                 started,
+                until,
                 whole=bool(generation.capped),
             )
             if last:
@@ -440,10 +446,10 @@ class Summarizer:
             generation.failure = failure.reason
             span.set_attribute("error.type", failure.reason)
             span.set_status(trace.Status(trace.StatusCode.ERROR, failure.reason))
-            if generation.llm_text and failure.reason != "guard_unavailable":
+            if generation.llm_text and failure.reason not in GUARD_FAILURES:
                 # The stream broke: a sentence it finished before breaking is still checked.
                 last = await self._last_sentence(
-                    sentences, citations, session_task, generation, started, whole=True
+                    sentences, citations, session_task, generation, started, until, whole=True
                 )
                 if last:
                     yield last
@@ -488,7 +494,9 @@ class Summarizer:
                 if not reply.sentence:
                     (await session_task).drop(reply.dropped)
                 else:
-                    shown = await self._show(reply.sentence, session_task, generation, started)
+                    shown = await self._show(
+                        reply.sentence, session_task, generation, started, until
+                    )
                     if shown:
                         yield shown
                 if chars_left <= 0:
@@ -603,6 +611,7 @@ class Summarizer:
         session_task: asyncio.Future[GuardSession],
         generation: _Generation,
         started: float,
+        until: float,
         *,
         whole: bool,
     ) -> str:
@@ -612,9 +621,20 @@ class Summarizer:
         if not rest:
             return ""
         if whole and not _ENDS_SENTENCE.search(rest):
-            (await session_task).drop("cut_off")
+            (await self._guard_within(until, session_task)).drop("cut_off")
             return ""
-        return await self._show(rest, session_task, generation, started)
+        return await self._show(rest, session_task, generation, started, until)
+
+    async def _guard_within(self, until: float, step: Awaitable[T]) -> T:
+        """``step`` of the sentence guard, bounded by ``until`` (a ``clock()`` instant): a guard
+        that cannot finish in time (its model's thread starved of CPU: ``guard_embed_priority``
+        idle on a saturated machine) ends the summary in the marked fallback before its deadline
+        instead of holding it past it."""
+        try:
+            async with asyncio.timeout(max(0.0, until - self._clock())):
+                return await step
+        except TimeoutError:
+            raise LLMFailure("guard_timeout", "the sentence guard did not finish in time") from None
 
     async def _guard_session(self, prompt: Prompt) -> GuardSession:
         try:
@@ -630,11 +650,12 @@ class Summarizer:
         session_task: asyncio.Future[GuardSession],
         generation: _Generation,
         started: float,
+        until: float,
     ) -> str:
         """The text to send for one model sentence: "" when the guard drops it; the facts block
         first when it is the first sentence shown."""
-        session = await session_task
-        verdict = await session.check(sentence)
+        session = await self._guard_within(until, session_task)
+        verdict = await self._guard_within(until, session.check(sentence))
         if not verdict.shown:
             log.debug("guard dropped a sentence (%s)", verdict.reason)
             return ""

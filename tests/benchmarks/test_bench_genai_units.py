@@ -177,3 +177,22 @@ def test_held_summaries_outlast_the_workers_connection_age(
         if name.startswith("LEADGW_"):
             monkeypatch.setenv(name, value)
     assert Settings().max_connection_age_grace_s > SUMMARY_TIMEOUT_S
+
+
+def test_summary_settings_reach_the_gateway_and_win(tmp_path: Path) -> None:
+    from benchmarks.summary_suite import gateway_env
+
+    env = gateway_env(
+        tmp_path,
+        "127.0.0.1:9",
+        16,
+        (("guard_embed_priority", "normal"), ("summary_cache_entries", "8")),
+    )
+    assert env["LEADGW_GUARD_EMBED_PRIORITY"] == "normal"
+    assert env["LEADGW_SUMMARY_CACHE_ENTRIES"] == "8"  # over the bench's own 0
+
+
+def test_a_summary_setting_that_is_not_a_setting_is_a_usage_error(bench) -> None:
+    run = bench("--targets", "summary", "--summary-setting", "guard_priority=idle", timeout=60)
+    assert run.returncode == 2
+    assert "NAME one of leadgw's settings" in run.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -21,6 +22,7 @@ from summary_helpers import (
 
 from retrieval.summary import SummaryResult
 from retrieval.summary.fallback import FALLBACK_HEADER
+from retrieval.summary.guard import SentenceGuard
 from runtimes.errors import ResourceExhausted
 from runtimes.llm import BreakerState, CircuitBreaker
 from tests.fakes.openai_server import ErrorReply, SilentReply, StreamReply
@@ -308,3 +310,23 @@ async def test_abandoned_stream_releases_its_tenant_slot(llm_server, make_summar
         summarizer.summarize("acme", "lead-1", None, deadline=time.monotonic() + 5)
     )
     assert result.generator == "fake-model"
+
+
+async def test_a_guard_whose_model_cannot_run_ends_in_the_marked_fallback_by_the_deadline(
+    llm_server, make_summarizer, embedder
+):
+    """The guard's embedding thread gets no CPU (guard_embed_priority idle on a saturated
+    machine; here: its one thread is kept busy): the summary ends in the marked fallback before
+    its deadline instead of waiting on the guard past it."""
+    blocked = embedder.on_own_thread("normal")
+    release = threading.Event()
+    blocked._executor.submit(release.wait)
+    try:
+        summarizer = make_summarizer(guard=SentenceGuard(embedder=blocked))
+        chunks, result = await asyncio.wait_for(summarize(summarizer, timeout_s=1.5), 15)
+    finally:
+        release.set()
+        await blocked.close()
+
+    assert_good_fallback(chunks, result, "guard_timeout")
+    assert MEETING not in "".join(chunks)
