@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.telemetry import Metrics, Telemetry
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 SERVICE = "test.v1.Echo"
 TRACER = "leadgw.test"
@@ -137,3 +139,43 @@ async def start_echo_server(interceptor: grpc.aio.ServerInterceptor) -> tuple[gr
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port
+
+
+class HeldRun:
+    """Makes the batcher's first run wait (on its executor thread) until ``release`` is set, and
+    records how many rows that run holds."""
+
+    def __init__(self, batcher) -> None:
+        self.release = threading.Event()
+        self.rows = 0
+        self._first = True
+        self._run_batch = batcher._run_batch
+        batcher._run_batch = self._held
+
+    def _held(self, inputs):
+        if self._first:
+            self._first = False
+            self.rows = int(inputs.shape[0])
+            self.release.wait(timeout=30)
+        return self._run_batch(inputs)
+
+
+async def held_burst(gateway, calls: int = 12, leads: int = 300) -> None:
+    """``calls`` ScoreLeads requests of ``leads`` leads at once, meeting in batches by the order
+    of events, not by timing. The first request finds the batcher idle and runs at once (with
+    any admitted before its run began: one, two or three of them, by how fast the machine
+    decodes); that run is held until every other request has queued behind it. (12 x 300 rows
+    stay under the 4,096-row queue; 1,024-row batches hold 3 each.)"""
+    from leads_helpers import sample_leads, score_request
+
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        batcher = gateway.repository.get("lead_scorer")._batcher
+        held = HeldRun(batcher)
+        request = score_request(sample_leads(leads))
+        replies = asyncio.gather(*(stub.ScoreLeads(request) for _ in range(calls)))
+        async with asyncio.timeout(30):
+            while held.rows == 0 or held.rows + batcher._queued_rows < calls * leads:
+                await asyncio.sleep(0.005)
+        held.release.set()
+        await replies

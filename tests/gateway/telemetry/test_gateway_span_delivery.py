@@ -8,9 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from leads_helpers import sample_leads, score_request
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
 
 from gateway.server import start
@@ -18,9 +16,8 @@ from gateway.settings import Settings
 from gateway.telemetry._exporters import otlp_grpc_span_exporter
 from gateway.telemetry._otlp_wire import WireOTLPSpanExporter
 from gateway.telemetry.setup import span_processor
-from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
-from tests.gateway.telemetry.telemetry_helpers import SpanRecorder
-from tests.gateway.telemetry.test_gateway_spans import _HeldRun, always_batching_repository
+from tests.gateway.telemetry.telemetry_helpers import SpanRecorder, held_burst
+from tests.gateway.telemetry.test_gateway_spans import always_batching_repository
 from tests.gateway.telemetry.test_otlp_wire import TraceReceiver, serve
 
 SCORE = "leadgw.v1.LeadService/ScoreLeads"
@@ -42,18 +39,7 @@ async def test_lean_spans_of_a_batched_burst_reach_the_collector_whole(
     )
     gateway = await start(settings)
     try:
-        async with grpc.aio.insecure_channel(gateway.address) as channel:
-            stub = pb_grpc.LeadServiceStub(channel)
-            # As in test_gateway_spans: the first run is held until all the others queued.
-            batcher = gateway.repository.get("lead_scorer")._batcher
-            held = _HeldRun(batcher)
-            request = score_request(sample_leads(300))
-            calls = asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
-            async with asyncio.timeout(30):
-                while held.rows == 0 or held.rows + batcher._queued_rows < 12 * 300:
-                    await asyncio.sleep(0.005)
-            held.release.set()
-            await calls
+        await held_burst(gateway)
         await spans.wait_for(SCORE, count=12)
     finally:
         await gateway.stop(grace=1, drain=0)

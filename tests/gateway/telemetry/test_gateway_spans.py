@@ -3,9 +3,7 @@ gateway (started in this process so the in-memory exporter sees its spans)."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 from pathlib import Path
 
 import grpc
@@ -17,7 +15,7 @@ from gateway.server import start
 from gateway.settings import BUNDLED_MODELS, Settings
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
-from tests.gateway.telemetry.telemetry_helpers import SpanRecorder
+from tests.gateway.telemetry.telemetry_helpers import SpanRecorder, held_burst
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -158,25 +156,6 @@ def always_batching_repository(tmp_path: Path) -> Path:
     )
 
 
-class _HeldRun:
-    """Makes the batcher's first run wait (on its executor thread) until ``release`` is set, and
-    records how many rows that run holds."""
-
-    def __init__(self, batcher) -> None:
-        self.release = threading.Event()
-        self.rows = 0
-        self._first = True
-        self._run_batch = batcher._run_batch
-        batcher._run_batch = self._held
-
-    def _held(self, inputs):
-        if self._first:
-            self._first = False
-            self.rows = int(inputs.shape[0])
-            self.release.wait(timeout=30)
-        return self._run_batch(inputs)
-
-
 async def test_batched_burst_links_one_batch_to_many_request_spans(
     spans: SpanRecorder, tmp_path: Path
 ) -> None:
@@ -191,22 +170,7 @@ async def test_batched_burst_links_one_batch_to_many_request_spans(
     )
     gateway = await start(settings)
     try:
-        async with grpc.aio.insecure_channel(gateway.address) as channel:
-            stub = pb_grpc.LeadServiceStub(channel)
-            # The first request finds the batcher idle and runs at once (with any that were
-            # admitted before its run began: one, two or three of them, by how fast the machine
-            # decodes); that run is held until every other request has queued behind it, so
-            # they meet in batches by the order of events, not by timing (12 x 300 rows stay
-            # under the 4,096-row queue; 1,024-row batches hold 3 each).
-            batcher = gateway.repository.get("lead_scorer")._batcher
-            held = _HeldRun(batcher)
-            request = score_request(sample_leads(300))
-            calls = asyncio.gather(*(stub.ScoreLeads(request) for _ in range(12)))
-            async with asyncio.timeout(30):
-                while held.rows == 0 or held.rows + batcher._queued_rows < 12 * 300:
-                    await asyncio.sleep(0.005)
-            held.release.set()
-            await calls
+        await held_burst(gateway)
         servers = await spans.wait_for("leadgw.v1.LeadService/ScoreLeads", count=12)
         batches = [s for s in spans.finished() if s.name == "batch lead_scorer/1"]
         # 12 concurrent requests ran in fewer batches; every request links to its batch, and
