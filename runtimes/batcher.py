@@ -233,18 +233,50 @@ class DynamicBatcher:
         self, rows: np.ndarray, *, deadline: float | None = None
     ) -> BatchResult:
         """Like ``submit``, with the queue wait and the batch that computed the result."""
-        direct = self._may_run_directly(rows)
-        request = self._admit(rows, deadline, enqueue=not direct)
-        if direct:
+        if self._may_run_directly(rows):
             # Idle, nothing queued, and a run this small is cheaper than waking the worker task:
-            # run it now, in the caller's task (two event-loop passes sooner), without a future.
+            # run it now, in the caller's task (two event-loop passes sooner).
+            span_context = current_span_context()
+            if span_context is None or not span_context.trace_flags.sampled:
+                return self._run_alone(rows, deadline)
+            request = self._admit(rows, deadline, enqueue=False)
             self._run_inline([request])
             return request.future.result()
+        request = self._admit(rows, deadline)
         try:
             return await request.future
         except asyncio.CancelledError:
             self._withdraw(request)
             raise
+
+    def _run_alone(self, rows: np.ndarray, deadline: float | None) -> BatchResult:
+        """A request of no sampled trace, run now on an idle batcher: what ``_admit``,
+        ``_run_inline`` and ``_complete`` do for a batch of one, without the request record,
+        its future and the batch's lists (~20 µs of a batch-1 call's ~50 in the batcher)."""
+        arrived = time.monotonic()
+        if deadline is not None and deadline <= arrived:
+            self._stats.expired += 1
+            raise DeadlineExceeded(
+                f"deadline passed {(arrived - deadline) * 1e3:.1f} ms before the request was queued"
+            )
+        batch_id = next(self._batch_ids)
+        started = time.monotonic()
+        try:
+            outputs, compute_s = _run_one(self._run_batch, rows)
+        except Exception:  # the model's error, for the caller to see (gateway maps it)
+            self._stats.failed_batches += 1
+            raise
+        run_s = time.monotonic() - started
+        n = rows.shape[0]
+        self.run_time.observe(n, compute_s)
+        if n > self._largest_timed:
+            self._largest_timed = n
+        stats = self._stats
+        stats.batches += 1
+        stats.rows += n
+        if self._on_batch is not None:
+            self._on_batch(n, run_s, [started - arrived])
+        return BatchResult(outputs, started - arrived, batch_id, n, 1, run_s, None, started, False)
 
     def _may_run_directly(self, rows: np.ndarray) -> bool:
         if self._running or self._pending or self._closed or self.inline_run_s <= 0:
@@ -669,6 +701,23 @@ def _call_in_loop(
         loop.call_soon_threadsafe(callback, *args)
 
 
+def _run_one(run_batch: BatchFn, rows: np.ndarray) -> tuple[Outputs, float]:
+    """``_run_and_split`` for one caller's rows: the outputs and the run's own time."""
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    outputs = run_batch(rows)
+    compute_s = min(time.perf_counter() - started, 2.0 * (time.thread_time() - started_cpu))
+    _check_rows(outputs, rows.shape[0])
+    return outputs, compute_s
+
+
+def _check_rows(outputs: Outputs, total: int) -> None:
+    for name, value in outputs.items():
+        # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
+        shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
+        if not shape or shape[0] != total:
+            raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
+
+
 def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
     the run's own time, taken on this thread: what ``RunTimeModel`` learns (see ``_finish``)."""
@@ -684,12 +733,7 @@ def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     # pool works), so it is the model's time. Doubled, with the wall time as the cap, for a
     # runtime that waits on its own threads without spinning.
     compute_s = min(time.perf_counter() - started, 2.0 * cpu_s)
-    total = batch.shape[0]
-    for name, value in outputs.items():
-        # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
-        shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
-        if not shape or shape[0] != total:
-            raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
+    _check_rows(outputs, batch.shape[0])
     if len(inputs) == 1:
         return [outputs], compute_s  # the whole batch is this one caller's: nothing to share
     bounds = np.cumsum([0] + [len(rows) for rows in inputs])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtimes.batcher import DynamicBatcher
+from runtimes.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,6 +95,60 @@ async def test_an_idle_cheap_request_runs_at_once_in_its_own_task() -> None:
         np.testing.assert_array_equal(result.outputs["sum"], x.sum(axis=1))
         assert result.batch_requests == 1 and result.batch_size == len(x)
     assert len({r.batch_id for r in results}) == len(inputs)
+
+
+async def test_a_direct_run_is_counted_learned_and_reported_as_a_batch_of_one() -> None:
+    """An untraced request that finds the batcher idle takes the shortest path (no request record,
+    no future); it must still count, teach the run-time model, reach the batch metrics and
+    describe itself as the queued path does."""
+    model = Recorder()
+    reported: list[tuple[int, float, list[float]]] = []
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        inline_run_s=10.0,
+        on_batch=lambda n, run_s, waits: reported.append((n, run_s, waits)),
+    )
+    loop_thread = threading.get_ident()
+    try:
+        await batcher.submit(rows(4, 0.0))  # timed on the executor first
+        learned = batcher.run_time.estimate(2)
+        before = time.monotonic()
+        first = await batcher.submit_with_stats(rows(2, 10.0))
+        second = await batcher.submit_with_stats(rows(3, 20.0))
+    finally:
+        await batcher.close()
+    assert model.threads[1:] == [loop_thread, loop_thread]
+    np.testing.assert_array_equal(first.outputs["double"], rows(2, 10.0) * 2)
+    np.testing.assert_array_equal(second.outputs["sum"], rows(3, 20.0).sum(axis=1))
+    for result, n in ((first, 2), (second, 3)):
+        assert (result.batch_size, result.batch_requests, result.queued) == (n, 1, False)
+        assert result.batch_span_context is None
+        assert before <= result.started and 0.0 <= result.queue_wait_s < 1.0
+        assert 0.0 <= result.run_s < 1.0
+    assert second.batch_id == first.batch_id + 1
+    stats = batcher.stats
+    assert (stats.batches, stats.rows, stats.failed_batches) == (3, 9, 0)
+    assert [n for n, _, _ in reported] == [4, 2, 3]
+    assert all(len(waits) == 1 and waits[0] >= 0.0 for _, _, waits in reported)
+    assert batcher.run_time.estimate(2) != learned  # the direct runs were learned
+
+
+async def test_a_direct_run_past_its_deadline_is_refused_without_compute() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    try:
+        await batcher.submit(rows(2, 0.0))  # timed: the next one would run directly
+        with pytest.raises(DeadlineExceeded, match="before the request was queued"):
+            await batcher.submit(rows(1, 5.0), deadline=time.monotonic() - 0.01)
+        after = await batcher.submit(rows(1, 7.0))
+    finally:
+        await batcher.close()
+    assert model.sizes == [2, 1]  # the late one never reached the model
+    np.testing.assert_array_equal(after["sum"], rows(1, 7.0).sum(axis=1))
+    assert batcher.stats.expired == 1
 
 
 async def test_requests_arriving_while_a_batch_runs_still_merge() -> None:

@@ -38,7 +38,9 @@ class GatedModel:
 async def make() -> AsyncIterator[Callable[[TraceDetail], tuple[DynamicBatcher, GatedModel]]]:
     made: list[tuple[DynamicBatcher, GatedModel]] = []
 
-    def factory(detail: TraceDetail) -> tuple[DynamicBatcher, GatedModel]:
+    def factory(
+        detail: TraceDetail, inline_run_s: float = 0.0
+    ) -> tuple[DynamicBatcher, GatedModel]:
         model = GatedModel()
         batcher = DynamicBatcher(
             model,
@@ -47,6 +49,7 @@ async def make() -> AsyncIterator[Callable[[TraceDetail], tuple[DynamicBatcher, 
             max_queue_delay_s=0.001,
             max_queue_size=1024,
             trace_detail=detail,
+            inline_run_s=inline_run_s,
         )
         made.append((batcher, model))
         return batcher, model
@@ -119,6 +122,27 @@ async def test_lean_detail_records_a_slow_batch_of_one_after_the_fact(
     assert batch.attributes["leadgw.batch.size"] == 1
     assert request_span.start_time <= batch.start_time <= batch.end_time <= request_span.end_time
     assert batch.end_time - batch.start_time == pytest.approx(result.run_s * 1e9, abs=1000)
+
+
+@pytest.mark.parametrize(("detail", "kept"), [(NEVER_SLOW, False), (ALWAYS_SLOW, True)])
+async def test_a_sampled_request_run_directly_keeps_its_slow_batch_span(
+    make, spans: SpanRecorder, detail: TraceDetail, kept: bool
+) -> None:
+    """On an idle batcher that runs small batches on the loop, an untraced request takes a
+    shorter path than a sampled one; the sampled one must still get its late batch span."""
+    batcher, _ = make(detail, inline_run_s=10.0)
+    await batcher.submit(np.ones((1, 3), dtype=np.float32))  # timed: the next runs directly
+    untraced = await batcher.submit_with_stats(np.ones((1, 3), dtype=np.float32))
+    result, request_span_id = await traced_submit(batcher, "request")
+    assert (untraced.queued, result.queued) == (False, False)
+    assert untraced.batch_span_context is None
+    found = batch_spans(spans)
+    if not kept:
+        assert found == [] and result.batch_span_context is None
+        return
+    (batch,) = found  # the sampled request's only: the untraced one never gets a span
+    assert [link.context.span_id for link in batch.links] == [request_span_id]
+    assert result.batch_span_context == batch.context
 
 
 def test_keeps_stage() -> None:
