@@ -33,7 +33,9 @@ class StreamReply:
     cut_after: int | None = None
     """Drop the connection mid-body after this many text chunks."""
     malformed_after: int | None = None
-    """Send a line that is not JSON after this many text chunks."""
+    """Send ``malformed`` (by default a line that is not JSON) after this many text chunks."""
+    malformed: str = '{"id": "chatcmpl-fake", "choices": [{"delta": {"content": "x"'
+    """The event data sent at ``malformed_after``: not JSON, or JSON of the wrong shape."""
     finish: bool = True
     """False: end the body cleanly but without a finish reason nor [DONE]."""
 
@@ -226,7 +228,7 @@ class FakeOpenAI:
             if reply.cut_after is not None and i == reply.cut_after:
                 return False  # _serve aborts the connection: an incomplete chunked body
             if reply.malformed_after is not None and i == reply.malformed_after:
-                await event('{"id": "chatcmpl-fake", "choices": [{"delta": {"content": "x"')
+                await event(reply.malformed)
             if i:
                 await self._pause(reply.gap_s)
             await event(chunk({"content": text}))

@@ -210,6 +210,50 @@ async def test_malformed_chunk_after_text(llm_server, make_summarizer):
     assert result.fallback_reason == "malformed_chunk after partial output"
 
 
+# Valid JSON of the wrong shape: the gateway reads each chunk as parsed JSON (not the openai
+# client's models, which accept any shape), so each must be refused by its own checks.
+WRONG_SHAPES = {
+    "not an object": "[1, 2]",
+    "choices not a list": '{"choices": "nope"}',
+    "choice not an object": '{"choices": ["x"]}',
+    "content not text": '{"choices": [{"delta": {"content": 7}}]}',
+    "finish reason not text": '{"choices": [{"delta": {}, "finish_reason": 1}]}',
+    "usage without counts": '{"choices": [], "usage": {"prompt_tokens": "many"}}',
+    "usage counts not integers": (
+        '{"choices": [], "usage": {"prompt_tokens": true, "completion_tokens": 2}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", WRONG_SHAPES)
+async def test_a_chunk_of_the_wrong_shape_is_malformed(llm_server, make_summarizer, shape):
+    llm_server.script(
+        StreamReply(
+            [f"{RETIRING} ", "never shown"], malformed_after=1, malformed=WRONG_SHAPES[shape]
+        )
+    )
+    chunks, result = await summarize(make_summarizer())
+
+    text = model_part("".join(chunks))
+    assert text.startswith(RETIRING) and "never shown" not in text
+    assert result.fallback_reason == "malformed_chunk after partial output"
+
+
+async def test_an_error_object_in_the_stream_ends_it_as_a_stream_error(llm_server, make_summarizer):
+    llm_server.script(
+        StreamReply(
+            [f"{RETIRING} ", "never shown"],
+            malformed_after=1,
+            malformed='{"error": {"message": "model overloaded", "type": "server_error"}}',
+        )
+    )
+    chunks, result = await summarize(make_summarizer())
+
+    text = model_part("".join(chunks))
+    assert text.startswith(RETIRING) and "never shown" not in text
+    assert result.fallback_reason == "stream_error after partial output"
+
+
 async def test_stream_too_slow_to_finish_is_cut_at_the_deadline(llm_server, make_summarizer):
     llm_server.script(StreamReply([f"{RETIRING} ", "slow ", "slower ", "slowest"], gap_s=1.0))
     chunks, result = await summarize(make_summarizer(), timeout_s=1.5)
