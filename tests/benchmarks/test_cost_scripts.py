@@ -1,0 +1,40 @@
+"""``scripts/batcher_cost.py`` and ``scripts/llm_stream_cost.py`` run and report what they
+measured (the figures themselves are the bench's business, not a test's)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _run(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=100
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_batcher_cost_compares_a_baseline_with_the_current_batcher(tmp_path: Path) -> None:
+    baseline = tmp_path / "old_batcher.py"
+    baseline.write_text((ROOT / "runtimes" / "batcher.py").read_text())
+    out = _run("scripts/batcher_cost.py", "--n", "50", "--reps", "2", "--baseline", str(baseline))
+    figures = re.findall(r"^(\w+)\s+submit_with_stats, 1 row: min ([\d.]+) µs", out, re.M)
+    assert [name for name, _ in figures] == ["baseline", "current"]
+    assert all(float(us) > 0 for _, us in figures)
+    assert re.search(r"session.run alone, 1 row: [\d.]+ µs", out)
+
+
+def test_llm_stream_cost_streams_every_chunk_through_the_gateways_client() -> None:
+    # The script itself raises if an answer does not carry exactly --chunks texts.
+    out = _run("scripts/llm_stream_cost.py", "--chunks", "5", "--n", "3", "--reps", "2")
+    found = re.search(r"5 chunks: event-loop CPU per answer min ([\d.]+) ms", out)
+    assert found and float(found.group(1)) > 0
