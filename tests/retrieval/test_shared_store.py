@@ -19,7 +19,7 @@ from retrieval.chunking import Chunker
 from retrieval.config import StoreConfig
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
-from retrieval.shared_store import SharedRunner, StoreHost, StoreLink, _StoreManager
+from retrieval.shared_store import SharedRunner, StoreHost, StoreLink
 from retrieval.store import NotesStore
 from runtimes.errors import Unavailable
 
@@ -166,11 +166,8 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
 
 def _preload_state(host: StoreHost) -> str:
     """The host's answer to "what became of loading the shards at start", once it is known."""
-    manager = _StoreManager(address=host.link.address, authkey=host.link.authkey)
-    manager.connect()
-    store = manager.store()
     for _ in range(600):
-        state = str(store.preloaded())
+        state = host.preloaded()
         if state not in ("not started", "loading"):
             return state
         time.sleep(0.05)
