@@ -492,4 +492,3 @@ class SharedRunner:
 
 def _unreachable() -> Unavailable:
     return Unavailable("the shared notes store process is unreachable; its supervisor restarts it")
-

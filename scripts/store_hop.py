@@ -1,7 +1,8 @@
 """Where a search's time goes through the store host (``serve --workers N``), against the same
 search in the process: the hop to the host, attributed, and an A/B of two host links.
 
-    python scripts/store_hop.py DATA_DIR [--queries 600] [--baseline OTHER/retrieval/shared_store.py]
+    python scripts/store_hop.py DATA_DIR [--fill N] [--queries 600] [--scope tenant|lead]
+        [--baseline OTHER_TREE/retrieval/shared_store.py]
 
 ``DATA_DIR`` holds ``a/`` (and ``b/``, ``c/``: byte copies, as Edge locks a shard for one
 opener) filled by ``--fill N`` (the bench's own fill: ``benchmarks.notes_fill.build_store``, one
@@ -32,7 +33,6 @@ import multiprocessing
 import operator
 import pickle
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -207,7 +207,10 @@ async def _engine(backend: Any, q: NoteQuery) -> None:
 
 
 async def _timed(
-    store: NotesStore, q: NoteQuery, rows: dict[str, list[float]] | None = None, prefix: str = "host"
+    store: NotesStore,
+    q: NoteQuery,
+    rows: dict[str, list[float]] | None = None,
+    prefix: str = "host",
 ) -> None:
     found, engine_s = await store.search_many_timed(TENANT, [q])
     assert found[0], "no hit: is DATA filled?"

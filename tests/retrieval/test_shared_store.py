@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -13,7 +16,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from notes_helpers import ROOT, gone, local_config, make_note, orphan_exits_after_sigkill
+from notes_helpers import (
+    ROOT,
+    gone,
+    local_config,
+    make_note,
+    orphan_exits_after_sigkill,
+    sleep_then,
+)
 
 from retrieval.chunking import Chunker
 from retrieval.config import StoreConfig
@@ -197,3 +207,81 @@ async def test_the_host_loads_existing_shards_as_it_starts(
         await notes.close()
     finally:
         host.stop()
+
+
+async def test_a_late_answer_never_reaches_the_next_call(tmp_path: Path) -> None:
+    """A call that times out leaves its answer on the wire; the next call must get its own."""
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        with pytest.raises(Unavailable, match="did not answer sleep then within"):
+            await runner.run(sleep_then, 1.0, "late", timeout_s=0.2)
+        assert await runner.run(sleep_then, 0.0, "next", timeout_s=10) == "next"
+        await asyncio.sleep(1.2)  # the late answer has been sent by now
+        assert await runner.run(sleep_then, 0.0, "after", timeout_s=10) == "after"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+async def test_a_slow_call_does_not_hold_up_another(tmp_path: Path) -> None:
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        slow = asyncio.ensure_future(runner.run(sleep_then, 5.0, "slow", timeout_s=30))
+        fast = asyncio.ensure_future(runner.run(sleep_then, 0.0, "fast", timeout_s=30))
+        done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {fast} and fast.result() == "fast"
+        assert await slow == "slow"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+async def test_a_host_killed_mid_call_is_unavailable_then_serves_again(tmp_path: Path) -> None:
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        call = asyncio.ensure_future(runner.run(sleep_then, 30.0, "never", timeout_s=60))
+        await asyncio.sleep(0.5)  # the call is in the host
+        os.kill(runner.pid, signal.SIGKILL)
+        # Unreachable (the socket closed), not the 60 s bound expiring.
+        with pytest.raises(Unavailable, match="unreachable"):
+            await call
+        deadline = time.monotonic() + 60
+        while host.restarts == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert host.restarts == 1
+        assert await runner.run(sleep_then, 0.0, "back", timeout_s=30) == "back"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+def test_a_call_without_the_key_is_never_run(tmp_path: Path) -> None:
+    """A client that skips the handshake and sends a call straight away is refused, and the
+    call does not run in the host."""
+    host = StoreHost.start(StoreConfig(tmp_path / "data"))
+    marker = tmp_path / "ran"
+    try:
+        call = pickle.dumps((False, Path.touch, (marker,)))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(host.link.address)
+            assert len(sock.recv(64)) == 32  # the host's challenge
+            sock.sendall(struct.pack("!Q", len(call)) + call)
+            verdict = sock.recv(1)
+            assert verdict == b"\x00", "refused"
+            try:
+                rest = sock.recv(1)
+            except ConnectionResetError:  # closed with the call unread
+                rest = b""
+            assert rest == b"", "and the connection closed"
+        # The host still serves the workers that hold the key.
+        assert host.preloaded() in ("nothing to load", "loading", "not started")
+    finally:
+        host.stop()
+    assert not marker.exists()
