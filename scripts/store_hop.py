@@ -19,9 +19,11 @@ alike:
   through another tree's ``shared_store.py`` (e.g. main's, from ``git archive``), its host on
   ``c``.
 
-Then, apart (not interleaved): the pickled sizes and pickle/unpickle time of one search's
-request and result, and the round trip of a bare ``multiprocessing.connection`` pair (a child
-process that echoes bytes), the floor of any socket hop between two processes.
+Then each search's legs through each runner (interleaved per query): out to the engine's side,
+the operation there, and back, read on one clock. And, apart (not interleaved): the pickled
+sizes and pickle/unpickle time of one search's request and result, and the round trip of a bare
+``multiprocessing.connection`` pair (a child process that echoes bytes), the floor of any
+socket hop between two processes.
 """
 
 from __future__ import annotations
@@ -184,6 +186,13 @@ async def main() -> None:
             if name in rows:
                 print(f"  {name:18s} {_pct(rows[name][-args.queries :])}")
 
+        legs_of = [("host", shared)]
+        if local is not None:
+            legs_of.insert(0, ("in-process", local))
+        if baseline_host is not None:
+            legs_of.append(("baseline host", baseline))
+        await print_legs(legs_of, queries, args.queries)
+
         print("\npickled, one search (tenant scope)")
         specs = [(_spec(TENANT, queries[0]), TOP_K)]
         result = await shared._run(_search, specs)
@@ -200,6 +209,38 @@ async def main() -> None:
     print("\nbare multiprocessing.connection round trip to an echoing child, ms p50 p90 p99")
     for size in (64, 4096):
         print(f"  {size:5d} bytes {_pct(socket_floor(2000, size)[200:])}")
+
+
+def _legged_search(backend: Any, specs: Any, sent: float) -> tuple[Any, float, float, float]:
+    """``_search`` where the engine lives, with the clock read as it starts and ends
+    (``perf_counter`` is CLOCK_MONOTONIC: one clock for every process of the machine)."""
+    started = time.perf_counter()
+    found = _search(backend, specs)
+    return found, sent, started, time.perf_counter()
+
+
+async def print_legs(stores: list[tuple[str, NotesStore]], queries: list[Any], n: int) -> None:
+    """Each search's legs, the runners interleaved per query: out (the caller's call until the
+    operation starts where the engine lives: pickling, socket or queue, wake-ups), the
+    operation (engine and building the hits), back (until the caller has the answer)."""
+    legs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in stores}
+    for i in range(n + 20):
+        q = queries[i % len(queries)]
+        specs = [(_spec(TENANT, q), q.top_k)]
+        for k in range(len(stores)):
+            name, store = stores[(i + k) % len(stores)]
+            _, sent, started, ended = await store._run(_legged_search, specs, time.perf_counter())
+            back = time.perf_counter()
+            if i >= 20:
+                legs[name].append((started - sent, ended - started, back - ended))
+    print(f"\nlegs of one search ({n} a runner, interleaved), ms p50 / p90 / p99")
+    print(f"  {'':16s} {'out':>23s} {'operation':>23s} {'back':>23s}")
+    for name, rows in legs.items():
+        cells = []
+        for leg in zip(*rows, strict=True):
+            p50, p90, p99 = np.percentile(np.array(leg) * 1e3, [50, 90, 99])
+            cells.append(f"{p50:6.3f} /{p90:6.3f} /{p99:6.3f}")
+        print(f"  {name:16s} " + " ".join(f"{c:>23s}" for c in cells))
 
 
 async def _engine(backend: Any, q: NoteQuery) -> None:
