@@ -61,6 +61,10 @@ _FRAME = struct.Struct("!Q")
 _NONCE = 32
 _ADMITTED, _REFUSED = b"\x01", b"\x00"
 _HANDSHAKE_TIMEOUT_S = 10.0
+_INLINE_ITEMS = 32
+_INLINE_ANSWER_BYTES = 64 * 1024
+"""A call with an argument of more items, or an answer of more bytes, is pickled or unpickled on
+a thread: the loop keeps serving (a search's request and answer, ~3 KB each, stay inline)."""
 _OPEN_TIMEOUT_S = 60.0
 """Bound on a worker's first connection (the host answers it before its engine is open)."""
 
@@ -427,8 +431,8 @@ class _Connection:
 class SharedRunner:
     """A worker's side: store operations sent to the host from the event loop itself, over up
     to ``connections`` sockets (one call in flight on each; waiting on a socket is a selector
-    event, not a thread). The pickling of a call and its answer runs on the loop: tens of
-    microseconds for a search (docs/perf/2026-11-28-storehop.md)."""
+    event, not a thread). A search's call and answer are pickled on the loop (~30 µs each); bulk
+    writes and long answers on a thread (docs/perf/2026-11-28-storehop.md)."""
 
     def __init__(self, link: StoreLink, connections: int = 2) -> None:
         self._link = link
@@ -462,7 +466,11 @@ class SharedRunner:
     async def _call(self, on_engine: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if self._closed:
             raise Unavailable("the notes store is closed")
-        request = pickle.dumps((on_engine, fn, args), pickle.HIGHEST_PROTOCOL)
+        message = (on_engine, fn, args)
+        if _bulky(args):  # a bulk write: ~8 ms to pickle 1,000 notes, too long for the loop
+            request = await asyncio.to_thread(pickle.dumps, message, pickle.HIGHEST_PROTOCOL)
+        else:
+            request = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         async with self._slots:
             try:
                 conn = self._idle.pop() if self._idle else await _Connection.open(self._link)
@@ -484,10 +492,17 @@ class SharedRunner:
                 conn.close()
             else:
                 self._idle.append(conn)
-        ok, value = pickle.loads(answer)
+        if len(answer) > _INLINE_ANSWER_BYTES:  # a long scroll: unpickled off the loop
+            ok, value = await asyncio.to_thread(pickle.loads, answer)
+        else:
+            ok, value = pickle.loads(answer)
         if not ok:
             raise value
         return value
+
+
+def _bulky(args: tuple[Any, ...]) -> bool:
+    return any(isinstance(a, list | tuple) and len(a) > _INLINE_ITEMS for a in args)
 
 
 def _unreachable() -> Unavailable:

@@ -285,3 +285,23 @@ def test_a_call_without_the_key_is_never_run(tmp_path: Path) -> None:
     finally:
         host.stop()
     assert not marker.exists()
+
+
+async def test_bulk_writes_and_long_answers_cross_the_host(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    """A write of many notes is pickled off the loop, and an answer of more than 64 KB
+    unpickled off it; both arrive whole."""
+    data = tmp_path / "data"
+    host = StoreHost.start(StoreConfig(data))
+    try:
+        notes = await shared_notes(host.link, data, embedder)
+        words = " ".join(f"annuity{i}" for i in range(200))
+        batch = [make_note(f"n{i}", f"Note {i}: {words}") for i in range(40)]
+        await notes.index(T, batch)
+        stored = await notes._store.existing(T, [n.note_id for n in batch])
+        assert sorted(stored) == sorted(n.note_id for n in batch)
+        assert stored["n7"].text == batch[7].text
+        await notes.close()
+    finally:
+        host.stop()
