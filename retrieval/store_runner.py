@@ -45,8 +45,11 @@ class StoreRunner(Protocol):
 
 
 async def bounded(awaitable: Any, timeout_s: float, what: str) -> Any:
+    """``awaitable`` awaited for at most ``timeout_s``; ``Unavailable`` naming ``what`` after
+    (``asyncio.timeout``: no task of its own, unlike ``wait_for`` in Python 3.11)."""
     try:
-        return await asyncio.wait_for(awaitable, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
     except TimeoutError:
         raise not_answered(what, timeout_s) from None
 

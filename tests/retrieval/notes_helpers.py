@@ -62,3 +62,9 @@ def orphan_exits_after_sigkill(script: str, timeout_s: float = 10.0) -> bool:
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     return gone(child)
+
+
+def sleep_then(backend: object, seconds: float, value: str) -> str:
+    """A store operation (run where the engine lives) that takes ``seconds``, then answers."""
+    time.sleep(seconds)
+    return value

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -13,13 +16,20 @@ from pathlib import Path
 
 import psutil
 import pytest
-from notes_helpers import ROOT, gone, local_config, make_note, orphan_exits_after_sigkill
+from notes_helpers import (
+    ROOT,
+    gone,
+    local_config,
+    make_note,
+    orphan_exits_after_sigkill,
+    sleep_then,
+)
 
 from retrieval.chunking import Chunker
 from retrieval.config import StoreConfig
 from retrieval.embedder import OnnxEmbedder
 from retrieval.notes import NotesService
-from retrieval.shared_store import SharedRunner, StoreHost, StoreLink, _StoreManager
+from retrieval.shared_store import SharedRunner, StoreHost, StoreLink
 from retrieval.store import NotesStore
 from runtimes.errors import Unavailable
 
@@ -166,11 +176,8 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
 
 def _preload_state(host: StoreHost) -> str:
     """The host's answer to "what became of loading the shards at start", once it is known."""
-    manager = _StoreManager(address=host.link.address, authkey=host.link.authkey)
-    manager.connect()
-    store = manager.store()
     for _ in range(600):
-        state = str(store.preloaded())
+        state = host.preloaded()
         if state not in ("not started", "loading"):
             return state
         time.sleep(0.05)
@@ -197,6 +204,104 @@ async def test_the_host_loads_existing_shards_as_it_starts(
         with pytest.raises(Unavailable, match="in use by another process"):
             await NotesStore.open(StoreConfig(data), dim=embedder.dim, embedder_name=embedder.name)
         notes = await shared_notes(host.link, data, embedder)
+        await notes.close()
+    finally:
+        host.stop()
+
+
+async def test_a_late_answer_never_reaches_the_next_call(tmp_path: Path) -> None:
+    """A call that times out leaves its answer on the wire; the next call must get its own."""
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        with pytest.raises(Unavailable, match="did not answer sleep then within"):
+            await runner.run(sleep_then, 1.0, "late", timeout_s=0.2)
+        assert await runner.run(sleep_then, 0.0, "next", timeout_s=10) == "next"
+        await asyncio.sleep(1.2)  # the late answer has been sent by now
+        assert await runner.run(sleep_then, 0.0, "after", timeout_s=10) == "after"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+async def test_a_slow_call_does_not_hold_up_another(tmp_path: Path) -> None:
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        slow = asyncio.ensure_future(runner.run(sleep_then, 5.0, "slow", timeout_s=30))
+        fast = asyncio.ensure_future(runner.run(sleep_then, 0.0, "fast", timeout_s=30))
+        done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {fast} and fast.result() == "fast"
+        assert await slow == "slow"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+async def test_a_host_killed_mid_call_is_unavailable_then_serves_again(tmp_path: Path) -> None:
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        call = asyncio.ensure_future(runner.run(sleep_then, 30.0, "never", timeout_s=60))
+        await asyncio.sleep(0.5)  # the call is in the host
+        os.kill(runner.pid, signal.SIGKILL)
+        # Unreachable (the socket closed), not the 60 s bound expiring.
+        with pytest.raises(Unavailable, match="unreachable"):
+            await call
+        deadline = time.monotonic() + 60
+        while host.restarts == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert host.restarts == 1
+        assert await runner.run(sleep_then, 0.0, "back", timeout_s=30) == "back"
+    finally:
+        await runner.close()
+        host.stop()
+
+
+def test_a_call_without_the_key_is_never_run(tmp_path: Path) -> None:
+    """A client that skips the handshake and sends a call straight away is refused, and the
+    call does not run in the host."""
+    host = StoreHost.start(StoreConfig(tmp_path / "data"))
+    marker = tmp_path / "ran"
+    try:
+        call = pickle.dumps((False, Path.touch, (marker,)))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(host.link.address)
+            assert len(sock.recv(64)) == 32  # the host's challenge
+            sock.sendall(struct.pack("!Q", len(call)) + call)
+            verdict = sock.recv(1)
+            assert verdict == b"\x00", "refused"
+            try:
+                rest = sock.recv(1)
+            except ConnectionResetError:  # closed with the call unread
+                rest = b""
+            assert rest == b"", "and the connection closed"
+        # The host still serves the workers that hold the key.
+        assert host.preloaded() in ("nothing to load", "loading", "not started")
+    finally:
+        host.stop()
+    assert not marker.exists()
+
+
+async def test_bulk_writes_and_long_answers_cross_the_host(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    """A write of many notes is pickled off the loop, and an answer of more than 64 KB
+    unpickled off it; both arrive whole."""
+    data = tmp_path / "data"
+    host = StoreHost.start(StoreConfig(data))
+    try:
+        notes = await shared_notes(host.link, data, embedder)
+        words = " ".join(f"annuity{i}" for i in range(200))
+        batch = [make_note(f"n{i}", f"Note {i}: {words}") for i in range(40)]
+        await notes.index(T, batch)
+        stored = await notes._store.existing(T, [n.note_id for n in batch])
+        assert sorted(stored) == sorted(n.note_id for n in batch)
+        assert stored["n7"].text == batch[7].text
         await notes.close()
     finally:
         host.stop()
