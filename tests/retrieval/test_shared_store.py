@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -209,56 +210,57 @@ async def test_the_host_loads_existing_shards_as_it_starts(
         host.stop()
 
 
-async def test_a_late_answer_never_reaches_the_next_call(tmp_path: Path) -> None:
+@pytest.fixture
+async def linked(tmp_path: Path) -> AsyncIterator[tuple[StoreHost, SharedRunner]]:
+    """A store host and one worker's open link to it."""
+    host = StoreHost.start(StoreConfig(tmp_path))
+    runner = SharedRunner(host.link)
+    try:
+        await runner.open()
+        yield host, runner
+    finally:
+        await runner.close()
+        host.stop()
+
+
+async def test_a_late_answer_never_reaches_the_next_call(
+    linked: tuple[StoreHost, SharedRunner],
+) -> None:
     """A call that times out leaves its answer on the wire; the next call must get its own."""
-    host = StoreHost.start(StoreConfig(tmp_path))
-    runner = SharedRunner(host.link)
-    try:
-        await runner.open()
-        with pytest.raises(Unavailable, match="did not answer sleep then within"):
-            await runner.run(sleep_then, 1.0, "late", timeout_s=0.2)
-        assert await runner.run(sleep_then, 0.0, "next", timeout_s=10) == "next"
-        await asyncio.sleep(1.2)  # the late answer has been sent by now
-        assert await runner.run(sleep_then, 0.0, "after", timeout_s=10) == "after"
-    finally:
-        await runner.close()
-        host.stop()
+    _, runner = linked
+    with pytest.raises(Unavailable, match="did not answer sleep then within"):
+        await runner.run(sleep_then, 1.0, "late", timeout_s=0.2)
+    assert await runner.run(sleep_then, 0.0, "next", timeout_s=10) == "next"
+    await asyncio.sleep(1.2)  # the late answer has been sent by now
+    assert await runner.run(sleep_then, 0.0, "after", timeout_s=10) == "after"
 
 
-async def test_a_slow_call_does_not_hold_up_another(tmp_path: Path) -> None:
-    host = StoreHost.start(StoreConfig(tmp_path))
-    runner = SharedRunner(host.link)
-    try:
-        await runner.open()
-        slow = asyncio.ensure_future(runner.run(sleep_then, 5.0, "slow", timeout_s=30))
-        fast = asyncio.ensure_future(runner.run(sleep_then, 0.0, "fast", timeout_s=30))
-        done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
-        assert done == {fast} and fast.result() == "fast"
-        assert await slow == "slow"
-    finally:
-        await runner.close()
-        host.stop()
+async def test_a_slow_call_does_not_hold_up_another(
+    linked: tuple[StoreHost, SharedRunner],
+) -> None:
+    _, runner = linked
+    slow = asyncio.ensure_future(runner.run(sleep_then, 5.0, "slow", timeout_s=30))
+    fast = asyncio.ensure_future(runner.run(sleep_then, 0.0, "fast", timeout_s=30))
+    done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {fast} and fast.result() == "fast"
+    assert await slow == "slow"
 
 
-async def test_a_host_killed_mid_call_is_unavailable_then_serves_again(tmp_path: Path) -> None:
-    host = StoreHost.start(StoreConfig(tmp_path))
-    runner = SharedRunner(host.link)
-    try:
-        await runner.open()
-        call = asyncio.ensure_future(runner.run(sleep_then, 30.0, "never", timeout_s=60))
-        await asyncio.sleep(0.5)  # the call is in the host
-        os.kill(runner.pid, signal.SIGKILL)
-        # Unreachable (the socket closed), not the 60 s bound expiring.
-        with pytest.raises(Unavailable, match="unreachable"):
-            await call
-        deadline = time.monotonic() + 60
-        while host.restarts == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        assert host.restarts == 1
-        assert await runner.run(sleep_then, 0.0, "back", timeout_s=30) == "back"
-    finally:
-        await runner.close()
-        host.stop()
+async def test_a_host_killed_mid_call_is_unavailable_then_serves_again(
+    linked: tuple[StoreHost, SharedRunner],
+) -> None:
+    host, runner = linked
+    call = asyncio.ensure_future(runner.run(sleep_then, 30.0, "never", timeout_s=60))
+    await asyncio.sleep(0.5)  # the call is in the host
+    os.kill(runner.pid, signal.SIGKILL)
+    # Unreachable (the socket closed), not the 60 s bound expiring.
+    with pytest.raises(Unavailable, match="unreachable"):
+        await call
+    deadline = time.monotonic() + 60
+    while host.restarts == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert host.restarts == 1
+    assert await runner.run(sleep_then, 0.0, "back", timeout_s=30) == "back"
 
 
 def test_a_call_without_the_key_is_never_run(tmp_path: Path) -> None:
