@@ -252,13 +252,10 @@ class DynamicBatcher:
     def _run_alone(self, rows: np.ndarray, deadline: float | None) -> BatchResult:
         """A request of no sampled trace, run now on an idle batcher: what ``_admit``,
         ``_run_inline`` and ``_complete`` do for a batch of one, without the request record,
-        its future and the batch's lists (~20 µs of a batch-1 call's ~50 in the batcher)."""
+        its future and the batch's lists (~15 µs of a batch-1 call's ~53 in the batcher,
+        scripts/batcher_cost.py)."""
         arrived = time.monotonic()
-        if deadline is not None and deadline <= arrived:
-            self._stats.expired += 1
-            raise DeadlineExceeded(
-                f"deadline passed {(arrived - deadline) * 1e3:.1f} ms before the request was queued"
-            )
+        self._refuse_if_late(deadline, arrived)
         batch_id = next(self._batch_ids)
         started = time.monotonic()
         try:
@@ -278,6 +275,13 @@ class DynamicBatcher:
             self._on_batch(n, run_s, [started - arrived])
         return BatchResult(outputs, started - arrived, batch_id, n, 1, run_s, None, started, False)
 
+    def _refuse_if_late(self, deadline: float | None, now: float) -> None:
+        if deadline is not None and deadline <= now:
+            self._stats.expired += 1
+            raise DeadlineExceeded(
+                f"deadline passed {(now - deadline) * 1e3:.1f} ms before the request was queued"
+            )
+
     def _may_run_directly(self, rows: np.ndarray) -> bool:
         if self._running or self._pending or self._closed or self.inline_run_s <= 0:
             return False
@@ -293,11 +297,7 @@ class DynamicBatcher:
         if np.ndim(rows) < 1 or rows.shape[0] == 0:
             raise InvalidInput(f"{self.name}: expected a [rows, features] matrix with rows > 0")
         now = time.monotonic()
-        if deadline is not None and deadline <= now:
-            self._stats.expired += 1
-            raise DeadlineExceeded(
-                f"deadline passed {(now - deadline) * 1e3:.1f} ms before the request was queued"
-            )
+        self._refuse_if_late(deadline, now)
         n = int(rows.shape[0])
         # One request larger than the whole queue is let in alone, or it could never run.
         if self._queued_rows + n > self.max_queue_size and self._queued_rows > 0:
@@ -701,27 +701,9 @@ def _call_in_loop(
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _run_one(run_batch: BatchFn, rows: np.ndarray) -> tuple[Outputs, float]:
-    """``_run_and_split`` for one caller's rows: the outputs and the run's own time."""
-    started, started_cpu = time.perf_counter(), time.thread_time()
-    outputs = run_batch(rows)
-    compute_s = min(time.perf_counter() - started, 2.0 * (time.thread_time() - started_cpu))
-    _check_rows(outputs, rows.shape[0])
-    return outputs, compute_s
-
-
-def _check_rows(outputs: Outputs, total: int) -> None:
-    for name, value in outputs.items():
-        # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
-        shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
-        if not shape or shape[0] != total:
-            raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
-
-
-def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
-    """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
-    the run's own time, taken on this thread: what ``RunTimeModel`` learns (see ``_finish``)."""
-    batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+def _run_one(run_batch: BatchFn, batch: np.ndarray) -> tuple[Outputs, float]:
+    """Runs one batch on this thread: its outputs, checked to have a row per input row, and the
+    run's own time, which is what ``RunTimeModel`` learns (see ``_complete``)."""
     started, started_cpu = time.perf_counter(), time.thread_time()
     outputs = run_batch(batch)
     cpu_s = time.thread_time() - started_cpu
@@ -733,7 +715,20 @@ def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
     # pool works), so it is the model's time. Doubled, with the wall time as the cap, for a
     # runtime that waits on its own threads without spinning.
     compute_s = min(time.perf_counter() - started, 2.0 * cpu_s)
-    _check_rows(outputs, batch.shape[0])
+    total = batch.shape[0]
+    for name, value in outputs.items():
+        # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
+        shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
+        if not shape or shape[0] != total:
+            raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
+    return outputs, compute_s
+
+
+def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
+    """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
+    the run's own time (``_run_one``)."""
+    batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
+    outputs, compute_s = _run_one(run_batch, batch)
     if len(inputs) == 1:
         return [outputs], compute_s  # the whole batch is this one caller's: nothing to share
     bounds = np.cumsum([0] + [len(rows) for rows in inputs])
