@@ -206,10 +206,10 @@ class LLMClient:
         stream: Any = None
         try:
             async with self._until(first_token_by, "first_token_timeout"):
-                # The chat completions route through the client's own request, retries-off,
-                # status errors and SSE decoding, with each chunk left as parsed JSON: building
-                # the SDK's chunk models cost ~9 ms of event-loop CPU per 40-chunk summary, two
-                # thirds of the stream's cost (docs/perf/2026-11-28-direct.md).
+                # Through the client's own request, status errors, timeouts and SSE decoding
+                # (the retries are ours), with each chunk left as parsed JSON: the SDK's chunk
+                # models cost ~7 ms of event-loop CPU per 40-chunk answer, ~60% of the stream
+                # (docs/perf/2026-11-28-direct.md).
                 stream = await self._client.post(
                     "/chat/completions",
                     cast_to=object,
