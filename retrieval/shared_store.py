@@ -368,6 +368,25 @@ def _remove(socket_dir: Path) -> None:
     socket_dir.rmdir()
 
 
+_VERDICT = 1 + hashlib.sha256().digest_size
+"""The host's answer to a worker's reply: admitted or refused, then its own proof of the key."""
+
+
+def _worker_reply(key: bytes, challenge: bytes) -> tuple[bytes, bytes]:
+    """A worker's half of the handshake: its own challenge, and the message that carries it
+    with the proof that it holds ``key``."""
+    mine = secrets.token_bytes(_NONCE)
+    return mine, mine + _mac(key, b"worker", challenge)
+
+
+def _check_verdict(key: bytes, mine: bytes, verdict: bytes) -> None:
+    """Raises unless the host admitted the worker and proved it holds ``key`` too."""
+    if verdict[:1] != _ADMITTED:
+        raise multiprocessing.AuthenticationError("the store host refused the key")
+    if not hmac.compare_digest(verdict[1:], _mac(key, b"host", mine)):
+        raise multiprocessing.AuthenticationError("the store host does not hold the key")
+
+
 def _connect_blocking(link: StoreLink, timeout_s: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -376,13 +395,9 @@ def _connect_blocking(link: StoreLink, timeout_s: float) -> socket.socket:
         challenge = _recv_exactly(sock, _NONCE)
         if challenge is None:
             raise ConnectionError("the store host closed the connection")
-        mine = secrets.token_bytes(_NONCE)
-        sock.sendall(mine + _mac(link.authkey, b"worker", challenge))
-        verdict = _recv_exactly(sock, 1 + 32)
-        if verdict is None or verdict[:1] != _ADMITTED:
-            raise multiprocessing.AuthenticationError("the store host refused the key")
-        if not hmac.compare_digest(verdict[1:], _mac(link.authkey, b"host", mine)):
-            raise multiprocessing.AuthenticationError("the store host does not hold the key")
+        mine, reply = _worker_reply(link.authkey, challenge)
+        sock.sendall(reply)
+        _check_verdict(link.authkey, mine, _recv_exactly(sock, _VERDICT) or b"")
         return sock
     except BaseException:
         sock.close()
@@ -404,15 +419,13 @@ class _Connection:
         reader, writer = await asyncio.open_unix_connection(link.address)
         try:
             challenge = await reader.readexactly(_NONCE)
-            mine = secrets.token_bytes(_NONCE)
-            writer.write(mine + _mac(link.authkey, b"worker", challenge))
-            verdict = await reader.readexactly(1)
-            if verdict != _ADMITTED:
-                raise multiprocessing.AuthenticationError("the store host refused the key")
-            if not hmac.compare_digest(
-                await reader.readexactly(32), _mac(link.authkey, b"host", mine)
-            ):
-                raise multiprocessing.AuthenticationError("the store host does not hold the key")
+            mine, reply = _worker_reply(link.authkey, challenge)
+            writer.write(reply)
+            try:
+                verdict = await reader.readexactly(_VERDICT)
+            except asyncio.IncompleteReadError as short:  # a refusal is one byte, then EOF
+                verdict = short.partial
+            _check_verdict(link.authkey, mine, verdict)
         except BaseException:
             writer.close()
             raise
