@@ -98,44 +98,65 @@ def quality(n: int) -> None:
 def guard(pairs_path: str) -> None:
     """The sentence guard's similarity step on the labelled pairs, per form: the similarity of
     each pair that reaches it (the claim checks passed), by label, against MIN_SIMILARITY; and
-    the time to embed a note's pieces (what the guard does per cited note)."""
+    the time to embed a note's pieces per tier (its sentences, which every cited note costs; the
+    note itself and its word windows, which only a sentence short of the tiers before costs)."""
     import asyncio
     import json
     from pathlib import Path
 
-    from retrieval.summary.guard import MIN_SIMILARITY, SentenceGuard, note_pieces
+    from retrieval.summary.guard import (
+        MIN_SIMILARITY,
+        GuardConfig,
+        NotePieces,
+        SentenceGuard,
+        note_pieces,
+    )
 
     lines = Path(pairs_path).read_text().splitlines()
     pairs = [json.loads(line) for line in lines if line.strip()]
 
-    async def run(embedder: OnnxEmbedder) -> dict[str, list[float]]:
+    async def run(embedder: OnnxEmbedder) -> tuple[dict[str, list[float]], int, int]:
+        # A threshold no cosine reaches makes every check compare every piece (both tiers), so
+        # each similarity is the full maximum the threshold is chosen against.
+        every_piece = SentenceGuard(GuardConfig(min_similarity=1.01), embedder=embedder)
         guard = SentenceGuard(embedder=embedder)
         by_label: dict[str, list[float]] = {}
+        windows = reached = 0
         for pair in pairs:
-            session = await guard.session([pair["note"]], [])
+            session = await every_piece.session([pair["note"]], [])
             verdict = await session.check(pair["sentence"])
-            if verdict.shown or verdict.reason == "low_similarity":
+            if verdict.reason == "low_similarity":
                 by_label.setdefault(pair["label"], []).append(verdict.similarity)
-        return by_label
+                reached += 1
+                session = await guard.session([pair["note"]], [])
+                await session.check(pair["sentence"])
+                windows += session.stats.window_checks
+        return by_label, reached, windows
 
     for name in FORMS:
         embedder = OnnxEmbedder(name=name)
-        found = asyncio.run(run(embedder))
+        found, reached, windows = asyncio.run(run(embedder))
         for label, sims in sorted(found.items()):
             s = np.array(sims)
             print(
                 f"{name:32} {label:13} reached {len(s):2}: min {s.min():.3f} max {s.max():.3f} "
                 f"below {MIN_SIMILARITY}: {(s < MIN_SIMILARITY).sum()}"
             )
+        print(f"{name:32} windows needed for {windows} of the {reached} pairs reaching the step")
         notes = list(dict.fromkeys(p["note"] for p in pairs))
         pieces = [note_pieces(n) for n in notes]
-        embedder.embed_sync(pieces[0])
-        started = time.perf_counter()
-        for p in pieces:
-            embedder.embed_sync(p)
-        per_note = (time.perf_counter() - started) / len(pieces) * 1000
-        count = sum(map(len, pieces)) / len(pieces)
-        print(f"{name:32} a note's pieces ({count:.0f} on average): {per_note:.1f} ms per note")
+        embedder.embed_sync(pieces[0].sentences)
+        for depth, tier in enumerate(NotePieces.TIERS):
+            texts = [p.tier(depth) for p in pieces]
+            started = time.perf_counter()
+            for t in texts:
+                embedder.embed_sync(t)
+            per_note = (time.perf_counter() - started) / len(texts) * 1000
+            count = sum(map(len, texts)) / len(texts)
+            print(
+                f"{name:32} a note's {tier} pieces ({count:.1f} on average):"
+                f" {per_note:.1f} ms per note"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar, cast
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class Verdict:
 class GuardStats:
     shown: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    window_checks: int = 0
+    """Sentences whose notes and note sentences fell short, so their windows were compared."""
 
     @property
     def dropped_total(self) -> int:
@@ -112,9 +115,10 @@ class GuardSession:
         self._embedder = embedder
         self._sources = sources
         self._facts = facts
-        # Embedded on first citation: a summary cites a few of its notes, and each note is
-        # dozens of pieces (see ``note_pieces``).
-        self._note_vectors: dict[int, np.ndarray] = {}
+        # Embedded on first need, by tier and cited note number: a summary cites a few of its
+        # notes, and each note is a few sentences and dozens of windows (see ``note_pieces``).
+        self._pieces: dict[int, NotePieces] = {}
+        self._vectors: list[dict[int, np.ndarray]] = [{} for _ in NotePieces.TIERS]
         self._shown: list[np.ndarray] = []
         self._shown_text: set[str] = set()
         self.stats = GuardStats()
@@ -148,14 +152,7 @@ class GuardSession:
         key = " ".join(body.lower().split())
         if key in self._shown_text:
             return Verdict(False, "duplicate")
-        missing = [n for n in cited if n not in self._note_vectors]
-        pieces = [(n, p) for n in missing for p in note_pieces(self._sources[n - 1])]
-        vectors = await self._embedder.embed([body] + [p for _, p in pieces])
-        vector = vectors[0]
-        for n in missing:
-            rows = [i + 1 for i, (m, _) in enumerate(pieces) if m == n]
-            self._note_vectors[n] = vectors[rows]
-        similarity = max(float(np.max(self._note_vectors[n] @ vector)) for n in cited)
+        vector, similarity = await self._similarity(body, cited)
         if similarity < self._config.min_similarity:
             return Verdict(False, "low_similarity", similarity)
         if self._shown and float(np.max(np.vstack(self._shown) @ vector)) >= (
@@ -166,25 +163,92 @@ class GuardSession:
         self._shown_text.add(key)
         return Verdict(True, "", similarity)
 
+    async def _similarity(self, body: str, cited: list[int]) -> tuple[np.ndarray, float]:
+        """The sentence's vector and its best cosine with the pieces of its cited notes.
+
+        The pieces are compared tier by tier (``NotePieces.TIERS``), each tier embedded only
+        when the ones before it fell short of the threshold: a sentence restating a note's
+        sentence costs the note's sentences, not its windows (most of its pieces, so most of the
+        guard's CPU). The verdict is the same as over every piece at once; the similarity of a
+        sentence shown may be below that maximum (it is the first that cleared the threshold)."""
+        vector: np.ndarray | None = None
+        similarity = -1.0
+        for depth, tier in enumerate(NotePieces.TIERS):
+            if tier == "windows":
+                self.stats.window_checks += 1
+            extra = [body] if vector is None else []
+            embedded = await self._embed_missing(cited, depth, extra)
+            if vector is None:
+                vector = embedded[0]
+            tier_vectors = self._vectors[depth]
+            similarity = max(similarity, _best(vector, [tier_vectors[n] for n in cited]))
+            if similarity >= self._config.min_similarity:
+                break
+        assert vector is not None
+        return vector, similarity
+
+    async def _embed_missing(self, cited: list[int], depth: int, extra: list[str]) -> np.ndarray:
+        """Embeds, in one call, ``extra`` and tier ``depth``'s pieces of each cited note not yet
+        embedded (kept by note); returns the vectors of ``extra``."""
+        into = self._vectors[depth]
+        missing = [n for n in cited if n not in into]
+        pieces = [(n, p) for n in missing for p in self._pieces_of(n).tier(depth)]
+        texts = [*extra, *(p for _, p in pieces)]
+        # A sentence that quotes its note, or two notes sharing a sentence: each text once.
+        unique = {text: row for row, text in enumerate(dict.fromkeys(texts))}
+        vectors = await self._embedder.embed(list(unique)) if texts else np.zeros((0, 0))
+        vectors = vectors[[unique[text] for text in texts]]
+        for n in missing:
+            rows = [len(extra) + i for i, (m, _) in enumerate(pieces) if m == n]
+            into[n] = vectors[rows]
+        return vectors[: len(extra)]
+
+    def _pieces_of(self, n: int) -> NotePieces:
+        if n not in self._pieces:
+            self._pieces[n] = note_pieces(self._sources[n - 1])
+        return self._pieces[n]
+
+
+def _best(vector: np.ndarray, matrices: list[np.ndarray]) -> float:
+    """The highest cosine of ``vector`` with a row of any of ``matrices`` (-1 when none)."""
+    return max((float(np.max(m @ vector)) for m in matrices if len(m)), default=-1.0)
+
 
 WINDOWS = (6, 12)
 """Word windows of a note that sentences are also compared with: a sentence that restates part
 of a long note sentence is closer to that part than to the whole."""
 
 
-def note_pieces(text: str) -> list[str]:
-    """The note, its sentences, and overlapping word windows of its sentences."""
+@dataclass(frozen=True, slots=True)
+class NotePieces:
+    """What a cited note's meaning is compared by, in the order the guard embeds them: its
+    ``sentences``; the ``note`` itself when it has more than one; overlapping word ``windows`` of
+    its sentences. No piece is in two tiers."""
+
+    TIERS: ClassVar[tuple[str, ...]] = ("sentences", "note", "windows")
+
+    sentences: list[str]
+    note: list[str]
+    windows: list[str]
+
+    def tier(self, depth: int) -> list[str]:
+        return cast(list[str], getattr(self, self.TIERS[depth]))
+
+
+def note_pieces(text: str) -> NotePieces:
     stream = SentenceStream()
-    sentences = [p for p in [*stream.feed(text), stream.flush()] if p]
-    pieces = [text, *(s for s in sentences if s != text)]
+    sentences = list(dict.fromkeys(p for p in [*stream.feed(text), stream.flush()] if p))
+    windows: list[str] = []
     for sentence in sentences:
         words = sentence.split()
         for size in WINDOWS:
             if len(words) > size:
                 step = max(1, size // 2)
                 for start in range(0, len(words) - size + step, step):
-                    pieces.append(" ".join(words[start : start + size]))
-    return list(dict.fromkeys(pieces))
+                    windows.append(" ".join(words[start : start + size]))
+    note = [] if text in sentences else [text]
+    earlier = {*sentences, *note}
+    return NotePieces(sentences, note, [w for w in dict.fromkeys(windows) if w not in earlier])
 
 
 def shared_guard_model(

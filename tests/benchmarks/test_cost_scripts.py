@@ -1,5 +1,5 @@
-"""``scripts/batcher_cost.py`` and ``scripts/llm_stream_cost.py`` run and report what they
-measured (the figures themselves are the bench's business, not a test's)."""
+"""``scripts/batcher_cost.py``, ``llm_stream_cost.py`` and ``summary_cpu.py`` run and report
+what they measured (the figures themselves are the bench's business, not a test's)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,12 @@ def test_llm_stream_cost_streams_every_chunk_through_the_gateways_client() -> No
     out = _run("scripts/llm_stream_cost.py", "--chunks", "5", "--n", "3", "--reps", "2")
     found = re.search(r"5 chunks: event-loop CPU per answer min ([\d.]+) ms", out)
     assert found and float(found.group(1)) > 0
+
+
+def test_summary_cpu_reports_a_real_gateways_cpu_per_summary_by_thread() -> None:
+    out = _run("scripts/summary_cpu.py", "--summaries", "3", "--warmup", "1")
+    threads = re.findall(r"^pid \d+ thread +\d+ \S+ +([\d.]+) ms per summary$", out, re.M)
+    assert threads, out
+    total = re.search(r"^total ([\d.]+) ms per summary; fallbacks: (.*)$", out, re.M)
+    assert total and float(total.group(1)) > 0, out
+    assert total.group(2) == "none"  # every summary went through the LLM and the guard

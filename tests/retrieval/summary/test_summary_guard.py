@@ -12,7 +12,14 @@ from summary_helpers import LEAD, TENANT, model_part, note, summarize
 
 from retrieval.embedder import OnnxEmbedder
 from retrieval.summary.claims import Support, extract, unsupported
-from retrieval.summary.guard import GUARD_EMBEDDER, GuardConfig, SentenceGuard, shared_guard_model
+from retrieval.summary.guard import (
+    GUARD_EMBEDDER,
+    MIN_SIMILARITY,
+    GuardConfig,
+    SentenceGuard,
+    note_pieces,
+    shared_guard_model,
+)
 from retrieval.summary.sanitize import INSTRUCTION_REMOVED
 from retrieval.summary.sentences import SentenceStream
 from tests.fakes.openai_server import StreamReply
@@ -44,6 +51,70 @@ async def test_labelled_pairs_what_the_guard_passes_is_supported_and_no_contradi
     assert "contradiction" not in labels, [p["sentence"] for p in passed]
     # Not a guard that passes nothing: most supported sentences get through.
     assert supported >= 0.9 * sum(p["label"] == "supported" for p in _pairs())
+
+
+class CountingEmbedder:
+    """The real model; records every text it is asked to embed."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        self.inner, self.dim, self.name = inner, inner.dim, inner.name
+        self.texts: list[str] = []
+
+    async def embed(self, texts):
+        self.texts.extend(texts)
+        return await self.inner.embed(texts)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_verdict_is_that_of_every_piece_compared_at_once(embedder: OnnxEmbedder):
+    """Windows are compared only when the note and its sentences fall short of the threshold:
+    on every labelled pair the verdict is the one all pieces together give (a threshold no
+    cosine reaches makes the guard compare all of them and report their maximum)."""
+    tiered = SentenceGuard(embedder=embedder)
+    every_piece = SentenceGuard(GuardConfig(min_similarity=1.01), embedder=embedder)
+    reached = 0
+    for pair in _pairs():
+        verdict = await (await tiered.session([pair["note"]], [])).check(pair["sentence"])
+        full = await (await every_piece.session([pair["note"]], [])).check(pair["sentence"])
+        if full.reason != "low_similarity":  # settled before the similarity step
+            assert (verdict.shown, verdict.reason) == (False, full.reason), pair
+            continue
+        reached += 1
+        assert verdict.shown == (full.similarity >= MIN_SIMILARITY), (pair, full.similarity)
+        assert verdict.similarity <= full.similarity + 1e-6
+    assert reached >= 35
+
+
+async def test_a_notes_windows_are_embedded_only_for_a_sentence_its_sentences_do_not_match(
+    embedder: OnnxEmbedder,
+):
+    note = "First call. Retiring within 5 years and worried about income."
+    pieces = note_pieces(note)
+    assert pieces.sentences == ["First call.", "Retiring within 5 years and worried about income."]
+    assert pieces.note == [note]
+    assert "Retiring within 5 years and worried" in pieces.windows
+    counting = CountingEmbedder(embedder)
+    session = await SentenceGuard(embedder=counting).session([note], [])
+
+    # A restated note sentence clears the threshold against the note's sentences alone.
+    assert (await session.check("Retiring within 5 years and worried about income [1].")).shown
+    assert session.stats.window_checks == 0
+    assert set(pieces.sentences) <= set(counting.texts)
+    assert not {note, *pieces.windows} & set(counting.texts)
+    assert len(counting.texts) == len(set(counting.texts))  # the quoted sentence embedded once
+
+    # Part of a note sentence is close only to a window of it: the note, then its windows.
+    assert (await session.check("The lead is retiring within five years [1].")).shown
+    assert session.stats.window_checks == 1
+    assert {note, *pieces.windows} <= set(counting.texts)
+
+    # Each piece once per summary: a later sentence reuses every vector.
+    before = len(counting.texts)
+    assert not (await session.check("The weather in the city was pleasant [1].")).shown
+    assert counting.texts[before:] == ["The weather in the city was pleasant."]
+    assert session.stats.window_checks == 2
 
 
 @pytest.mark.parametrize(
