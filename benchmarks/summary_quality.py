@@ -32,7 +32,7 @@ from benchmarks.fake_llm import FakeLLM, Pacing
 from retrieval.embedder import OnnxEmbedder
 from retrieval.summary import Summarizer, SummaryCache, TenantLimiter
 from retrieval.summary.claims import citations_of, strip_markers
-from retrieval.summary.guard import SentenceGuard
+from retrieval.summary.guard import GuardSession, SentenceGuard
 from retrieval.summary.sentences import SentenceStream
 from retrieval.summary.summarizer import SummaryStyle
 from retrieval.types import NoteHit, NoteRecord
@@ -151,6 +151,8 @@ class ModelRow:
     first_shown_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    similarity_checks: int = 0
+    window_checks: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         def share(a: int, b: int) -> float | None:
@@ -172,6 +174,8 @@ class ModelRow:
             "first_shown_ms_median": _median(self.first_shown_ms),
             "total_ms_median": _median(self.total_ms),
             "dropped_by_reason": self.dropped_by_reason,
+            "similarity_checks": self.similarity_checks,
+            "window_checks": self.window_checks,
         }
 
 
@@ -259,6 +263,7 @@ async def _run_model(
     style: SummaryStyle = "whole",
 ) -> ModelRow:
     notes = EvalNotes(leads)
+    guard = _RecordingGuard(embedder)
     llm = LLMClient(
         LLMConfig(
             base_url=base_url, model=model, max_tokens=192, max_retries=1, read_timeout_s=120.0
@@ -272,7 +277,7 @@ async def _run_model(
         cache=SummaryCache(0),
         limiter=TenantLimiter(1),
         mask_pii=False,
-        guard=SentenceGuard(embedder=embedder),
+        guard=guard,
         fallback_reserve_s=0.5,
         style=style,
     )
@@ -282,7 +287,22 @@ async def _run_model(
             await _score_lead(summarizer, lead, notes, row)
     finally:
         await summarizer.aclose()
+    row.similarity_checks = sum(s.stats.similarity_checks for s in guard.sessions)
+    row.window_checks = sum(s.stats.window_checks for s in guard.sessions)
     return row
+
+
+class _RecordingGuard(SentenceGuard):
+    """The gateway's guard, keeping each summary's session for the row's guard figures."""
+
+    def __init__(self, embedder: OnnxEmbedder) -> None:
+        super().__init__(embedder=embedder)
+        self.sessions: list[GuardSession] = []
+
+    async def session(self, sources: Sequence[str], facts: Sequence[str]) -> GuardSession:
+        session = await super().session(sources, facts)
+        self.sessions.append(session)
+        return session
 
 
 async def run_quality(
@@ -333,6 +353,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         ]  # fmt: skip
         lines.append("| " + " | ".join("–" if c is None else str(c) for c in cells) + " |")
     reasons = "\n".join(
-        f"- {r['model']} ({r['style']}): dropped {r['dropped_by_reason']}" for r in rows
+        f"- {r['model']} ({r['style']}): dropped {r['dropped_by_reason']}; note windows"
+        f" compared for {r['window_checks']} of the {r['similarity_checks']} sentences"
+        " reaching the similarity step"
+        for r in rows
     )
     return head + "\n".join(lines) + "\n\n" + reasons + "\n"

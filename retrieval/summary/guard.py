@@ -52,8 +52,11 @@ class Verdict:
 class GuardStats:
     shown: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    similarity_checks: int = 0
+    """Sentences that reached the similarity step (the content checks passed)."""
     window_checks: int = 0
-    """Sentences whose notes and note sentences fell short, so their windows were compared."""
+    """Of those, the ones whose notes and note sentences fell short, so that their windows were
+    compared (the costly tier)."""
 
     @property
     def dropped_total(self) -> int:
@@ -171,6 +174,7 @@ class GuardSession:
         sentence costs the note's sentences, not its windows (most of its pieces, so most of the
         guard's CPU). The verdict is the same as over every piece at once; the similarity of a
         sentence shown may be below that maximum (it is the first that cleared the threshold)."""
+        self.stats.similarity_checks += 1
         vector: np.ndarray | None = None
         similarity = -1.0
         for depth, tier in enumerate(NotePieces.TIERS):

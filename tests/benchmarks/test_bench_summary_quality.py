@@ -76,4 +76,8 @@ def test_cli_reports_the_fake_row_with_every_planted_falsehood_dropped(tmp_path:
     assert sum(row["dropped_by_reason"].values()) == 9  # the nine planted bad sentences
     assert row["fact_coverage"] >= 0.8
     assert row["style"] == "whole"
+    # Every sentence shown passed the similarity step; windows are a subset of those checks.
+    assert row["similarity_checks"] >= row["sentences_shown"] > 0
+    assert 0 <= row["window_checks"] <= row["similarity_checks"]
+    assert f"compared for {row['window_checks']} of the {row['similarity_checks']}" in done.stdout
     assert "| loopback fake | whole | 6 | 6 | 1.0 |" in done.stdout
