@@ -87,6 +87,40 @@ async def test_the_verdict_is_that_of_every_piece_compared_at_once(embedder: Onn
     assert reached >= 35
 
 
+async def test_sentences_citing_several_notes_get_the_verdict_of_every_piece(
+    embedder: OnnxEmbedder,
+):
+    """One session over several notes, sentences citing one or two of them, in an order where
+    later sentences find some notes' tiers already embedded: each verdict is still the one all
+    pieces of its cited notes give."""
+    sources = [
+        "Meeting booked for June to review pension transfer options. She prefers email.",
+        "First call. Retiring within 5 years and worried about income from the pension.",
+        "Asked about an ISA for her daughter. Wants low fees and no crypto.",
+    ]
+    sentences = [
+        "The lead is retiring within five years [2].",
+        "A meeting is booked for June [1].",
+        "She wants low fees on an ISA for her daughter [3].",
+        "She is worried about income and has a meeting in June [1, 2].",
+        "She prefers email and wants low fees [1, 3].",
+        "The weather in the city was pleasant [2, 3].",
+        "Retiring within 5 years and worried about income from the pension [2].",
+    ]
+    tiered = await SentenceGuard(embedder=embedder).session(sources, [])
+    every_piece = SentenceGuard(GuardConfig(min_similarity=1.01), embedder=embedder)
+    shown = reached = 0
+    for sentence in sentences:
+        verdict = await tiered.check(sentence)
+        full = await (await every_piece.session(sources, [])).check(sentence)
+        reached += full.reason == "low_similarity"
+        expected = full.reason == "low_similarity" and full.similarity >= MIN_SIMILARITY
+        assert verdict.shown == expected, (sentence, verdict, full)
+        shown += verdict.shown
+    assert 0 < shown < reached
+    assert tiered.stats.similarity_checks == reached
+
+
 async def test_a_notes_windows_are_embedded_only_for_a_sentence_its_sentences_do_not_match(
     embedder: OnnxEmbedder,
 ):
