@@ -41,7 +41,12 @@ from runtimes.types import DEFAULT_TENANT
 if TYPE_CHECKING:
     from benchmarks.suite import BenchConfig
 
-P99_TARGET_RATIO = 1.10  # issue 6: ScoreLeads p99 with summaries within 10% of without, either way
+TARGET_RATIOS = {
+    "held": 1.10,  # issue 6: ScoreLeads p99 with summaries streaming within 10% of without
+    "churn": 1.25,  # issue 13: ... while 8 summaries retrieve and stream at once, within 1.25×
+}
+"""ScoreLeads p99 with summaries over its p99 alone must be within this ratio either way (a p99
+much lower with summaries is noise, not a pass), by kind of summary load."""
 SUMMARY_TIMEOUT_S = 60.0  # above any held stream's length: its deadline must not cut it
 HELD_OPENING_MARGIN_S = 20.0
 WARMUP_SUMMARIES = 2
@@ -68,8 +73,9 @@ class WithSummaries:
     background: HoldCounts  # added up over the rounds
     p99_ms: float  # of every round's latencies pooled
     p99_ratio: float | None  # against ScoreLeads alone, pooled the same way
-    met: bool | None  # the ratio within P99_TARGET_RATIO either way
+    met: bool | None  # the ratio within target_ratio either way
     round_ratios: list[float] = field(default_factory=list)  # each round against its own alone
+    target_ratio: float = 0.0  # this kind's bound (TARGET_RATIOS)
 
 
 @dataclass(slots=True)
@@ -87,7 +93,6 @@ class SummaryResult:
     scoreleads_alone: str  # the run's label in the runs list (the first round's)
     p99_alone_ms: float  # of every round's latencies pooled
     with_summaries: list[WithSummaries]
-    target_ratio: float = P99_TARGET_RATIO
     rounds: int = 1
     fallback_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -319,9 +324,9 @@ def round_ratios(base: list[RunResult], loaded: list[RunResult]) -> list[float]:
     ]
 
 
-def within_target(ratio: float) -> bool:
-    """Within P99_TARGET_RATIO of each other, whichever is larger."""
-    return max(ratio, 1 / ratio) <= P99_TARGET_RATIO
+def within_target(ratio: float, bound: float) -> bool:
+    """Within ``bound`` of each other, whichever is larger."""
+    return max(ratio, 1 / ratio) <= bound
 
 
 def _added_up(counts: list[HoldCounts]) -> HoldCounts:
@@ -362,7 +367,7 @@ def _result(
         p99 = pooled_p99_ms(loaded)
         ok = all(r.ok for r in loaded)
         ratio = p99 / p99_alone if p99_alone > 0 and p99 > 0 and ok else None
-        met = None if ratio is None else within_target(ratio)
+        met = None if ratio is None else within_target(ratio, TARGET_RATIOS[kind])
         ratios = round_ratios(alone, loaded)
         with_summaries.append(
             WithSummaries(
@@ -374,6 +379,7 @@ def _result(
                 ratio,
                 met,
                 ratios,
+                TARGET_RATIOS[kind],
             )
         )
     return SummaryResult(
