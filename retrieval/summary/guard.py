@@ -15,7 +15,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import numpy as np
 
@@ -236,7 +236,7 @@ class NotePieces:
     windows: list[str]
 
     def tier(self, depth: int) -> list[str]:
-        return cast(list[str], getattr(self, self.TIERS[depth]))
+        return (self.sentences, self.note, self.windows)[depth]
 
 
 def note_pieces(text: str) -> NotePieces:
