@@ -28,7 +28,7 @@ from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from thread_cpu import TICKS_PER_S, thread_ticks
+from thread_cpu import print_threads, thread_ticks
 
 DEMO_LEADS = 24
 
@@ -90,14 +90,7 @@ def main() -> int:
                 gateway.stop()
         finally:
             llm.stop()
-    spent = sorted(
-        ((n - before.get(key, 0), key) for key, n in after.items() if n > before.get(key, 0)),
-        reverse=True,
-    )
-    for ticks, (pid, tid, comm) in spent:
-        ms = ticks / TICKS_PER_S * 1000 / args.summaries
-        print(f"pid {pid} thread {tid:>7} {comm:16s} {ms:8.2f} ms per summary")
-    total = sum(t for t, _ in spent) / TICKS_PER_S * 1000 / args.summaries
+    total = print_threads(before, after, args.summaries, "ms per summary")
     print(f"total {total:.2f} ms per summary; fallbacks: {reasons or 'none'}")
     return 0
 

@@ -47,18 +47,28 @@ def main() -> int:
     before = thread_ticks(args.pid)
     code = subprocess.call(command) if command else 0
     after = thread_ticks(args.pid)
+    unit = "ms per request" if args.requests else "ms"
+    total = print_threads(before, after, args.requests or 1.0, unit)
+    print(f"total {total:.3f} {unit}")
+    return code
+
+
+def print_threads(
+    before: dict[tuple[int, int, str], int],
+    after: dict[tuple[int, int, str], int],
+    per: float,
+    unit: str,
+) -> float:
+    """Prints each thread's CPU between two ``thread_ticks`` readings, busiest first, divided by
+    ``per``; returns the total (ms, divided the same way)."""
     spent = sorted(
         ((n - before.get(key, 0), key) for key, n in after.items() if n > before.get(key, 0)),
         reverse=True,
     )
-    per = args.requests or 1.0
-    unit = "ms per request" if args.requests else "ms"
     for ticks, (pid, tid, comm) in spent:
         ms = ticks / TICKS_PER_S * 1000 / per
         print(f"pid {pid} thread {tid:>7} {comm:16s} {ms:9.3f} {unit}")
-    total = sum(ticks for ticks, _ in spent) / TICKS_PER_S * 1000 / per
-    print(f"total {total:.3f} {unit}")
-    return code
+    return sum(ticks for ticks, _ in spent) / TICKS_PER_S * 1000 / per
 
 
 if __name__ == "__main__":

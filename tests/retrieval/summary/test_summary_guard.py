@@ -65,7 +65,7 @@ class CountingEmbedder:
         return await self.inner.embed(texts)
 
     async def close(self) -> None:
-        pass
+        """The model is the test session's (the ``embedder`` fixture), closed there."""
 
 
 async def test_the_verdict_is_that_of_every_piece_compared_at_once(embedder: OnnxEmbedder):
