@@ -214,14 +214,19 @@ def _packed_varints(field: int, values: np.ndarray) -> bytes:
         raise ValueError("packed varints here are for non-negative values below 2**35")
     if numbers.max() < 0x80:  # one byte each: the common case (bands, reason features)
         return _packed(field, numbers.astype(np.uint8).tobytes())
-    # Seven bits a byte, low first, the high bit set on every byte but the last; each value's
-    # bytes are the first `lengths` of its row of five.
-    shifts = np.arange(0, 35, 7, dtype=np.int64)
-    groups = (numbers[:, None] >> shifts) & 0x7F
-    lengths = 1 + (numbers[:, None] >> shifts[1:] > 0).sum(axis=1)
-    index = np.arange(5)
-    groups |= np.where(index < lengths[:, None] - 1, 0x80, 0)
-    return _packed(field, groups.astype(np.uint8)[index < lengths[:, None]].tobytes())
+    # Seven bits a byte, low first, the high bit set on every byte but the last: row i of
+    # `groups` holds value i's bytes, of which the first `kept` are written. Built a byte (a
+    # column) at a time: numpy broadcast over rows this short costs ~10x.
+    width = 1 + sum(1 for bits in (7, 14, 21, 28) if numbers.max() >> bits)
+    groups = np.empty((len(numbers), width), dtype=np.uint8)
+    kept = np.ones((len(numbers), width), dtype=bool)
+    groups[:, 0] = numbers & 0x7F
+    for byte in range(1, width):
+        rest = numbers >> 7 * byte
+        kept[:, byte] = rest > 0
+        groups[:, byte] = rest & 0x7F
+        groups[:, byte - 1] |= kept[:, byte].view(np.uint8) << 7
+    return _packed(field, groups[kept].tobytes())
 
 
 def leads_to_columns(leads: Sequence[LeadInput]) -> pb.LeadColumns | None:

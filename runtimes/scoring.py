@@ -264,7 +264,9 @@ def _reason_labels(
     if not len(picks):
         return []
     k = top.shape[1]
-    order = np.argsort(picks, kind="stable")
+    # Feature positions fit in int16, whose stable sort is a radix sort (3-4x faster here).
+    narrow = picks.astype(np.int16) if len(specs) <= np.iinfo(np.int16).max else picks
+    order = np.argsort(narrow, kind="stable")
     features = picks[order]
     starts = np.flatnonzero(np.diff(features)) + 1
     groups: list[tuple[np.ndarray, np.ndarray]] = []
@@ -279,11 +281,9 @@ def _reason_labels(
             rows = (positions // k).tolist()
             labels = specs[j].reason_labels(list(map(column.__getitem__, rows)))
         groups.append((positions, labels))
-    if all(labels.dtype.kind == "U" for _, labels in groups):
-        width = max(labels.dtype.itemsize // 4 for _, labels in groups)
-        out = np.empty(len(picks), dtype=f"<U{max(width, 1)}")
-    else:  # labels worded by Python may end in NUL, which a numpy str array would drop
-        out = np.empty(len(picks), dtype=object)
+    # An object array: most groups' labels are Python strings already (looked up in a feature's
+    # table of labels), which this moves as references, and a label ending in NUL stays whole.
+    out = np.empty(len(picks), dtype=object)
     for positions, labels in groups:
         out[positions] = labels
     return out.tolist()
@@ -316,16 +316,21 @@ ARGMAX_REASONS = 8
 def _top_k_by_magnitude(contributions: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k largest |contribution|, largest first, ties by column.
 
-    Not argpartition, which breaks ties between equal magnitudes arbitrarily. For a few reasons,
-    k rounds of argmax (which returns the first of equal maxima, so ties go by column) with each
-    pick knocked out; for more, or where a NaN is (argmax would pick it first, the stable sort
-    last), a full stable sort.
+    Not argpartition, which breaks ties between equal magnitudes arbitrarily. Where a NaN is
+    (argmax would pick it first, the stable sort last), a full stable sort; float32 (the bundled
+    models' outputs), one sort of keys that hold the column (``_top_k_by_key``); otherwise, for a
+    few reasons, k rounds of argmax (which returns the first of equal maxima, so ties go by
+    column) with each pick knocked out, and for more a full stable sort.
     """
     rows = contributions.shape[0]
     if k <= 0:
         return np.empty((rows, 0), dtype=np.int64)
     magnitude = np.abs(contributions)
-    if k > ARGMAX_REASONS or np.isnan(magnitude).any():
+    if np.isnan(magnitude).any():
+        return np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
+    if magnitude.dtype == np.float32 and contributions.shape[1] <= _KEY_COLUMNS:
+        return _top_k_by_key(magnitude, k)
+    if k > ARGMAX_REASONS:
         return np.argsort(-magnitude, axis=1, kind="stable")[:, :k]
     top = np.empty((rows, k), dtype=np.int64)
     every_row = np.arange(rows)
@@ -334,6 +339,22 @@ def _top_k_by_magnitude(contributions: np.ndarray, k: int) -> np.ndarray:
         top[:, i] = picked
         magnitude[every_row, picked] = -1.0  # below any magnitude
     return top
+
+
+# Columns a sort key can tell apart: the key is a magnitude's 32 bits, then 16 for the column.
+_KEY_COLUMNS = 1 << 16
+
+
+def _top_k_by_key(magnitude: np.ndarray, k: int) -> np.ndarray:
+    """``_top_k_by_magnitude`` of float32 magnitudes (none NaN) by one sort of unique keys: a
+    non-negative float32's bits order as its value does, and below them the column, inverted so
+    that of equal magnitudes the first column sorts last, that is, is picked first. One sort of
+    every row (a few µs per thousand rows in numpy's SIMD sort) costs less than k argmax passes."""
+    columns = np.arange(magnitude.shape[1], dtype=np.uint64)
+    key = magnitude.view(np.uint32).astype(np.uint64) << np.uint64(16)
+    key |= np.uint64(_KEY_COLUMNS - 1) - columns
+    largest = np.sort(key, axis=1)[:, : -k - 1 : -1]
+    return (np.uint64(_KEY_COLUMNS - 1) - (largest & np.uint64(_KEY_COLUMNS - 1))).astype(np.int64)
 
 
 def _top_k_small(row: list[float], k: int) -> list[int]:

@@ -400,13 +400,17 @@ def test_typed_score_columns_equal_scores(served: Any, max_reasons: int) -> None
             assert table.reason_label[i * k : (i + 1) * k] == [r.label for r in score.reasons]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 2, 3, 8, 9, 16])
-def test_top_reasons_by_argmax_equal_a_stable_sort(k: int) -> None:
+def test_top_reasons_equal_a_stable_sort(k: int, dtype: type) -> None:
     """Ties (including -0.0 against 0.0) go by column, as the stable sort orders them; a row
-    with a NaN anywhere takes the sort."""
+    with a NaN anywhere takes the sort. float32 takes the sort of keys, float64 the argmax
+    rounds (up to 8 reasons) or the sort; subnormals and the largest finite float32 order too."""
     rng = np.random.default_rng(k)
+    tiny = np.finfo(np.float32).smallest_subnormal
     contributions = rng.choice(
-        np.array([0.0, -0.0, 0.5, -0.5, 2.0, -2.0, np.inf], dtype=np.float32), size=(300, 16)
+        np.array([0.0, -0.0, 0.5, -0.5, 2.0, -2.0, np.inf, tiny, -2 * tiny, 3.4e38], dtype=dtype),
+        size=(300, 16),
     )
     expected = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(scoring._top_k_by_magnitude(contributions, k), expected)

@@ -1,0 +1,121 @@
+"""Reason labels looked up instead of formatted: a feature's labels for whole numbers and money
+amounts made once, as Python strings, and picked by an integer key per value.
+
+A 1,000-lead column-wise answer carries 3,000 reason labels. Formatting them in numpy str arrays
+(``FeatureSpec._format_numbers``) costs a dozen array passes per feature even for a handful of
+values, and turning the result into Python strings costs another pass. Most labels, though, come
+from few distinct texts: "Age 52", "Investable assets $1.2M". Each table here maps a value to a
+small integer key with the very arithmetic ``_format_numbers`` uses, so a table's label is the
+one that path (and ``FeatureSpec.reason_label``) would write; a value outside a table's range
+(negative whole numbers, money in the thousands of billions, a tenth too near a tie to round in
+numpy) sends the whole column back to that path. Tables are made on first use and shared by every
+feature with the same template, label and format.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+# Whole numbers 0 .. WHOLE_TABLE - 1 are looked up (ages, counts, days).
+WHOLE_TABLE = 10_000
+# Money: the number shown before the suffix ($999K, $1.2M): whole 0 .. 1000, tenths 0 .. 100.
+_MONEY_WHOLE = 1001
+_MONEY_TENTHS = 101
+_SCALES = ((1e9, 3), (1e6, 2), (1e3, 1))  # suffix positions in _SUFFIXES
+_SUFFIXES = ("", "K", "M", "B")
+
+
+def label_parts(template: str, label: str) -> tuple[str, str] | None:
+    """The text before and after ``{value}`` in a feature's reason template, or None when the
+    template does not hold exactly one ``{value}``."""
+    mark = "\x00value\x00"
+    parts = template.format(label=label, value=mark).split(mark)
+    return (parts[0], parts[1]) if len(parts) == 2 else None
+
+
+def whole_labels(template: str, label: str, values: np.ndarray) -> np.ndarray | None:
+    """The label of every float64 value for the format ``{:.0f}``, as an object array of str; None
+    when a value is not in [0, WHOLE_TABLE) once rounded, or is -0.0 (shown as "-0")."""
+    table = _whole_table(template, label)
+    if table is None or not len(values):
+        return None
+    rounded = np.rint(values)
+    # "%.0f" rounds half to even on the exact binary value, as np.rint does; NaN fails both tests.
+    if not ((rounded < WHOLE_TABLE) & ~np.signbit(values)).all():
+        return None
+    return table[rounded.astype(np.intp)]
+
+
+def money_labels(template: str, label: str, amounts: np.ndarray) -> np.ndarray | None:
+    """The label of every float64 amount for the format ``money`` (``format_money``), as an
+    object array of str; None when an amount is beyond the table or a tenth is too near a tie."""
+    table = _money_table(template, label)
+    if table is None or not len(amounts):
+        return None
+    negative = amounts < 0
+    amount = np.abs(amounts)
+    scaled = amount.copy()
+    suffix = np.zeros(len(amounts), dtype=np.intp)
+    for scale, position in _SCALES:  # the same steps, in the same order, as format_money
+        here = (suffix == 0) & (amount >= scale * 0.9995)
+        scaled[here] = amount[here] / scale
+        suffix[here] = position
+    small = (suffix > 0) & (scaled < 10)
+    tenths = scaled * 10
+    near = tenths[small]
+    if (np.abs(near - np.floor(near) - 0.5) < 1e-6).any():
+        return None  # "%.1f" of a value this near a tie may round either way; leave it to Python
+    shown = np.rint(np.where(small, tenths, scaled))
+    if not (shown < _MONEY_WHOLE).all():  # NaN and infinities fail here too
+        return None
+    number = shown.astype(np.intp)
+    sign_and_suffix = negative * len(_SUFFIXES) + suffix
+    whole_key = sign_and_suffix * _MONEY_WHOLE + number
+    # Tenths exist only with a suffix (K, M, B): 3 of them per sign.
+    tenths_key = 2 * len(_SUFFIXES) * _MONEY_WHOLE + (negative * 3 + suffix - 1) * _MONEY_TENTHS
+    return table[np.where(small, tenths_key + number, whole_key)]
+
+
+def choice_labels(labels: tuple[str, ...]) -> np.ndarray:
+    """``labels`` as an object array, made once: flags' and categories' labels by code."""
+    return _choices(labels)
+
+
+@functools.lru_cache(maxsize=256)
+def _choices(labels: tuple[str, ...]) -> np.ndarray:
+    out = np.empty(len(labels), dtype=object)
+    out[:] = labels
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _whole_table(template: str, label: str) -> np.ndarray | None:
+    parts = label_parts(template, label)
+    if parts is None:
+        return None
+    before, after = parts
+    return _choices(tuple(f"{before}{i}{after}" for i in range(WHOLE_TABLE)))
+
+
+@functools.lru_cache(maxsize=256)
+def _money_table(template: str, label: str) -> np.ndarray | None:
+    """Every label ``money_labels`` can look up: first whole numbers by sign and suffix, then
+    tenths (1.2 → key 12; 1.0 is shown "1") by sign and suffix K, M, B."""
+    parts = label_parts(template, label)
+    if parts is None:
+        return None
+    before, after = parts
+    texts = []
+    for sign in ("$", "-$"):
+        for suffix in _SUFFIXES:
+            texts += [f"{before}{sign}{n}{suffix}{after}" for n in range(_MONEY_WHOLE)]
+    for sign in ("$", "-$"):
+        for suffix in _SUFFIXES[1:]:
+            for n in range(_MONEY_TENTHS):
+                whole, tenth = divmod(n, 10)
+                shown = f"{whole}.{tenth}" if tenth else f"{whole}"
+                texts.append(f"{before}{sign}{shown}{suffix}{after}")
+    return _choices(tuple(texts))
