@@ -15,6 +15,7 @@ feature with the same template, label and format.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -35,15 +36,19 @@ def label_parts(template: str, label: str) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-def whole_labels(template: str, label: str, values: np.ndarray) -> np.ndarray | None:
+def whole_labels(
+    template: str, label: str, values: np.ndarray, maximum: float = math.inf
+) -> np.ndarray | None:
     """The label of every float64 value for the format ``{:.0f}``, as an object array of str; None
-    when a value is not in [0, WHOLE_TABLE) once rounded, or is -0.0 (shown as "-0")."""
-    table = _whole_table(template, label)
+    when a value is not in [0, WHOLE_TABLE) once rounded, or is -0.0 (shown as "-0"). The table
+    stops at the feature's ``maximum`` (rounded), as no valid value lies beyond it."""
+    size = WHOLE_TABLE if not maximum < WHOLE_TABLE else max(1, int(np.rint(maximum)) + 1)
+    table = _whole_table(template, label, size)
     if table is None or not len(values):
         return None
     rounded = np.rint(values)
     # "%.0f" rounds half to even on the exact binary value, as np.rint does; NaN fails both tests.
-    if not ((rounded < WHOLE_TABLE) & ~np.signbit(values)).all():
+    if not ((rounded < size) & ~np.signbit(values)).all():
         return None
     return table[rounded.astype(np.intp)]
 
@@ -92,12 +97,12 @@ def _choices(labels: tuple[str, ...]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _whole_table(template: str, label: str) -> np.ndarray | None:
+def _whole_table(template: str, label: str, size: int) -> np.ndarray | None:
     parts = label_parts(template, label)
     if parts is None:
         return None
     before, after = parts
-    return _choices(tuple(f"{before}{i}{after}" for i in range(WHOLE_TABLE)))
+    return _choices(tuple(f"{before}{i}{after}" for i in range(size)))
 
 
 @functools.lru_cache(maxsize=256)

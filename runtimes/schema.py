@@ -370,7 +370,7 @@ class FeatureSpec:
                 return objects(list(map(self.reason_label, values.tolist())))
             labels = money_labels(self.template, self.label, values)
         elif _printf_twin(self.value_format) == "%.0f":
-            labels = whole_labels(self.template, self.label, values)
+            labels = whole_labels(self.template, self.label, values, self.maximum)
         return labels if labels is not None else self._format_numbers(values)
 
     def _format_numbers(self, values: np.ndarray) -> np.ndarray | None:

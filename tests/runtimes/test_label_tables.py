@@ -100,3 +100,17 @@ def test_values_a_table_cannot_word_leave_it(table: str, spec: FeatureSpec, valu
 def test_a_template_without_one_value_has_no_table() -> None:
     assert label_tables.whole_labels("{label}", "Age", np.array([1.0])) is None
     assert label_tables.money_labels("{value} or {value}", "Assets", np.array([1.0])) is None
+
+
+def test_a_whole_table_stops_at_the_features_maximum() -> None:
+    """Ages up to 100 need 101 labels, not 10,000; a value beyond (never valid input) is still
+    worded right, by formatting."""
+    age = FeatureSpec.from_table({"name": "age", "type": "number", "format": "{:.0f}", "max": 100})
+    within = np.array([0.0, 18.0, 99.5, 100.0, 100.4])
+    looked_up = label_tables.whole_labels(age.template, age.label, within, age.maximum)
+    assert looked_up is not None
+    assert looked_up.tolist() == labels_one_by_one(age, within)
+    beyond = np.array([18.0, 100.5, 101.0, 250.0])
+    assert label_tables.whole_labels(age.template, age.label, beyond, age.maximum) is None
+    column = LeadColumn("number", beyond)
+    assert age.column_labels(column, np.arange(4)).tolist() == labels_one_by_one(age, beyond)
