@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.genai_report import genai_sections
 from benchmarks.results import RunResult
+from benchmarks.rounds import FIGURES
 from benchmarks.sweep import SweepResult
 
 
@@ -17,11 +18,34 @@ def _ms(value: float) -> str:
 
 def _load(run: RunResult) -> str:
     shape = run.shape
+    pooled = f", {shape['rounds']} rounds pooled" if shape.get("rounds", 1) > 1 else ""
     if run.mode == "closed" and run.in_process:
-        return "closed, in-process, 1 at a time"
+        return f"closed, in-process, 1 at a time{pooled}"
     if run.mode == "closed":
-        return f"closed, {shape['concurrency']} in flight"
-    return f"open, {shape['arrival']} {shape['rate']:g}/s"
+        return f"closed, {shape['concurrency']} in flight{pooled}"
+    return f"open, {shape['arrival']} {shape['rate']:g}/s{pooled}"
+
+
+def rounds_section(rounds: dict[str, Any]) -> str:
+    """``--rounds``: each target's figures over a reference's in the same round, as the median
+    and range over the rounds (from result.json's ``rounds.ratios``)."""
+    lines = [
+        "Each figure is the target's over the reference's in the same round: the median "
+        f"(lowest–highest) over {rounds['count']} rounds, the targets interleaved (round r "
+        "starts with target r). Server CPU is per answered request.",
+        "",
+        "| mode | target | against | " + " | ".join(f"{h} ×" for _, h, _ in FIGURES) + " |",
+        "|---|---|---|" + "---|" * len(FIGURES),
+    ]
+    for ratio in rounds["ratios"]:
+        cells = []
+        for figure, _, _ in FIGURES:
+            median, span = ratio[f"{figure}_median"], ratio[f"{figure}_range"]
+            cells.append("-" if median is None else f"{median:.2f} ({span[0]:.2f}–{span[1]:.2f})")
+        lines.append(
+            f"| {ratio['mode']} | {ratio['target']} | {ratio['against']} | {' | '.join(cells)} |"
+        )
+    return "\n".join(lines)
 
 
 def _cpu(run: RunResult) -> tuple[str, str]:
@@ -102,6 +126,9 @@ def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepRe
     ]
     if runs:
         parts += [runs_table(runs), ""]
+    rounds = report.get("rounds") or {}
+    if rounds.get("ratios"):
+        parts += ["## Rounds: ratios within each round", "", rounds_section(rounds), ""]
     if sweeps:
         parts += ["## Rate sweep", "", sweeps_table(sweeps), ""]
     parts += genai_sections(report.get("genai", {}))

@@ -30,7 +30,7 @@ from benchmarks.leads import (
     random_rows,
     synthetic_schema,
 )
-from benchmarks.loadgen import LoadShape, Mode
+from benchmarks.loadgen import LoadShape
 from benchmarks.machine import machine_info, package_versions
 from benchmarks.mlserver_peer import DEFAULT_VENV, mlserver_version, start_mlserver
 from benchmarks.oip_target import input_shape, oip_target
@@ -38,6 +38,7 @@ from benchmarks.onnx_target import OnnxFloorTarget
 from benchmarks.progress import ProgressSink
 from benchmarks.report import write_report
 from benchmarks.results import RunResult
+from benchmarks.rounds import RoundRatio, pooled, rotated, round_ratios
 from benchmarks.runner import LoadError, check_shape, run_load
 from benchmarks.score_target import score_leads_target
 from benchmarks.servers import ServerProcess, ServerStartError, start_listening_server
@@ -60,6 +61,10 @@ def leadgw_serve_command(workers: int | None = None) -> tuple[str, ...]:
     """``leadgw serve`` in this interpreter, with ``--workers`` when given."""
     command: tuple[str, ...] = (sys.executable, "-m", "gateway", "serve")
     return command if workers is None else (*command, "--workers", str(workers))
+
+
+# Rounds of every closed/open load: enough to see a machine's drift, not a day's run.
+MAX_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class BenchConfig:
     out: Path = Path("bench-results")
     plots: bool = True
     command: str = ""
+    rounds: int = 1
+    """closed and open modes: run every target this many times, interleaved (``rounds.py``)."""
     # GenAI targets and tracing levels (issues 5, 6, 7).
     search_notes: tuple[int, ...] = (10_000, 100_000)
     search_embedder: str = "all-MiniLM-L6-v2-onnx-int8-dq"
@@ -140,6 +147,9 @@ class _Prepared:
     # Filled by the GenAI targets and --tracing, which stop their own servers.
     genai: dict[str, Any] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    # --rounds above 1: each closed/open round's runs by mode, and the rounds' ratios.
+    rounds: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    round_ratios: list[RoundRatio] = field(default_factory=list)
 
 
 def validate(config: BenchConfig) -> None:
@@ -153,6 +163,8 @@ def validate(config: BenchConfig) -> None:
         raise BenchError("no target to run; pass --targets or --oip")
     if config.batch < 1:
         raise BenchError("--batch must be at least 1")
+    if not 1 <= config.rounds <= MAX_ROUNDS:
+        raise BenchError(f"--rounds must be between 1 and {MAX_ROUNDS}, not {config.rounds}")
     if config.tracing:
         if not set(LEADGW_TARGETS) & set(config.targets):
             raise BenchError(
@@ -394,23 +406,48 @@ def execute(
     runs: list[RunResult] = []
     sweeps: list[SweepResult] = []
     for mode in config.modes:
-        loop: Mode = "closed" if mode == "closed" else "open"
-        for target in prepared.targets:
-            preflight = prepared.preflights[target.name]
-            if mode == "sweep":
+        if mode == "sweep":
+            for target in prepared.targets:
+                preflight = prepared.preflights[target.name]
                 shape = replace(config.shape, mode="open", rate=config.sweep.start_rate)
                 sweeps.append(run_sweep(target, shape, preflight, config.sweep, progress))
-                continue
-            shape = replace(config.shape, mode=loop)
-            load = f"c={shape.concurrency}" if mode == "closed" else f"{shape.rate:g}/s"
-            runs.append(
-                run_load(target, shape, preflight, progress, f"{target.name} {mode} {load}")
-            )
+            continue
+        runs += _run_rounds(config, prepared, progress, mode)
     if config.tracing or set(GENAI_TARGETS) & set(config.targets):
         prepared.extra_versions.update(genai_versions())
     runs += run_genai(config, prepared.schema, prepared.batches, prepared.genai,
                       prepared.exit_codes, progress)  # fmt: skip
     return runs, sweeps
+
+
+def _run_rounds(
+    config: BenchConfig, prepared: _Prepared, progress: ProgressSink, mode: str
+) -> list[RunResult]:
+    """One mode's runs: each target once, or ``config.rounds`` times interleaved and pooled, the
+    rounds' ratios going to ``prepared.round_ratios``."""
+    shape = replace(config.shape, mode="closed" if mode == "closed" else "open")
+    load = f"c={shape.concurrency}" if mode == "closed" else f"{shape.rate:g}/s"
+    rounds: list[dict[str, RunResult]] = []
+    for index in range(config.rounds):
+        one: dict[str, RunResult] = {}
+        of = f" round {index + 1}/{config.rounds}" if config.rounds > 1 else ""
+        for target in rotated(prepared.targets, index):
+            preflight = prepared.preflights[target.name]
+            label = f"{target.name} {mode} {load}{of}"
+            one[target.name] = run_load(target, shape, preflight, progress, label)
+        rounds.append(one)
+    names = [target.name for target in prepared.targets]
+    if config.rounds > 1:
+        prepared.round_ratios += round_ratios(mode, rounds)
+        # Each round's runs in the order they ran.
+        prepared.rounds[mode] = [
+            [_without_histogram(run) for run in one.values()] for one in rounds
+        ]
+    return [pooled([one[name] for one in rounds]) for name in names]
+
+
+def _without_histogram(run: RunResult) -> dict[str, Any]:
+    return {k: v for k, v in run.to_dict().items() if k != "histogram"}
 
 
 def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
@@ -483,6 +520,11 @@ def _report(
         "server_exit_codes": exit_codes,
         "warnings": warnings,
         "genai": prepared.genai,
+        "rounds": {
+            "count": config.rounds,
+            "ratios": [ratio.to_dict() for ratio in prepared.round_ratios],
+            "runs": prepared.rounds,
+        },
     }
 
 

@@ -8,13 +8,15 @@
 # records, per run, the command, the commit, the UTC start and end and the load average at
 # each, so every figure in a docs/perf report can be traced to its run. With LEADGW_BENCH_LOCK
 # set, each run holds that file's lock (flock), so engineers sharing a machine measure one at
-# a time. Expect about 12 minutes on a 2-core machine.
+# a time. Expect about 20 minutes on a 2-core machine.
 #
+# The closed- and open-loop runs (o800, c1, c8, c64, b1000) each run their targets ROUNDS times
+# (default 3), interleaved (`leadgw bench --rounds`): each report then gives every ratio to the
+# floor, MLServer and ModelInfer as the median and range over rounds read within each round,
+# which a shared machine's drift moves far less than one run's ratio.
+#
+#   ROUNDS=5 scripts/capacity_targets.sh       # more rounds per run
 #   REPEATS=3 scripts/capacity_targets.sh      # o800 and c1 three times each (o800-2, c1-2, ...)
-#
-# The two targets decided by a few percent (CPU per request at 800/s, p50 at 1 in flight) are
-# worth more than one run on a shared machine: REPEATS runs each of them that many times,
-# interleaved (o800, c1, o800-2, c1-2, ...), about a minute a run; quote every run or the median.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,14 +44,17 @@ run() {
 
 floor=scoreleads,modelinfer,transport-floor
 repeats=${REPEATS:-1}
+rounds=(--rounds "${ROUNDS:-3}")
 for ((i = 1; i <= repeats; i++)); do
     suffix=$([[ $i -gt 1 ]] && echo "-$i" || true)
-    run "o800$suffix" --targets "$floor" --mode open --rate 800 --duration 10
-    run "c1$suffix" --targets "$floor",mlserver --mode closed --concurrency 1 --duration 10
+    run "o800$suffix" --targets "$floor" --mode open --rate 800 --duration 10 "${rounds[@]}"
+    run "c1$suffix" --targets "$floor",mlserver --mode closed --concurrency 1 --duration 10 \
+        "${rounds[@]}"
 done
-run c8 --targets "$floor" --mode closed --concurrency 8 --duration 10
-run c64 --targets "$floor",mlserver --mode closed --concurrency 64 --duration 10
-run b1000 --targets scoreleads-columns,modelinfer --batch 1000 --mode closed --concurrency 1 --duration 10
+run c8 --targets "$floor" --mode closed --concurrency 8 --duration 10 "${rounds[@]}"
+run c64 --targets "$floor",mlserver --mode closed --concurrency 64 --duration 10 "${rounds[@]}"
+run b1000 --targets scoreleads-columns,modelinfer --batch 1000 --mode closed --concurrency 1 \
+    --duration 10 "${rounds[@]}"
 run sweep --targets "$floor",mlserver --mode sweep --sweep-start 300 --sweep-factor 1.5 \
     --sweep-max-steps 6 --sweep-step-duration 4 --slo-ms 10
 # 25% of the floor's capacity as this run's sweep found it.

@@ -185,6 +185,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=_non_negative_float, default=2.0, help=f"unmeasured seconds first {d}"
     )
     load.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        help="closed and open modes: run every target this many times, interleaved (round r "
+        "starts with target r); the runs table pools each target's rounds and a table gives "
+        "each target's rows/s, p50, p99 and server CPU per request over the transport floor's, "
+        "MLServer's and ModelInfer's in the same round, as the median and range over the "
+        f"rounds; for ratios on a shared machine, 3 or more {d}",
+    )
+    load.add_argument(
         "--processes", type=_positive_int, default=2, help=f"load-generator processes {d}"
     )
     load.add_argument(
@@ -496,6 +506,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         out=args.out or Path("bench-results") / stamp,
         plots=not args.no_plots,
         command=command,
+        rounds=args.rounds,
         search_notes=args.search_notes,
         search_embedder=args.search_embedder,
         summary_notes=args.summary_notes,

@@ -75,3 +75,20 @@ def test_repeats_interleave_the_close_targets(tmp_path: Path) -> None:
         calls[0][: calls[0].index("--out")] == calls[2][: calls[2].index("--out")]
     )  # same command
     assert "## o800-3" in runs and "## c1-3" in runs
+
+
+def test_closed_and_open_runs_take_rounds(tmp_path: Path) -> None:
+    """Every closed/open run gets --rounds (3 unless ROUNDS says); the sweep, the 25% run and
+    tracing do not (they have their own repeats)."""
+    for env, expected in (({}, "3"), ({"ROUNDS": "5"}, "5")):
+        folder = tmp_path / (env.get("ROUNDS") or "default")
+        folder.mkdir()
+        calls, _ = run_script(folder, **env)
+        rounds = {
+            out_name(call): call[call.index("--rounds") + 1] if "--rounds" in call else None
+            for call in calls
+        }
+        assert rounds == {
+            "o800": expected, "c1": expected, "c8": expected, "c64": expected,
+            "b1000": expected, "sweep": None, "o25": None, "tracing": None,
+        }  # fmt: skip
