@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,10 @@ class OnnxSession:
         # WebGPU graph capture, no provider fallback). Its three checks cost 5-9 µs of a batch-1
         # run's ~20; the session's own run, which it then calls, is taken directly when the
         # installed onnxruntime has it where it has had it for years.
-        inner = getattr(self._session, "_sess", None)
-        self._run_graph = inner.run if callable(getattr(inner, "run", None)) else None
+        inner_run = getattr(getattr(self._session, "_sess", None), "run", None)
+        self._run_graph: Callable[..., list[np.ndarray]] | None = (
+            inner_run if callable(inner_run) else None
+        )
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Runs the graph on a float32 [rows, width] matrix; returns every output by name."""
