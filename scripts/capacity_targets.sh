@@ -8,11 +8,11 @@
 # records, per run, the command, the commit, the UTC start and end and the load average at
 # each, so every figure in a docs/perf report can be traced to its run. With LEADGW_BENCH_LOCK
 # set, each run holds that file's lock (flock), so engineers sharing a machine measure one at
-# a time. Expect about 20 minutes on a 2-core machine.
+# a time. Expect about 22 minutes on a 2-core machine.
 #
-# The closed- and open-loop runs (o800, c1, c8, c64, b1000) each run their targets ROUNDS times
-# (default 3), interleaved (`leadgw bench --rounds`): each report then gives every ratio to the
-# floor, MLServer and ModelInfer as the median and range over rounds read within each round,
+# The closed- and open-loop runs (o800, c1, c8, c64, b1000, o25) each run their targets ROUNDS
+# times (default 3), interleaved (`leadgw bench --rounds`): each report then gives every ratio to
+# the floor, MLServer and ModelInfer as the median and range over rounds read within each round,
 # which a shared machine's drift moves far less than one run's ratio.
 #
 #   ROUNDS=5 scripts/capacity_targets.sh       # more rounds per run
@@ -67,7 +67,7 @@ PY
 ) || floor_rps=""
 if [[ -n $floor_rps ]]; then
     rate=$(.venv/bin/python -c "print(round($floor_rps * 0.25))")
-    run o25 --targets "$floor" --mode open --rate "$rate" --duration 10
+    run o25 --targets "$floor" --mode open --rate "$rate" --duration 10 "${rounds[@]}"
 else
     echo "o25: skipped, the sweep found no passing rate for the floor" | tee -a "$out/runs.txt" >&2
 fi

@@ -78,8 +78,8 @@ def test_repeats_interleave_the_close_targets(tmp_path: Path) -> None:
 
 
 def test_closed_and_open_runs_take_rounds(tmp_path: Path) -> None:
-    """Every closed/open run gets --rounds (3 unless ROUNDS says); the sweep, the 25% run and
-    tracing do not (they have their own repeats)."""
+    """Every closed/open run gets --rounds (3 unless ROUNDS says); the sweep and tracing do not
+    (they have their own repeats)."""
     for env, expected in (({}, "3"), ({"ROUNDS": "5"}, "5")):
         folder = tmp_path / (env.get("ROUNDS") or "default")
         folder.mkdir()
@@ -90,5 +90,5 @@ def test_closed_and_open_runs_take_rounds(tmp_path: Path) -> None:
         }
         assert rounds == {
             "o800": expected, "c1": expected, "c8": expected, "c64": expected,
-            "b1000": expected, "sweep": None, "o25": None, "tracing": None,
+            "b1000": expected, "sweep": None, "o25": expected, "tracing": None,
         }  # fmt: skip
