@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,10 +19,9 @@ from retrieval.notes import NotesService
 from retrieval.summary import Summarizer
 from runtimes.errors import InvalidInput, Unavailable
 from runtimes.repository import ServedModel
-from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy, lead_keys
+from runtimes.scoring import LeadScorer, build_score_columns, build_scores, is_heavy
+from runtimes.served_model import Outputs
 from runtimes.types import LeadColumn, LeadInput
-
-T = TypeVar("T")
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
@@ -78,17 +76,27 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
                 tenant=current_caller().tenant,
             )
             return lead_codec.scores_to_pb(scores)
-        # A big request's per-lead Python runs on the conversion thread, in two hops (decode and
-        # encode; reasons and the response), so the event loop stays free for everyone else and
-        # big requests do not fight each other for the GIL on a pool of threads.
-        loop = asyncio.get_running_loop()
-        leads, served, features = await loop.run_in_executor(
-            self._converter, contextvars.copy_context().run, self._decode, request, model, version
-        )
-        keys = lead_keys(current_caller().tenant, leads)
-        outputs = await served.infer(features, deadline_of(context), keys)
-        return await loop.run_in_executor(
-            self._converter, _encode_response, served, leads, outputs, max_reasons
+        # A big request's per-lead Python runs on the conversion thread (``ServedModel.infer_in``;
+        # one that fills most of a batch runs its model there too, in the same hop): the event
+        # loop stays free for everyone else, and big requests do not fight each other for the GIL
+        # on a pool of threads.
+        served = self._scorer.admit(len(request.leads), model, version)
+
+        def prepare() -> tuple[list[LeadInput], np.ndarray]:
+            leads = lead_codec.leads_from_pb(request.leads)
+            return leads, self._scorer.prepare(leads, served)
+
+        def finish(leads: list[LeadInput], outputs: Outputs) -> pb.ScoreLeadsResponse:
+            return lead_codec.scores_to_pb(build_scores(served, leads, outputs, max_reasons))
+
+        tenant = current_caller().tenant
+        return await served.infer_in(
+            self._converter,
+            prepare,
+            finish,
+            rows=len(request.leads),
+            deadline=deadline_of(context),
+            keys=lambda: (tenant, [lead.lead_id for lead in request.leads]),
         )
 
     async def _score_split(
@@ -130,35 +138,36 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
             raise InvalidInput(
                 f"request sets both leads ({len(request.leads)}) and columns: send one of them"
             )
-        lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
-        # A few ms of checks and reason labels per 1,000 leads: big requests take them off the
-        # loop, as big per-lead requests do.
-        heavy = is_heavy(len(lead_ids))
-        served, features = await self._run(
-            heavy, self._scorer.prepare_columns, lead_ids, columns, model, version
-        )
+        count = len(request.columns.lead_ids)
+        served = self._scorer.admit(count, model, version)
         tenant = current_caller().tenant
-        outputs = await served.infer(features, deadline_of(context), lambda: (tenant, lead_ids))
-        return await self._run(
-            heavy, _encode_columns_response, served, lead_ids, columns, outputs, max_reasons
-        )
 
-    async def _run(self, off_loop: bool, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, on the conversion thread when ``off_loop`` (in this task's context,
-        so its spans nest under the request's), else right here."""
-        if not off_loop:
-            return fn(*args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._converter, contextvars.copy_context().run, fn, *args
-        )
+        if not is_heavy(count):
+            lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+            features = self._scorer.prepare_columns(lead_ids, columns, served)
+            outputs = await served.infer(features, deadline_of(context), lambda: (tenant, lead_ids))
+            return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
 
-    def _decode(
-        self, request: pb.ScoreLeadsRequest, model: str | None, version: str | None
-    ) -> tuple[list[LeadInput], ServedModel, np.ndarray]:
-        leads = lead_codec.leads_from_pb(request.leads)
-        served, features = self._scorer.prepare(leads, model, version)
-        return leads, served, features
+        def prepare() -> tuple[tuple[list[str], dict[str, LeadColumn]], np.ndarray]:
+            lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+            return (lead_ids, columns), self._scorer.prepare_columns(lead_ids, columns, served)
+
+        def finish(
+            decoded: tuple[list[str], dict[str, LeadColumn]], outputs: Outputs
+        ) -> pb.ScoreLeadsResponse:
+            lead_ids, columns = decoded
+            return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
+
+        # A few ms of checks and reason labels per 1,000 leads: off the loop, as big per-lead
+        # requests are.
+        return await served.infer_in(
+            self._converter,
+            prepare,
+            finish,
+            rows=count,
+            deadline=deadline_of(context),
+            keys=lambda: (tenant, list(request.columns.lead_ids)),
+        )
 
     def close(self) -> None:
         self._converter.shutdown(wait=False, cancel_futures=True)
@@ -197,12 +206,6 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         if self._notes is None:
             raise Unavailable("the notes store is not available on this server")
         return self._notes
-
-
-def _encode_response(
-    served: ServedModel, leads: list[LeadInput], outputs: dict[str, np.ndarray], max_reasons: int
-) -> pb.ScoreLeadsResponse:
-    return lead_codec.scores_to_pb(build_scores(served, leads, outputs, max_reasons))
 
 
 def _encode_columns_response(

@@ -43,7 +43,7 @@ from runtimes.batching_config import BatchingConfig
 from runtimes.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
 from runtimes.tracing import LEAN, TraceDetail, batch_span, current_span_context, late_batch_span
 
-__all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher"]
+__all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher", "OffQueueRun"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,23 @@ class BatcherStats:
     cancelled: int = 0
     """Callers that went away; queued rows were never computed, running ones discarded."""
     failed_batches: int = 0
+
+
+@dataclass(slots=True)
+class OffQueueRun:
+    """One request whose model runs outside the queue, on its caller's own thread (see
+    ``DynamicBatcher.admit_off_queue``): admitted on the loop, run on the thread, counted back on
+    the loop."""
+
+    rows: int
+    deadline: float | None
+    arrived: float
+    started: float = 0.0
+    run_s: float = 0.0
+    compute_s: float = 0.0
+    outcome: str = "admitted"
+    """admitted, then ran, failed (the model raised) or expired (its deadline passed first)."""
+    batch_id: int = 0
 
 
 # ---- the batcher ------------------------------------------------------------------------------
@@ -274,6 +291,71 @@ class DynamicBatcher:
         if self._on_batch is not None:
             self._on_batch(n, run_s, [started - arrived])
         return BatchResult(outputs, started - arrived, batch_id, n, 1, run_s, None, started, False)
+
+    # ---- a run outside the queue ----
+    # A request that is a batch by itself (hundreds of rows) and whose conversion already runs
+    # on a thread of its own gains nothing from waiting for others: its model runs on that thread
+    # too, in the same hop, instead of two more hops through the loop and the batcher's thread
+    # (~0.5 ms of a live worker's CPU per 1,000-lead request, docs/perf/2026-11-29-one-hop.md).
+    # The batcher still admits it as ``submit`` would and counts it; only the run is elsewhere.
+    # Its state stays the loop's: ``run_off_queue`` touches nothing of the batcher's.
+
+    def admit_off_queue(self, rows: int, deadline: float | None) -> OffQueueRun:
+        """On the loop: refuses the run as ``submit`` would (closed, deadline passed, no room
+        in the queue), else returns its record for ``run_off_queue``."""
+        if self._closed:
+            raise Unavailable(f"{self.name} is shutting down and accepts no new requests")
+        now = time.monotonic()
+        self._refuse_if_late(deadline, now)
+        if self._queued_rows + rows > self.max_queue_size and self._queued_rows > 0:
+            self._stats.rejected += 1
+            retry = max(
+                MIN_RETRY_AFTER_S, self.run_time.drain(self._queued_rows, self.max_batch_size)
+            )
+            raise ResourceExhausted(
+                f"{self.name} queue is full: {self._queued_rows} rows waiting, "
+                f"{rows} more would exceed {self.max_queue_size}",
+                retry_after_s=retry,
+            )
+        return OffQueueRun(rows, deadline, now)
+
+    def run_off_queue(self, run: OffQueueRun, rows: np.ndarray) -> Outputs:
+        """On the caller's thread: the model's outputs for ``rows``; fills in ``run``."""
+        started = time.monotonic()
+        if run.deadline is not None and run.deadline <= started:
+            run.outcome = "expired"
+            raise DeadlineExceeded(
+                f"deadline passed {(started - run.deadline) * 1e3:.1f} ms before the model ran"
+            )
+        run.started = started
+        try:
+            outputs, run.compute_s = _run_one(self._run_batch, rows)
+        except Exception:  # the model's error, for the caller to see (gateway maps it)
+            run.outcome = "failed"
+            raise
+        run.run_s = time.monotonic() - started
+        run.rows = int(rows.shape[0])
+        run.outcome = "ran"
+        return outputs
+
+    def settle_off_queue(self, run: OffQueueRun) -> None:
+        """On the loop, after the thread's work: counts the run as a batch of its own (or as
+        expired or failed), learns its time and reports it to ``on_batch``."""
+        stats = self._stats
+        if run.outcome == "expired":
+            stats.expired += 1
+        elif run.outcome == "failed":
+            stats.failed_batches += 1
+        if run.outcome != "ran":
+            return
+        run.batch_id = next(self._batch_ids)
+        self.run_time.observe(run.rows, run.compute_s)
+        if run.rows > self._largest_timed:
+            self._largest_timed = run.rows
+        stats.batches += 1
+        stats.rows += run.rows
+        if self._on_batch is not None:
+            self._on_batch(run.rows, run.run_s, [run.started - run.arrived])
 
     def _refuse_if_late(self, deadline: float | None, now: float) -> None:
         if deadline is not None and deadline <= now:

@@ -75,32 +75,32 @@ class LeadScorer:
         small requests (summaries score one lead). A caller with ``is_heavy`` many leads runs
         ``prepare`` and ``build_scores`` off the loop itself, as ``ScoreLeads`` does.
         ``tenant``: whose leads these are (a shadow samples leads by tenant and lead id)."""
-        served, features = self.prepare(leads, model, version)
+        served = self.admit(len(leads), model, version)
+        features = self.prepare(leads, served)
         outputs = await served.infer(features, deadline, lead_keys(tenant, leads))
         return build_scores(served, leads, outputs, max_reasons)
 
-    def prepare(
-        self, leads: Sequence[LeadInput], model: str | None, version: str | None
-    ) -> tuple[ServedModel, np.ndarray]:
-        """Checks the request and encodes its leads: the model to run and its input matrix."""
-        self._check_count(len(leads))
+    def admit(self, leads: int, model: str | None, version: str | None) -> ServedModel:
+        """The version that scores a request of ``leads`` leads, once their count is allowed."""
+        self._check_count(leads)
+        return self.resolve(model, version)
+
+    def prepare(self, leads: Sequence[LeadInput], served: ServedModel) -> np.ndarray:
+        """Checks the leads (unique ids, valid features) and encodes them: ``served``'s input
+        matrix."""
         _check_unique([lead.lead_id for lead in leads])
-        served = self.resolve(model, version)
-        return served, self._traced_encode(len(leads), partial(served.schema.encode, leads))
+        return self._traced_encode(len(leads), partial(served.schema.encode, leads))
 
     def prepare_columns(
         self,
         lead_ids: Sequence[str],
         columns: Mapping[str, Sequence[FeatureValue] | LeadColumn],
-        model: str | None,
-        version: str | None,
-    ) -> tuple[ServedModel, np.ndarray]:
+        served: ServedModel,
+    ) -> np.ndarray:
         """``prepare`` for leads sent column-wise (see ``FeatureSchema.encode_lead_columns``)."""
-        self._check_count(len(lead_ids))
         _check_unique(lead_ids)
-        served = self.resolve(model, version)
         encode = partial(served.schema.encode_lead_columns, lead_ids, columns)
-        return served, self._traced_encode(len(lead_ids), encode)
+        return self._traced_encode(len(lead_ids), encode)
 
     def _traced_encode(self, leads: int, encode: Callable[[], np.ndarray]) -> np.ndarray:
         # An unsampled request would get a non-recording child anyway (samplers are parent-based);

@@ -5,10 +5,12 @@ calls running on it, so that a version replaced by another is unloaded only afte
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from opentelemetry import trace
@@ -20,6 +22,13 @@ from runtimes.tracing import record_batch_stats, record_queue_wait_span
 
 # The batcher's tracer: the queue-wait span belongs with the batch spans.
 _TRACER = trace.get_tracer("leadgw.batcher")
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+Outputs = dict[str, np.ndarray]
+RunModel = Callable[[np.ndarray], Outputs]
+"""Runs a version's model on the calling thread."""
 
 LeadKeys = Callable[[], tuple[str, Sequence[str]]]
 """A call's tenant and the lead id of each row, asked for only when a shadow samples a share
@@ -105,6 +114,100 @@ class ServedModel:
         if observer is not None:
             observer.observe(features, outputs, keys)
         return outputs
+
+    async def infer_in(
+        self,
+        executor: Executor,
+        prepare: Callable[[], tuple[S, np.ndarray]],
+        finish: Callable[[S, Outputs], T],
+        *,
+        rows: int,
+        deadline: float | None = None,
+        keys: LeadKeys | None = None,
+    ) -> T:
+        """A request whose conversion runs on ``executor``'s thread (in this task's context):
+        ``prepare()`` gives its state and input matrix of ``rows`` rows, ``finish(state,
+        outputs)`` its answer. A request that fills more than half a batch (no other as big could
+        share its batch) also runs its model on that thread, in the same hop; a smaller one goes
+        through the batcher between two hops, to share a batch with others. The call is counted,
+        drained and shadowed as ``infer``'s are."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batcher
+        if batcher is not None and not self._closed and 2 * rows <= batcher.max_batch_size:
+            state, features = await loop.run_in_executor(
+                executor, contextvars.copy_context().run, prepare
+            )
+            outputs = await self.infer(features, deadline, keys)
+            return await loop.run_in_executor(
+                executor, contextvars.copy_context().run, finish, state, outputs
+            )
+
+        def job(run: RunModel) -> T:
+            state, features = prepare()
+            return finish(state, run(features))
+
+        return await self._one_hop(executor, job, rows, deadline, keys)
+
+    async def _one_hop(
+        self,
+        executor: Executor,
+        job: Callable[[RunModel], T],
+        rows: int,
+        deadline: float | None,
+        keys: LeadKeys | None,
+    ) -> T:
+        """``job(run)`` on ``executor``'s thread, where ``run(features)`` runs the model right
+        there (see ``DynamicBatcher.admit_off_queue``)."""
+        batcher = self._batcher
+        off_queue = None
+        counted = not self._closed  # a closed version's late call runs uncounted, as in infer
+        if counted:
+            if batcher is not None:
+                off_queue = batcher.admit_off_queue(rows, deadline)
+            self._in_flight += 1
+            self.last_call = time.monotonic()
+        ran: list[tuple[np.ndarray, Outputs]] = []
+
+        def run(features: np.ndarray) -> Outputs:
+            if off_queue is not None:
+                outputs = batcher.run_off_queue(off_queue, features)
+            else:
+                outputs = self.session.run(features)
+            ran.append((features, outputs))
+            return outputs
+
+        def settle(_: object = None) -> None:
+            # On the loop, once the thread is done with the session (even for a caller that
+            # went away: a version retiring must not close it under a running model).
+            if off_queue is not None:
+                batcher.settle_off_queue(off_queue)
+            if counted:
+                self._in_flight -= 1
+                if self._in_flight == 0 and self._idle is not None:
+                    self._idle.set()
+
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(executor, contextvars.copy_context().run, job, run)
+        try:
+            result = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(settle)
+            raise
+        except BaseException:
+            settle()
+            raise
+        settle()
+        if off_queue is not None:
+            record_batch_stats(
+                trace.get_current_span(),
+                queue_wait_s=off_queue.started - off_queue.arrived,
+                batch_size=off_queue.rows,
+                batch_id=off_queue.batch_id,
+            )
+        observer = self.after_call
+        if observer is not None and ran:
+            observer.observe(*ran[0], keys)
+        return result
 
     async def _run(self, features: np.ndarray, deadline: float | None) -> dict[str, np.ndarray]:
         if self._batcher is not None:

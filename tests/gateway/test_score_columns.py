@@ -55,8 +55,11 @@ def assert_same_scores(by_lead: pb.ScoreLeadsResponse, by_column: pb.ScoreLeadsR
         )
 
 
-# 5 leads take the event loop; 400 take the conversion thread (is_heavy).
-@pytest.mark.parametrize(("n", "max_reasons"), [(5, 3), (5, 16), (400, 3), (400, 16)])
+# 5 leads take the event loop; 400 take the conversion thread (is_heavy) and the batcher's queue;
+# 600 (over half a batch) run their model on the conversion thread too (ServedModel.infer_in).
+@pytest.mark.parametrize(
+    ("n", "max_reasons"), [(5, 3), (5, 16), (400, 3), (400, 16), (600, 3), (600, 16)]
+)
 def test_columns_score_exactly_as_leads_do(lead_stub, n: int, max_reasons: int) -> None:
     leads = with_gaps(sample_leads(n, seed=21))
     by_lead = lead_stub.ScoreLeads(score_request(leads, max_reasons=max_reasons))
