@@ -8,6 +8,7 @@ from benchmarks.results import RunResult
 from benchmarks.sweep import SweepResult
 
 PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))
+ROUND_STYLES = ("-", "--", ":", "-.")
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -50,16 +51,21 @@ def latency_plot(runs: list[RunResult], path: Path) -> Path:
 
 
 def sweep_plot(sweeps: list[SweepResult], path: Path) -> Path:
-    """p99 against achieved requests per second, one line per target, with the SLO."""
+    """p99 against achieved requests per second, one line per target (per target and round,
+    with ``--rounds``: a target's rounds share a colour), with the SLO."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    targets = list(dict.fromkeys(sweep.target for sweep in sweeps))
+    rounds = len({sweep.round for sweep in sweeps}) > 1
     for sweep in sweeps:
         steps = sorted(sweep.steps, key=lambda s: s.achieved_rps)
         ax.plot(
             [s.achieved_rps for s in steps],
             [max(s.latency_ms.p99, 1e-3) for s in steps],
             marker="o",
-            label=sweep.target,
+            color=f"C{targets.index(sweep.target) % 10}",
+            linestyle=ROUND_STYLES[(sweep.round - 1) % len(ROUND_STYLES)],
+            label=f"{sweep.target} round {sweep.round}" if rounds else sweep.target,
         )
     if sweeps:
         ax.axhline(sweeps[0].plan["slo_ms"], color="red", linestyle="--", label="p99 SLO")

@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.genai_report import genai_sections
 from benchmarks.results import RunResult
-from benchmarks.rounds import FIGURES
+from benchmarks.rounds import FIGURES, REFERENCES, median_range
 from benchmarks.sweep import SweepResult
 
 
@@ -74,12 +74,15 @@ def runs_table(runs: list[RunResult]) -> str:
 
 def sweeps_table(sweeps: list[SweepResult]) -> str:
     """One line per sweep: the highest rate under the SLO, how finely the knee is known, and
-    that rate as a ratio to the transport floor's and MLServer's in the same run."""
-    best = {sweep.target: sweep.best_rps for sweep in sweeps}
+    that rate as a ratio to the transport floor's and MLServer's in the same run (the same
+    round, when there are rounds, which then get a column of their own)."""
+    best = {(sweep.round, sweep.target): sweep.best_rps for sweep in sweeps}
+    rounds = len({sweep.round for sweep in sweeps}) > 1
     lines = [
-        "| target | p99 SLO ms | highest rate under SLO | first failing rate | × transport floor "
+        ("| round " if rounds else "")
+        + "| target | p99 SLO ms | highest rate under SLO | first failing rate | × transport floor "
         "| × MLServer | steps (offered/s → p99 ms; r = repeated) | stopped by |",
-        "|---|---|---|---|---|---|---|---|",
+        ("|---" if rounds else "") + "|---|---|---|---|---|---|---|---|",
     ]
     for sweep in sweeps:
         repeated = set(sweep.repeated)
@@ -89,12 +92,62 @@ def sweeps_table(sweeps: list[SweepResult]) -> str:
             if s.offered_rps
         )
         failed = "none" if sweep.failed_rps is None else f"{sweep.failed_rps:,.0f}/s"
+        floor = best.get((sweep.round, "transport-floor"))
+        mlserver = best.get((sweep.round, "mlserver"))
         lines.append(
-            f"| {sweep.target} | {sweep.plan['slo_ms']:g} | {_rate(sweep.best_rps)} | {failed} "
-            f"| {_ratio(sweep.best_rps, best.get('transport-floor'))} "
-            f"| {_ratio(sweep.best_rps, best.get('mlserver'))} | {steps} | {sweep.stop_reason} |"
+            (f"| {sweep.round} " if rounds else "")
+            + f"| {sweep.target} | {sweep.plan['slo_ms']:g} | {_rate(sweep.best_rps)} | {failed} "
+            f"| {_ratio(sweep.best_rps, floor)} | {_ratio(sweep.best_rps, mlserver)} | {steps} "
+            f"| {sweep.stop_reason} |"
         )
     return "\n".join(lines)
+
+
+def sweep_rounds_table(sweeps: list[SweepResult], ratios: list[dict[str, Any]]) -> str:
+    """``--rounds`` with sweeps: per target the median capacity and each round's, and its ratio
+    to each reference read within each round, as the median (lowest–highest) over the rounds
+    (from result.json's ``rounds.sweep_ratios``)."""
+    rounds: dict[str, list[SweepResult]] = {}
+    for sweep in sorted(sweeps, key=lambda s: s.round):
+        rounds.setdefault(sweep.target, []).append(sweep)
+    references = [r for r in REFERENCES if any(ratio["against"] == r for ratio in ratios)]
+    by_pair = {(ratio["target"], ratio["against"]): ratio for ratio in ratios}
+    lines = [
+        "Capacity is the highest Poisson rate whose p99 met the SLO (none: no step passed); "
+        "its median is over the rounds that found one. Each ratio is the target's capacity "
+        "over the reference's in the same round, as the median (lowest–highest) over the "
+        "rounds in which both found one (n/a: a round in which either did not). ≥: every "
+        "step of that round passed, so its capacity is at least that.",
+        "",
+        "| target | capacity, median | each round | "
+        + " | ".join(f"× {r}" for r in references)
+        + " |",
+        "|---|---|---|" + "---|" * len(references),
+    ]
+    for target, own in rounds.items():
+        summary = median_range([sweep.best_rps for sweep in own])
+        each = ", ".join(
+            ("≥" if sweep.failed_rps is None and sweep.best_rps else "") + _rate(sweep.best_rps)
+            for sweep in own
+        )
+        cells = [_sweep_ratio(by_pair.get((target, against))) for against in references]
+        lines.append(
+            f"| {target} | {'none' if summary is None else _rate(summary[0])} | {each} "
+            f"| {' | '.join(cells)} |"
+        )
+    return "\n".join(lines)
+
+
+def _sweep_ratio(ratio: dict[str, Any] | None) -> str:
+    if ratio is None:
+        return "-"
+    values = ratio["per_round"]["capacity_rps"]
+    missing = sum(v is None for v in values)
+    n_a = f"; {missing} of {len(values)} rounds n/a" if missing else ""
+    median, span = ratio["capacity_rps_median"], ratio["capacity_rps_range"]
+    if median is None:
+        return f"n/a in all {len(values)} rounds"
+    return f"{median:.2f} ({span[0]:.2f}–{span[1]:.2f}{n_a})"
 
 
 def _rate(rps: float | None) -> str:
@@ -129,7 +182,18 @@ def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepRe
     rounds = report.get("rounds") or {}
     if rounds.get("ratios"):
         parts += ["## Rounds: ratios within each round", "", rounds_section(rounds), ""]
-    if sweeps:
+    if sweeps and rounds.get("count", 1) > 1:
+        parts += [
+            "## Rate sweep: capacity over rounds",
+            "",
+            sweep_rounds_table(sweeps, rounds.get("sweep_ratios", [])),
+            "",
+            "## Rate sweep: each round",
+            "",
+            sweeps_table(sweeps),
+            "",
+        ]
+    elif sweeps:
         parts += ["## Rate sweep", "", sweeps_table(sweeps), ""]
     parts += genai_sections(report.get("genai", {}))
     if report["targets"]:

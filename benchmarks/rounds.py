@@ -1,24 +1,27 @@
-"""Rounds: each closed- or open-loop load run several times with the targets interleaved, so that
-a ratio between two targets is read from runs minutes apart, not from one lucky or unlucky run.
+"""Rounds: each closed- or open-loop load, or each sweep, run several times with the targets
+interleaved, so that a ratio between two targets is read from runs minutes apart, not from one
+lucky or unlucky run.
 
 On a shared machine one target's single run can land in a quiet minute and its peer's in a busy
 one; the ratio then says more about the minute than the code. With ``--rounds N`` every target
 runs N times, in rotated order (round r starts with target r, so none always runs first or
 right after another's load), each round is compared within itself, and the report gives each
 ratio's median and range over the rounds. The runs table pools each target's rounds (latency
-histograms merged, counts and CPU added up).
+histograms merged, counts and CPU added up). A sweep's rounds are not pooled: each round finds
+its own capacity (highest rate under the SLO), compared within the round (``capacity_ratios``).
 """
 
 from __future__ import annotations
 
 import base64
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from benchmarks.histograms import Percentiles, merge
 from benchmarks.results import CpuUse, RunResult
+from benchmarks.sweep import SweepResult
 
 # Targets other targets are compared with, when they ran: the floor, then the peers.
 REFERENCES = ("transport-floor", "mlserver", "modelinfer")
@@ -100,10 +103,7 @@ class RoundRatio:
 
     def summary(self, figure: str) -> tuple[float, float, float] | None:
         """(median, lowest, highest) of the rounds' ratios of ``figure``; None if none."""
-        values = [v for v in self.per_round[figure] if v is not None]
-        if not values:
-            return None
-        return statistics.median(values), min(values), max(values)
+        return median_range(self.per_round[figure])
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -112,32 +112,65 @@ class RoundRatio:
             "against": self.against,
             "per_round": self.per_round,
         }
-        for figure, _, _ in FIGURES:
+        for figure in self.per_round:
             summary = self.summary(figure)
             out[f"{figure}_median"] = None if summary is None else summary[0]
             out[f"{figure}_range"] = None if summary is None else [summary[1], summary[2]]
         return out
 
 
+def median_range(values: Sequence[float | None]) -> tuple[float, float, float] | None:
+    """(median, lowest, highest) of the values that are not None; None if none is."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return statistics.median(known), min(known), max(known)
+
+
+def compared(names: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(target, reference) for every reference in ``names`` and every other target; a reference
+    is not compared with itself or with the ones listed after it in ``REFERENCES`` (the floor is
+    nobody's ratio to MLServer)."""
+    for position, against in enumerate(REFERENCES):
+        if against in names:
+            for target in names:
+                if target != against and target not in REFERENCES[:position]:
+                    yield target, against
+
+
 def round_ratios(mode: str, rounds: Sequence[dict[str, RunResult]]) -> list[RoundRatio]:
     """Every target against every reference that ran in the same rounds, per round the target's
-    figure over the reference's; a reference is not compared with itself or with the ones
-    listed after it in ``REFERENCES`` (the floor is nobody's ratio to MLServer)."""
+    figure over the reference's (pairs as ``compared`` gives them)."""
     if not rounds:
         return []
-    names = list(rounds[0])
     ratios = []
-    for position, against in enumerate(REFERENCES):
-        if against not in names:
-            continue
-        for target in (n for n in names if n != against and n not in REFERENCES[:position]):
-            per_round: dict[str, list[float | None]] = {}
-            for figure, _, read in FIGURES:
-                per_round[figure] = [
-                    _ratio(read(one[target]), read(one[against])) for one in rounds
-                ]
-            ratios.append(RoundRatio(mode, target, against, per_round))
+    for target, against in compared(list(rounds[0])):
+        per_round: dict[str, list[float | None]] = {}
+        for figure, _, read in FIGURES:
+            per_round[figure] = [_ratio(read(one[target]), read(one[against])) for one in rounds]
+        ratios.append(RoundRatio(mode, target, against, per_round))
     return ratios
+
+
+def capacity_ratios(sweeps: Sequence[SweepResult]) -> list[RoundRatio]:
+    """Sweep rounds: every target's capacity (highest passing rate) over every reference's in
+    the same round, as figure ``capacity_rps`` (pairs as ``compared`` gives them, in the order
+    the targets first ran). A round in which either found no passing rate gives None, never a
+    guess: the median and range are then over the other rounds."""
+    by_round: dict[int, dict[str, float | None]] = {}
+    for sweep in sweeps:
+        by_round.setdefault(sweep.round, {})[sweep.target] = sweep.best_rps
+    rounds = [by_round[r] for r in sorted(by_round)]
+    names = list(dict.fromkeys(sweep.target for sweep in sweeps))
+    return [
+        RoundRatio(
+            "sweep",
+            target,
+            against,
+            {"capacity_rps": [_ratio(one.get(target), one.get(against)) for one in rounds]},
+        )
+        for target, against in compared(names)
+    ]
 
 
 def _ratio(value: float | None, against: float | None) -> float | None:

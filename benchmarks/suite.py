@@ -38,7 +38,7 @@ from benchmarks.onnx_target import OnnxFloorTarget
 from benchmarks.progress import ProgressSink
 from benchmarks.report import write_report
 from benchmarks.results import RunResult
-from benchmarks.rounds import RoundRatio, pooled, rotated, round_ratios
+from benchmarks.rounds import RoundRatio, capacity_ratios, pooled, rotated, round_ratios
 from benchmarks.runner import LoadError, check_shape, run_load
 from benchmarks.score_target import score_leads_target
 from benchmarks.servers import ServerProcess, ServerStartError, start_listening_server
@@ -63,7 +63,7 @@ def leadgw_serve_command(workers: int | None = None) -> tuple[str, ...]:
     return command if workers is None else (*command, "--workers", str(workers))
 
 
-# Rounds of every closed/open load: enough to see a machine's drift, not a day's run.
+# Rounds of every closed/open load or sweep: enough to see a machine's drift, not a day's run.
 MAX_ROUNDS = 20
 
 
@@ -93,7 +93,7 @@ class BenchConfig:
     plots: bool = True
     command: str = ""
     rounds: int = 1
-    """closed and open modes: run every target this many times, interleaved (``rounds.py``)."""
+    """Run every target's load or sweep this many times, interleaved (``rounds.py``)."""
     # GenAI targets and tracing levels (issues 5, 6, 7).
     search_notes: tuple[int, ...] = (10_000, 100_000)
     search_embedder: str = "all-MiniLM-L6-v2-onnx-int8-dq"
@@ -150,6 +150,8 @@ class _Prepared:
     # --rounds above 1: each closed/open round's runs by mode, and the rounds' ratios.
     rounds: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
     round_ratios: list[RoundRatio] = field(default_factory=list)
+    # --rounds above 1 with --mode sweep: each target's capacity over each reference's.
+    sweep_ratios: list[RoundRatio] = field(default_factory=list)
 
 
 def validate(config: BenchConfig) -> None:
@@ -407,10 +409,7 @@ def execute(
     sweeps: list[SweepResult] = []
     for mode in config.modes:
         if mode == "sweep":
-            for target in prepared.targets:
-                preflight = prepared.preflights[target.name]
-                shape = replace(config.shape, mode="open", rate=config.sweep.start_rate)
-                sweeps.append(run_sweep(target, shape, preflight, config.sweep, progress))
+            sweeps += _sweep_rounds(config, prepared, progress)
             continue
         runs += _run_rounds(config, prepared, progress, mode)
     if config.tracing or set(GENAI_TARGETS) & set(config.targets):
@@ -444,6 +443,24 @@ def _run_rounds(
             [_without_histogram(run) for run in one.values()] for one in rounds
         ]
     return [pooled([one[name] for one in rounds]) for name in names]
+
+
+def _sweep_rounds(
+    config: BenchConfig, prepared: _Prepared, progress: ProgressSink
+) -> list[SweepResult]:
+    """Each target's sweep ``config.rounds`` times, the targets in rotated order per round (as
+    ``_run_rounds``), every sweep in the order it ran; the capacities' ratios within each round
+    go to ``prepared.sweep_ratios``."""
+    shape = replace(config.shape, mode="open", rate=config.sweep.start_rate)
+    sweeps: list[SweepResult] = []
+    for index in range(config.rounds):
+        for target in rotated(prepared.targets, index):
+            preflight = prepared.preflights[target.name]
+            round_of = (index + 1, config.rounds)
+            sweeps.append(run_sweep(target, shape, preflight, config.sweep, progress, round_of))
+    if config.rounds > 1:
+        prepared.sweep_ratios = capacity_ratios(sweeps)
+    return sweeps
 
 
 def _without_histogram(run: RunResult) -> dict[str, Any]:
@@ -524,6 +541,7 @@ def _report(
             "count": config.rounds,
             "ratios": [ratio.to_dict() for ratio in prepared.round_ratios],
             "runs": prepared.rounds,
+            "sweep_ratios": [ratio.to_dict() for ratio in prepared.sweep_ratios],
         },
     }
 

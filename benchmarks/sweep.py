@@ -134,6 +134,8 @@ class SweepResult:
     stop_reason: str = ""
     repeated: list[int] = field(default_factory=list)
     """Indices into ``steps`` of the measurements that repeated a spoiled step."""
+    round: int = 1
+    """Which of ``--rounds`` this sweep ran in, from 1."""
 
     @property
     def resolution(self) -> float | None:
@@ -144,6 +146,7 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "round": self.round,
             "plan": self.plan,
             "best_rps": self.best_rps,
             "failed_rps": self.failed_rps,
@@ -173,12 +176,15 @@ def run_sweep(
     preflight: Preflight,
     plan: SweepPlan,
     progress: ProgressSink,
+    round_of: tuple[int, int] = (1, 1),
 ) -> SweepResult:
-    """Open-loop steps of ``shape`` (its rate replaced by each step's) against ``target``."""
-    sweep = SweepResult(target.name, {"slo_ms": plan.slo_ms, **_plan_dict(plan)})
+    """Open-loop steps of ``shape`` (its rate replaced by each step's) against ``target``;
+    ``round_of`` is (this round, all rounds), for the labels."""
+    sweep = SweepResult(target.name, {"slo_ms": plan.slo_ms, **_plan_dict(plan)}, round=round_of[0])
+    of = f" round {round_of[0]}/{round_of[1]}" if round_of[1] > 1 else ""
 
     def measure(rate: float) -> str | None:
-        label = f"{target.name} sweep {rate:,.0f}/s"
+        label = f"{target.name} sweep {rate:,.0f}/s{of}"
         step_shape = replace(shape, mode="open", rate=rate, duration_s=plan.step_duration_s)
         result = run_load(target, step_shape, preflight, progress, label)
         sweep.steps.append(result)

@@ -8,12 +8,18 @@
 # records, per run, the command, the commit, the UTC start and end and the load average at
 # each, so every figure in a docs/perf report can be traced to its run. With LEADGW_BENCH_LOCK
 # set, each run holds that file's lock (flock), so engineers sharing a machine measure one at
-# a time. Expect about 22 minutes on a 2-core machine.
+# a time. Expect about 30 minutes on a 2-core machine, a third of it the sweep.
 #
-# The closed- and open-loop runs (o800, c1, c8, c64, b1000, o25) each run their targets ROUNDS
-# times (default 3), interleaved (`leadgw bench --rounds`): each report then gives every ratio to
-# the floor, MLServer and ModelInfer as the median and range over rounds read within each round,
-# which a shared machine's drift moves far less than one run's ratio.
+# The closed- and open-loop runs (o800, c1, c8, c64, b1000, o25) and the sweep each run their
+# targets ROUNDS times (default 3), interleaved (`leadgw bench --rounds`): each report then gives
+# every ratio to the floor, MLServer and ModelInfer as the median and range over rounds read
+# within each round, which a shared machine's drift moves far less than one run's ratio.
+#
+# The sweep's plan: from 300/s, x1.5 per step (300, 450, 675, 1,012, ... at most 6 steps) until
+# p99 passes 10 ms, then bisection to within 10%; each step is 2 s of warm-up and 4 s measured,
+# about 7 s with the generators' start, and a failed step that may be a transient is measured
+# again. That is 6-10 steps per target, about 3.5 minutes per round for its four targets: about
+# 10 minutes (and that long holding the lock) with ROUNDS=3 (2026-11-29: 89 steps in 10 min 20 s).
 #
 #   ROUNDS=5 scripts/capacity_targets.sh       # more rounds per run
 #   REPEATS=3 scripts/capacity_targets.sh      # o800 and c1 three times each (o800-2, c1-2, ...)
@@ -55,14 +61,16 @@ run c8 --targets "$floor" --mode closed --concurrency 8 --duration 10 "${rounds[
 run c64 --targets "$floor",mlserver --mode closed --concurrency 64 --duration 10 "${rounds[@]}"
 run b1000 --targets scoreleads-columns,modelinfer --batch 1000 --mode closed --concurrency 1 \
     --duration 10 "${rounds[@]}"
+# About 3.5 minutes per round (see the header).
 run sweep --targets "$floor",mlserver --mode sweep --sweep-start 300 --sweep-factor 1.5 \
-    --sweep-max-steps 6 --sweep-step-duration 4 --slo-ms 10
-# 25% of the floor's capacity as this run's sweep found it.
+    --sweep-max-steps 6 --sweep-step-duration 4 --slo-ms 10 "${rounds[@]}"
+# 25% of the floor's capacity as this run's sweep found it: the median over the rounds that
+# found a passing rate (result.json's sweeps hold every round's sweep).
 floor_rps=$(.venv/bin/python - "$out/sweep/result.json" <<'PY'
-import json, sys
+import json, statistics, sys
 sweeps = json.load(open(sys.argv[1])).get("sweeps", [])
 best = [s["best_rps"] for s in sweeps if s["target"] == "transport-floor" and s["best_rps"]]
-print(best[0] if best else "")
+print(statistics.median(best) if best else "")
 PY
 ) || floor_rps=""
 if [[ -n $floor_rps ]]; then

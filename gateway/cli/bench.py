@@ -188,11 +188,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds",
         type=_positive_int,
         default=1,
-        help="closed and open modes: run every target this many times, interleaved (round r "
+        help="run every target's load (or sweep) this many times, interleaved (round r "
         "starts with target r); the runs table pools each target's rounds and a table gives "
         "each target's rows/s, p50, p99 and server CPU per request over the transport floor's, "
         "MLServer's and ModelInfer's in the same round, as the median and range over the "
-        f"rounds; for ratios on a shared machine, 3 or more {d}",
+        "rounds; a sweep gives each round's capacity and its ratios the same way; for ratios "
+        f"on a shared machine, 3 or more {d}",
     )
     load.add_argument(
         "--processes", type=_positive_int, default=2, help=f"load-generator processes {d}"

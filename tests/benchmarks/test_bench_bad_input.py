@@ -80,9 +80,11 @@ def test_missing_mlserver_is_reported_and_the_rest_runs(bench, tmp_path) -> None
     assert "## Skipped" in (run.out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("mode", ["closed", "sweep"])
 @pytest.mark.parametrize(("rounds", "message"), [("0", "--rounds"), ("21", "between 1 and 20")])
-def test_rounds_out_of_range(bench, rounds: str, message: str) -> None:
-    run = bench(*SHORT, "--targets", "transport-floor", "--rounds", rounds)
+def test_rounds_out_of_range(bench, mode: str, rounds: str, message: str) -> None:
+    run = bench(*SHORT, "--targets", "transport-floor", "--mode", mode, "--rounds", rounds)
     assert run.returncode == 2
     assert message in run.stderr
     assert "Traceback" not in run.stderr
+    assert not (run.out / "result.json").exists()
