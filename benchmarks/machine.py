@@ -32,9 +32,14 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
         "hostname": platform.node(),
-        # Other work on the machine when the run started; the figures share the cores with it.
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        # Other work on the machine when the run started (read before any run: ``run_bench``);
+        # the figures share the cores with it.
+        "load_average_1m": load_average_1m(),
     }
+
+
+def load_average_1m() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def package_versions(extra: dict[str, str | None] | None = None) -> dict[str, str | None]:

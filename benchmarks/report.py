@@ -150,6 +150,11 @@ def _sweep_ratio(ratio: dict[str, Any] | None) -> str:
     return f"{median:.2f} ({span[0]:.2f}–{span[1]:.2f}{n_a})"
 
 
+def _at_end(machine: dict[str, Any]) -> str:
+    end = machine.get("load_average_1m_at_end")  # absent from result files before 2026-11-29
+    return "" if end is None else f", {end} at the end"
+
+
 def _rate(rps: float | None) -> str:
     return "none" if rps is None else f"{rps:,.0f}/s"
 
@@ -170,7 +175,7 @@ def markdown(report: dict[str, Any], runs: list[RunResult], sweeps: list[SweepRe
         "",
         f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical cores, "
         f"{machine['memory_gib']} GiB; {machine['os']}; load average "
-        f"{machine['load_average_1m']} at the start. Versions: {versions}.",
+        f"{machine['load_average_1m']} at the start{_at_end(machine)}. Versions: {versions}.",
         "",
         "Latency is measured by the client, in milliseconds, over the measured window (warm-up "
         "excluded); open-loop latency counts from each request's intended send time. CPU is in "

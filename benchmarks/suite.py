@@ -31,7 +31,7 @@ from benchmarks.leads import (
     synthetic_schema,
 )
 from benchmarks.loadgen import LoadShape
-from benchmarks.machine import machine_info, package_versions
+from benchmarks.machine import load_average_1m, machine_info, package_versions
 from benchmarks.mlserver_peer import DEFAULT_VENV, mlserver_version, start_mlserver
 from benchmarks.oip_target import input_shape, oip_target
 from benchmarks.onnx_target import OnnxFloorTarget
@@ -471,6 +471,7 @@ def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
     """Run the whole bench; raises ``BenchError`` (one line) when it cannot."""
     validate(config)
     started = dt.datetime.now(dt.UTC)
+    machine = machine_info()  # before the runs: the load they share the machine with
     for mode in config.modes:
         if mode == "open":
             _check_rate(config, replace(config.shape, mode="open"))
@@ -485,7 +486,7 @@ def run_bench(config: BenchConfig, progress: ProgressSink) -> BenchOutcome:
             raise BenchError(str(exc)) from None
         exit_codes = {name: server.stop() for name, server in prepared.servers.items()}
         exit_codes.update(prepared.exit_codes)
-    report = _report(config, started, prepared, runs, sweeps, exit_codes)
+    report = _report(config, started, machine, prepared, runs, sweeps, exit_codes)
     plots = _plots(config, runs, sweeps, report)
     report["plots"] = [str(p) for p in plots]
     json_path, md_path = write_report(config.out, report, runs, sweeps)
@@ -512,6 +513,7 @@ def _check_rate(config: BenchConfig, shape: LoadShape) -> None:
 def _report(
     config: BenchConfig,
     started: dt.datetime,
+    machine: dict[str, Any],
     prepared: _Prepared,
     runs: list[RunResult],
     sweeps: list[SweepResult],
@@ -529,7 +531,7 @@ def _report(
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": config.command,
-        "machine": machine_info(),
+        "machine": {**machine, "load_average_1m_at_end": load_average_1m()},
         "versions": package_versions(prepared.extra_versions),
         "parameters": parameters,
         "targets": prepared.info,
