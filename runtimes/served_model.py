@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -33,6 +34,11 @@ RunModel = Callable[[np.ndarray], Outputs]
 LeadKeys = Callable[[], tuple[str, Sequence[str]]]
 """A call's tenant and the lead id of each row, asked for only when a shadow samples a share
 of the leads (so a call whose copy is taken whole builds no list of ids)."""
+
+
+class _CallerLeft(Exception):
+    """A one-hop call whose caller went away before its turn on the thread (never seen by
+    anyone: ``asyncio.shield`` retrieves it)."""
 
 
 class CallObserver(Protocol):
@@ -186,11 +192,19 @@ class ServedModel:
                 if self._in_flight == 0 and self._idle is not None:
                     self._idle.set()
 
+        caller_left = threading.Event()
+
+        def job_unless_left() -> T:
+            if caller_left.is_set():  # it left while this waited for the thread: skip the work
+                raise _CallerLeft
+            return job(run)
+
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(executor, contextvars.copy_context().run, job, run)
+        work = loop.run_in_executor(executor, contextvars.copy_context().run, job_unless_left)
         try:
             result = await asyncio.shield(work)
         except asyncio.CancelledError:
+            caller_left.set()
             work.add_done_callback(settle)
             raise
         except BaseException:

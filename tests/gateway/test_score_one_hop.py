@@ -143,3 +143,33 @@ async def test_a_caller_that_leaves_mid_run_is_counted_until_the_run_ends(gatewa
             await asyncio.sleep(0.01)
     assert served.in_flight == 0
     assert served._batcher.stats.batches == before + 1
+
+
+async def test_a_caller_that_leaves_while_queued_for_the_thread_costs_no_work(gateway) -> None:
+    served = gateway.repository.get("lead_scorer")
+    watched = WatchedModel(served._batcher)
+    watched.hold()
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        first = asyncio.ensure_future(stub.ScoreLeads(columns_request(sample_leads(BIG, seed=45))))
+        assert await asyncio.to_thread(watched.started.wait, 10)
+        # The conversion thread is busy with the first: the second waits for it, then leaves.
+        second = stub.ScoreLeads(columns_request(sample_leads(BIG, seed=46)))
+        waiting = asyncio.ensure_future(second)
+        for _ in range(200):
+            if served.in_flight == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert served.in_flight == 2
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        watched.release.set()
+        answer = await first
+        for _ in range(200):
+            if served.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+    assert len(answer.columns.lead_ids) == BIG
+    assert served.in_flight == 0
+    assert len(watched.runs) == 1  # the second request's model never ran
