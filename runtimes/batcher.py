@@ -307,16 +307,7 @@ class DynamicBatcher:
             raise Unavailable(f"{self.name} is shutting down and accepts no new requests")
         now = time.monotonic()
         self._refuse_if_late(deadline, now)
-        if self._queued_rows + rows > self.max_queue_size and self._queued_rows > 0:
-            self._stats.rejected += 1
-            retry = max(
-                MIN_RETRY_AFTER_S, self.run_time.drain(self._queued_rows, self.max_batch_size)
-            )
-            raise ResourceExhausted(
-                f"{self.name} queue is full: {self._queued_rows} rows waiting, "
-                f"{rows} more would exceed {self.max_queue_size}",
-                retry_after_s=retry,
-            )
+        self._refuse_if_full(rows)
         return OffQueueRun(rows, deadline, now)
 
     def run_off_queue(self, run: OffQueueRun, rows: np.ndarray) -> Outputs:
@@ -338,6 +329,10 @@ class DynamicBatcher:
         run.outcome = "ran"
         return outputs
 
+    def cancel_off_queue(self, run: OffQueueRun) -> None:
+        """On the loop: the caller of ``run`` went away (its run, if it happens, still settles)."""
+        self._stats.cancelled += 1
+
     def settle_off_queue(self, run: OffQueueRun) -> None:
         """On the loop, after the thread's work: counts the run as a batch of its own (or as
         expired or failed), learns its time and reports it to ``on_batch``."""
@@ -356,6 +351,19 @@ class DynamicBatcher:
         stats.rows += run.rows
         if self._on_batch is not None:
             self._on_batch(run.rows, run.run_s, [run.started - run.arrived])
+
+    def _refuse_if_full(self, n: int) -> None:
+        # One request larger than the whole queue is let in alone, or it could never run.
+        if self._queued_rows + n > self.max_queue_size and self._queued_rows > 0:
+            self._stats.rejected += 1
+            retry = max(
+                MIN_RETRY_AFTER_S, self.run_time.drain(self._queued_rows, self.max_batch_size)
+            )
+            raise ResourceExhausted(
+                f"{self.name} queue is full: {self._queued_rows} rows waiting, "
+                f"{n} more would exceed {self.max_queue_size}",
+                retry_after_s=retry,
+            )
 
     def _refuse_if_late(self, deadline: float | None, now: float) -> None:
         if deadline is not None and deadline <= now:
@@ -381,17 +389,7 @@ class DynamicBatcher:
         now = time.monotonic()
         self._refuse_if_late(deadline, now)
         n = int(rows.shape[0])
-        # One request larger than the whole queue is let in alone, or it could never run.
-        if self._queued_rows + n > self.max_queue_size and self._queued_rows > 0:
-            self._stats.rejected += 1
-            retry = max(
-                MIN_RETRY_AFTER_S, self.run_time.drain(self._queued_rows, self.max_batch_size)
-            )
-            raise ResourceExhausted(
-                f"{self.name} queue is full: {self._queued_rows} rows waiting, "
-                f"{n} more would exceed {self.max_queue_size}",
-                retry_after_s=retry,
-            )
+        self._refuse_if_full(n)
         loop = asyncio.get_running_loop()
         request = _Request(
             rows,

@@ -205,6 +205,8 @@ class ServedModel:
             result = await asyncio.shield(work)
         except asyncio.CancelledError:
             caller_left.set()
+            if off_queue is not None:
+                batcher.cancel_off_queue(off_queue)
             work.add_done_callback(settle)
             raise
         except BaseException:

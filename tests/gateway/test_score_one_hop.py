@@ -62,6 +62,14 @@ class Recorder:
         self.calls.append((features.shape, tenant, list(ids)))
 
 
+async def until(condition) -> None:
+    """Waits (at most 2 s) for ``condition()``, checked between the loop's other work."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def gateway(tmp_path: Path):
     gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
@@ -133,14 +141,12 @@ async def test_a_caller_that_leaves_mid_run_is_counted_until_the_run_ends(gatewa
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.05)
+        await until(lambda: served._batcher.stats.cancelled == 1)
+        assert served._batcher.stats.cancelled == 1  # the server saw the caller go
         assert served.in_flight == 1  # the model is still running on the conversion thread
         before = served._batcher.stats.batches
         watched.release.set()
-        for _ in range(200):
-            if served.in_flight == 0:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: served.in_flight == 0)
     assert served.in_flight == 0
     assert served._batcher.stats.batches == before + 1
 
@@ -156,20 +162,18 @@ async def test_a_caller_that_leaves_while_queued_for_the_thread_costs_no_work(ga
         # The conversion thread is busy with the first: the second waits for it, then leaves.
         second = stub.ScoreLeads(columns_request(sample_leads(BIG, seed=46)))
         waiting = asyncio.ensure_future(second)
-        for _ in range(200):
-            if served.in_flight == 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: served.in_flight == 2)
         assert served.in_flight == 2
+        cancelled = served._batcher.stats.cancelled
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        # Free the thread only once the server has seen the caller go.
+        await until(lambda: served._batcher.stats.cancelled == cancelled + 1)
+        assert served._batcher.stats.cancelled == cancelled + 1
         watched.release.set()
         answer = await first
-        for _ in range(200):
-            if served.in_flight == 0:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: served.in_flight == 0)
     assert len(answer.columns.lead_ids) == BIG
     assert served.in_flight == 0
     assert len(watched.runs) == 1  # the second request's model never ran
