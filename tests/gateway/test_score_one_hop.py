@@ -10,8 +10,12 @@ wrapped to note the thread each run happens on and to hold a run on a gate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -110,57 +114,69 @@ async def test_a_smaller_big_request_still_goes_through_the_queue(gateway) -> No
     assert [(name.split("_")[0], n) for name, n in watched.runs] == [("batch-lead", MEDIUM)]
 
 
-async def test_a_retiring_version_waits_for_a_one_hop_call(gateway) -> None:
+@dataclass
+class HeldCall:
+    """A BIG column-wise call whose model run has started on the conversion thread and is held
+    there until ``watched.release`` is set."""
+
+    served: Any
+    watched: WatchedModel
+    stub: pb_grpc.LeadServiceStub
+    call: Any  # the grpc.aio call, to cancel
+    answer: asyncio.Future
+
+
+@contextlib.asynccontextmanager
+async def a_held_big_call(gateway, seed: int) -> AsyncIterator[HeldCall]:
     served = gateway.repository.get("lead_scorer")
     watched = WatchedModel(served._batcher)
     watched.hold()
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
-        call = asyncio.ensure_future(stub.ScoreLeads(columns_request(sample_leads(BIG, seed=43))))
+        call = stub.ScoreLeads(columns_request(sample_leads(BIG, seed=seed)))
+        answer = asyncio.ensure_future(call)
         assert await asyncio.to_thread(watched.started.wait, 10)
+        try:
+            yield HeldCall(served, watched, stub, call, answer)
+        finally:
+            watched.release.set()
+
+
+async def test_a_retiring_version_waits_for_a_one_hop_call(gateway) -> None:
+    async with a_held_big_call(gateway, seed=43) as held:
+        served = held.served
         assert served.in_flight == 1
         retiring = asyncio.ensure_future(served.retire())
         await asyncio.sleep(0.05)
         assert not retiring.done()  # the session must outlive the run on the conversion thread
-        watched.release.set()
-        answer = await call
+        held.watched.release.set()
+        answer = await held.answer
         await asyncio.wait_for(retiring, 10)
     assert len(answer.columns.lead_ids) == BIG
     assert served.in_flight == 0
 
 
 async def test_a_caller_that_leaves_mid_run_is_counted_until_the_run_ends(gateway) -> None:
-    served = gateway.repository.get("lead_scorer")
-    watched = WatchedModel(served._batcher)
-    watched.hold()
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
-        stub = pb_grpc.LeadServiceStub(channel)
-        call = stub.ScoreLeads(columns_request(sample_leads(BIG, seed=44)))
-        task = asyncio.ensure_future(call)
-        assert await asyncio.to_thread(watched.started.wait, 10)
-        call.cancel()
+    async with a_held_big_call(gateway, seed=44) as held:
+        served = held.served
+        held.call.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            await held.answer
         await until(lambda: served._batcher.stats.cancelled == 1)
         assert served._batcher.stats.cancelled == 1  # the server saw the caller go
         assert served.in_flight == 1  # the model is still running on the conversion thread
         before = served._batcher.stats.batches
-        watched.release.set()
+        held.watched.release.set()
         await until(lambda: served.in_flight == 0)
     assert served.in_flight == 0
     assert served._batcher.stats.batches == before + 1
 
 
 async def test_a_caller_that_leaves_while_queued_for_the_thread_costs_no_work(gateway) -> None:
-    served = gateway.repository.get("lead_scorer")
-    watched = WatchedModel(served._batcher)
-    watched.hold()
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
-        stub = pb_grpc.LeadServiceStub(channel)
-        first = asyncio.ensure_future(stub.ScoreLeads(columns_request(sample_leads(BIG, seed=45))))
-        assert await asyncio.to_thread(watched.started.wait, 10)
+    async with a_held_big_call(gateway, seed=45) as held:
+        served = held.served
         # The conversion thread is busy with the first: the second waits for it, then leaves.
-        second = stub.ScoreLeads(columns_request(sample_leads(BIG, seed=46)))
+        second = held.stub.ScoreLeads(columns_request(sample_leads(BIG, seed=46)))
         waiting = asyncio.ensure_future(second)
         await until(lambda: served.in_flight == 2)
         assert served.in_flight == 2
@@ -171,9 +187,9 @@ async def test_a_caller_that_leaves_while_queued_for_the_thread_costs_no_work(ga
         # Free the thread only once the server has seen the caller go.
         await until(lambda: served._batcher.stats.cancelled == cancelled + 1)
         assert served._batcher.stats.cancelled == cancelled + 1
-        watched.release.set()
-        answer = await first
+        held.watched.release.set()
+        answer = await held.answer
         await until(lambda: served.in_flight == 0)
     assert len(answer.columns.lead_ids) == BIG
     assert served.in_flight == 0
-    assert len(watched.runs) == 1  # the second request's model never ran
+    assert len(held.watched.runs) == 1  # the second request's model never ran

@@ -1,7 +1,7 @@
 """A run outside the batcher's queue (``admit_off_queue`` → ``run_off_queue`` on the caller's
 thread → ``settle_off_queue``): admitted and counted as ``submit`` would, run where the caller is.
 
-The batch function is the recording ``Model`` of test_batcher.py: a real numpy computation that
+The batch function is the batcher tests' recording ``Model`` (batcher_helpers.py): a real numpy computation that
 can be held on a gate and notes the thread each batch ran on.
 """
 
@@ -14,10 +14,16 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
-from test_batcher import Model, assert_own_rows, rows, started_task
 
 from runtimes.batcher import DynamicBatcher
 from runtimes.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from tests.runtimes.batcher_helpers import (
+    Model,
+    assert_own_rows,
+    batcher_factory,
+    rows,
+    started_task,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,19 +45,8 @@ def model() -> ThreadNotingModel:
 
 @pytest.fixture
 async def make(model: ThreadNotingModel) -> AsyncIterator[Callable[..., DynamicBatcher]]:
-    made: list[DynamicBatcher] = []
-
-    def factory(**kwargs: object) -> DynamicBatcher:
-        options: dict = {"max_batch_size": 64, "max_queue_delay_s": 0.001, "max_queue_size": 1024}
-        options.update(kwargs)
-        batcher = DynamicBatcher(model, name="lead_scorer/1", **options)
-        made.append(batcher)
-        return batcher
-
-    yield factory
-    model.gate.set()
-    for batcher in made:
-        await batcher.close()
+    async with batcher_factory(model) as factory:
+        yield factory
 
 
 async def test_the_run_happens_on_the_callers_thread_and_counts_as_a_batch(make, model) -> None:
