@@ -199,7 +199,14 @@ def chain(*wrappers: HandlerWrapper) -> HandlerWrapper:
 
 class _WrappingRegistrar:
     """Stands in for the server while generated ``add_*Servicer_to_server`` code registers a
-    servicer: the method handlers it hands over are wrapped, then registered on the server."""
+    servicer: the method handlers it hands over are wrapped, then added to the server as one
+    generic handler per service.
+
+    Never as gRPC "registered methods": grpc.aio's accept loop keeps one pending request-call
+    task per registered method and, for every call that arrives, runs ``asyncio.wait`` over all
+    of them (adding and removing a done-callback on each). With the gateway's ~20 methods that
+    was ~8 µs of event-loop time per call, for nothing: the generic handlers find each method by
+    one dict lookup per service (docs/perf/2026-11-29-pass4.md)."""
 
     def __init__(self, server: grpc.aio.Server, wrap: HandlerWrapper) -> None:
         self._server = server
@@ -207,16 +214,21 @@ class _WrappingRegistrar:
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         """Ignored: generated code passes the same handlers again, by name, to
-        ``add_registered_method_handlers``, where they are wrapped and registered."""
+        ``add_registered_method_handlers``, where they are wrapped and added."""
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         wrapped = {name: self._wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service, wrapped),)
         )
-        self._server.add_registered_method_handlers(service, wrapped)
 
 
 def wrapped_registration(server: grpc.aio.Server, wrap: HandlerWrapper) -> Any:
     """Pass this instead of the server to ``add_*Servicer_to_server``."""
     return _WrappingRegistrar(server, wrap)
+
+
+def plain_registration(server: grpc.aio.Server) -> Any:
+    """``wrapped_registration`` without wrappers: for services served as they are (health,
+    reflection), still added as generic handlers only."""
+    return _WrappingRegistrar(server, lambda _path, handler: handler)

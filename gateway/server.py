@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from gateway.audit import AuditLog
 from gateway.draining import CallGate
@@ -25,6 +25,7 @@ from gateway.interceptors import (
     authentication,
     chain,
     error_mapping,
+    plain_registration,
     request_decoding,
     wrapped_registration,
 )
@@ -398,9 +399,14 @@ async def start(
     closers.append(_as_async(lead_servicer.close))
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(lead_servicer, wrapped)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, plain_registration(server))
+    # enable_server_reflection would pick the aio servicer only for a real aio server, and would
+    # register its method as a gRPC "registered method" (see _WrappingRegistrar): done by hand.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        ),
+        plain_registration(server),
     )
     port = add_port(server, settings, credentials)
     if port == 0:
@@ -433,7 +439,7 @@ async def _start_health_port(
     """A plaintext server with the health service alone, for probes that cannot speak TLS.
     It shares the main server's statuses, so it reports the drain too; it stops last."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0 if role is None else 1)])
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, plain_registration(server))
     bound = server.add_insecure_port(f"{settings.host}:{settings.health_port}")
     if bound == 0:
         raise OSError(f"could not bind the health port {settings.host}:{settings.health_port}")

@@ -1,4 +1,5 @@
-"""``scripts/batcher_cost.py``, ``llm_stream_cost.py`` and ``summary_cpu.py`` run and report
+"""``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py`` and
+``registered_methods_cost.py`` run and report
 what they measured (the figures themselves are the bench's business, not a test's)."""
 
 from __future__ import annotations
@@ -47,3 +48,18 @@ def test_summary_cpu_reports_a_real_gateways_cpu_per_summary_by_thread() -> None
     total = re.search(r"^total ([\d.]+) ms per summary; fallbacks: (.*)$", out, re.M)
     assert total and float(total.group(1)) > 0, out
     assert total.group(2) == "none"  # every summary went through the LLM and the guard
+
+
+def test_registered_methods_cost_measures_both_kinds_of_server() -> None:
+    out = _run("scripts/registered_methods_cost.py", "--registered", "3", "--calls", "400",
+               "--rounds", "2")  # fmt: skip
+    runs = re.findall(r"^round (\d): +(\d+) registered: server CPU +([\d.]+) µs/call", out, re.M)
+    assert sorted((r, kind) for r, kind, _ in runs) == [
+        ("1", "0"),
+        ("1", "3"),
+        ("2", "0"),
+        ("2", "3"),
+    ]
+    medians = re.findall(r"^ +(\d+) registered: median server CPU ([\d.]+) µs/call", out, re.M)
+    assert sorted(kind for kind, _ in medians) == ["0", "3"]
+    assert all(float(cpu) > 0 for _, _, cpu in runs)
