@@ -204,9 +204,10 @@ class _WrappingRegistrar:
 
     Never as gRPC "registered methods": grpc.aio's accept loop keeps one pending request-call
     task per registered method and, for every call that arrives, runs ``asyncio.wait`` over all
-    of them (adding and removing a done-callback on each). With the gateway's ~20 methods that
-    was ~8 µs of event-loop time per call, for nothing: the generic handlers find each method by
-    one dict lookup per service (docs/perf/2026-11-29-pass4.md)."""
+    of them (adding and removing a done-callback on each). With 20 registered methods (the
+    gateway had 19) that costs ~11 µs of server CPU per call, for nothing
+    (``scripts/registered_methods_cost.py``, docs/perf/2026-11-29-pass4.md): the generic
+    handlers find each method by one dict lookup per service."""
 
     def __init__(self, server: grpc.aio.Server, wrap: HandlerWrapper) -> None:
         self._server = server
