@@ -205,7 +205,7 @@ class _WrappingRegistrar:
     Never as gRPC "registered methods": grpc.aio's accept loop keeps one pending request-call
     task per registered method and, for every call that arrives, runs ``asyncio.wait`` over all
     of them (adding and removing a done-callback on each). With 20 registered methods (the
-    gateway had 19) that costs ~11 µs of server CPU per call, for nothing
+    gateway had 18) that costs ~11 µs of server CPU per call, for nothing
     (``scripts/registered_methods_cost.py``, docs/perf/2026-11-29-pass4.md): the generic
     handlers find each method by one dict lookup per service."""
 
