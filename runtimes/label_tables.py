@@ -24,7 +24,6 @@ WHOLE_TABLE = 10_000
 # Money: the number shown before the suffix ($999K, $1.2M): whole 0 .. 1000, tenths 0 .. 100.
 _MONEY_WHOLE = 1001
 _MONEY_TENTHS = 101
-_SCALES = ((1e9, 3), (1e6, 2), (1e3, 1))  # suffix positions in _SUFFIXES
 _SUFFIXES = ("", "K", "M", "B")
 
 
@@ -42,45 +41,77 @@ def whole_labels(
     """The label of every float64 value for the format ``{:.0f}``, as an object array of str; None
     when a value is not in [0, WHOLE_TABLE) once rounded, or is -0.0 (shown as "-0"). The table
     stops at the feature's ``maximum`` (rounded), as no valid value lies beyond it."""
-    size = WHOLE_TABLE if not maximum < WHOLE_TABLE else max(1, int(np.rint(maximum)) + 1)
-    table = _whole_table(template, label, size)
+    size = whole_table_size(maximum)
+    table = whole_table(template, label, size)
     if table is None or not len(values):
         return None
+    keys, found = whole_keys(values, size)
+    return table[keys] if found.all() else None
+
+
+def whole_table_size(maximum: float) -> int:
+    """Entries of a whole-number table for a feature whose values stop at ``maximum``."""
+    return WHOLE_TABLE if not maximum < WHOLE_TABLE else max(1, int(np.rint(maximum)) + 1)
+
+
+def whole_keys(values: np.ndarray, size: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each float64 value's position in a whole-number table of ``size`` entries (one size, or
+    one per value), and whether the table holds its label (0 where it does not)."""
     rounded = np.rint(values)
     # "%.0f" rounds half to even on the exact binary value, as np.rint does; NaN fails both tests.
-    if not ((rounded < size) & ~np.signbit(values)).all():
-        return None
-    return table[rounded.astype(np.intp)]
+    found = (rounded < size) & ~np.signbit(values)
+    return np.where(found, rounded, 0).astype(np.intp), found
 
 
 def money_labels(template: str, label: str, amounts: np.ndarray) -> np.ndarray | None:
     """The label of every float64 amount for the format ``money`` (``format_money``), as an
     object array of str; None when an amount is beyond the table or a tenth is too near a tie."""
-    table = _money_table(template, label)
+    table = money_table(template, label)
     if table is None or not len(amounts):
         return None
+    keys, found = money_keys(amounts)
+    return table[keys] if found.all() else None
+
+
+def money_keys(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each float64 amount's position in a money table, and whether the table holds its label
+    (0 where it does not: beyond the table, not finite, or a tenth too near a tie to round in
+    numpy as ``format_money`` would)."""
     negative = amounts < 0
     amount = np.abs(amounts)
-    scaled = amount.copy()
-    suffix = np.zeros(len(amounts), dtype=np.intp)
-    for scale, position in _SCALES:  # the same steps, in the same order, as format_money
-        here = (suffix == 0) & (amount >= scale * 0.9995)
-        scaled[here] = amount[here] / scale
-        suffix[here] = position
+    # format_money's first scale with amount >= scale * 0.9995, largest first: as the thresholds
+    # grow with the scale, the suffix's position is the count of thresholds passed.
+    suffix = sum(amount >= threshold for threshold in _THRESHOLDS)
+    scaled = amount / _DIVISORS[suffix]  # the same division format_money makes (none without)
     small = (suffix > 0) & (scaled < 10)
     tenths = scaled * 10
-    near = tenths[small]
-    if (np.abs(near - np.floor(near) - 0.5) < 1e-6).any():
-        return None  # "%.1f" of a value this near a tie may round either way; leave it to Python
+    # "%.1f" of a value this near a tie may round either way; left to Python.
+    tie = small & (np.abs(tenths - np.floor(tenths) - 0.5) < 1e-6)
     shown = np.rint(np.where(small, tenths, scaled))
-    if not (shown < _MONEY_WHOLE).all():  # NaN and infinities fail here too
-        return None
-    number = shown.astype(np.intp)
-    sign_and_suffix = negative * len(_SUFFIXES) + suffix
-    whole_key = sign_and_suffix * _MONEY_WHOLE + number
-    # Tenths exist only with a suffix (K, M, B): 3 of them per sign.
-    tenths_key = 2 * len(_SUFFIXES) * _MONEY_WHOLE + (negative * 3 + suffix - 1) * _MONEY_TENTHS
-    return table[np.where(small, tenths_key + number, whole_key)]
+    found = (shown < _MONEY_WHOLE) & ~tie  # NaN and infinities fail here too
+    number = np.where(found, shown, 0).astype(np.intp)
+    start = _STARTS[small * 8 + negative * 4 + suffix]
+    return np.where(found, start + number, 0), found
+
+
+# Thresholds and divisors by suffix position (none, K, M, B), as format_money computes them.
+_THRESHOLDS = tuple(scale * 0.9995 for scale in (1e3, 1e6, 1e9))
+_DIVISORS = np.array([1.0, 1e3, 1e6, 1e9])
+# Where each part of a money table starts, by small * 8 + negative * 4 + suffix: whole numbers
+# by sign and suffix, then tenths (only with a suffix: K, M, B) by sign and suffix.
+_STARTS = np.array(
+    [
+        (negative * len(_SUFFIXES) + suffix) * _MONEY_WHOLE
+        for negative in (0, 1)
+        for suffix in range(4)
+    ]
+    + [
+        2 * len(_SUFFIXES) * _MONEY_WHOLE + (negative * 3 + suffix - 1) * _MONEY_TENTHS
+        for negative in (0, 1)
+        for suffix in range(4)
+    ],
+    dtype=np.intp,
+)
 
 
 def choice_labels(labels: tuple[str, ...]) -> np.ndarray:
@@ -97,7 +128,9 @@ def _choices(labels: tuple[str, ...]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _whole_table(template: str, label: str, size: int) -> np.ndarray | None:
+def whole_table(template: str, label: str, size: int) -> np.ndarray | None:
+    """The labels of whole numbers 0 .. size - 1 (None when the template does not hold exactly
+    one ``{value}``)."""
     parts = label_parts(template, label)
     if parts is None:
         return None
@@ -106,7 +139,7 @@ def _whole_table(template: str, label: str, size: int) -> np.ndarray | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _money_table(template: str, label: str) -> np.ndarray | None:
+def money_table(template: str, label: str) -> np.ndarray | None:
     """Every label ``money_labels`` can look up: first whole numbers by sign and suffix, then
     tenths (1.2 → key 12; 1.0 is shown "1") by sign and suffix K, M, B."""
     parts = label_parts(template, label)

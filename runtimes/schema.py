@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from runtimes.column_labels import ColumnLabeller
 from runtimes.errors import InvalidInput
 from runtimes.ids import all_valid_ids, id_problem, is_valid_id
 from runtimes.label_tables import choice_labels, money_labels, whole_labels
@@ -319,7 +320,7 @@ class FeatureSpec:
             codes = np.fromiter(map(self.index.get, picked, repeat(-1)), np.intp, len(picked))
             if missing is not None:
                 codes[missing] = 0  # any known code: these are labelled as missing below
-            labels = self._category_labels()[codes] if (codes >= 0).all() else None
+            labels = self.category_labels()[codes] if (codes >= 0).all() else None
         if labels is None:
             values = column.as_values()
             return self.reason_labels(list(map(values.__getitem__, rows.tolist())))
@@ -327,7 +328,7 @@ class FeatureSpec:
             return np.where(missing, self.label_missing, labels)
         return labels
 
-    def _category_labels(self) -> np.ndarray:
+    def category_labels(self) -> np.ndarray:
         """Each category's reason label, in category order (an object array of str)."""
         return choice_labels(tuple(map(self.reason_label, self.categories)))
 
@@ -346,7 +347,7 @@ class FeatureSpec:
             # Known categories: a code per value in one C loop, and their labels looked up.
             codes = np.fromiter(map(self.index.get, values, repeat(-1)), np.intp, len(values))
             if (codes >= 0).all():
-                return self._category_labels()[codes]
+                return self.category_labels()[codes]
         keys: np.ndarray
         if kind in (float, np.float64, np.float32):
             # float64 holds every float32 and float64 exactly; its bits tell -0.0 from 0.0.
@@ -508,6 +509,12 @@ class FeatureSchema:
         # Per column, the function that words a reason, e.g. "Retiring within 5 years",
         # "Investable assets $1.2M", "Came via referral" (``FeatureSpec.reason_label``).
         self.labellers: list[Callable[[FeatureValue], str]] = [s.reason_label for s in specs]
+
+    @functools.cached_property
+    def column_labeller(self) -> ColumnLabeller:
+        """Reason labels of column-wise requests: every feature's label tables in one, made on
+        the first such request (a few ms) and kept with the schema."""
+        return ColumnLabeller(self.specs)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FeatureSchema:

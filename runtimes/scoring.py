@@ -11,7 +11,6 @@ from opentelemetry import trace
 
 from runtimes.errors import InvalidInput
 from runtimes.repository import ModelRepository, ServedModel
-from runtimes.schema import FeatureSpec
 from runtimes.served_model import LeadKeys
 from runtimes.tracing import LEAN, TraceDetail, record_late_span
 from runtimes.types import (
@@ -213,7 +212,8 @@ def build_score_columns(
     max_reasons: int,
 ) -> ScoreColumns:
     """``build_scores`` for leads sent column-wise: the same values, ranks, orderings and reason
-    labels, as arrays. Reason labels too are made a feature at a time (``_reason_labels``)."""
+    labels, as arrays. Reason labels are looked up for the whole request at once
+    (``runtimes.column_labels``)."""
     config = served.config
     probability = outputs[config.probability_output].reshape(-1).astype(np.float64)
     contributions = outputs[config.contributions_output]
@@ -231,7 +231,7 @@ def build_score_columns(
             for j in picked
         ]
     else:
-        reason_label = _reason_labels(served.schema.specs, values, top)
+        reason_label = served.schema.column_labeller.labels(values, top)
     return ScoreColumns(
         lead_ids=lead_ids,
         probability=probability,
@@ -249,44 +249,6 @@ def build_score_columns(
         model_version=served.version,
         feature_names=names,
     )
-
-
-def _reason_labels(
-    specs: Sequence[FeatureSpec],
-    values: Sequence[Sequence[FeatureValue] | LeadColumn | None],
-    top: np.ndarray,
-) -> list[str]:
-    """The label of every picked reason (``top``: [leads, k] feature positions), lead-major, a
-    feature at a time: one stable sort groups the picks by feature, each feature's picked values
-    are labelled by ``FeatureSpec.reason_labels`` (which words each distinct value once, or
-    formats numbers in C), and the labels land in one str array turned into Python once."""
-    picks = top.reshape(-1)
-    if not len(picks):
-        return []
-    k = top.shape[1]
-    # Feature positions fit in int16, whose stable sort is a radix sort (3-4x faster here).
-    narrow = picks.astype(np.int16) if len(specs) <= np.iinfo(np.int16).max else picks
-    order = np.argsort(narrow, kind="stable")
-    features = picks[order]
-    starts = np.flatnonzero(np.diff(features)) + 1
-    groups: list[tuple[np.ndarray, np.ndarray]] = []
-    for positions in np.split(order, starts):
-        j = int(picks[positions[0]])
-        column = values[j]
-        if column is None:  # the feature is missing for every lead
-            labels = np.array([specs[j].reason_label(None)])
-        elif isinstance(column, LeadColumn):
-            labels = specs[j].column_labels(column, positions // k)
-        else:
-            rows = (positions // k).tolist()
-            labels = specs[j].reason_labels(list(map(column.__getitem__, rows)))
-        groups.append((positions, labels))
-    # An object array: most groups' labels are Python strings already (looked up in a feature's
-    # table of labels), which this moves as references, and a label ending in NUL stays whole.
-    out = np.empty(len(picks), dtype=object)
-    for positions, labels in groups:
-        out[positions] = labels
-    return out.tolist()
 
 
 def _ranks(probability: np.ndarray) -> list[int]:

@@ -62,7 +62,7 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
         "answer message": lambda: lead_codec.score_columns_to_pb(scores),
         "serialise": response.SerializeToString,
         "  of scores: top reasons": lambda: scoring._top_k_by_magnitude(contributions, reasons),
-        "  of scores: labels": lambda: scoring._reason_labels(served.schema.specs, values, top),
+        "  of scores: labels": lambda: served.schema.column_labeller.labels(values, top),
         "  of scores: ranks": lambda: scoring._ranks(probability),
         "ModelInfer: parse": lambda: oip.ModelInferRequest.FromString(oip_wire),
         "ModelInfer: decode": lambda: oip_codec.decode_features(oip_request, served),
