@@ -1,4 +1,4 @@
-"""``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py`` and
+"""``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py`` and
 ``registered_methods_cost.py`` run and report
 what they measured (the figures themselves are the bench's business, not a test's)."""
 
@@ -63,3 +63,20 @@ def test_registered_methods_cost_measures_both_kinds_of_server() -> None:
     medians = re.findall(r"^ +(\d+) registered: median server CPU ([\d.]+) µs/call", out, re.M)
     assert sorted(kind for kind, _ in medians) == ["0", "3"]
     assert all(float(cpu) > 0 for _, _, cpu in runs)
+
+
+def test_serve_cpu_ab_alternates_two_trees_and_reports_each() -> None:
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "leads-1",
+               "--calls", "40", "--warmup", "5", "--rounds", "2")  # fmt: skip
+    rounds = re.findall(
+        r"^round (\d) ([AB]): server CPU +([\d.]+) µs/call +p50 +([\d.]+) µs", out, re.M
+    )
+    assert [(r, tree) for r, tree, _, _ in rounds] == [
+        ("1", "A"),
+        ("1", "B"),
+        ("2", "B"),
+        ("2", "A"),
+    ]
+    assert all(float(p50) > 0 for *_, p50 in rounds)
+    assert len(re.findall(r"^[AB] median: server CPU", out, re.M)) == 2
+    assert re.search(r"^B used less CPU than A in [0-2] of 2 rounds \(leads-1\)$", out, re.M)

@@ -1,0 +1,157 @@
+"""A worker's CPU per call, one source tree against another: ``leadgw serve`` (one process,
+its defaults) from each tree in turn, one request at a time from a blocking gRPC client.
+
+The bench's two workers and load-generator processes share a 2-core machine with the server, so
+a change worth a few percent of a request's CPU drowns in their noise (docs/perf). Here one
+server process runs at a time, the client is one thread, and the server's CPU is read from
+``/proc`` over the calls: rounds alternate the trees (A B, B A, ...) and the report gives each
+tree's median, and how many rounds each won. Run from the repository root::
+
+    python scripts/serve_cpu_ab.py TREE_A TREE_B [--request columns-1000] [--calls 1500]
+        [--rounds 6]
+
+A tree is a directory holding leadgw's sources (``git archive <commit> | tar -x -C DIR``,
+with ``leadgw_client/pb`` copied in: it is generated, not committed). Requests: ``columns-1000``
+(column-wise ScoreLeads of 1,000 leads), ``leads-1`` (ScoreLeads of one lead), ``infer-1`` and
+``infer-1000`` (ModelInfer); the bench's synthetic leads, seed 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.leads import (  # noqa: E402
+    as_matrix,
+    load_schema,
+    model_infer_request,
+    random_rows,
+    score_columns_request,
+    score_leads_request,
+)
+from gateway.settings import BUNDLED_MODELS  # noqa: E402
+
+SCORE = "/leadgw.v1.LeadService/ScoreLeads"
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+READY = re.compile(r"listening on (\S+) ")
+
+
+def requests() -> dict[str, tuple[str, bytes]]:
+    schema = load_schema(BUNDLED_MODELS, "lead_scorer")
+
+    def rows(n: int) -> list[dict[str, object]]:
+        return random_rows(schema, n, random.Random(1))
+
+    model = "lead_scorer"
+    return {
+        "columns-1000": (
+            SCORE,
+            score_columns_request(schema, rows(1000), model).SerializeToString(),
+        ),
+        "leads-1": (SCORE, score_leads_request(schema, rows(1), model).SerializeToString()),
+        "infer-1": (
+            INFER,
+            model_infer_request(as_matrix(schema, rows(1)), model).SerializeToString(),
+        ),
+        "infer-1000": (
+            INFER,
+            model_infer_request(as_matrix(schema, rows(1000)), model).SerializeToString(),
+        ),
+    }
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a process, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(
+    tree: Path, method: str, payload: bytes, calls: int, warmup: int
+) -> tuple[float, float]:
+    """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``."""
+    with tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-") as data:
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        command = [sys.executable, "-m", "gateway", "serve", "--port", "0", "--workers", "1",
+                   "--data-dir", data]  # fmt: skip
+        server = subprocess.Popen(
+            command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            address = _ready_address(server)
+            with grpc.insecure_channel(address) as channel:
+                call: Callable[..., bytes] = channel.unary_unary(method)
+                for _ in range(warmup):
+                    call(payload, timeout=30)
+                time.sleep(0.2)
+                before = process_cpu_s(server.pid)
+                latencies = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    call(payload, timeout=30)
+                    latencies.append(time.perf_counter() - started)
+                cpu = process_cpu_s(server.pid) - before
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return cpu / calls * 1e6, statistics.median(latencies) * 1e6
+
+
+def _ready_address(server: subprocess.Popen[str]) -> str:
+    assert server.stdout is not None
+    for line in server.stdout:
+        found = READY.search(line)
+        if found:
+            return found.group(1)
+    raise RuntimeError(f"the server exited ({server.wait()}) before its ready line")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trees", nargs=2, type=Path, help="two source trees: A and B")
+    parser.add_argument("--request", choices=sorted(requests()), default="columns-1000")
+    parser.add_argument("--calls", type=int, default=1500, help="timed calls per round")
+    parser.add_argument("--warmup", type=int, default=300, help="untimed calls first")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per tree, alternating")
+    args = parser.parse_args()
+    for tree in args.trees:
+        if not (tree / "gateway" / "__main__.py").is_file():
+            parser.error(f"{tree} holds no leadgw sources (gateway/__main__.py)")
+    method, payload = requests()[args.request]
+    names = ("A", "B")
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            tree = args.trees[names.index(name)]
+            cpu, p50 = one_round(tree, method, payload, args.calls, args.warmup)
+            results[name].append((cpu, p50))
+            print(
+                f"round {r + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs",
+                flush=True,
+            )
+    for name, tree in zip(names, args.trees, strict=True):
+        cpu = statistics.median(c for c, _ in results[name])
+        p50 = statistics.median(p for _, p in results[name])
+        print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree})")
+    wins = sum(b[0] < a[0] for a, b in zip(results["A"], results["B"], strict=True))
+    print(f"B used less CPU than A in {wins} of {args.rounds} rounds ({args.request})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
