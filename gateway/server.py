@@ -286,6 +286,7 @@ def _batcher_for(
         if metrics.recording
         else None,
         trace_detail=trace_detail,
+        computes_on_caller=served.session.computes_on_caller,
     )
     # Unloading the version (a swap) drops its gauge with it.
     served.on_close(

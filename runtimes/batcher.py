@@ -169,6 +169,7 @@ class DynamicBatcher:
         tracer: Tracer | None = None,
         inline_run_s: float = 0.0,
         trace_detail: TraceDetail = LEAN,
+        computes_on_caller: bool = False,
     ) -> None:
         """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
         covering timer wake-up jitter and the reply's trip back to the client.
@@ -176,7 +177,9 @@ class DynamicBatcher:
         metrics); ``tracer`` makes the batch spans, ``trace_detail`` says which batches get one
         (lean: those that served more than one request or ran slow). ``inline_run_s``: batches
         whose learned run time is at most this run on the event loop itself, skipping the
-        executor hop (0: never; see ``_runs_inline``)."""
+        executor hop (0: never; see ``_runs_inline``). ``computes_on_caller``: ``run_batch``
+        computes on its calling thread alone (ONNX Runtime with one intra-op and one inter-op
+        thread), so that thread's CPU time is the model's run time (see ``_run_one``)."""
         if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
         self.name = name or "batcher"
@@ -189,6 +192,7 @@ class DynamicBatcher:
         self._tracer = tracer or trace.get_tracer("leadgw.batcher")
         self._trace_detail = trace_detail
         self.inline_run_s = inline_run_s
+        self._cpu_scale = 1.0 if computes_on_caller else 2.0
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"batch-{self.name}"
@@ -218,6 +222,7 @@ class DynamicBatcher:
         name: str = "",
         on_batch: Callable[[int, float, list[float]], None] | None = None,
         trace_detail: TraceDetail = LEAN,
+        computes_on_caller: bool = False,
     ) -> DynamicBatcher:
         return cls(
             run_batch,
@@ -229,6 +234,7 @@ class DynamicBatcher:
             on_batch=on_batch,
             inline_run_s=config.inline_run_s,
             trace_detail=trace_detail,
+            computes_on_caller=computes_on_caller,
         )
 
     @property
@@ -276,7 +282,7 @@ class DynamicBatcher:
         batch_id = next(self._batch_ids)
         started = time.monotonic()
         try:
-            outputs, compute_s = _run_one(self._run_batch, rows)
+            outputs, compute_s = _run_one(self._run_batch, rows, self._cpu_scale)
         except Exception:  # the model's error, for the caller to see (gateway maps it)
             self._stats.failed_batches += 1
             raise
@@ -320,7 +326,7 @@ class DynamicBatcher:
             )
         run.started = started
         try:
-            outputs, run.compute_s = _run_one(self._run_batch, rows)
+            outputs, run.compute_s = _run_one(self._run_batch, rows, self._cpu_scale)
         except Exception:  # the model's error, for the caller to see (gateway maps it)
             run.outcome = "failed"
             raise
@@ -571,7 +577,10 @@ class DynamicBatcher:
             started = time.monotonic()
             try:
                 job = self._executor.submit(
-                    _run_and_split, self._run_batch, [request.rows for request in batch]
+                    _run_and_split,
+                    self._run_batch,
+                    [request.rows for request in batch],
+                    self._cpu_scale,
                 )
             except RuntimeError as exc:  # the executor was shut down under us
                 self._running = False
@@ -599,7 +608,9 @@ class DynamicBatcher:
             span_context = span.get_span_context() if span.is_recording() else None
             started = time.monotonic()
             try:
-                ran = _run_and_split(self._run_batch, [request.rows for request in batch])
+                ran = _run_and_split(
+                    self._run_batch, [request.rows for request in batch], self._cpu_scale
+                )
             except Exception as exc:  # the model's error, for each caller to see (gateway maps it)
                 self._stats.failed_batches += 1
                 self._settle(batch, exc)
@@ -781,7 +792,7 @@ def _call_in_loop(
         loop.call_soon_threadsafe(callback, *args)
 
 
-def _run_one(run_batch: BatchFn, batch: np.ndarray) -> tuple[Outputs, float]:
+def _run_one(run_batch: BatchFn, batch: np.ndarray, cpu_scale: float) -> tuple[Outputs, float]:
     """Runs one batch on this thread: its outputs, checked to have a row per input row, and the
     run's own time, which is what ``RunTimeModel`` learns (see ``_complete``)."""
     started, started_cpu = time.perf_counter(), time.thread_time()
@@ -791,10 +802,13 @@ def _run_one(run_batch: BatchFn, batch: np.ndarray) -> tuple[Outputs, float]:
     # (a busy event loop or span exporter can hold it for its whole 5 ms switch interval) and
     # being preempted: one such wait, learned as run time, would send a 7 µs model's batches to
     # the executor, where the same waits keep the estimate high for good. This thread's CPU time
-    # counts neither; ONNX Runtime computes on the calling thread (and spins on it while its
-    # pool works), so it is the model's time. Doubled, with the wall time as the cap, for a
-    # runtime that waits on its own threads without spinning.
-    compute_s = min(time.perf_counter() - started, 2.0 * cpu_s)
+    # counts neither. A model that computes on this thread alone (``cpu_scale`` 1: ONNX Runtime
+    # with one intra-op thread) ran for exactly its CPU time, wherever it ran: learned so, a
+    # 1,000-row batch near ``inline_run_s`` no longer settles on the loop or on the executor by
+    # the luck of its first runs (executor runs wait more, and their waits kept them there;
+    # docs/perf/2026-11-29-column-labels.md). For a runtime that may wait on its own threads,
+    # twice the CPU time (``cpu_scale`` 2), with the wall time as the cap.
+    compute_s = min(time.perf_counter() - started, cpu_scale * cpu_s)
     total = batch.shape[0]
     for name, value in outputs.items():
         # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
@@ -804,11 +818,11 @@ def _run_one(run_batch: BatchFn, batch: np.ndarray) -> tuple[Outputs, float]:
     return outputs, compute_s
 
 
-def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray]) -> _Ran:
+def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray], cpu_scale: float) -> _Ran:
     """In the executor: concatenate once, run, give each caller a copy of its rows. Also returns
     the run's own time (``_run_one``)."""
     batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
-    outputs, compute_s = _run_one(run_batch, batch)
+    outputs, compute_s = _run_one(run_batch, batch, cpu_scale)
     if len(inputs) == 1:
         return [outputs], compute_s  # the whole batch is this one caller's: nothing to share
     bounds = np.cumsum([0] + [len(rows) for rows in inputs])

@@ -24,6 +24,11 @@ class OnnxSession:
         # from the event loop that feeds them.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # One intra-op and one inter-op thread: the graph runs on the calling thread alone, so
+        # that thread's CPU time is the run's time (the batcher's ``computes_on_caller``).
+        self.computes_on_caller: bool = (
+            settings.intra_op_threads == 1 and settings.inter_op_threads == 1
+        )
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -1,6 +1,6 @@
-"""``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py`` and
-``registered_methods_cost.py`` run and report
-what they measured (the figures themselves are the bench's business, not a test's)."""
+"""``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
+``infer_cost_parts.py`` and ``registered_methods_cost.py`` run and report what they measured
+(the figures themselves are the bench's business, not a test's)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,20 @@ def test_serve_cpu_ab_alternates_two_trees_and_reports_each() -> None:
     assert all(float(p50) > 0 for *_, p50 in rounds)
     assert len(re.findall(r"^[AB] median: server CPU", out, re.M)) == 2
     assert re.search(r"^B used less CPU than A in [0-2] of 2 rounds \(leads-1\)$", out, re.M)
+
+
+def test_infer_cost_parts_compares_the_gateway_with_the_floor_and_times_its_stages() -> None:
+    out = _run("scripts/infer_cost_parts.py", "--variants", "floor,gateway,parts", "--paths",
+               "--rows", "2", "--calls", "30", "--repeats", "2", "--rounds", "1")  # fmt: skip
+    medians = dict(re.findall(r"^  (floor|gateway|parts) +([\d.]+) µs/call", out, re.M))
+    assert sorted(medians) == ["floor", "gateway", "parts"]
+    assert all(float(us) > 0 for us in medians.values())
+    # Every call of each gateway repeat ran its model somewhere, and a run time was learned.
+    paths = re.findall(
+        r"model on the loop (\d+), through the executor (\d+); learned run time for 2 rows (\d+)",
+        out,
+    )
+    assert len(paths) == 2 and all(int(a) + int(b) == 30 for a, b, _ in paths), out
+    stages = dict(re.findall(r"^  (decode|encode|servicer, whole) +([\d.]+)$", out, re.M))
+    assert sorted(stages) == ["decode", "encode", "servicer, whole"]
+    assert float(stages["servicer, whole"]) > float(stages["decode"]) > 0

@@ -311,6 +311,54 @@ async def test_a_model_that_computes_long_is_learned_as_slow() -> None:
     assert batcher.run_time.estimate(2) >= 0.015
 
 
+class BusyThenWaits(Busy):
+    """Computes ``busy_s`` on the calling thread, then returns ``wait_s`` late on every run: a
+    model near the inline threshold whose runs on the executor wait for the interpreter lock."""
+
+    def __init__(self, busy_s: float, wait_s: float) -> None:
+        super().__init__(busy_s)
+        self.wait_s = wait_s
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = super().__call__(x)
+        time.sleep(self.wait_s)
+        return outputs
+
+
+@pytest.mark.parametrize("computes_on_caller", [True, False])
+async def test_a_model_computing_on_its_caller_is_learned_by_its_cpu_time(
+    computes_on_caller: bool,
+) -> None:
+    """A model that computes on the calling thread alone ran for its CPU time, whatever it
+    waited: its 4 ms runs stay under a 6 ms threshold and run on the loop. A runtime that may
+    wait on threads of its own is learned at twice its CPU time (capped by the wall time), 8 ms
+    here, and stays on the executor. Learned the second way, a model near the threshold settled
+    on the loop or on the executor by the luck of its first runs."""
+    model = BusyThenWaits(busy_s=0.004, wait_s=0.004)
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        name="caller",
+        inline_run_s=0.006,
+        computes_on_caller=computes_on_caller,
+    )
+    loop_thread = threading.get_ident()
+    try:
+        for n in (2, 2, 1, 2, 1):
+            await batcher.submit(rows(n, 1.0))
+    finally:
+        await batcher.close()
+    on_loop = [thread == loop_thread for thread in model.threads[1:]]
+    if computes_on_caller:
+        assert on_loop == [True] * 4
+        assert 0.0035 <= batcher.run_time.estimate(2) < 0.006
+    else:
+        assert on_loop == [False] * 4
+        assert batcher.run_time.estimate(2) >= 0.006
+
+
 @pytest.mark.parametrize("inline_run_s", [0.0, 10.0])
 @pytest.mark.parametrize("bad", ["scalar", "short"])
 async def test_an_output_without_a_row_per_input_row_fails_its_caller(
