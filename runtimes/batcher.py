@@ -52,6 +52,12 @@ Outputs = dict[str, np.ndarray]
 _Ran = tuple[list[Outputs], float]  # each caller's outputs, and the run's own seconds
 
 MIN_RETRY_AFTER_S = 0.005
+# See ``_fits_inline``: a batch size timed on the event loop keeps running there up to this
+# factor of ``inline_run_s``; one estimated above it, but within LOOP_RETRY_FACTOR of it, is still
+# tried on the loop once in every LOOP_RETRY_EVERY decisions.
+LOOP_KEEP_FACTOR = 1.5
+LOOP_RETRY_FACTOR = 2.0
+LOOP_RETRY_EVERY = 32
 """Floor of the retry hint on a full queue: sooner than this a retry would meet the same queue."""
 
 
@@ -199,6 +205,10 @@ class DynamicBatcher:
         )
         self.run_time = RunTimeModel()
         self._largest_timed = 0  # rows of the largest batch whose run time was observed
+        # The runs made on the event loop alone: what a run there costs (``_fits_inline``).
+        self.loop_run_time = RunTimeModel()
+        self._largest_loop_timed = 0
+        self._loop_retries = itertools.count(1)
         self._stats = BatcherStats()
         self._pending: deque[_Request] = deque()
         self._deadlines: list[tuple[float, int, _Request]] = []  # heap; stale entries skipped
@@ -288,9 +298,7 @@ class DynamicBatcher:
             raise
         run_s = time.monotonic() - started
         n = rows.shape[0]
-        self.run_time.observe(n, compute_s)
-        if n > self._largest_timed:
-            self._largest_timed = n
+        self._learn(n, compute_s, on_loop=True)
         stats = self._stats
         stats.batches += 1
         stats.rows += n
@@ -350,9 +358,7 @@ class DynamicBatcher:
         if run.outcome != "ran":
             return
         run.batch_id = next(self._batch_ids)
-        self.run_time.observe(run.rows, run.compute_s)
-        if run.rows > self._largest_timed:
-            self._largest_timed = run.rows
+        self._learn(run.rows, run.compute_s, on_loop=False)
         stats.batches += 1
         stats.rows += run.rows
         if self._on_batch is not None:
@@ -379,11 +385,52 @@ class DynamicBatcher:
             )
 
     def _may_run_directly(self, rows: np.ndarray) -> bool:
-        if self._running or self._pending or self._closed or self.inline_run_s <= 0:
+        if self._running or self._pending or self._closed:
             return False
-        if np.ndim(rows) < 1 or rows.shape[0] == 0 or rows.shape[0] > self._largest_timed:
+        if np.ndim(rows) < 1 or rows.shape[0] == 0:
             return False
-        return self.run_time.estimate(int(rows.shape[0])) <= self.inline_run_s
+        return self._fits_inline(int(rows.shape[0]))
+
+    def _fits_inline(self, rows: int) -> bool:
+        """Whether a run of ``rows`` rows is cheap enough for the event loop's thread.
+
+        A model whose run time sits near ``inline_run_s`` (1,000 rows of the lead model: 200-340
+        µs on the loop against a 250 µs threshold) must not settle on the loop or on the
+        executor by the luck of its first runs: it did, and the same server answered 1,000-row
+        ModelInfer calls in 1.0 or 1.4 ms, run after run (docs/perf/2026-11-29-column-labels.md).
+        So, once a batch this big was timed on the loop, the decision rests on the runs the loop
+        made, which runs on the executor or a conversion thread (sharing the cores with the
+        loop, waiting for the interpreter lock) do not inflate, and it keeps such batches on the
+        loop up to ``LOOP_KEEP_FACTOR`` times the threshold, so that noise around the threshold
+        does not send them back and forth. A batch estimated above that, but within
+        ``LOOP_RETRY_FACTOR`` of the threshold, is tried on the loop again once in
+        ``LOOP_RETRY_EVERY`` decisions, so that the decision follows what a run there costs now.
+        """
+        if self.inline_run_s <= 0 or rows > self._largest_timed:
+            return False  # until a batch this big has been timed, its estimate is not trusted
+        if rows <= self._largest_loop_timed:
+            estimate = self.loop_run_time.estimate(rows)
+            if estimate <= LOOP_KEEP_FACTOR * self.inline_run_s:
+                return True
+        else:
+            estimate = self.run_time.estimate(rows)
+            if estimate <= self.inline_run_s:
+                return True
+        return (
+            estimate <= LOOP_RETRY_FACTOR * self.inline_run_s
+            and next(self._loop_retries) % LOOP_RETRY_EVERY == 0
+        )
+
+    def _learn(self, rows: int, compute_s: float, *, on_loop: bool) -> None:
+        """Learns a run's time: ``run_time`` from every run, ``loop_run_time`` from those the
+        event loop's thread made."""
+        self.run_time.observe(rows, compute_s)
+        if rows > self._largest_timed:
+            self._largest_timed = rows
+        if on_loop:
+            self.loop_run_time.observe(rows, compute_s)
+            if rows > self._largest_loop_timed:
+                self._largest_loop_timed = rows
 
     def _admit(self, rows: np.ndarray, deadline: float | None, *, enqueue: bool = True) -> _Request:
         """Checks a submit (closed, shape, deadline, room) and makes its request; ``enqueue``
@@ -618,7 +665,7 @@ class DynamicBatcher:
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 return
-            self._complete(batch, batch_id, started, span_context, late, ran)
+            self._complete(batch, batch_id, started, span_context, late, ran, on_loop=True)
 
     def _span_plan(self, batch: list[_Request]) -> tuple[bool, bool]:
         """Whether the batch gets its span now (``eager``) or only if its run turns out slow
@@ -664,16 +711,12 @@ class DynamicBatcher:
 
         The hop to the executor thread and back (two thread wake-ups, two GIL hand-offs, a
         self-pipe write) costs 100-300 µs on a busy 2-core box, far more than the lead model's
-        run on a small batch (7 µs for one row, ~100 µs for 1,000). Only batches whose learned
-        run time is under ``inline_run_s`` run inline; until a batch of at least this size has
-        been timed, the estimate is not trusted and the batch goes to the executor.
+        run on a small batch (7 µs for one row, ~200 µs for 1,000). Only batches whose learned
+        run time is under ``inline_run_s`` run inline (``_fits_inline``); until a batch of at
+        least this size has been timed, the estimate is not trusted and the batch goes to the
+        executor.
         """
-        if self.inline_run_s <= 0:
-            return False
-        rows = sum(request.n for request in batch)
-        if rows > self._largest_timed:
-            return False
-        return self.run_time.estimate(rows) <= self.inline_run_s
+        return self._fits_inline(sum(request.n for request in batch))
 
     def _finish(
         self,
@@ -697,7 +740,9 @@ class DynamicBatcher:
                 self._stats.failed_batches += 1
                 self._settle(batch, exc)
             else:
-                self._complete(batch, batch_id, started, span_context, late_span, ran)
+                self._complete(
+                    batch, batch_id, started, span_context, late_span, ran, on_loop=False
+                )
         finally:
             if not finished.done():
                 finished.set_result(error)
@@ -710,8 +755,11 @@ class DynamicBatcher:
         span_context: SpanContext | None,
         late_span: bool,
         ran: _Ran,
+        *,
+        on_loop: bool,
     ) -> None:
-        """A batch that ran: learn its time, count it, and give each caller its outputs."""
+        """A batch that ran (``on_loop``: on the event loop's thread): learn its time, count it,
+        and give each caller its outputs."""
         per_caller, compute_s = ran
         run_s = time.monotonic() - started
         total = 0
@@ -720,9 +768,7 @@ class DynamicBatcher:
         # The model's own time, not run_s: learned with the executor hop in it (100-300 µs
         # on a busy machine, against a 7 µs run), a cheap model looks too slow to run
         # inline, so every batch takes the hop again and the estimate never comes down.
-        self.run_time.observe(total, compute_s)
-        if total > self._largest_timed:
-            self._largest_timed = total
+        self._learn(total, compute_s, on_loop=on_loop)
         self._stats.batches += 1
         self._stats.rows += total
         if self._on_batch is not None:

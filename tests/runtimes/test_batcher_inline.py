@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from runtimes.batcher import DynamicBatcher
+from runtimes.batcher import LOOP_RETRY_EVERY, DynamicBatcher
 from runtimes.errors import DeadlineExceeded
 
 pytestmark = pytest.mark.timeout(30)
@@ -357,6 +357,97 @@ async def test_a_model_computing_on_its_caller_is_learned_by_its_cpu_time(
     else:
         assert on_loop == [False] * 4
         assert batcher.run_time.estimate(2) >= 0.006
+
+
+class SlowerOffTheLoop(Recorder):
+    """Computes ``on_loop_s`` on the event loop's thread and ``elsewhere_s`` on any other: what
+    sharing the cores with a busy loop does to a run on the executor."""
+
+    def __init__(self, loop_thread: int, on_loop_s: float, elsewhere_s: float) -> None:
+        super().__init__()
+        self.loop_thread = loop_thread
+        self.on_loop_s, self.elsewhere_s = on_loop_s, elsewhere_s
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        busy = self.on_loop_s if threading.get_ident() == self.loop_thread else self.elsewhere_s
+        until = time.thread_time() + busy
+        while time.thread_time() < until:
+            pass
+        return super().__call__(x)
+
+
+def near_threshold(model: Recorder) -> DynamicBatcher:
+    return DynamicBatcher(
+        model,
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        name="near",
+        inline_run_s=0.005,
+        computes_on_caller=True,
+    )
+
+
+async def test_a_model_slower_off_the_loop_is_judged_by_its_runs_on_the_loop() -> None:
+    """8 ms a run on the executor, 2 ms on the loop, a 5 ms threshold: learned from the executor
+    alone it would never run on the loop. Tried there now and then, it stays there once tried."""
+    loop_thread = threading.get_ident()
+    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.002, elsewhere_s=0.008)
+    batcher = near_threshold(model)
+    try:
+        for n in range(40):
+            await batcher.submit(rows(2, float(n)))
+    finally:
+        await batcher.close()
+    on_loop = [thread == loop_thread for thread in model.threads]
+    first = on_loop.index(True)
+    assert 1 <= first <= 1 + LOOP_RETRY_EVERY
+    assert all(on_loop[first:]), on_loop
+    assert batcher.loop_run_time.estimate(2) < 0.005
+
+
+async def test_a_run_near_the_threshold_stays_on_the_loop_once_it_ran_there() -> None:
+    """6 ms a run everywhere, a 5 ms threshold: once tried on the loop, it stays there (up to
+    LOOP_KEEP_FACTOR x the threshold) instead of going back and forth with the noise."""
+    loop_thread = threading.get_ident()
+    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.006, elsewhere_s=0.006)
+    batcher = near_threshold(model)
+    try:
+        for n in range(40):
+            await batcher.submit(rows(2, float(n)))
+    finally:
+        await batcher.close()
+    on_loop = [thread == loop_thread for thread in model.threads]
+    first = on_loop.index(True)
+    assert 1 <= first <= 1 + LOOP_RETRY_EVERY
+    assert all(on_loop[first:]), on_loop
+
+
+async def test_a_model_as_slow_on_the_loop_is_only_retried_there_now_and_then() -> None:
+    loop_thread = threading.get_ident()
+    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.008, elsewhere_s=0.008)
+    batcher = near_threshold(model)
+    try:
+        for n in range(40):
+            await batcher.submit(rows(2, float(n)))
+    finally:
+        await batcher.close()
+    loop_runs = sum(thread == loop_thread for thread in model.threads)
+    # Each submit decides once or twice (directly, then in the worker): 40-80 decisions.
+    assert 1 <= loop_runs <= 80 // LOOP_RETRY_EVERY
+    assert batcher.loop_run_time.estimate(2) > 0.005
+
+
+async def test_a_run_far_above_the_threshold_is_never_tried_on_the_loop() -> None:
+    loop_thread = threading.get_ident()
+    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.012, elsewhere_s=0.012)
+    batcher = near_threshold(model)  # 12 ms: beyond LOOP_RETRY_FACTOR x 5 ms
+    try:
+        for n in range(40):
+            await batcher.submit(rows(2, float(n)))
+    finally:
+        await batcher.close()
+    assert loop_thread not in model.threads
 
 
 @pytest.mark.parametrize("inline_run_s", [0.0, 10.0])
