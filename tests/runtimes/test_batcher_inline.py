@@ -37,7 +37,9 @@ def rows(n: int, start: float) -> np.ndarray:
     return (start + np.arange(n * 3, dtype=np.float32)).reshape(n, 3)
 
 
-def make(model: Recorder, inline_run_s: float) -> DynamicBatcher:
+def make(
+    model: Recorder, inline_run_s: float, *, computes_on_caller: bool = False
+) -> DynamicBatcher:
     return DynamicBatcher(
         model,
         max_batch_size=64,
@@ -45,6 +47,7 @@ def make(model: Recorder, inline_run_s: float) -> DynamicBatcher:
         max_queue_size=1024,
         name="inline",
         inline_run_s=inline_run_s,
+        computes_on_caller=computes_on_caller,
     )
 
 
@@ -335,15 +338,7 @@ async def test_a_model_computing_on_its_caller_is_learned_by_its_cpu_time(
     here, and stays on the executor. Learned the second way, a model near the threshold settled
     on the loop or on the executor by the luck of its first runs."""
     model = BusyThenWaits(busy_s=0.004, wait_s=0.004)
-    batcher = DynamicBatcher(
-        model,
-        max_batch_size=64,
-        max_queue_delay_s=0.001,
-        max_queue_size=1024,
-        name="caller",
-        inline_run_s=0.006,
-        computes_on_caller=computes_on_caller,
-    )
+    batcher = make(model, inline_run_s=0.006, computes_on_caller=computes_on_caller)
     loop_thread = threading.get_ident()
     try:
         for n in (2, 2, 1, 2, 1):
@@ -376,30 +371,26 @@ class SlowerOffTheLoop(Recorder):
         return super().__call__(x)
 
 
-def near_threshold(model: Recorder) -> DynamicBatcher:
-    return DynamicBatcher(
-        model,
-        max_batch_size=64,
-        max_queue_delay_s=0.001,
-        max_queue_size=1024,
-        name="near",
-        inline_run_s=0.005,
-        computes_on_caller=True,
-    )
-
-
-async def test_a_model_slower_off_the_loop_is_judged_by_its_runs_on_the_loop() -> None:
-    """8 ms a run on the executor, 2 ms on the loop, a 5 ms threshold: learned from the executor
-    alone it would never run on the loop. Tried there now and then, it stays there once tried."""
+async def forty_runs_near_threshold(
+    on_loop_s: float, elsewhere_s: float
+) -> tuple[list[bool], DynamicBatcher]:
+    """40 submits of 2 rows to a batcher with a 5 ms threshold over a ``SlowerOffTheLoop``
+    model; whether each run was on the event loop's thread, and the (closed) batcher."""
     loop_thread = threading.get_ident()
-    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.002, elsewhere_s=0.008)
-    batcher = near_threshold(model)
+    model = SlowerOffTheLoop(loop_thread, on_loop_s=on_loop_s, elsewhere_s=elsewhere_s)
+    batcher = make(model, inline_run_s=0.005, computes_on_caller=True)
     try:
         for n in range(40):
             await batcher.submit(rows(2, float(n)))
     finally:
         await batcher.close()
-    on_loop = [thread == loop_thread for thread in model.threads]
+    return [thread == loop_thread for thread in model.threads], batcher
+
+
+async def test_a_model_slower_off_the_loop_is_judged_by_its_runs_on_the_loop() -> None:
+    """8 ms a run on the executor, 2 ms on the loop, a 5 ms threshold: learned from the executor
+    alone it would never run on the loop. Tried there now and then, it stays there once tried."""
+    on_loop, batcher = await forty_runs_near_threshold(on_loop_s=0.002, elsewhere_s=0.008)
     first = on_loop.index(True)
     assert 1 <= first <= 1 + LOOP_RETRY_EVERY
     assert all(on_loop[first:]), on_loop
@@ -409,45 +400,23 @@ async def test_a_model_slower_off_the_loop_is_judged_by_its_runs_on_the_loop() -
 async def test_a_run_near_the_threshold_stays_on_the_loop_once_it_ran_there() -> None:
     """6 ms a run everywhere, a 5 ms threshold: once tried on the loop, it stays there (up to
     LOOP_KEEP_FACTOR x the threshold) instead of going back and forth with the noise."""
-    loop_thread = threading.get_ident()
-    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.006, elsewhere_s=0.006)
-    batcher = near_threshold(model)
-    try:
-        for n in range(40):
-            await batcher.submit(rows(2, float(n)))
-    finally:
-        await batcher.close()
-    on_loop = [thread == loop_thread for thread in model.threads]
+    on_loop, _ = await forty_runs_near_threshold(on_loop_s=0.006, elsewhere_s=0.006)
     first = on_loop.index(True)
     assert 1 <= first <= 1 + LOOP_RETRY_EVERY
     assert all(on_loop[first:]), on_loop
 
 
 async def test_a_model_as_slow_on_the_loop_is_only_retried_there_now_and_then() -> None:
-    loop_thread = threading.get_ident()
-    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.008, elsewhere_s=0.008)
-    batcher = near_threshold(model)
-    try:
-        for n in range(40):
-            await batcher.submit(rows(2, float(n)))
-    finally:
-        await batcher.close()
-    loop_runs = sum(thread == loop_thread for thread in model.threads)
+    on_loop, batcher = await forty_runs_near_threshold(on_loop_s=0.008, elsewhere_s=0.008)
     # Each submit decides once or twice (directly, then in the worker): 40-80 decisions.
-    assert 1 <= loop_runs <= 80 // LOOP_RETRY_EVERY
+    assert 1 <= sum(on_loop) <= 80 // LOOP_RETRY_EVERY
     assert batcher.loop_run_time.estimate(2) > 0.005
 
 
 async def test_a_run_far_above_the_threshold_is_never_tried_on_the_loop() -> None:
-    loop_thread = threading.get_ident()
-    model = SlowerOffTheLoop(loop_thread, on_loop_s=0.012, elsewhere_s=0.012)
-    batcher = near_threshold(model)  # 12 ms: beyond LOOP_RETRY_FACTOR x 5 ms
-    try:
-        for n in range(40):
-            await batcher.submit(rows(2, float(n)))
-    finally:
-        await batcher.close()
-    assert loop_thread not in model.threads
+    # 12 ms: beyond LOOP_RETRY_FACTOR x 5 ms.
+    on_loop, _ = await forty_runs_near_threshold(on_loop_s=0.012, elsewhere_s=0.012)
+    assert not any(on_loop)
 
 
 @pytest.mark.parametrize("inline_run_s", [0.0, 10.0])
