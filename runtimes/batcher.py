@@ -52,13 +52,14 @@ Outputs = dict[str, np.ndarray]
 _Ran = tuple[list[Outputs], float]  # each caller's outputs, and the run's own seconds
 
 MIN_RETRY_AFTER_S = 0.005
+"""Floor of the retry hint on a full queue: sooner than this a retry would meet the same queue."""
+
 # See ``_fits_inline``: a batch size timed on the event loop keeps running there up to this
 # factor of ``inline_run_s``; one estimated above it, but within LOOP_RETRY_FACTOR of it, is still
 # tried on the loop once in every LOOP_RETRY_EVERY decisions.
 LOOP_KEEP_FACTOR = 1.5
 LOOP_RETRY_FACTOR = 2.0
 LOOP_RETRY_EVERY = 32
-"""Floor of the retry hint on a full queue: sooner than this a retry would meet the same queue."""
 
 
 # ---- results and counters ---------------------------------------------------------------------
