@@ -14,6 +14,12 @@ A tree is a directory holding leadgw's sources (``git archive <commit> | tar -x 
 with ``leadgw_client/pb`` copied in: it is generated, not committed). Requests: ``columns-1000``
 (column-wise ScoreLeads of 1,000 leads), ``leads-1`` (ScoreLeads of one lead), ``infer-1`` and
 ``infer-1000`` (ModelInfer); the bench's synthetic leads, seed 1.
+
+``--setting NAME=VALUE`` gives both servers a setting (as ``LEADGW_NAME=VALUE``); ``--setting-a``
+and ``--setting-b`` give it to one only, so that one tree can be compared with itself under two
+configurations. For example, what a Prometheus endpoint costs a call::
+
+    python scripts/serve_cpu_ab.py . . --request leads-1 --setting-b metrics_port=0
 """
 
 from __future__ import annotations
@@ -81,11 +87,18 @@ def process_cpu_s(pid: int) -> float:
 
 
 def one_round(
-    tree: Path, method: str, payload: bytes, calls: int, warmup: int
+    tree: Path,
+    method: str,
+    payload: bytes,
+    calls: int,
+    warmup: int,
+    settings: dict[str, str] | None = None,
 ) -> tuple[float, float]:
-    """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``."""
+    """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``,
+    given ``settings`` (setting name → value) in its environment."""
     with tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-") as data:
         env = dict(os.environ, PYTHONPATH=str(tree))
+        env.update({f"LEADGW_{name.upper()}": value for name, value in (settings or {}).items()})
         command = [sys.executable, "-m", "gateway", "serve", "--port", "0", "--workers", "1",
                    "--data-dir", data]  # fmt: skip
         server = subprocess.Popen(
@@ -111,6 +124,20 @@ def one_round(
     return cpu / calls * 1e6, statistics.median(latencies) * 1e6
 
 
+def _settings(parser: argparse.ArgumentParser, given: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` strings → {name: value}, names checked against leadgw's settings."""
+    from gateway.settings import Settings
+
+    settings = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in Settings.model_fields:
+            parser.error(f"setting {item!r}: expected NAME=VALUE with NAME a leadgw setting")
+        settings[name] = value
+    return settings
+
+
 def _ready_address(server: subprocess.Popen[str]) -> str:
     assert server.stdout is not None
     for line in server.stdout:
@@ -127,7 +154,16 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1500, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=300, help="untimed calls first")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per tree, alternating")
+    for flag, whom in (("--setting", "both servers"), ("--setting-a", "A"), ("--setting-b", "B")):
+        parser.add_argument(
+            flag, action="append", default=[], metavar="NAME=VALUE",
+            help=f"a leadgw setting for {whom} (LEADGW_NAME=VALUE); repeatable",
+        )  # fmt: skip
     args = parser.parse_args()
+    settings = {
+        name: _settings(parser, [*args.setting, *own])
+        for name, own in (("A", args.setting_a), ("B", args.setting_b))
+    }
     for tree in args.trees:
         if not (tree / "gateway" / "__main__.py").is_file():
             parser.error(f"{tree} holds no leadgw sources (gateway/__main__.py)")
@@ -138,7 +174,7 @@ def main() -> int:
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
             tree = args.trees[names.index(name)]
-            cpu, p50 = one_round(tree, method, payload, args.calls, args.warmup)
+            cpu, p50 = one_round(tree, method, payload, args.calls, args.warmup, settings[name])
             results[name].append((cpu, p50))
             print(
                 f"round {r + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs",
@@ -147,7 +183,9 @@ def main() -> int:
     for name, tree in zip(names, args.trees, strict=True):
         cpu = statistics.median(c for c, _ in results[name])
         p50 = statistics.median(p for _, p in results[name])
-        print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree})")
+        given = " ".join(f"{k}={v}" for k, v in settings[name].items())
+        print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree}"
+              f"{', ' + given if given else ''})")  # fmt: skip
     wins = sum(b[0] < a[0] for a, b in zip(results["A"], results["B"], strict=True))
     print(f"B used less CPU than A in {wins} of {args.rounds} rounds ({args.request})")
     return 0

@@ -6,14 +6,17 @@ imports nothing of gRPC, so ``runtimes/`` and ``retrieval/`` can take it as a de
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, NoOpMeter, Observation
+
+from gateway.telemetry.local_histograms import LocalHistograms
 
 if TYPE_CHECKING:  # plain data; importing them would load the model runtime with the metrics
     from runtimes.control import ControlAction
@@ -37,6 +40,9 @@ RANK_DISTANCE_BUCKETS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+Record = Callable[[float], None]
+"""Records one value into one series of a histogram."""
 
 Unregister = Callable[[], None]
 """Returned by the ``observe_*`` methods: call it when the observed thing goes away."""
@@ -102,39 +108,41 @@ class Metrics:
     (model names, versions, method names, status codes, reasons), never ids; tenants only on
     rejections (tenants come from the keys file, a bounded set)."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, local: LocalHistograms | None = None) -> None:
         self.recording = not isinstance(meter, NoOpMeter)
         """False for no-op instruments (``noop``, or telemetry with no reader to read them)."""
-        # The attribute sets recorded on every call, built once each: the SDK copies what it is
-        # given, so one dict per (method, status) or (model, version) serves every call.
-        self._rpc_attributes: dict[tuple[str, str, int], dict[str, str | int]] = {}
-        self._model_attributes: dict[tuple[str, str], dict[str, str]] = {}
-        # No separate request counter: this histogram's count is one, by method and status
-        # (Prometheus: rpc_server_duration_milliseconds_count), and each instrument costs
-        # every RPC a few microseconds.
-        self._rpc_duration = meter.create_histogram(
+        self._meter = meter
+        self._local = local
+        # The series recorded on every call, found once each: one recording function per
+        # (method, status) or (model, version) serves every call.
+        self._rpc_series: dict[tuple[str, str, int], Record] = {}
+        self._model_series: dict[tuple[str, str], tuple[Record, Record, Record]] = {}
+        # The four histograms every request records into (local ones where the provider allows:
+        # gateway.telemetry.local_histograms). No separate request counter: this histogram's
+        # count is one, by method and status (Prometheus: rpc_server_duration_milliseconds_count).
+        self._rpc_duration = self._per_request_histogram(
             "rpc.server.duration",
             unit="ms",
             description="Server-side RPC latency and count, by method and status",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            bounds=LATENCY_BUCKETS_MS,
         )
-        self._queue_wait = meter.create_histogram(
+        self._queue_wait = self._per_request_histogram(
             "leadgw.batcher.queue_wait",
             unit="ms",
             description="Time a request waited in the batcher queue",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            bounds=LATENCY_BUCKETS_MS,
         )
-        self._batch_size = meter.create_histogram(
+        self._batch_size = self._per_request_histogram(
             "leadgw.batch.size",
             unit="{row}",
             description="Rows per executed batch",
-            explicit_bucket_boundaries_advisory=BATCH_SIZE_BUCKETS,
+            bounds=BATCH_SIZE_BUCKETS,
         )
-        self._execution = meter.create_histogram(
+        self._execution = self._per_request_histogram(
             "leadgw.model.execution.duration",
             unit="ms",
             description="Model execution time per batch",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+            bounds=LATENCY_BUCKETS_MS,
         )
         self._llm_tokens = meter.create_counter(
             "leadgw.llm.tokens", unit="{token}", description="LLM tokens, by type (input/output)"
@@ -198,43 +206,63 @@ class Metrics:
     def from_provider(cls, meter_provider: MeterProvider | None = None) -> Metrics:
         """Instruments on ``meter_provider``, or on the global one (a no-op until configured)."""
         provider = meter_provider or metrics.get_meter_provider()
-        return cls(provider.get_meter(METER_NAME))
+        return cls(
+            provider.get_meter(METER_NAME), LocalHistograms.for_provider(provider, METER_NAME)
+        )
 
     @classmethod
     def noop(cls) -> Metrics:
         """Instruments that record nothing: the default for components built without telemetry."""
         return cls(NoOpMeter(METER_NAME))
 
+    def _per_request_histogram(
+        self, name: str, *, unit: str, description: str, bounds: Sequence[float]
+    ) -> Callable[[Mapping[str, str | int]], Record]:
+        """A histogram as a function from a series' attributes to that series' recorder."""
+        if self._local is not None:
+            local = self._local.histogram(name, unit=unit, description=description, bounds=bounds)
+            return lambda attributes: local.series(attributes).record
+        sdk = self._meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=bounds
+        )
+        return lambda attributes: functools.partial(sdk.record, attributes=dict(attributes))
+
     def record_rpc(self, service: str, method: str, status_code: int, duration_s: float) -> None:
         """One finished RPC (called by the server interceptor)."""
         key = (service, method, status_code)
-        attributes = self._rpc_attributes.get(key)
-        if attributes is None:
-            attributes = _bounded(self._rpc_attributes)[key] = {
-                "rpc.system": "grpc",
-                "rpc.service": service,
-                "rpc.method": method,
-                "rpc.grpc.status_code": status_code,
-            }
-        self._rpc_duration.record(duration_s * 1000.0, attributes)
+        record = self._rpc_series.get(key)
+        if record is None:
+            record = _bounded(self._rpc_series)[key] = self._rpc_duration(
+                {
+                    "rpc.system": "grpc",
+                    "rpc.service": service,
+                    "rpc.method": method,
+                    "rpc.grpc.status_code": status_code,
+                }
+            )
+        record(duration_s * 1000.0)
 
     def record_batch(self, model: str, version: str, rows: int, exec_s: float) -> None:
         """One executed batch: its row count and model execution time."""
-        attributes = self._model_attributes_of(model, version)
-        self._batch_size.record(rows, attributes)
-        self._execution.record(exec_s * 1000.0, attributes)
+        size, execution, _ = self._model_series_of(model, version)
+        size(rows)
+        execution(exec_s * 1000.0)
 
     def record_queue_wait(self, model: str, version: str, wait_s: float) -> None:
         """How long one request waited in the batcher queue before its batch started."""
-        self._queue_wait.record(wait_s * 1000.0, self._model_attributes_of(model, version))
+        self._model_series_of(model, version)[2](wait_s * 1000.0)
 
-    def _model_attributes_of(self, model: str, version: str) -> dict[str, str]:
+    def _model_series_of(self, model: str, version: str) -> tuple[Record, Record, Record]:
         key = (model, version)
-        attributes = self._model_attributes.get(key)
-        if attributes is None:
+        found = self._model_series.get(key)
+        if found is None:
             attributes = {"model": model, "version": version}
-            _bounded(self._model_attributes)[key] = attributes
-        return attributes
+            found = _bounded(self._model_series)[key] = (
+                self._batch_size(attributes),
+                self._execution(attributes),
+                self._queue_wait(attributes),
+            )
+        return found
 
     def record_llm_tokens(self, input_tokens: int, output_tokens: int) -> None:
         """Tokens of one LLM call (prompt and completion)."""

@@ -1,5 +1,6 @@
 """``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
-``infer_cost_parts.py`` and ``registered_methods_cost.py`` run and report what they measured
+``infer_cost_parts.py``, ``registered_methods_cost.py`` and ``metrics_cost.py`` run and report
+what they measured
 (the figures themselves are the bench's business, not a test's)."""
 
 from __future__ import annotations
@@ -63,6 +64,46 @@ def test_registered_methods_cost_measures_both_kinds_of_server() -> None:
     medians = re.findall(r"^ +(\d+) registered: median server CPU ([\d.]+) µs/call", out, re.M)
     assert sorted(kind for kind, _ in medians) == ["0", "3"]
     assert all(float(cpu) > 0 for _, _, cpu in runs)
+
+
+def test_metrics_cost_reports_each_way_of_recording() -> None:
+    out = _run("scripts/metrics_cost.py", "--n", "200", "--reps", "2")
+    figures = dict(re.findall(r"^  (.+?) +([\d.]+) µs$", out, re.M))
+    assert set(figures) == {"local histograms", "the SDK's histograms", "no-op (no reader)"}
+    assert all(float(us) > 0 for us in figures.values())
+
+
+def test_serve_cpu_ab_gives_each_tree_its_own_settings(tmp_path: Path) -> None:
+    """Tree B with a Prometheus endpoint on a port the script picks (metrics_port=0): the
+    server starts with it (a bad value would stop it before its ready line)."""
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "infer-1",
+               "--calls", "20", "--warmup", "5", "--rounds", "1",
+               "--setting", "log_level=WARNING", "--setting-b", "metrics_port=0")  # fmt: skip
+    medians = dict(re.findall(r"^([AB]) median: .*\((.*)\)$", out, re.M))
+    assert medians["A"] == f"{ROOT}, log_level=WARNING"
+    assert medians["B"] == f"{ROOT}, log_level=WARNING metrics_port=0"
+
+
+def test_serve_cpu_ab_settings_reach_the_server() -> None:
+    """A value the server refuses stops tree B's server before its ready line."""
+    out = subprocess.run(
+        [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "infer-1",
+         "--calls", "5", "--warmup", "1", "--rounds", "1", "--setting-b", "rate_requests_per_s=-1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert re.search(r"^round 1 A: server CPU", out.stdout, re.M)
+    assert not re.search(r"^round 1 B", out.stdout, re.M)
+    assert "before its ready line" in out.stderr
+
+
+def test_serve_cpu_ab_refuses_an_unknown_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--setting-a", "nope=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "setting 'nope=1'" in out.stderr
 
 
 def test_serve_cpu_ab_alternates_two_trees_and_reports_each() -> None:
