@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import hmac
 import secrets
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -137,11 +136,14 @@ class KeyStore:
         key = _key_from(metadata)
         if key is None:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
-        digest = hash_key(key)
-        for known, caller in self._by_hash.items():
-            if hmac.compare_digest(known, digest):
-                return caller
-        raise Unauthenticated("invalid API key")
+        # One lookup by the key's digest, not a constant-time comparison with every stored
+        # digest: that scan cost each call ~60 µs with 1,000 keys (O(keys)). The lookup's timing
+        # depends only on the digest of what the caller sent, which no caller can steer towards
+        # a stored one (that would take SHA-256 preimages), so it tells nothing about the keys.
+        caller = self._by_hash.get(hash_key(key))
+        if caller is None:
+            raise Unauthenticated("invalid API key")
+        return caller
 
 
 def _tenant_limits(path: Path, tenant: str, table: object) -> TenantLimits:

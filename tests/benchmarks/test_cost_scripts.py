@@ -1,6 +1,6 @@
 """``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
-``infer_cost_parts.py``, ``registered_methods_cost.py`` and ``metrics_cost.py`` run and report
-what they measured
+``infer_cost_parts.py``, ``registered_methods_cost.py``, ``metrics_cost.py`` and ``auth_cost.py``
+run and report what they measured
 (the figures themselves are the bench's business, not a test's)."""
 
 from __future__ import annotations
@@ -71,6 +71,13 @@ def test_metrics_cost_reports_each_way_of_recording() -> None:
     figures = dict(re.findall(r"^  (.+?) +([\d.]+) µs$", out, re.M))
     assert set(figures) == {"local histograms", "the SDK's histograms", "no-op (no reader)"}
     assert all(float(us) > 0 for us in figures.values())
+
+
+def test_auth_cost_reports_each_key_count() -> None:
+    out = _run("scripts/auth_cost.py", "--keys", "2,50", "--n", "100", "--reps", "2")
+    figures = re.findall(r"^ +(\d+) keys: +([\d.]+) µs a call$", out, re.M)
+    assert [count for count, _ in figures] == ["2", "50"]
+    assert all(float(us) > 0 for _, us in figures)
 
 
 def test_serve_cpu_ab_gives_each_tree_its_own_settings(tmp_path: Path) -> None:
