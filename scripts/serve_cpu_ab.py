@@ -20,6 +20,9 @@ and ``--setting-b`` give it to one only, so that one tree can be compared with i
 configurations. For example, what a Prometheus endpoint costs a call::
 
     python scripts/serve_cpu_ab.py . . --request leads-1 --setting-b metrics_port=0
+
+``--api-key KEY`` sends ``authorization: Bearer KEY`` with every call, for servers given a keys
+file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def one_round(
     calls: int,
     warmup: int,
     settings: dict[str, str] | None = None,
+    api_key: str | None = None,
 ) -> tuple[float, float]:
     """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``,
     given ``settings`` (setting name → value) in its environment."""
@@ -107,15 +111,20 @@ def one_round(
         try:
             address = _ready_address(server)
             with grpc.insecure_channel(address) as channel:
-                call: Callable[..., bytes] = channel.unary_unary(method)
+                rpc: Callable[..., bytes] = channel.unary_unary(method)
+                metadata = () if api_key is None else (("authorization", f"Bearer {api_key}"),)
+
+                def call(request: bytes) -> bytes:
+                    return rpc(request, timeout=30, metadata=metadata)
+
                 for _ in range(warmup):
-                    call(payload, timeout=30)
+                    call(payload)
                 time.sleep(0.2)
                 before = process_cpu_s(server.pid)
                 latencies = []
                 for _ in range(calls):
                     started = time.perf_counter()
-                    call(payload, timeout=30)
+                    call(payload)
                     latencies.append(time.perf_counter() - started)
                 cpu = process_cpu_s(server.pid) - before
         finally:
@@ -159,6 +168,7 @@ def main() -> int:
             flag, action="append", default=[], metavar="NAME=VALUE",
             help=f"a leadgw setting for {whom} (LEADGW_NAME=VALUE); repeatable",
         )  # fmt: skip
+    parser.add_argument("--api-key", help="sent as 'authorization: Bearer KEY' with every call")
     args = parser.parse_args()
     settings = {
         name: _settings(parser, [*args.setting, *own])
@@ -174,7 +184,9 @@ def main() -> int:
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
             tree = args.trees[names.index(name)]
-            cpu, p50 = one_round(tree, method, payload, args.calls, args.warmup, settings[name])
+            cpu, p50 = one_round(
+                tree, method, payload, args.calls, args.warmup, settings[name], args.api_key
+            )
             results[name].append((cpu, p50))
             print(
                 f"round {r + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -30,13 +31,37 @@ class TraceContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: timestamp, level, logger, message, trace ids, extra fields."""
+    """One JSON object per line: timestamp, level, logger, message, trace ids, extra fields.
+
+    Formats a line in ~5.5 µs instead of ~8 (a line per allowed call when the audit log logs
+    them all: docs/perf/2026-11-29-metrics.md): the timestamp's date and time to the second is
+    kept from the previous line of the same second, and one encoder serves every line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+        self._second: tuple[int, str] = (-1, "")  # replaced whole: handlers may share formatters
+
+    def timestamp(self, created: float) -> str:
+        """``created`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC), rounded as ``datetime`` rounds it:
+        to the microsecond, half to even, then cut to the millisecond."""
+        fraction, whole = math.modf(created)
+        micros = round(fraction * 1e6)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:  # before 1970: modf keeps the sign
+            second, micros = second - 1, micros + 1_000_000
+        cached_second, text = self._second
+        if second != cached_second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "timestamp": self.timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -48,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return self._encode(line)
 
 
 class TextFormatter(logging.Formatter):

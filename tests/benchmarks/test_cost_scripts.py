@@ -104,6 +104,28 @@ def test_serve_cpu_ab_settings_reach_the_server() -> None:
     assert "before its ready line" in out.stderr
 
 
+def test_serve_cpu_ab_sends_the_api_key_a_keys_file_needs(tmp_path: Path) -> None:
+    from gateway.auth import hash_key
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        f'[[keys]]\nname = "ab"\ntenant = "acme"\nscopes = ["score"]\n'
+        f'sha256 = "{hash_key("lgw_ab_test_key")}"\n'
+    )
+    common = [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request",
+              "infer-1", "--calls", "5", "--warmup", "1", "--rounds", "1",
+              "--setting", f"keys_file={keys}"]  # fmt: skip
+    with_key = subprocess.run(
+        [*common, "--api-key", "lgw_ab_test_key"], cwd=ROOT, capture_output=True, text=True,
+        timeout=100,
+    )  # fmt: skip
+    assert with_key.returncode == 0, with_key.stderr
+    assert re.search(r"^B median: server CPU +[\d.]+ µs/call", with_key.stdout, re.M)
+    without = subprocess.run(common, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert without.returncode != 0
+    assert "UNAUTHENTICATED" in without.stderr
+
+
 def test_serve_cpu_ab_refuses_an_unknown_setting() -> None:
     out = subprocess.run(
         [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--setting-a", "nope=1"],

@@ -121,3 +121,39 @@ async def test_with_tracing_off_logs_still_carry_the_callers_trace_id(
 
     (line,) = [line for line in lines(stream) if line["message"] == "inside the handler"]
     assert line["trace_id"] == trace_id
+
+
+# Edges of the millisecond and of the second: rounding to the microsecond carries into the next
+# second; half a microsecond rounds to even; before 1970 the fraction is negative.
+TIMESTAMP_EDGES = [0.0, 1.9999996, 1.9999994, 1.0005, 1.0004995, 1764424410.9999995,
+                   1764424410.0009995, 4102444799.9999999, -0.5, -1.0000004, 1e9 + 0.5]  # fmt: skip
+
+
+def test_json_timestamps_are_those_datetime_writes() -> None:
+    """The formatter keeps the date and time to the second between lines; every line's stamp
+    must still be exactly what datetime's isoformat gives, in any order of seconds."""
+    import random
+    from datetime import UTC, datetime
+
+    from gateway.telemetry.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+    rng = random.Random(7)
+    created = TIMESTAMP_EDGES + [rng.uniform(0, 4e9) for _ in range(5000)]
+    created += [1764424410 + i / 7 for i in range(50)]  # several lines in each second
+    for stamp in created:
+        iso = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
+        expected = iso.replace("+00:00", "Z")
+        assert formatter.timestamp(stamp) == expected, stamp
+
+
+def test_json_line_stamp_follows_the_records_time() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    record = log.makeRecord("leadgw.test", logging.INFO, __file__, 1, "at %s", ("noon",), None)
+    record.created = 1764417600.25  # 2025-11-29T12:00:00.250Z
+    log.handle(record)
+    record.created = 1764417601.0
+    log.handle(record)
+    stamps = [line["timestamp"] for line in lines(stream)]
+    assert stamps == ["2025-11-29T12:00:00.250Z", "2025-11-29T12:00:01.000Z"]
