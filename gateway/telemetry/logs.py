@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -40,7 +41,8 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+        self.encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+        """The JSON of one line's fields (a dict), as ``format`` writes it."""
         self._second: tuple[int, str] = (-1, "")  # replaced whole: handlers may share formatters
 
     def timestamp(self, created: float) -> str:
@@ -73,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return self._encode(line)
+        return self.encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -94,6 +96,79 @@ class TextFormatter(logging.Formatter):
 
 class _LeadgwHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler ``configure_logging`` installed, so a second call replaces it."""
+
+
+class JsonLines:
+    """Writes, for a logger's most frequent line, exactly what logging would write through the
+    handler ``configure_logging`` installed, without building a ``LogRecord`` and running the
+    handler chain (3.7 µs a line instead of ~14, hot; the audit log writes one per allowed call).
+
+    Only while that handler, in the JSON format, is the one place a record of the logger would
+    go: no filter and no other handler on the way to the root (checked at every line, so a
+    logging configuration changed at run time is followed). Otherwise ``write`` returns False
+    and the caller logs the usual way.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self._logger = logger
+        self._level = level
+
+    def handler(self) -> _LeadgwHandler | None:
+        """The handler a record of the logger would reach alone, if it is leadgw's JSON one."""
+        found = None
+        current: logging.Logger | None = self._logger
+        while current is not None:
+            if current.filters or current.disabled:
+                return None
+            for handler in current.handlers:
+                if found is not None or type(handler) is not _LeadgwHandler:
+                    return None
+                found = handler
+            if not current.propagate:
+                break
+            current = current.parent
+        if (
+            found is None
+            or self._level < found.level
+            or type(found.formatter) is not JsonFormatter
+            or any(type(f) is not TraceContextFilter for f in found.filters)
+        ):
+            return None
+        return found
+
+    def fields(self, handler: _LeadgwHandler, message: str, extra: dict[str, str]) -> str:
+        """The encoded fields after the timestamp, as the formatter writes them, to keep and
+        pass to ``write``: ``"level": ..., "logger": ..., "message": ..., <extra>``."""
+        assert isinstance(handler.formatter, JsonFormatter)
+        encoded = handler.formatter.encode(
+            {
+                "level": logging.getLevelName(self._level),
+                "logger": self._logger.name,
+                "message": message,
+                **extra,
+            }
+        )
+        return encoded[1:-1]
+
+    def write(self, handler: _LeadgwHandler, fields: str) -> bool:
+        """Writes one line now (with the current span's ids); False if it could not."""
+        assert isinstance(handler.formatter, JsonFormatter)
+        stamp = handler.formatter.timestamp(time.time())
+        ids = ""
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            ids = (
+                f', "trace_id": "{span_context.trace_id:032x}", '
+                f'"span_id": "{span_context.span_id:016x}"'
+            )
+        line = f'{{"timestamp": "{stamp}", {fields}{ids}}}{handler.terminator}'
+        try:
+            with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                handler.stream.write(line)
+                handler.flush()
+        except Exception:
+            return False
+        return True
 
 
 def configure_logging(

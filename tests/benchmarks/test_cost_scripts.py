@@ -78,6 +78,8 @@ def test_auth_cost_reports_each_key_count() -> None:
     figures = re.findall(r"^ +(\d+) keys: +([\d.]+) µs a call$", out, re.M)
     assert [count for count, _ in figures] == ["2", "50"]
     assert all(float(us) > 0 for _, us in figures)
+    audit = re.search(r"^audit line \(allowed, JSON\): +([\d.]+) µs a call$", out, re.M)
+    assert audit and float(audit.group(1)) > 0, out
 
 
 def test_serve_cpu_ab_gives_each_tree_its_own_settings(tmp_path: Path) -> None:
