@@ -26,7 +26,7 @@ class AuditLog:
     An allowed call's line, written for every call by default, is kept encoded per caller,
     method and peer and written straight to leadgw's log handler when the logging configuration
     is leadgw's own (``gateway.telemetry.logs.JsonLines``): the same bytes at ~3.7 µs a line
-    instead of ~14 (hot); a line through logging was +73 to +83 µs of a worker's CPU per call
+    instead of ~14 (hot); a line through logging was +60 to +83 µs of a worker's CPU per call
     (docs/perf/2026-11-29-metrics.md). Any other configuration gets ordinary log records."""
 
     def __init__(self, metrics: Metrics | None = None, *, allowed_too: bool = True) -> None:

@@ -64,9 +64,8 @@ class Series:
     def __init__(self, attributes: Attributes, bounds: Sequence[float]) -> None:
         self.attributes = dict(attributes)
         self._bounds = bounds
-        self._lock = (
-            threading.Lock()
-        )  # records on the loop and executor threads, reads on the exporter's
+        # Records come from the event loop and executor threads, reads from the exporter's.
+        self._lock = threading.Lock()
         self.counts = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
