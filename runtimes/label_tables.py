@@ -85,8 +85,10 @@ def money_keys(amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scaled = amount / _DIVISORS[suffix]  # the same division format_money makes (none without)
     small = (suffix > 0) & (scaled < 10)
     tenths = scaled * 10
-    # "%.1f" of a value this near a tie may round either way; left to Python.
-    tie = small & (np.abs(tenths - np.floor(tenths) - 0.5) < 1e-6)
+    # "%.1f" of a value this near a tie may round either way; left to Python. An infinite
+    # amount makes inf - inf here (NaN, no tie), which is no error: it fails ``found`` below.
+    with np.errstate(invalid="ignore"):
+        tie = small & (np.abs(tenths - np.floor(tenths) - 0.5) < 1e-6)
     shown = np.rint(np.where(small, tenths, scaled))
     found = (shown < _MONEY_WHOLE) & ~tie  # NaN and infinities fail here too
     number = np.where(found, shown, 0).astype(np.intp)

@@ -87,6 +87,8 @@ def test_tables_word_ordinary_values_themselves() -> None:
         ("whole", WHOLE, [1.0, float("nan")]),
     ],
 )
+# NaN and infinities are values to refuse, not arithmetic errors: no RuntimeWarning either.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_values_a_table_cannot_word_leave_it(table: str, spec: FeatureSpec, values: list) -> None:
     lookup = label_tables.money_labels if table == "money" else label_tables.whole_labels
     array = np.array(values)
