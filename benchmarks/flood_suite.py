@@ -65,6 +65,7 @@ class FloodBenchPlan:
     floor: bool = True  # the same rounds against the floor (a bare grpc.aio server)
     floor_workers: int = 1  # the floor's processes: the gateway's
     max_streams: int | None = None  # the gateway's LEADGW_MAX_CONCURRENT_STREAMS; None: unset
+    hold_ms: float | None = None  # the gateway's LEADGW_RATE_REFUSAL_HOLD_MS; None: its default
 
     @property
     def open_rate(self) -> float:
@@ -123,6 +124,7 @@ class FloodResult:
     target_ratio: float = P99_TARGET_RATIO
     floor: FloodFloor | None = None
     max_streams: int | None = None  # the gateway's per-connection stream cap; None: no cap
+    hold_ms: float | None = None  # how long the gateway holds a refusal; None: its default
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,6 +296,8 @@ def run_flood(
         env = gateway_env(Path(tmp) / "data", keys_file, plan.flood_limit)
         if plan.max_streams is not None:
             env["LEADGW_MAX_CONCURRENT_STREAMS"] = str(plan.max_streams)
+        if plan.hold_ms is not None:
+            env["LEADGW_RATE_REFUSAL_HOLD_MS"] = repr(plan.hold_ms)
         try:
             gateway = stack.enter_context(
                 start_listening_server("leadgw-flood", command, config.server_ready_timeout_s, env)
@@ -415,6 +419,7 @@ def _result(
         flood_concurrency=plan.flood_concurrency,
         flood_rate=plan.open_rate,
         max_streams=plan.max_streams,
+        hold_ms=plan.hold_ms,
         flood_limit=plan.flood_limit,
         steady_limit=steady_limit,
         rounds=plan.rounds,

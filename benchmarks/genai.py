@@ -163,6 +163,7 @@ def _serving(
             floor=config.flood_floor,
             floor_workers=gateway_workers(config.leadgw_command),
             max_streams=config.flood_max_streams,
+            hold_ms=config.flood_hold_ms,
         )
         flooded, flood = run_flood(config, flood_plan, score, progress)
         runs += flooded

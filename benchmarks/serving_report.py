@@ -22,6 +22,10 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _hold(hold_ms: float | None) -> str:
+    return "for the gateway's default time" if hold_ms is None else f"{hold_ms:g} ms"
+
+
 def notes_search_section(n: dict[str, Any]) -> list[str]:
     parts = [
         "## SearchNotes through the gateway (Qdrant Edge)",
@@ -82,7 +86,8 @@ def flood_section(f: dict[str, Any]) -> list[str]:
         "",
         f"B p99 alone: {_ms(f['p99_alone_ms'])} ms, gateway CPU "
         f"{f['gateway_cores_alone']:.2f} cores; the gateway's max_concurrent_streams: "
-        f"{f.get('max_streams') or 'none (no cap)'}.",
+        f"{f.get('max_streams') or 'none (no cap)'}; each refusal held "
+        f"{_hold(f.get('hold_ms'))} before it is sent (the floor refuses at once).",
         "",
         "| flood | B p99 flooded ms | ratio | verdict | rounds' ratios | A sent/s | A served/s "
         "| A RESOURCE_EXHAUSTED | A other errors | A client CPU | gateway CPU | floor ratio "

@@ -116,6 +116,7 @@ class BenchConfig:
     flood_forms: tuple[str, ...] = ("closed", "open")
     flood_floor: bool = True  # the same rounds against a bare grpc.aio server, for B's floor
     flood_max_streams: int | None = None  # the flood gateway's per-connection stream cap
+    flood_hold_ms: float | None = None  # the flood gateway's refusal hold; None: its default
     # shadow: where the candidate version comes from, and the rate (--rate or half of capacity).
     shadow_source: str = "train"
     shadow_half_capacity: bool = False

@@ -12,13 +12,15 @@ the same slot without coordination, and a keys-file reload keeps the buckets' st
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
 import multiprocessing
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -218,6 +220,92 @@ class Refusal:
             f"retry in {retry_ms(self.wait_s)} ms"
         )
 
+    def after(self, held_s: float) -> Refusal:
+        """The refusal as it stands ``held_s`` seconds later: that much less to wait."""
+        return replace(self, wait_s=max(0.0, self.wait_s - held_s))
+
+
+HOLD_DEADLINE_MARGIN_S = 0.02
+"""A held refusal is sent at least this long before the caller's deadline."""
+HOLD_TICK_S = 0.01
+"""Held refusals are released together every this often (``RefusalHold.hold``)."""
+MAX_HELD_REFUSALS = 16
+"""Refusals one worker holds at once; past that, refusals are sent at once. Held calls are not
+free for the other tenants, though they cost the worker no more CPU: with ~50 held at once (an
+open-loop flood of 1,000 calls/s) another tenant's p99 rose 1.34-1.50-fold against 1.07-1.23
+with refusals sent at once; with at most 16 held, 1.21 (docs/perf/2026-11-29-hold.md). A client
+that waits for its answers keeps fewer calls in flight than that, and is held whole."""
+
+
+class RefusalHold:
+    """Holds each rate-limit refusal ``seconds`` to twice that (at random) before sending it,
+    or until just before the caller's deadline if that comes first.
+
+    A client that ignores ``RetryInfo`` and keeps calls in flight sends as fast as its refusals
+    come back: answered at once, a flood of 8 calls in flight sent ~2,800 calls/s at a
+    two-worker gateway, and their gRPC work raised another tenant's p99 1.65- to 2.2-fold
+    (docs/perf/2026-11-29-hold.md). Held, each in-flight call can be refused at most
+    ``1 / seconds`` times a second. A client that honours ``RetryInfo`` loses nothing it would
+    not have waited anyway, beyond the hold when its retry delay was shorter: the delay it is
+    sent is what remains after the hold.
+    """
+
+    def __init__(self, seconds: float, max_held: int = MAX_HELD_REFUSALS) -> None:
+        self.seconds = seconds
+        self.max_held = max_held
+        self.held = 0  # refusals waiting now, in this process
+        self._ticks: dict[int, list[asyncio.Future[None]]] = {}  # release tick → its waiters
+
+    def seconds_for(self, time_remaining: float | None) -> float:
+        """The least time to hold a refusal whose caller has ``time_remaining`` (None: no
+        deadline); 0: send it at once."""
+        if self.seconds <= 0.0 or self.held >= self.max_held:
+            return 0.0
+        if time_remaining is None:
+            return self.seconds
+        return max(0.0, min(self.seconds, time_remaining - HOLD_DEADLINE_MARGIN_S))
+
+    async def hold(self, refusal: Refusal, time_remaining: float | None) -> Refusal:
+        """Waits as ``seconds_for`` says and up to as long again, at random, but never past
+        ``HOLD_DEADLINE_MARGIN_S`` before the caller's deadline; the refusal as it stands then.
+
+        The random part keeps the calls a client sent together from coming back together, to be
+        sent again together (B's p99 beside 8 held calls in flight: 1.12-1.14 with it, 1.18-1.26
+        without). Refusals are released in ticks of ``HOLD_TICK_S`` (a hold is then up to one
+        tick longer): those of one tick are sent in one turn of the event loop, so gRPC writes
+        them to a connection together rather than one wake-up and one write each."""
+        seconds = self.seconds_for(time_remaining)
+        if seconds <= 0.0:
+            return refusal
+        latest = math.inf if time_remaining is None else time_remaining - HOLD_DEADLINE_MARGIN_S
+        wanted = seconds + random.uniform(0.0, seconds)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.held += 1
+        try:
+            if wanted + HOLD_TICK_S > latest:  # a tick could pass the deadline: exactly this
+                await asyncio.sleep(min(wanted, latest))
+            else:
+                await self._tick_after(loop, started + wanted)
+        finally:
+            self.held -= 1
+        return refusal.after(loop.time() - started)
+
+    async def _tick_after(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        tick = math.ceil(at / HOLD_TICK_S)
+        waiters = self._ticks.get(tick)
+        if waiters is None:
+            waiters = self._ticks[tick] = []
+            loop.call_at(tick * HOLD_TICK_S, self._release, tick)
+        waiter = loop.create_future()
+        waiters.append(waiter)
+        await waiter
+
+    def _release(self, tick: int) -> None:
+        for waiter in self._ticks.pop(tick, ()):
+            if not waiter.done():  # a cancelled caller's waiter is done already
+                waiter.set_result(None)
+
 
 class RefusalStatuses:
     """The message and trailers (``RetryInfo`` status detail, ``retry-after-ms``) of each
@@ -271,12 +359,16 @@ def leads_in(request: Any) -> int:
     return 1
 
 
-def request_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> HandlerWrapper:
+def request_rate_limiting(
+    limiter: RateLimiter | None, metrics: Metrics, hold: RefusalHold | None = None
+) -> HandlerWrapper:
     """A handler wrapper (see gateway.interceptors) for the requests/s limit, placed right inside
     authentication: a call over its tenant's limit is refused before its request is decoded and
     before a span is started, so that a flood's refusals cost as little as the gateway can make
     them. The refusal is still counted: in ``leadgw.rejections`` (reason ``rate_requests``) and,
-    as a span would have, in the RPC duration metric with status RESOURCE_EXHAUSTED."""
+    as a span would have, in the RPC duration metric with status RESOURCE_EXHAUSTED (its time
+    including the ``hold``)."""
+    hold = hold or RefusalHold(0.0)
 
     def wrap(path: str, handler: Handler) -> Handler:
         if limiter is None or path not in LIMITED_METHODS:
@@ -292,6 +384,7 @@ def request_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> Hand
                 if refusal is None:
                     return await behavior(request, context)
                 metrics.record_rejection(tenant, "rate_requests")
+                refusal = await hold.hold(refusal, context.time_remaining())
                 message, trailers = statuses.of(tenant, refusal)
                 metrics.record_rpc(service, method, _EXHAUSTED_CODE, time.perf_counter() - started)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailers)
@@ -303,10 +396,13 @@ def request_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> Hand
     return wrap
 
 
-def lead_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> HandlerWrapper:
+def lead_rate_limiting(
+    limiter: RateLimiter | None, metrics: Metrics, hold: RefusalHold | None = None
+) -> HandlerWrapper:
     """A handler wrapper for the leads/s limit: it needs the request's lead count, so it runs
     inside request decoding (and so inside the span). A refusal gives back the request token
-    ``request_rate_limiting`` took."""
+    ``request_rate_limiting`` took, and is held as that wrapper's are."""
+    hold = hold or RefusalHold(0.0)
 
     def wrap(path: str, handler: Handler) -> Handler:
         if limiter is None or path not in LIMITED_METHODS:
@@ -320,6 +416,7 @@ def lead_rate_limiting(limiter: RateLimiter | None, metrics: Metrics) -> Handler
                 if refusal is None:
                     return await behavior(request, context)
                 metrics.record_rejection(tenant, "rate_leads")
+                refusal = await hold.hold(refusal, context.time_remaining())
                 message, trailers = statuses.of(tenant, refusal)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailers)
 

@@ -36,6 +36,7 @@ from gateway.notes_health import NotesHealthProbe
 from gateway.oip_servicer import InferenceServicer
 from gateway.rate_limits import (
     RateLimiter,
+    RefusalHold,
     SharedBuckets,
     lead_rate_limiting,
     rates_from,
@@ -370,6 +371,7 @@ async def start(
     # no log line per request.
     audit = None if keys is None else AuditLog(metrics, allowed_too=settings.audit_log == "all")
     limiter = _rate_limiter(settings, keys, role)
+    hold = RefusalHold(settings.rate_refusal_hold_ms / 1000.0)  # one count of held calls
     # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
     # rather than run as interceptors on every call; health and reflection (below) stay open and
     # untraced.
@@ -379,12 +381,12 @@ async def start(
             gate.wrap,
             authentication(keys, audit),
             # Needs only the tenant: a flood's refusals skip decoding and the span.
-            request_rate_limiting(limiter, metrics),
+            request_rate_limiting(limiter, metrics, hold),
             server_handler_wrapper(metrics=metrics),
             error_mapping,
             request_decoding,
             # Inside decoding: it counts the leads of the decoded request.
-            lead_rate_limiting(limiter, metrics),
+            lead_rate_limiting(limiter, metrics, hold),
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(

@@ -27,7 +27,7 @@ from benchmarks.suite import (
 )
 from benchmarks.sweep import SweepPlan
 from benchmarks.tracing_suite import parse_levels
-from gateway.settings import BUNDLED_MODELS
+from gateway.settings import BUNDLED_MODELS, Settings
 
 DESCRIPTION = """\
 Benchmark leadgw against its floors and peers with the same load, in one report.
@@ -59,6 +59,9 @@ open-loop with shadow scoring of a second model version off and on).
 Writes result.json, report.md and PNG plots to --out. Exit codes: 0 done, 2 bad input or a
 target that failed its preflight, 3 the generator could not send the asked open-loop rate.
 """
+
+
+DEFAULT_HOLD_MS: float = Settings.model_fields["rate_refusal_hold_ms"].default
 
 
 def _positive_int(text: str) -> int:
@@ -423,6 +426,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in flight; the floor keeps gRPC's default) (default: the gateway's, no cap)",
     )
     serving.add_argument(
+        "--flood-hold-ms",
+        type=_non_negative_float,
+        default=DEFAULT_HOLD_MS,
+        metavar="MS",
+        help="tenant-flood: how long the gateway holds each rate-limit refusal before sending it "
+        f"(its rate_refusal_hold_ms; 0: at once, as the floor does) (default: {DEFAULT_HOLD_MS:g}, "
+        "the gateway's)",
+    )
+    serving.add_argument(
         "--shadow-source",
         choices=("train", "copy"),
         default="train",
@@ -525,6 +537,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         flood_forms=args.flood_forms,
         flood_floor=args.flood_floor,
         flood_max_streams=args.flood_max_streams,
+        flood_hold_ms=args.flood_hold_ms,
         shadow_source=args.shadow_source,
         shadow_half_capacity=args.shadow_half_capacity,
         shadow_rounds=args.shadow_rounds,

@@ -144,6 +144,11 @@ def test_tenant_flood(bench) -> None:
     assert open_loop["flood_sent_per_s"] == pytest.approx(60, rel=0.2)
     assert floor["forms"][1]["flood_sent_per_s"] == pytest.approx(60, rel=0.2)
     assert flood["met"] == (closed["met"] and open_loop["met"])
+    # The gateway holds each refusal 50 ms (its default, which the bench passes on): each of
+    # A's 3 calls in flight is refused at most 20 times a second, over the flood's whole life.
+    assert flood["hold_ms"] == 50
+    held = closed["flood"]
+    assert held["codes"]["RESOURCE_EXHAUSTED"] <= held["seconds"] * 3 / 0.050 * 1.05
     assert result["server_exit_codes"]["leadgw-flood"] == 0
     assert result["server_exit_codes"]["flood-floor"] == 0
     markdown = (run.out / "report.md").read_text()
@@ -162,6 +167,7 @@ def test_tenant_flood_without_floor(bench) -> None:
         "--flood-rounds", "1",
         "--no-flood-floor",
         "--flood-max-streams", "16",
+        "--flood-hold-ms", "0",
         timeout=300,
     )  # fmt: skip
     assert run.returncode in (0, 3), run.stderr
@@ -174,7 +180,9 @@ def test_tenant_flood_without_floor(bench) -> None:
     ]
     assert flood["forms"][0]["floor_ratio"] is None
     assert flood["max_streams"] == 16
-    assert "max_concurrent_streams: 16." in (run.out / "report.md").read_text()
+    assert flood["hold_ms"] == 0
+    markdown = (run.out / "report.md").read_text()
+    assert "max_concurrent_streams: 16; each refusal held 0 ms before it is sent" in markdown
 
 
 def test_shadow(bench) -> None:
