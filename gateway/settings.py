@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     rate_burst_s: float = Field(1.0, gt=0)
     """How many seconds of its rate a tenant may spend at once after being idle."""
     rate_refusal_hold_ms: float = Field(50.0, ge=0, le=10_000)
-    """A rate-limit refusal is sent this long after the call arrived (sooner if the caller's
-    deadline is nearer), so a client that retries at once cannot flood; 0: at once."""
+    """A rate-limit refusal is held this long to twice this long (at random) after the call
+    arrived, then sent at the next 10 ms tick (sooner if the caller's deadline is nearer), so a
+    client that retries at once cannot flood; 0: at once."""
     audit_log: Literal["all", "denied"] = "all"
     """Auth decisions logged by ``leadgw.audit``: every one, or only the refusals."""
     allow_insecure_keys_off_loopback: bool = False
