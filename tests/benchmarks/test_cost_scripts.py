@@ -1,5 +1,6 @@
 """``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
-``infer_cost_parts.py``, ``registered_methods_cost.py``, ``metrics_cost.py`` and ``auth_cost.py``
+``infer_cost_parts.py``, ``registered_methods_cost.py``, ``metrics_cost.py``, ``auth_cost.py`` and
+``cold_calls.py``
 run and report what they measured
 (the figures themselves are the bench's business, not a test's)."""
 
@@ -169,3 +170,16 @@ def test_infer_cost_parts_compares_the_gateway_with_the_floor_and_times_its_stag
     stages = dict(re.findall(r"^  (decode|encode|servicer, whole) +([\d.]+)$", out, re.M))
     assert sorted(stages) == ["decode", "encode", "servicer, whole"]
     assert float(stages["servicer, whole"]) > float(stages["decode"]) > 0
+
+
+def test_cold_calls_times_the_finite_check_both_ways_in_a_live_gateway() -> None:
+    out = _run("scripts/cold_calls.py", "--blocks", "4", "--calls", "20")
+    found = re.search(
+        r"^  finite \(ModelInfer\) +A +([\d.]+) \(([\d.]+)-([\d.]+)\) +B +([\d.]+) .* B-A +([-+][\d.]+)$",
+        out,
+        re.M,
+    )
+    assert found, out
+    a, low, high, b, difference = (float(x) for x in found.groups())
+    assert a > 0 and b > 0 and low <= a <= high
+    assert difference == pytest.approx(b - a, abs=0.11)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import numpy as np
 import pytest
@@ -91,6 +93,35 @@ WIDTH = len(load_config(BUNDLED_MODELS / "lead_scorer" / "config.toml").raw["fea
 
 def infer_cases() -> list:
     good = np.zeros((2, WIDTH), dtype="<f4").tobytes()
+    typed_nan = _infer(WIDTH)
+    typed_nan.inputs[0].contents.fp32_contents.extend(
+        [0.0] * (WIDTH + 4) + [math.nan] + [0.0] * (WIDTH - 5)
+    )
+    # Small requests are checked in plain Python, big ones with numpy: each way, every kind.
+    return [
+        *_bad_infer_cases(good),
+        ("NaN raw", _raw(_infer(WIDTH), _with(2, 1, 2, math.nan)), INVALID, ["row 1, column 2", "nan", "finite"]),
+        ("+Inf raw", _raw(_infer(WIDTH), _with(2, 0, 5, math.inf)), INVALID, ["row 0, column 5", "inf"]),
+        ("-Inf raw", _raw(_infer(WIDTH), _with(2, 1, 0, -math.inf)), INVALID, ["row 1, column 0", "-inf"]),
+        ("Inf and -Inf", _raw(_infer(WIDTH), _with(2, 0, 3, math.inf, also=(1, 3, -math.inf))), INVALID, ["row 0, column 3"]),
+        ("NaN typed", typed_nan, INVALID, ["row 1, column 4", "nan"]),
+        ("NaN in a big request", _raw(_infer(WIDTH, shape=[40, WIDTH]), _with(40, 37, 1, math.nan)), INVALID, ["row 37, column 1"]),
+        ("-Inf in a big request", _raw(_infer(WIDTH, shape=[40, WIDTH]), _with(40, 39, 9, -math.inf)), INVALID, ["row 39, column 9"]),
+    ]  # fmt: skip
+
+
+def _with(
+    rows: int, row: int, column: int, value: float, also: tuple[int, int, float] | None = None
+) -> bytes:
+    """Raw FP32 rows of zeros with ``value`` at (row, column) (and ``also``'s value at its)."""
+    features = np.zeros((rows, WIDTH), dtype="<f4")
+    features[row, column] = value
+    if also is not None:
+        features[also[0], also[1]] = also[2]
+    return features.tobytes()
+
+
+def _bad_infer_cases(good: bytes) -> list:
     two_inputs = _raw(_infer(WIDTH), good)
     two_inputs.inputs.add(name="extra", datatype="FP32", shape=[2, WIDTH])
     typed_wrong_field = _infer(WIDTH)
@@ -123,6 +154,20 @@ def test_model_infer_bad_input(oip_stub, request_, status, words) -> None:
     assert caught.value.code() == status, caught.value.details()
     for word in words:
         assert word in caught.value.details()
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+def test_model_infer_takes_the_largest_finite_values(oip_stub, rows: int) -> None:
+    """Every value at float32's largest magnitude, both signs: finite, so served (a sum of them
+    as float32 would overflow; the check must not take that for an infinity)."""
+    features = np.full((rows, WIDTH), np.finfo(np.float32).max, dtype="<f4")
+    features[:, ::2] *= -1
+    features[0, 1:] = np.finfo(np.float32).max  # one row of all positives: the largest sum
+    response = oip_stub.ModelInfer(
+        _raw(_infer(WIDTH, shape=[rows, WIDTH]), features.tobytes()), timeout=10
+    )
+    probability = np.frombuffer(response.raw_output_contents[0], dtype="<f4")
+    assert probability.shape == (rows,) and np.isfinite(probability).all()
 
 
 def test_oversized_message_is_refused_by_size(gateway_process) -> None:

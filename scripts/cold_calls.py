@@ -1,0 +1,137 @@
+"""A small stage of a batch-1 call, timed in a live gateway one way and the other, blocks of
+calls alternating (A B B A ...), so that both ways run with the caches as a server leaves them.
+
+In a loop benchmark a stage runs with its code and data in the CPU's caches; in a server every
+call's gRPC, protobuf, asyncio and gateway code has evicted them by the time the stage runs
+again, and numpy's and ONNX Runtime's dispatch costs several times what it costs in a loop (the
+lead model's batch-1 run: ~30 µs in a loop, ~75-110 µs in a live gateway). So these are timed in
+place: a gateway and a grpc.aio client in one process on uvloop, one call at a time, the stage's
+own thread CPU time read around it.
+
+``finite``: ModelInfer's non-finite check of its input, numpy's ``isfinite().all()`` (A)
+against the plain-Python sum the codec uses up to 256 values (B). (The branch ``iobinding``
+adds ``session``: the model's run through ONNX Runtime's plain run against a per-thread I/O
+binding, which saved ~12 µs a run in a loop that evicts the caches and nothing in a live
+gateway; docs/perf/2026-11-29-cold-calls.md.)
+
+Run from the repository root::
+
+    python scripts/cold_calls.py [--blocks 40] [--calls 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def _numpy_finite(features: np.ndarray) -> bool:
+    return bool(np.isfinite(features).all())
+
+
+def _python_finite(features: np.ndarray) -> bool:
+    return math.isfinite(sum(features.ravel().tolist()))
+
+
+def _requests() -> dict[str, bytes]:
+    from benchmarks.leads import as_matrix, load_schema, model_infer_request, random_rows
+    from gateway.settings import BUNDLED_MODELS
+
+    schema = load_schema(BUNDLED_MODELS, "lead_scorer")
+    rows = random_rows(schema, 1, random.Random(1))
+    return {INFER: model_infer_request(as_matrix(schema, rows), "lead_scorer").SerializeToString()}
+
+
+async def _measure(blocks: int, calls: int) -> dict[str, dict[str, list[float]]]:
+    import grpc
+
+    from gateway import oip_codec
+    from gateway.server import start
+    from gateway.settings import BUNDLED_MODELS, Settings
+
+    spent = {"ns": 0, "n": 0}
+
+    def timed(function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent["ns"] += time.thread_time_ns() - started
+                spent["n"] += 1
+
+        return run
+
+    chosen: dict[str, Callable[[np.ndarray], bool]] = {"finite": _python_finite}
+
+    def check(features: np.ndarray, where: str, served: Any) -> None:
+        if not chosen["finite"](features):
+            raise AssertionError("the bench's features are finite")
+
+    oip_codec._check_finite = timed(check)  # type: ignore[assignment]
+    results: dict[str, dict[str, list[float]]] = {}
+    requests = _requests()
+    with tempfile.TemporaryDirectory(prefix="leadgw-cold-calls-") as data:
+        settings = Settings(
+            port=0, host="127.0.0.1", model_repository=BUNDLED_MODELS, data_dir=Path(data)
+        )
+        gateway = await start(settings)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            for _ in range(300):
+                await channel.unary_unary(INFER)(requests[INFER])
+
+            async def block(method: str) -> float:
+                call = channel.unary_unary(method)
+                spent.update(ns=0, n=0)
+                for _ in range(calls):
+                    await call(requests[method])
+                return spent["ns"] / spent["n"] / 1e3
+
+            def set_finite(way: str) -> None:
+                chosen["finite"] = _numpy_finite if way == "A" else _python_finite
+
+            seen: dict[str, list[float]] = {"A": [], "B": []}
+            for i in range(blocks):
+                way = "AB"[(i + i // 2) % 2]  # A B B A A B ...
+                set_finite(way)
+                seen[way].append(await block(INFER))
+            results["finite (ModelInfer)"] = seen
+        await gateway.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=40, help="blocks of calls per stage")
+    parser.add_argument("--calls", type=int, default=250, help="calls per block")
+    args = parser.parse_args()
+    import uvloop
+
+    results = uvloop.run(_measure(args.blocks, args.calls))
+    print(f"µs of thread CPU per call in the stage, median over {args.blocks // 2} blocks of "
+          f"{args.calls} calls each way (lowest-highest block):")  # fmt: skip
+    for name, seen in results.items():
+        a, b = statistics.median(seen["A"]), statistics.median(seen["B"])
+        print(f"  {name:22s} A {a:6.1f} ({min(seen['A']):.1f}-{max(seen['A']):.1f})  "
+              f"B {b:6.1f} ({min(seen['B']):.1f}-{max(seen['B']):.1f})  "
+              f"B-A {b - a:+6.1f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
