@@ -14,9 +14,14 @@ adds ``session``: the model's run through ONNX Runtime's plain run against a per
 binding, which saved ~12 µs a run in a loop that evicts the caches and nothing in a live
 gateway; docs/perf/2026-11-29-cold-calls.md.)
 
+``--score-stages`` times, the same way, where a batch-1 ScoreLeads call's servicer spends its
+thread CPU: reading the lead from protobuf, encoding it, the batcher with the model's run, the
+scores and the answer's protobuf (each stage's own time, the stages nested in it included).
+
 Run from the repository root::
 
     python scripts/cold_calls.py [--blocks 40] [--calls 250]
+    python scripts/cold_calls.py --score-stages [--calls 3000]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
+SCORE = "/leadgw.v1.LeadService/ScoreLeads"
 
 
 def _numpy_finite(features: np.ndarray) -> bool:
@@ -49,12 +55,83 @@ def _python_finite(features: np.ndarray) -> bool:
 
 
 def _requests() -> dict[str, bytes]:
-    from benchmarks.leads import as_matrix, load_schema, model_infer_request, random_rows
+    from benchmarks.leads import (
+        as_matrix,
+        load_schema,
+        model_infer_request,
+        random_rows,
+        score_leads_request,
+    )
     from gateway.settings import BUNDLED_MODELS
 
     schema = load_schema(BUNDLED_MODELS, "lead_scorer")
     rows = random_rows(schema, 1, random.Random(1))
-    return {INFER: model_infer_request(as_matrix(schema, rows), "lead_scorer").SerializeToString()}
+    return {
+        INFER: model_infer_request(as_matrix(schema, rows), "lead_scorer").SerializeToString(),
+        SCORE: score_leads_request(schema, rows, "lead_scorer").SerializeToString(),
+    }
+
+
+async def _score_stages(calls: int) -> dict[str, float]:
+    """µs of thread CPU per call in each stage of a batch-1 ScoreLeads."""
+    import grpc
+
+    import gateway.lead_codec as lead_codec
+    import gateway.lead_servicer as lead_servicer
+    import runtimes.batcher as batcher
+    import runtimes.scoring as scoring
+    from gateway.server import start
+    from gateway.settings import BUNDLED_MODELS, Settings
+    from runtimes.schema import FeatureSchema
+
+    totals: dict[str, int] = {}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[name] = totals.get(name, 0) + time.thread_time_ns() - started
+
+        return run
+
+    def timed_async(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time_ns()
+            try:
+                return await function(*args, **kwargs)
+            finally:  # one call at a time: the loop runs nothing else of note meanwhile
+                totals[name] = totals.get(name, 0) + time.thread_time_ns() - started
+
+        return run
+
+    # Patched where they are looked up: module attributes, a class's methods.
+    servicer = lead_servicer.LeadServicer
+    servicer.ScoreLeads = timed_async("servicer, whole", servicer.ScoreLeads)  # type: ignore[method-assign]
+    lead_codec.leads_from_pb = timed("  lead from protobuf", lead_codec.leads_from_pb)
+    FeatureSchema.encode_rows = timed("  encoding it", FeatureSchema.encode_rows)  # type: ignore[method-assign]
+    batcher.DynamicBatcher._run_alone = timed(  # type: ignore[method-assign]
+        "  batcher with the run", batcher.DynamicBatcher._run_alone
+    )
+    batcher._run_one = timed("    the run and its checks", batcher._run_one)
+    scoring.build_scores = timed("  the scores", scoring.build_scores)
+    lead_codec.scores_to_pb = timed("  answer's protobuf", lead_codec.scores_to_pb)
+    request = _requests()[SCORE]
+    with tempfile.TemporaryDirectory(prefix="leadgw-cold-calls-") as data:
+        settings = Settings(
+            port=0, host="127.0.0.1", model_repository=BUNDLED_MODELS, data_dir=Path(data)
+        )
+        gateway = await start(settings)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            call = channel.unary_unary(SCORE)
+            for _ in range(300):
+                await call(request)
+            totals.clear()
+            for _ in range(calls):
+                await call(request)
+        await gateway.stop()
+    return {name: ns / calls / 1e3 for name, ns in totals.items()}
 
 
 async def _measure(blocks: int, calls: int) -> dict[str, dict[str, list[float]]]:
@@ -115,12 +192,33 @@ async def _measure(blocks: int, calls: int) -> dict[str, dict[str, list[float]]]
     return results
 
 
+_STAGE_ORDER = (
+    "servicer, whole",
+    "  lead from protobuf",
+    "  encoding it",
+    "  batcher with the run",
+    "    the run and its checks",
+    "  the scores",
+    "  answer's protobuf",
+)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=40, help="blocks of calls per stage")
     parser.add_argument("--calls", type=int, default=250, help="calls per block")
+    parser.add_argument(
+        "--score-stages", action="store_true", help="time a batch-1 ScoreLeads's stages instead"
+    )
     args = parser.parse_args()
     import uvloop
+
+    if args.score_stages:
+        stages = uvloop.run(_score_stages(args.calls))
+        print(f"µs of thread CPU per batch-1 ScoreLeads call, {args.calls} calls:")
+        for name in _STAGE_ORDER:
+            print(f"  {name:30s} {stages.get(name, 0.0):7.1f}")
+        return 0
 
     results = uvloop.run(_measure(args.blocks, args.calls))
     print(f"µs of thread CPU per call in the stage, median over {args.blocks // 2} blocks of "

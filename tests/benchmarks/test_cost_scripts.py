@@ -183,3 +183,22 @@ def test_cold_calls_times_the_finite_check_both_ways_in_a_live_gateway() -> None
     a, low, high, b, difference = (float(x) for x in found.groups())
     assert a > 0 and b > 0 and low <= a <= high
     assert difference == pytest.approx(b - a, abs=0.11)
+
+
+def test_cold_calls_times_a_score_leads_calls_stages() -> None:
+    out = _run("scripts/cold_calls.py", "--score-stages", "--calls", "30")
+    stages = dict(
+        (name.strip(), float(us)) for name, us in re.findall(r"^ +(\S.*?) +([\d.]+)$", out, re.M)
+    )
+    assert list(stages) == [
+        "servicer, whole",
+        "lead from protobuf",
+        "encoding it",
+        "batcher with the run",
+        "the run and its checks",
+        "the scores",
+        "answer's protobuf",
+    ], out
+    assert all(us > 0 for us in stages.values()), out
+    assert stages["the run and its checks"] <= stages["batcher with the run"]
+    assert stages["batcher with the run"] + stages["the scores"] <= stages["servicer, whole"]
