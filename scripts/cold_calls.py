@@ -9,10 +9,10 @@ place: a gateway and a grpc.aio client in one process on uvloop, one call at a t
 own thread CPU time read around it.
 
 ``finite``: ModelInfer's non-finite check of its input, numpy's ``isfinite().all()`` (A)
-against the plain-Python sum the codec uses up to 256 values (B). (The branch ``iobinding``
-adds ``session``: the model's run through ONNX Runtime's plain run against a per-thread I/O
-binding, which saved ~12 µs a run in a loop that evicts the caches and nothing in a live
-gateway; docs/perf/2026-11-29-cold-calls.md.)
+against the plain-Python sum the codec uses up to 256 values (B).
+(``docs/perf/2026-11-29-cold-calls.patch`` adds ``scripts/cold_experiments/session_inplace.py``,
+which times the model's run through ONNX Runtime's plain run against a per-thread I/O binding
+the same way: ~12 µs saved a run in a loop that evicts the caches, nothing in a live gateway.)
 
 ``--score-stages`` times, the same way, where a batch-1 ScoreLeads call's servicer spends its
 thread CPU: reading the lead from protobuf, encoding it, the batcher with the model's run, the
