@@ -21,6 +21,13 @@ configurations. For example, what a Prometheus endpoint costs a call::
 
     python scripts/serve_cpu_ab.py . . --request leads-1 --setting-b metrics_port=0
 
+``--cut-a STAGES`` and ``--cut-b STAGES`` run that side's server with stages of a call cut out
+(``scripts/cut_stages_serve.py``: ``servicer``, ``chain``, ``telemetry``, ``rate-limits``), to
+weigh a stage by what the whole server's CPU per call loses without it; for example what the
+telemetry wrapper costs a ScoreLeads call::
+
+    python scripts/serve_cpu_ab.py . . --request leads-1 --cut-b telemetry
+
 ``--api-key KEY`` sends ``authorization: Bearer KEY`` with every call, for servers given a keys
 file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both).
 """
@@ -53,6 +60,7 @@ from benchmarks.leads import (  # noqa: E402
     score_leads_request,
 )
 from gateway.settings import BUNDLED_MODELS  # noqa: E402
+from scripts.cut_stages_serve import CUTS  # noqa: E402
 
 SCORE = "/leadgw.v1.LeadService/ScoreLeads"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -97,14 +105,20 @@ def one_round(
     warmup: int,
     settings: dict[str, str] | None = None,
     api_key: str | None = None,
+    cut: str = "",
 ) -> tuple[float, float]:
     """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``,
-    given ``settings`` (setting name → value) in its environment."""
+    given ``settings`` (setting name → value) in its environment, with the stages in ``cut``
+    cut out (``scripts/cut_stages_serve.py``)."""
     with tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-") as data:
         env = dict(os.environ, PYTHONPATH=str(tree))
         env.update({f"LEADGW_{name.upper()}": value for name, value in (settings or {}).items()})
-        command = [sys.executable, "-m", "gateway", "serve", "--port", "0", "--workers", "1",
-                   "--data-dir", data]  # fmt: skip
+        serve = (
+            [str(ROOT / "scripts" / "cut_stages_serve.py"), "--cut", cut]
+            if cut
+            else ["-m", "gateway", "serve"]
+        )
+        command = [sys.executable, *serve, "--port", "0", "--workers", "1", "--data-dir", data]
         server = subprocess.Popen(
             command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -168,8 +182,19 @@ def main() -> int:
             flag, action="append", default=[], metavar="NAME=VALUE",
             help=f"a leadgw setting for {whom} (LEADGW_NAME=VALUE); repeatable",
         )  # fmt: skip
+    for flag, whom in (("--cut-a", "A"), ("--cut-b", "B")):
+        parser.add_argument(
+            flag, default="", metavar="STAGES",
+            help=f"stages cut out of {whom}'s server, comma-separated, from "
+            f"{', '.join(CUTS)} (scripts/cut_stages_serve.py)",
+        )  # fmt: skip
     parser.add_argument("--api-key", help="sent as 'authorization: Bearer KEY' with every call")
     args = parser.parse_args()
+    cuts = {"A": args.cut_a, "B": args.cut_b}
+    for side, given in cuts.items():
+        unknown = {s.strip() for s in given.split(",") if s.strip()} - set(CUTS)
+        if unknown:
+            parser.error(f"--cut-{side.lower()}: unknown {sorted(unknown)}; from {', '.join(CUTS)}")
     settings = {
         name: _settings(parser, [*args.setting, *own])
         for name, own in (("A", args.setting_a), ("B", args.setting_b))
@@ -185,8 +210,9 @@ def main() -> int:
         for name in order:
             tree = args.trees[names.index(name)]
             cpu, p50 = one_round(
-                tree, method, payload, args.calls, args.warmup, settings[name], args.api_key
-            )
+                tree, method, payload, args.calls, args.warmup, settings[name], args.api_key,
+                cuts[name],
+            )  # fmt: skip
             results[name].append((cpu, p50))
             print(
                 f"round {r + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs",
@@ -196,6 +222,8 @@ def main() -> int:
         cpu = statistics.median(c for c, _ in results[name])
         p50 = statistics.median(p for _, p in results[name])
         given = " ".join(f"{k}={v}" for k, v in settings[name].items())
+        if cuts[name]:
+            given = f"{given} cut={cuts[name]}".strip()
         print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree}"
               f"{', ' + given if given else ''})")  # fmt: skip
     wins = sum(b[0] < a[0] for a, b in zip(results["A"], results["B"], strict=True))

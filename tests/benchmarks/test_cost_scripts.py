@@ -129,13 +129,19 @@ def test_serve_cpu_ab_sends_the_api_key_a_keys_file_needs(tmp_path: Path) -> Non
     assert "UNAUTHENTICATED" in without.stderr
 
 
-def test_serve_cpu_ab_refuses_an_unknown_setting() -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--setting-a", "nope=1", "setting 'nope=1'"), ("--cut-b", "model", "--cut-b: unknown")],
+)
+def test_serve_cpu_ab_refuses_an_unknown_setting_or_cut(
+    flag: str, value: str, message: str
+) -> None:
     out = subprocess.run(
-        [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--setting-a", "nope=1"],
+        [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), flag, value],
         cwd=ROOT, capture_output=True, text=True, timeout=100,
     )  # fmt: skip
     assert out.returncode == 2
-    assert "setting 'nope=1'" in out.stderr
+    assert message in out.stderr
 
 
 def test_serve_cpu_ab_alternates_two_trees_and_reports_each() -> None:
@@ -202,3 +208,57 @@ def test_cold_calls_times_a_score_leads_calls_stages() -> None:
     assert all(us > 0 for us in stages.values()), out
     assert stages["the run and its checks"] <= stages["batcher with the run"]
     assert stages["batcher with the run"] + stages["the scores"] <= stages["servicer, whole"]
+
+
+def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path) -> None:
+    """With a keys file and no API key, an uncut server refuses every call (the test above):
+    with the wrapper chain cut out, authentication is gone and both sides answer."""
+    from gateway.auth import hash_key
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        f'[[keys]]\nname = "cut"\ntenant = "acme"\nscopes = ["score"]\n'
+        f'sha256 = "{hash_key("lgw_cut_test_key")}"\n'
+    )
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "leads-1",
+               "--calls", "20", "--warmup", "5", "--rounds", "1", "--setting",
+               f"keys_file={keys}", "--cut-a", "chain", "--cut-b", "chain,servicer")  # fmt: skip
+    medians = dict(re.findall(r"^([AB]) median: .*\((.*)\)$", out, re.M))
+    assert medians["A"] == f"{ROOT}, keys_file={keys} cut=chain"
+    assert medians["B"] == f"{ROOT}, keys_file={keys} cut=chain,servicer"
+
+
+def test_a_servicer_cut_out_replays_its_first_answer(tmp_path: Path) -> None:
+    """``cut_stages_serve.py --cut servicer``: ScoreLeads answers a second lead with the first
+    lead's scores (the real servicer would score lead-1)."""
+    import random
+
+    import grpc
+
+    from benchmarks.leads import load_schema, random_rows, score_leads_request
+    from gateway.settings import BUNDLED_MODELS
+    from leadgw_client.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
+
+    server = subprocess.Popen(
+        [sys.executable, "scripts/cut_stages_serve.py", "--cut", "servicer,telemetry", "--port",
+         "0", "--workers", "1", "--data-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        address = next(
+            m.group(1) for line in server.stdout if (m := re.search(r"listening on (\S+) ", line))
+        )
+        schema = load_schema(BUNDLED_MODELS, "lead_scorer")
+        rows = random_rows(schema, 2, random.Random(1))
+        with grpc.insecure_channel(address) as channel:
+            stub = lead_service_pb2_grpc.LeadServiceStub(channel)
+            answers: list[lead_service_pb2.ScoreLeadsResponse] = [
+                stub.ScoreLeads(score_leads_request(schema, [row], "lead_scorer", i), timeout=30)
+                for i, row in enumerate(rows)
+            ]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [a.scores[0].lead_id for a in answers] == ["lead-0", "lead-0"]
+    assert answers[1] == answers[0]
