@@ -99,10 +99,12 @@ def test_unknown_format_is_refused() -> None:
         configure_logging("INFO", "yaml")  # type: ignore[arg-type]
 
 
-async def test_with_tracing_off_logs_still_carry_the_callers_trace_id(
+async def test_with_tracing_off_only_a_callers_trace_context_puts_ids_on_the_logs(
     clean_otel_env: pytest.MonkeyPatch,
 ) -> None:
-    """No exporter configured: nothing is recorded, but a caller's trace id reaches the logs."""
+    """No exporter configured: nothing is recorded. A call without trace context gets no span
+    (its lines carry no ids, as outside a request: before, a random id nobody recorded); a
+    caller's trace id still reaches the logs, through the same server."""
     telemetry = Telemetry.configure(set_global=False)
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)
@@ -112,15 +114,18 @@ async def test_with_tracing_off_logs_still_carry_the_callers_trace_id(
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await channel.unary_unary("/test.v1.Echo/Say")(
-                b"log", metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
-            )
+            say = channel.unary_unary("/test.v1.Echo/Say")
+            await say(b"log", metadata=(("x-other", "1"),))
+            await say(b"log", metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),))
     finally:
         await server.stop(None)
         telemetry.shutdown()
 
-    (line,) = [line for line in lines(stream) if line["message"] == "inside the handler"]
-    assert line["trace_id"] == trace_id
+    without, with_parent = [
+        line for line in lines(stream) if line["message"] == "inside the handler"
+    ]
+    assert "trace_id" not in without and "span_id" not in without
+    assert with_parent["trace_id"] == trace_id
 
 
 # Edges of the millisecond and of the second: rounding to the microsecond carries into the next
