@@ -115,16 +115,13 @@ class _Method:
 class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracer: Tracer, metrics: Metrics | None, untraced: frozenset[str]) -> None:
         self._tracer = tracer
-        # A tracer that samples nothing (no exporter configured) records no span: a call's span
-        # then only carries its caller's trace context to the logs, and a call without one
-        # needs no span at all (~130-150 µs less server CPU a batch-1 call, all told:
-        # docs/perf/2026-11-29-server-ladder.md). Trace context comes in the keys the
-        # propagator reads (W3C traceparent, tracestate, baggage by default).
-        self._quiet_keys: frozenset[str] | None = (
-            frozenset(propagate.get_global_textmap().fields)
-            if getattr(tracer, "sampler", None) is ALWAYS_OFF
-            else None
-        )
+        # A span nobody records only carries its caller's trace context to the logs: a call that
+        # brings none and is not sampled runs with no span current (~130-150 µs less server CPU
+        # a batch-1 call, all told: docs/perf/2026-11-29-server-ladder.md). Trace context comes
+        # in the keys the propagator reads (W3C traceparent, tracestate, baggage by default).
+        self._trace_keys = frozenset(propagate.get_global_textmap().fields)
+        # A tracer that samples nothing (no exporter configured) need not even be asked.
+        self._never_samples = getattr(tracer, "sampler", None) is ALWAYS_OFF
         # No-op instruments (no reader) are not called at all: one call less per RPC.
         self._metrics = metrics if metrics is not None and metrics.recording else None
         self._untraced = untraced
@@ -157,9 +154,11 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
             method=method,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
         )
-        tracer, metrics, quiet_keys = self._tracer, self._metrics, self._quiet_keys
+        tracer, metrics = self._tracer, self._metrics
+        trace_keys, never_samples = self._trace_keys, self._never_samples
         return _traced_handler(
-            handler, lambda context: _RpcScope(tracer, metrics, info, context, quiet_keys)
+            handler,
+            lambda context: _RpcScope(tracer, metrics, info, context, trace_keys, never_samples),
         )
 
 
@@ -230,12 +229,13 @@ class _RpcScope:
     """Starts the span and makes it current on enter; on exit works out the status code the
     client will see, records it, ends the span and counts the RPC.
 
-    ``quiet_keys`` (given when the tracer samples nothing: the keys trace context comes in): a
-    call whose metadata has none of them gets no span; its handler runs with none current, as
-    outside any request."""
+    A call whose metadata has none of ``trace_keys`` (no trace context) and whose span is not
+    sampled runs with no span current, as outside any request; with ``never_samples`` no span
+    is started for it at all."""
 
     __slots__ = (
-        "_context", "_info", "_metrics", "_quiet_keys", "_span", "_start", "_token", "_tracer",
+        "_context", "_info", "_metrics", "_never_samples", "_span", "_start", "_token",
+        "_trace_keys", "_tracer",
     )  # fmt: skip
     _span: Span | None
 
@@ -245,20 +245,23 @@ class _RpcScope:
         metrics: Metrics | None,
         info: _Method,
         context: grpc.aio.ServicerContext,
-        quiet_keys: frozenset[str] | None = None,
+        trace_keys: frozenset[str] = frozenset(),
+        never_samples: bool = False,
     ) -> None:
         self._tracer = tracer
         self._metrics = metrics
         self._info = info
         self._context = context
-        self._quiet_keys = quiet_keys
+        self._trace_keys = trace_keys
+        self._never_samples = never_samples
 
     def __enter__(self) -> Span:
         self._start = time.perf_counter()
         context = self._context
         metadata = context.invocation_metadata() or ()
-        quiet_keys = self._quiet_keys
-        if quiet_keys is not None and not any(key in quiet_keys for key, _ in metadata):
+        trace_keys = self._trace_keys
+        untraced = not any(key in trace_keys for key, _ in metadata)
+        if untraced and self._never_samples:
             self._span = None
             return trace.INVALID_SPAN
         parent = propagate.extract(metadata, getter=_GETTER)
@@ -268,6 +271,9 @@ class _RpcScope:
             kind=SpanKind.SERVER,
             attributes=self._info.span_attributes(context.peer()),
         )
+        if untraced and not span.is_recording():
+            self._span = None  # not recorded, and no caller's context to carry: nothing to end
+            return span
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span
@@ -289,7 +295,7 @@ class _RpcScope:
                 time.perf_counter() - self._start,
             )
         span = self._span
-        if span is None:  # quiet, and no trace context came with the call
+        if span is None:  # no trace context came with the call and its span is not recorded
             return
         try:
             if span.is_recording():

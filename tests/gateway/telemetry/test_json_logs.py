@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import Tracer
 
 from gateway.telemetry import Telemetry, configure_logging, server_interceptor
@@ -99,18 +100,23 @@ def test_unknown_format_is_refused() -> None:
         configure_logging("INFO", "yaml")  # type: ignore[arg-type]
 
 
-async def test_with_tracing_off_only_a_callers_trace_context_puts_ids_on_the_logs(
-    clean_otel_env: pytest.MonkeyPatch,
+@pytest.mark.parametrize("tracing", ["off", "sampled out"])
+async def test_unrecorded_calls_carry_ids_to_the_logs_only_from_their_callers_trace_context(
+    clean_otel_env: pytest.MonkeyPatch, tracing: str
 ) -> None:
-    """No exporter configured: nothing is recorded. A call without trace context gets no span
-    (its lines carry no ids, as outside a request: before, a random id nobody recorded); a
-    caller's trace id still reaches the logs, through the same server."""
+    """Tracing off (no exporter configured), or a sampler that drops the call: nothing is
+    recorded. A call without trace context then runs with no span current (its lines carry no
+    ids, as outside a request: before, a random id nobody recorded); a caller's trace id still
+    reaches the logs, through the same server."""
     telemetry = Telemetry.configure(set_global=False)
+    provider = (
+        telemetry.tracer_provider
+        if tracing == "off"
+        else TracerProvider(sampler=TraceIdRatioBased(0.0))  # asked, and says no
+    )
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)
-    server, port = await start_echo_server(
-        server_interceptor(tracer_provider=telemetry.tracer_provider)
-    )
+    server, port = await start_echo_server(server_interceptor(tracer_provider=provider))
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
