@@ -35,7 +35,16 @@ COST_TARGETS = {0.01: 0.03, 1.0: 0.15}
 
 FULL = "/full"  # a level's suffix: the gateway builds every stage's span (trace_detail = full)
 # Student's t for a two-sided 90% interval, by degrees of freedom (rounds - 1).
-T90 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833}
+T90 = dict(enumerate((
+    6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782, 1.771,
+    1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725, 1.721, 1.717, 1.714, 1.711, 1.708, 1.706,
+    1.703, 1.701, 1.699, 1.697,
+), start=1))  # fmt: skip
+
+
+def t90(degrees: int) -> float:
+    """Student's t for a two-sided 90% interval; past 30 degrees, 30's (a little wide)."""
+    return T90[min(degrees, 30)]
 
 
 def parse_levels(text: str) -> tuple[str, ...]:
@@ -83,7 +92,7 @@ def cost_interval(level_rps: list[float], off_rps: list[float]) -> tuple[float, 
         return None
     mean = sum(costs) / n
     sd = (sum((c - mean) ** 2 for c in costs) / (n - 1)) ** 0.5
-    half = T90.get(n - 1, 1.645) * sd / n**0.5
+    half = t90(n - 1) * sd / n**0.5
     return mean - half, mean + half
 
 

@@ -1,14 +1,17 @@
 """A worker's CPU per call, one source tree against another: ``leadgw serve`` (one process,
-its defaults) from each tree in turn, one request at a time from a blocking gRPC client.
+its defaults) from each tree, one request at a time from a blocking gRPC client.
 
 The bench's two workers and load-generator processes share a 2-core machine with the server, so
-a change worth a few percent of a request's CPU drowns in their noise (docs/perf). Here one
-server process runs at a time, the client is one thread, and the server's CPU is read from
-``/proc`` over the calls: rounds alternate the trees (A B, B A, ...) and the report gives each
-tree's median, and how many rounds each won. Run from the repository root::
+a change worth a few percent of a request's CPU drowns in their noise (docs/perf). Here the
+client is one thread making one call at a time, and each server's CPU is read from ``/proc``
+over its calls. A round starts a fresh server from each tree, both at once, and makes each
+side's calls in ``--blocks`` blocks taken in turn (A B, B A, ...), so that what the machine does
+meanwhile falls on both sides alike (``--blocks 1``: A's server, then B's). Rounds alternate
+which side goes first; the report gives each tree's median, how many rounds each won, and the
+mean paired difference with its 90% interval. Run from the repository root::
 
     python scripts/serve_cpu_ab.py TREE_A TREE_B [--request columns-1000] [--calls 1500]
-        [--rounds 6]
+        [--rounds 6] [--blocks 10]
 
 A tree is a directory holding leadgw's sources (``git archive <commit> | tar -x -C DIR``,
 with ``leadgw_client/pb`` copied in: it is generated, not committed). Requests: ``columns-1000``
@@ -35,6 +38,7 @@ file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -59,6 +63,7 @@ from benchmarks.leads import (  # noqa: E402
     score_columns_request,
     score_leads_request,
 )
+from benchmarks.tracing_suite import t90  # noqa: E402
 from gateway.settings import BUNDLED_MODELS  # noqa: E402
 from scripts.cut_stages_serve import CUTS  # noqa: E402
 
@@ -91,10 +96,78 @@ def requests() -> dict[str, tuple[str, bytes]]:
     }
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process, every thread included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_ns(pid: int) -> int:
+    """CPU time of a process's live threads in ns (``/proc/PID/task/*/schedstat``): finer than
+    ``/proc/PID/stat``'s clock ticks, which a short block of calls needs."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the thread ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+class _Side:
+    """One side's fresh ``leadgw serve`` (one worker), from ``tree`` with ``settings`` in its
+    environment and the stages in ``cut`` cut out (``scripts/cut_stages_serve.py``), and a
+    blocking client of it."""
+
+    def __init__(
+        self,
+        tree: Path,
+        method: str,
+        settings: dict[str, str] | None = None,
+        api_key: str | None = None,
+        cut: str = "",
+    ) -> None:
+        self._data = tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-")
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        env.update({f"LEADGW_{name.upper()}": value for name, value in (settings or {}).items()})
+        serve = (
+            [str(ROOT / "scripts" / "cut_stages_serve.py"), "--cut", cut]
+            if cut
+            else ["-m", "gateway", "serve"]
+        )
+        command = [
+            sys.executable, *serve, "--port", "0", "--workers", "1", "--data-dir", self._data.name,
+        ]  # fmt: skip
+        self.server = subprocess.Popen(
+            command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            self._channel = grpc.insecure_channel(_ready_address(self.server))
+        except BaseException:
+            self.close()
+            raise
+        self._rpc: Callable[..., bytes] = self._channel.unary_unary(method)
+        self._metadata = () if api_key is None else (("authorization", f"Bearer {api_key}"),)
+        self.cpu_ns = 0
+        self.latencies: list[float] = []
+
+    def warm(self, payload: bytes, calls: int) -> None:
+        for _ in range(calls):
+            self._rpc(payload, timeout=30, metadata=self._metadata)
+
+    def timed(self, payload: bytes, calls: int) -> None:
+        """``calls`` calls, one at a time; their latencies and the server's CPU over them added
+        to this side's."""
+        rpc, metadata, latencies = self._rpc, self._metadata, self.latencies
+        before = process_cpu_ns(self.server.pid)
+        for _ in range(calls):
+            started = time.perf_counter()
+            rpc(payload, timeout=30, metadata=metadata)
+            latencies.append(time.perf_counter() - started)
+        self.cpu_ns += process_cpu_ns(self.server.pid) - before
+
+    def result(self) -> tuple[float, float]:
+        """(server CPU µs per timed call, p50 µs)."""
+        return self.cpu_ns / len(self.latencies) / 1e3, statistics.median(self.latencies) * 1e6
+
+    def close(self) -> None:
+        if getattr(self, "_channel", None) is not None:
+            self._channel.close()
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        self._data.cleanup()
 
 
 def one_round(
@@ -110,41 +183,51 @@ def one_round(
     """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``,
     given ``settings`` (setting name → value) in its environment, with the stages in ``cut``
     cut out (``scripts/cut_stages_serve.py``)."""
-    with tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-") as data:
-        env = dict(os.environ, PYTHONPATH=str(tree))
-        env.update({f"LEADGW_{name.upper()}": value for name, value in (settings or {}).items()})
-        serve = (
-            [str(ROOT / "scripts" / "cut_stages_serve.py"), "--cut", cut]
-            if cut
-            else ["-m", "gateway", "serve"]
-        )
-        command = [sys.executable, *serve, "--port", "0", "--workers", "1", "--data-dir", data]
-        server = subprocess.Popen(
-            command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        try:
-            address = _ready_address(server)
-            with grpc.insecure_channel(address) as channel:
-                rpc: Callable[..., bytes] = channel.unary_unary(method)
-                metadata = () if api_key is None else (("authorization", f"Bearer {api_key}"),)
+    side = _Side(tree, method, settings, api_key, cut)
+    try:
+        side.warm(payload, warmup)
+        time.sleep(0.2)
+        side.timed(payload, calls)
+        return side.result()
+    finally:
+        side.close()
 
-                def call(request: bytes) -> bytes:
-                    return rpc(request, timeout=30, metadata=metadata)
 
-                for _ in range(warmup):
-                    call(payload)
-                time.sleep(0.2)
-                before = process_cpu_s(server.pid)
-                latencies = []
-                for _ in range(calls):
-                    started = time.perf_counter()
-                    call(payload)
-                    latencies.append(time.perf_counter() - started)
-                cpu = process_cpu_s(server.pid) - before
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    return cpu / calls * 1e6, statistics.median(latencies) * 1e6
+def block_plan(names: list[str], calls: int, blocks: int) -> list[tuple[str, int]]:
+    """(side, calls) in the order they are made: ``calls`` per side in ``blocks`` blocks as
+    equal as can be, the sides' order reversed every block (A B, B A, ...)."""
+    plan = []
+    for block in range(blocks):
+        size = calls // blocks + (1 if block < calls % blocks else 0)
+        plan.extend((name, size) for name in (names if block % 2 == 0 else names[::-1]))
+    return plan
+
+
+def interleaved_round(
+    sides: dict[str, tuple[Path, dict[str, str], str]],
+    method: str,
+    payload: bytes,
+    calls: int,
+    warmup: int,
+    blocks: int,
+    api_key: str | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Both sides' servers at once (``sides``: name → tree, settings, cut), their ``calls``
+    calls each made in ``blocks`` blocks taken in turn (A B, B A, ...), so that what the
+    machine does meanwhile falls on both alike: (server CPU µs per call, p50 µs) by name."""
+    started: dict[str, _Side] = {}
+    try:
+        for name, (tree, settings, cut) in sides.items():
+            started[name] = _Side(tree, method, settings, api_key, cut)
+        for side in started.values():
+            side.warm(payload, warmup)
+        time.sleep(0.2)
+        for name, size in block_plan(list(started), calls, blocks):
+            started[name].timed(payload, size)
+        return {name: side.result() for name, side in started.items()}
+    finally:
+        for side in started.values():
+            side.close()
 
 
 def _settings(parser: argparse.ArgumentParser, given: list[str]) -> dict[str, str]:
@@ -170,6 +253,11 @@ def _ready_address(server: subprocess.Popen[str]) -> str:
     raise RuntimeError(f"the server exited ({server.wait()}) before its ready line")
 
 
+def _print_round(index: int, name: str, result: tuple[float, float]) -> None:
+    cpu, p50 = result
+    print(f"round {index + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs=2, type=Path, help="two source trees: A and B")
@@ -177,6 +265,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1500, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=300, help="untimed calls first")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per tree, alternating")
+    parser.add_argument(
+        "--blocks", type=int, default=10,
+        help="N > 1: a round runs both servers at once, its calls made in N blocks per side "
+        "taken in turn, so that the machine's drift falls on both sides alike; 1: A's server, "
+        "then B's (paired differences ~3.6 times as spread on the reference host)",
+    )  # fmt: skip
     for flag, whom in (("--setting", "both servers"), ("--setting-a", "A"), ("--setting-b", "B")):
         parser.add_argument(
             flag, action="append", default=[], metavar="NAME=VALUE",
@@ -190,6 +284,8 @@ def main() -> int:
         )  # fmt: skip
     parser.add_argument("--api-key", help="sent as 'authorization: Bearer KEY' with every call")
     args = parser.parse_args()
+    if args.blocks < 1 or args.calls < 1:
+        parser.error("--blocks and --calls: at least 1")
     cuts = {"A": args.cut_a, "B": args.cut_b}
     for side, given in cuts.items():
         unknown = {s.strip() for s in given.split(",") if s.strip()} - set(CUTS)
@@ -205,19 +301,27 @@ def main() -> int:
     method, payload = requests()[args.request]
     names = ("A", "B")
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    trees = dict(zip(names, args.trees, strict=True))
+    sides = {name: (trees[name], settings[name], cuts[name]) for name in names}
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            tree = args.trees[names.index(name)]
-            cpu, p50 = one_round(
-                tree, method, payload, args.calls, args.warmup, settings[name], args.api_key,
-                cuts[name],
+        if args.blocks > 1:
+            round_results = interleaved_round(
+                {name: sides[name] for name in order}, method, payload, args.calls, args.warmup,
+                args.blocks, args.api_key,
             )  # fmt: skip
-            results[name].append((cpu, p50))
-            print(
-                f"round {r + 1} {name}: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs",
-                flush=True,
-            )
+        else:
+            round_results = {}
+            for name in order:
+                tree, given, cut = sides[name]
+                round_results[name] = one_round(
+                    tree, method, payload, args.calls, args.warmup, given, args.api_key, cut
+                )
+                _print_round(r, name, round_results[name])
+        for name in order:
+            results[name].append(round_results[name])
+            if args.blocks > 1:
+                _print_round(r, name, round_results[name])
     for name, tree in zip(names, args.trees, strict=True):
         cpu = statistics.median(c for c, _ in results[name])
         p50 = statistics.median(p for _, p in results[name])
@@ -226,8 +330,18 @@ def main() -> int:
             given = f"{given} cut={cuts[name]}".strip()
         print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree}"
               f"{', ' + given if given else ''})")  # fmt: skip
-    wins = sum(b[0] < a[0] for a, b in zip(results["A"], results["B"], strict=True))
+    pairs = list(zip(results["A"], results["B"], strict=True))
+    wins = sum(b[0] < a[0] for a, b in pairs)
     print(f"B used less CPU than A in {wins} of {args.rounds} rounds ({args.request})")
+    differences = [b[0] - a[0] for a, b in pairs]
+    if len(differences) > 1:
+        mean = statistics.fmean(differences)
+        half = t90(len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
+        print(
+            f"B - A server CPU: median {statistics.median(differences):+.1f} µs/call, mean "
+            f"{mean:+.1f} (90% CI {mean - half:+.1f} to {mean + half:+.1f}) over {len(pairs)} "
+            "paired rounds"
+        )
     return 0
 
 

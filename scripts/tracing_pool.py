@@ -16,14 +16,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.tracing_suite import T90, cost_interval
+from benchmarks.tracing_suite import cost_interval, t90
 
 _RUN = re.compile(r".*\[(?P<level>.*)\] #(?P<round>\d+)$")
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
     mean = statistics.mean(values)
-    half = T90.get(len(values) - 1, 1.645) * statistics.stdev(values) / len(values) ** 0.5
+    half = t90(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
     return mean, mean - half, mean + half
 
 

@@ -116,8 +116,8 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tracer: Tracer, metrics: Metrics | None, untraced: frozenset[str]) -> None:
         self._tracer = tracer
         # A span nobody records only carries its caller's trace context to the logs: a call that
-        # brings none and is not sampled runs with no span current (~130-150 µs less server CPU
-        # a batch-1 call, all told: docs/perf/2026-11-29-server-ladder.md). Trace context comes
+        # brings none and is not sampled runs with no span current (~75-80 µs less server CPU
+        # a batch-1 call, all told: docs/perf/2026-11-30-interleaved-ab.md). Trace context comes
         # in the keys the propagator reads (W3C traceparent, tracestate, baggage by default).
         self._trace_keys = frozenset(propagate.get_global_textmap().fields)
         # A tracer that samples nothing (no exporter configured) need not even be asked.

@@ -7,6 +7,7 @@ run and report what they measured
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -98,7 +99,8 @@ def test_serve_cpu_ab_settings_reach_the_server() -> None:
     """A value the server refuses stops tree B's server before its ready line."""
     out = subprocess.run(
         [sys.executable, "scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "infer-1",
-         "--calls", "5", "--warmup", "1", "--rounds", "1", "--setting-b", "rate_requests_per_s=-1"],
+         "--calls", "5", "--warmup", "1", "--rounds", "1", "--blocks", "1",
+         "--setting-b", "rate_requests_per_s=-1"],
         cwd=ROOT, capture_output=True, text=True, timeout=100,
     )  # fmt: skip
     assert out.returncode != 0
@@ -159,6 +161,37 @@ def test_serve_cpu_ab_alternates_two_trees_and_reports_each() -> None:
     assert all(float(p50) > 0 for *_, p50 in rounds)
     assert len(re.findall(r"^[AB] median: server CPU", out, re.M)) == 2
     assert re.search(r"^B used less CPU than A in [0-2] of 2 rounds \(leads-1\)$", out, re.M)
+
+
+def test_serve_cpu_ab_blocks_share_the_calls_out_in_turn() -> None:
+    block_plan = runpy.run_path(str(ROOT / "scripts" / "serve_cpu_ab.py"))["block_plan"]
+    assert block_plan(["A", "B"], 10, 3) == [
+        ("A", 4), ("B", 4), ("B", 3), ("A", 3), ("A", 3), ("B", 3),
+    ]  # fmt: skip
+    assert block_plan(["B", "A"], 2, 4) == [
+        ("B", 1), ("A", 1), ("A", 1), ("B", 1), ("B", 0), ("A", 0), ("A", 0), ("B", 0),
+    ]  # fmt: skip
+
+
+def test_serve_cpu_ab_interleaved_rounds_report_each_side_and_the_difference() -> None:
+    """``--blocks``: both servers run at once; every round still reports each side, and the
+    paired difference comes with its interval."""
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "infer-1",
+               "--calls", "30", "--warmup", "5", "--rounds", "2", "--blocks", "3",
+               "--setting-b", "metrics_port=0")  # fmt: skip
+    rounds = re.findall(r"^round (\d) ([AB]): server CPU +([\d.]+) µs/call", out, re.M)
+    assert [(r, side) for r, side, _ in rounds] == [("1", "A"), ("1", "B"), ("2", "B"), ("2", "A")]
+    assert all(float(cpu) > 0 for *_, cpu in rounds)
+    cpu = {(r, side): float(us) for r, side, us in rounds}
+    differences = [cpu[(r, "B")] - cpu[(r, "A")] for r in ("1", "2")]
+    found = re.search(
+        r"^B - A server CPU: median ([+-][\d.]+) µs/call, mean ([+-][\d.]+) "
+        r"\(90% CI ([+-][\d.]+) to ([+-][\d.]+)\) over 2 paired rounds$", out, re.M,
+    )  # fmt: skip
+    assert found, out
+    median, mean, low, high = map(float, found.groups())
+    assert abs(mean - sum(differences) / 2) < 0.2 and abs(median - mean) < 0.2
+    assert low < mean < high
 
 
 def test_infer_cost_parts_compares_the_gateway_with_the_floor_and_times_its_stages() -> None:

@@ -15,7 +15,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from leads_helpers import sample_leads, score_request
 
-from gateway.auth import hash_key
+from gateway.auth import DEFAULT_TENANT, hash_key
+from gateway.key_reload import ReloadingKeyStore
+from gateway.rate_limits import RateLimiter
+from gateway.server import _rate_limiter
+from gateway.settings import Settings
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.summary.limits import TenantLimiter
 from runtimes.errors import ResourceExhausted
@@ -209,3 +213,50 @@ def test_without_a_keys_file_nothing_is_audited(gateway_process) -> None:
         for _ in range(3):
             stub.ScoreLeads(score_request(sample_leads(1)), timeout=10)
     assert '"leadgw.audit"' not in gateway.stderr_text()
+
+
+def test_the_limiter_is_left_out_only_when_nothing_can_ever_be_limited(
+    tmp_path: Path, keys_file: Path
+) -> None:
+    """No default rate and no keys file: no call can be limited, so the rate-limit wrappers get
+    no limiter and leave the chain (they cost ~80 µs a call for checking that nothing is
+    limited). A default rate, or a keys file (whose reloads may bring a tenant's own), keeps it."""
+    data = tmp_path / "data"
+    assert _rate_limiter(Settings(data_dir=data), None, None) is None
+    for settings in (
+        Settings(data_dir=data, rate_requests_per_s=5),
+        Settings(data_dir=data, rate_leads_per_s=5),
+    ):
+        assert isinstance(_rate_limiter(settings, None, None), RateLimiter)
+    keys = ReloadingKeyStore.from_file(keys_file)
+    assert isinstance(_rate_limiter(Settings(data_dir=data), keys, None), RateLimiter)
+
+
+def test_a_default_rate_limits_callers_without_a_keys_file(gateway_process) -> None:
+    gateway = gateway_process(env={"LEADGW_RATE_REQUESTS_PER_S": "0.016"})
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        errors = [_call(stub, "no keys file: ignored") for _ in range(3)]
+    assert errors[0] is None
+    assert [e.code() if e else None for e in errors[1:]] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert f"'{DEFAULT_TENANT}'" in errors[1].details()
+
+
+def test_a_limit_a_reloaded_keys_file_brings_applies(gateway_process, tmp_path: Path) -> None:
+    """A keys file with no limits at start: its tenant is limited once a reload brings one."""
+    path = tmp_path / "keys.toml"
+    unlimited = KEYS.split("# A request a minute")[0]
+    path.write_text(unlimited)
+    gateway = gateway_process("--keys-file", str(path))
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        assert [_call(stub, FLOOD) for _ in range(3)] == [None] * 3
+        aside = path.with_suffix(".tmp")  # written aside and renamed over, as a deployment does
+        aside.write_text(KEYS)
+        aside.replace(path)
+        deadline = time.monotonic() + 20  # the reload is polled; generous for a loaded machine
+        while (error := _call(stub, FLOOD)) is None:
+            assert time.monotonic() < deadline, "the reloaded limit never applied"
+            time.sleep(0.05)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "'flood'" in error.details()
