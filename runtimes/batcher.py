@@ -60,6 +60,8 @@ MIN_RETRY_AFTER_S = 0.005
 LOOP_KEEP_FACTOR = 1.5
 LOOP_RETRY_FACTOR = 2.0
 LOOP_RETRY_EVERY = 32
+# ``run_now`` reads a run's CPU time on one run in this many, once its size has been timed.
+LEARN_EVERY = 8
 
 
 # ---- results and counters ---------------------------------------------------------------------
@@ -210,6 +212,7 @@ class DynamicBatcher:
         self.loop_run_time = RunTimeModel()
         self._largest_loop_timed = 0
         self._loop_retries = itertools.count(1)
+        self._learn_turns = itertools.count(1)
         self._stats = BatcherStats()
         self._pending: deque[_Request] = deque()
         self._deadlines: list[tuple[float, int, _Request]] = []  # heap; stale entries skipped
@@ -282,6 +285,50 @@ class DynamicBatcher:
         except asyncio.CancelledError:
             self._withdraw(request)
             raise
+
+    def run_now(self, rows: np.ndarray, deadline: float | None = None) -> Outputs | None:
+        """``rows``' outputs, run at once on the calling thread (the event loop's), when the
+        batcher is idle with nothing queued, the run is small enough for the loop
+        (``_fits_inline``) and no recording span wants the batch's record; otherwise None, and
+        the caller submits. A batch of one without the coroutines, request record, future and
+        result record of ``submit_with_stats``.
+
+        The run's CPU time (two ``thread_time`` system calls, whose after-effects on the
+        caches cost more than the calls) is read on a size's first runs on the loop and then
+        on one run in ``LEARN_EVERY``: enough for ``_fits_inline`` to follow the model
+        (docs/perf/2026-11-30-servicer-stages.md)."""
+        if self._running or self._pending or self._closed or rows.ndim != 2:
+            return None
+        n = rows.shape[0]
+        # A size declined here is decided again by ``submit_with_stats``: in the band where the
+        # loop is retried, that doubles the retries (one in LOOP_RETRY_EVERY / 2 decisions).
+        if n == 0 or trace.get_current_span().is_recording() or not self._fits_inline(n):
+            return None
+        if deadline is not None:
+            self._refuse_if_late(deadline, time.monotonic())
+        next(self._batch_ids)
+        on_batch = self._on_batch
+        try:
+            if n > self._largest_loop_timed or next(self._learn_turns) % LEARN_EVERY == 0:
+                started = time.perf_counter()
+                outputs, compute_s = _run_one(self._run_batch, rows, self._cpu_scale)
+                run_s = time.perf_counter() - started
+                self._learn(n, compute_s, on_loop=True)
+            elif on_batch is not None:
+                started = time.perf_counter()
+                outputs = _checked(self._run_batch(rows), n)
+                run_s = time.perf_counter() - started
+            else:
+                outputs, run_s = _checked(self._run_batch(rows), n), 0.0
+        except Exception:  # the model's error, for the caller to see (gateway maps it)
+            self._stats.failed_batches += 1
+            raise
+        stats = self._stats
+        stats.batches += 1
+        stats.rows += n
+        if on_batch is not None:
+            on_batch(n, run_s, [0.0])  # it found the batcher idle: no wait
+        return outputs
 
     def _run_alone(self, rows: np.ndarray, deadline: float | None) -> BatchResult:
         """A request of no sampled trace, run now on an idle batcher: what ``_admit``,
@@ -856,13 +903,17 @@ def _run_one(run_batch: BatchFn, batch: np.ndarray, cpu_scale: float) -> tuple[O
     # docs/perf/2026-11-29-column-labels.md). For a runtime that may wait on its own threads,
     # twice the CPU time (``cpu_scale`` 2), with the wall time as the cap.
     compute_s = min(time.perf_counter() - started, cpu_scale * cpu_s)
-    total = batch.shape[0]
+    return _checked(outputs, batch.shape[0]), compute_s
+
+
+def _checked(outputs: Outputs, total: int) -> Outputs:
+    """``outputs``, once each is seen to have ``total`` rows first."""
     for name, value in outputs.items():
         # An ndarray's own shape: np.shape() is a Python-level dispatch, per output per batch.
         shape = value.shape if isinstance(value, np.ndarray) else np.shape(value)
         if not shape or shape[0] != total:
             raise RuntimeError(f"output {name!r} has shape {shape}; expected {total} rows first")
-    return outputs, compute_s
+    return outputs
 
 
 def _run_and_split(run_batch: BatchFn, inputs: list[np.ndarray], cpu_scale: float) -> _Ran:

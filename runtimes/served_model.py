@@ -111,7 +111,11 @@ class ServedModel:
         self._in_flight += 1
         self.last_call = time.monotonic()
         try:
-            outputs = await self._run(features, deadline)
+            # An idle batcher runs a small untraced call at once, without a coroutine to await.
+            batcher = self._batcher
+            outputs = None if batcher is None else batcher.run_now(features, deadline)
+            if outputs is None:
+                outputs = await self._run(features, deadline)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle is not None:

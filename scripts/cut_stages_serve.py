@@ -1,9 +1,10 @@
 """``leadgw serve`` with stages of a call cut out, to weigh each by what the server's CPU per call
 loses without it (``serve_cpu_ab.py --cut-a/--cut-b``; docs/perf/2026-11-29-server-ladder.md).
 
-A profiler sees a stage's own frames, not what it costs the rest of the call (py-spy saw ~40-50
-µs of the telemetry wrapper's frames a ScoreLeads call, where the server's CPU fell by 50-120 µs
-without it). Cuts, comma-separated in ``--cut`` (the other arguments go to ``leadgw serve``):
+A profiler sees a stage's own frames, not what it costs the rest of the call (the ONNX Runtime
+run of one lead: ~30 µs in a loop, ~75 µs of its thread's CPU in a live gateway, ~154 µs of the
+worker's CPU a call when cut out: docs/perf/2026-11-30-servicer-stages.md). Cuts,
+comma-separated in ``--cut`` (the other arguments go to ``leadgw serve``):
 
 - ``servicer``: ScoreLeads and ModelInfer answer the first real answer they gave, as it was:
   the call without the scorer, the batcher and the model.
@@ -12,6 +13,15 @@ without it). Cuts, comma-separated in ``--cut`` (the other arguments go to ``lea
   file (the servicers read the caller's tenant).
 - ``telemetry``: the chain without its telemetry wrapper (the server span and the RPC metric).
 - ``rate-limits``: the chain without its two rate-limit wrappers.
+
+Cuts inside the servicer (ScoreLeads' stages, for one request sent over and over: each replays
+what it gave the first time, so the rest of the call runs as it would):
+
+- ``decode``: the leads as the core's types (``lead_codec.leads_from_pb``);
+- ``model``: the model's outputs (``ServedModel.infer``: the batcher and the ONNX run);
+- ``batcher``: the batcher alone: ``ServedModel.infer`` runs the session on the loop directly;
+- ``scores``: bands, ranks, reasons and the answer message (``build_scores`` and
+  ``lead_codec.scores_to_pb``).
 
 An experiment, never a way to serve: a cut gateway skips work its callers rely on.
 """
@@ -23,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CUTS = ("servicer", "chain", "telemetry", "rate-limits")
+CUTS = ("servicer", "chain", "telemetry", "rate-limits", "decode", "model", "batcher", "scores")
 # A wrapper of the chain, by the start of its __qualname__ (gateway/server.py builds the chain).
 _WRAPPERS = {
     "telemetry": ("_TelemetryInterceptor",),
@@ -44,9 +54,49 @@ def _answer_once(cls: type, name: str) -> None:
     setattr(cls, name, replay)
 
 
+def _replay_first(module: Any, name: str, *, is_async: bool = False) -> None:
+    """``module.name`` returns what its first call returned, whatever it is called with."""
+    real = getattr(module, name)
+    first: list[Any] = []
+
+    def replay(*args: Any, **kwargs: Any) -> Any:
+        if not first:
+            first.append(real(*args, **kwargs))
+        return first[0]
+
+    async def replay_async(*args: Any, **kwargs: Any) -> Any:
+        if not first:
+            first.append(await real(*args, **kwargs))
+        return first[0]
+
+    setattr(module, name, replay_async if is_async else replay)
+
+
+def _servicer_stages(stages: set[str]) -> None:
+    from gateway import lead_codec
+    from runtimes import scoring
+    from runtimes.served_model import ServedModel
+
+    if "decode" in stages:
+        _replay_first(lead_codec, "leads_from_pb")
+    if "model" in stages:
+        _replay_first(ServedModel, "infer", is_async=True)
+    elif "batcher" in stages:
+
+        async def run_directly(self: Any, features: Any, *_args: Any, **_kwargs: Any) -> Any:
+            return self.session.run(features)
+
+        ServedModel.infer = run_directly  # type: ignore[method-assign]
+    if "scores" in stages:
+        _replay_first(scoring, "build_scores")
+        _replay_first(lead_codec, "scores_to_pb")
+
+
 def cut(stages: set[str]) -> None:
     import gateway.interceptors as interceptors
     import gateway.server as server
+
+    _servicer_stages(stages)
 
     if "servicer" in stages:
         from gateway.lead_servicer import LeadServicer

@@ -96,8 +96,15 @@ def _counted_paths() -> dict[str, int]:
     import runtimes.batcher as batcher
 
     counts = {"loop": 0, "executor": 0}
+    run_now = batcher.DynamicBatcher.run_now
     run_alone = batcher.DynamicBatcher._run_alone
     runs_inline = batcher.DynamicBatcher._runs_inline
+
+    def now(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outputs = run_now(self, *args, **kwargs)
+        if outputs is not None:  # None: the call submits, and is counted there
+            counts["loop"] += 1
+        return outputs
 
     def alone(self: Any, *args: Any, **kwargs: Any) -> Any:
         counts["loop"] += 1
@@ -108,6 +115,7 @@ def _counted_paths() -> dict[str, int]:
         counts["loop" if decided else "executor"] += 1
         return decided
 
+    batcher.DynamicBatcher.run_now = now  # type: ignore[method-assign]
     batcher.DynamicBatcher._run_alone = alone  # type: ignore[method-assign]
     batcher.DynamicBatcher._runs_inline = inline  # type: ignore[method-assign]
     return counts
@@ -116,9 +124,9 @@ def _counted_paths() -> dict[str, int]:
 def _timed_parts() -> dict[str, int]:
     """Wraps the servicer's stages with clocks; returns the running totals (ns)."""
     import gateway.oip_servicer as servicer
-    import runtimes.batcher as batcher
     from gateway import oip_codec
     from runtimes.served_model import ServedModel
+    from runtimes.session import OnnxSession
 
     totals: dict[str, int] = {}
 
@@ -148,7 +156,8 @@ def _timed_parts() -> dict[str, int]:
     oip_codec.decode_features = clocked("decode", oip_codec.decode_features)
     oip_codec.encode_response = clocked("encode", oip_codec.encode_response)
     ServedModel.infer = clocked_async("served model + batcher", ServedModel.infer)  # type: ignore[method-assign]
-    batcher._run_one = clocked("  of which the ONNX run", batcher._run_one)
+    # Before the gateway starts: its batchers hold the session's bound ``run``.
+    OnnxSession.run = clocked("  of which the ONNX run", OnnxSession.run)  # type: ignore[method-assign]
     return totals
 
 

@@ -11,6 +11,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_serve_cpu_ab_sends_the_api_key_a_keys_file_needs(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--setting-a", "nope=1", "setting 'nope=1'"), ("--cut-b", "model", "--cut-b: unknown")],
+    [("--setting-a", "nope=1", "setting 'nope=1'"), ("--cut-b", "nope", "--cut-b: unknown")],
 )
 def test_serve_cpu_ab_refuses_an_unknown_setting_or_cut(
     flag: str, value: str, message: str
@@ -234,12 +235,12 @@ def test_cold_calls_times_a_score_leads_calls_stages() -> None:
         "lead from protobuf",
         "encoding it",
         "batcher with the run",
-        "the run and its checks",
+        "the model's run",
         "the scores",
         "answer's protobuf",
     ], out
     assert all(us > 0 for us in stages.values()), out
-    assert stages["the run and its checks"] <= stages["batcher with the run"]
+    assert stages["the model's run"] <= stages["batcher with the run"]
     assert stages["batcher with the run"] + stages["the scores"] <= stages["servicer, whole"]
 
 
@@ -261,20 +262,19 @@ def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path) -> None:
     assert medians["B"] == f"{ROOT}, keys_file={keys} cut=chain,servicer"
 
 
-def test_a_servicer_cut_out_replays_its_first_answer(tmp_path: Path) -> None:
-    """``cut_stages_serve.py --cut servicer``: ScoreLeads answers a second lead with the first
-    lead's scores (the real servicer would score lead-1)."""
+def _two_leads_scored_with_cuts(cuts: str, data_dir: Path) -> list[Any]:
+    """Two different leads, one ScoreLeads call each, through ``cut_stages_serve.py --cut``."""
     import random
 
     import grpc
 
     from benchmarks.leads import load_schema, random_rows, score_leads_request
     from gateway.settings import BUNDLED_MODELS
-    from leadgw_client.pb.leadgw.v1 import lead_service_pb2, lead_service_pb2_grpc
+    from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc
 
     server = subprocess.Popen(
-        [sys.executable, "scripts/cut_stages_serve.py", "--cut", "servicer,telemetry", "--port",
-         "0", "--workers", "1", "--data-dir", str(tmp_path)],
+        [sys.executable, "scripts/cut_stages_serve.py", "--cut", cuts, "--port", "0",
+         "--workers", "1", "--data-dir", str(data_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -286,12 +286,40 @@ def test_a_servicer_cut_out_replays_its_first_answer(tmp_path: Path) -> None:
         rows = random_rows(schema, 2, random.Random(1))
         with grpc.insecure_channel(address) as channel:
             stub = lead_service_pb2_grpc.LeadServiceStub(channel)
-            answers: list[lead_service_pb2.ScoreLeadsResponse] = [
+            return [
                 stub.ScoreLeads(score_leads_request(schema, [row], "lead_scorer", i), timeout=30)
                 for i, row in enumerate(rows)
             ]
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_servicer_cut_out_replays_its_first_answer(tmp_path: Path) -> None:
+    """``cut_stages_serve.py --cut servicer``: ScoreLeads answers a second lead with the first
+    lead's scores (the real servicer would score lead-1)."""
+    answers = _two_leads_scored_with_cuts("servicer,telemetry", tmp_path)
     assert [a.scores[0].lead_id for a in answers] == ["lead-0", "lead-0"]
     assert answers[1] == answers[0]
+
+
+def test_servicer_stages_cut_out_replay_what_they_gave_first(tmp_path: Path) -> None:
+    """Each cut inside the servicer replays its own stage and nothing else: ``decode`` scores the
+    first lead again (its id included); ``model`` answers the second lead by its own id with the
+    first lead's probability; ``scores`` repeats the first answer; ``batcher`` (the session run
+    on the loop) scores each lead as the uncut server does."""
+    real = _two_leads_scored_with_cuts("telemetry", tmp_path / "real")
+    assert real[0].scores[0].probability != real[1].scores[0].probability
+
+    decode = _two_leads_scored_with_cuts("decode", tmp_path / "decode")
+    assert [a.scores[0].lead_id for a in decode] == ["lead-0", "lead-0"]
+    assert decode[1] == real[0]
+
+    model = _two_leads_scored_with_cuts("model", tmp_path / "model")
+    assert [a.scores[0].lead_id for a in model] == ["lead-0", "lead-1"]
+    assert model[1].scores[0].probability == real[0].scores[0].probability
+
+    scores = _two_leads_scored_with_cuts("scores", tmp_path / "scores")
+    assert scores[1] == real[0]
+
+    assert _two_leads_scored_with_cuts("batcher", tmp_path / "batcher") == real

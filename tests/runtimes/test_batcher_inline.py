@@ -446,3 +446,91 @@ async def test_an_output_without_a_row_per_input_row_fails_its_caller(
         await batcher.close()
     np.testing.assert_array_equal(after["sum"], rows(1, 30.0).sum(axis=1))
     assert batcher.stats.failed_batches == 1
+
+
+# ---- run_now: the served model's first try, without submitting ----
+
+
+async def test_run_now_runs_an_idle_batchers_timed_size_at_once_and_declines_the_rest() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    loop_thread = threading.get_ident()
+    try:
+        assert batcher.run_now(rows(2, 0.0)) is None  # no run of 2 rows timed yet
+        await batcher.submit(rows(2, 0.0))  # timed, on the executor
+        out = batcher.run_now(rows(1, 10.0))
+        assert out is not None
+        np.testing.assert_array_equal(out["double"], rows(1, 10.0) * 2)
+        assert model.threads[-1] == loop_thread
+        assert batcher.run_now(rows(4, 0.0)) is None  # bigger than any timed run
+        assert batcher.run_now(np.zeros(3, dtype=np.float32)) is None  # not a matrix
+        queued = asyncio.ensure_future(batcher.submit(rows(8, 20.0)))  # untimed: queued
+        await asyncio.sleep(0)  # it is queued (or running): not idle
+        assert batcher.run_now(rows(1, 30.0)) is None
+        await queued
+    finally:
+        await batcher.close()
+    assert batcher.run_now(rows(1, 40.0)) is None  # closed
+    stats = batcher.stats
+    assert (stats.batches, stats.rows) == (3, 11)
+
+
+async def test_run_now_declines_a_call_whose_span_records_it() -> None:
+    """A recording span wants the batch's record (its id, size, wait): such a call submits."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    tracer = TracerProvider().get_tracer("test")
+    try:
+        await batcher.submit(rows(1, 0.0))
+        with tracer.start_as_current_span("request"):
+            assert batcher.run_now(rows(1, 1.0)) is None
+        assert batcher.run_now(rows(1, 1.0)) is not None
+    finally:
+        await batcher.close()
+
+
+async def test_run_now_reads_cpu_time_on_a_sizes_first_run_then_one_in_learn_every() -> None:
+    from runtimes.batcher import LEARN_EVERY
+
+    calls: list[tuple[int, float, list[float]]] = []
+    batcher = DynamicBatcher(
+        Recorder(),
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        inline_run_s=10.0,
+        on_batch=lambda n, run_s, waits: calls.append((n, run_s, waits)),
+    )
+    try:
+        await batcher.submit(rows(3, 0.0))  # timed on the executor: 3 rows may run inline
+        learned = batcher.loop_run_time._samples
+        assert batcher.run_now(rows(3, 0.0)) is not None  # the loop's first run of 3 rows
+        assert batcher.loop_run_time._samples == learned + 1
+        for i in range(2 * LEARN_EVERY):
+            assert batcher.run_now(rows(3, float(i))) is not None
+    finally:
+        await batcher.close()
+    assert batcher.loop_run_time._samples == learned + 3
+    # Every run is reported, timed, as a batch of its own that did not wait.
+    assert len(calls) == 2 + 2 * LEARN_EVERY
+    assert all(n == 3 and run_s > 0 and waits == [0.0] for n, run_s, waits in calls[1:])
+
+
+async def test_run_now_refuses_a_passed_deadline_and_counts_a_failed_model() -> None:
+    model = Recorder()
+    batcher = make(model, inline_run_s=10.0)
+    try:
+        await batcher.submit(rows(1, 0.0))
+        ran = len(model.sizes)
+        with pytest.raises(DeadlineExceeded, match="before the request was queued"):
+            batcher.run_now(rows(1, 0.0), deadline=time.monotonic() - 0.01)
+        assert len(model.sizes) == ran  # the model did not run
+        model.fail = True
+        with pytest.raises(ValueError, match="model blew up"):
+            batcher.run_now(rows(1, 0.0))
+    finally:
+        await batcher.close()
+    assert batcher.stats.expired == 1
+    assert batcher.stats.failed_batches == 1
