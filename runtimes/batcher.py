@@ -36,12 +36,19 @@ from typing import Any
 
 import numpy as np
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, SpanContext, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, SpanContext, Status, StatusCode, Tracer
 
 from runtimes.batch_timing import RunTimeModel
 from runtimes.batching_config import BatchingConfig
 from runtimes.errors import DeadlineExceeded, InvalidInput, ResourceExhausted, Unavailable
-from runtimes.tracing import LEAN, TraceDetail, batch_span, current_span_context, late_batch_span
+from runtimes.tracing import (
+    LEAN,
+    TraceDetail,
+    batch_span,
+    current_span_context,
+    late_batch_span,
+    record_batch_stats,
+)
 
 __all__ = ["BatchResult", "BatcherStats", "BatchingConfig", "DynamicBatcher", "OffQueueRun"]
 
@@ -288,25 +295,31 @@ class DynamicBatcher:
 
     def run_now(self, rows: np.ndarray, deadline: float | None = None) -> Outputs | None:
         """``rows``' outputs, run at once on the calling thread (the event loop's), when the
-        batcher is idle with nothing queued, the run is small enough for the loop
-        (``_fits_inline``) and no recording span wants the batch's record; otherwise None, and
-        the caller submits. A batch of one without the coroutines, request record, future and
-        result record of ``submit_with_stats``.
+        batcher is idle with nothing queued and the run is small enough for the loop
+        (``_fits_inline``); otherwise None, and the caller submits. A batch of one without the
+        coroutines, request record, future and result record of ``submit_with_stats``.
+
+        A recording span (a sampled request) gets here what ``submit_with_stats``'s caller
+        would put on it (``record_batch_stats``: the batch's id, size and a wait of 0), and a
+        run that turned out slow its late batch span, linked both ways. Full trace detail wants
+        every batch's span from its start: such a call submits.
 
         The run's CPU time (two ``thread_time`` system calls, whose after-effects on the
-        caches cost more than the calls) is read on a size's first runs on the loop and then
-        on one run in ``LEARN_EVERY``: enough for ``_fits_inline`` to follow the model
+        caches cost more than the calls) is read on a run bigger than any the loop has timed,
+        then on one run in ``LEARN_EVERY``: enough for ``_fits_inline`` to follow the model
         (docs/perf/2026-11-30-servicer-stages.md)."""
         if self._running or self._pending or self._closed or rows.ndim != 2:
             return None
         n = rows.shape[0]
+        span = trace.get_current_span()
+        recording = span.is_recording()
         # A size declined here is decided again by ``submit_with_stats``: in the band where the
         # loop is retried, that doubles the retries (one in LOOP_RETRY_EVERY / 2 decisions).
-        if n == 0 or trace.get_current_span().is_recording() or not self._fits_inline(n):
+        if n == 0 or (recording and self._trace_detail.full) or not self._fits_inline(n):
             return None
         if deadline is not None:
             self._refuse_if_late(deadline, time.monotonic())
-        next(self._batch_ids)
+        batch_id = next(self._batch_ids)
         on_batch = self._on_batch
         try:
             if n > self._largest_loop_timed or next(self._learn_turns) % LEARN_EVERY == 0:
@@ -314,7 +327,7 @@ class DynamicBatcher:
                 outputs, compute_s = _run_one(self._run_batch, rows, self._cpu_scale)
                 run_s = time.perf_counter() - started
                 self._learn(n, compute_s, on_loop=True)
-            elif on_batch is not None:
+            elif on_batch is not None or recording:
                 started = time.perf_counter()
                 outputs = _checked(self._run_batch(rows), n)
                 run_s = time.perf_counter() - started
@@ -328,7 +341,27 @@ class DynamicBatcher:
         stats.rows += n
         if on_batch is not None:
             on_batch(n, run_s, [0.0])  # it found the batcher idle: no wait
+        if recording:
+            self._record_run_now(span, batch_id, n, run_s)
         return outputs
+
+    def _record_run_now(self, span: Span, batch_id: int, n: int, run_s: float) -> None:
+        """What a sampled request's span gets from a ``run_now`` run: as ``_complete`` and the
+        served model give a batch of one that ran at once, without the request record."""
+        batch_context = None
+        if self._trace_detail.keeps_stage(run_s):
+            end_ns = time.time_ns()
+            batch_context = late_batch_span(
+                self._tracer,
+                [span.get_span_context()],
+                f"batch {self.name}",
+                start_ns=end_ns - round(run_s * 1e9),
+                end_ns=end_ns,
+                attributes={"leadgw.batch.id": batch_id, "leadgw.batch.size": n},
+            )
+        record_batch_stats(
+            span, queue_wait_s=0.0, batch_size=n, batch_id=batch_id, batch_context=batch_context
+        )
 
     def _run_alone(self, rows: np.ndarray, deadline: float | None) -> BatchResult:
         """A request of no sampled trace, run now on an idle batcher: what ``_admit``,

@@ -111,7 +111,7 @@ class ServedModel:
         self._in_flight += 1
         self.last_call = time.monotonic()
         try:
-            # An idle batcher runs a small untraced call at once, without a coroutine to await.
+            # An idle batcher runs a small call at once, without a coroutine to await.
             batcher = self._batcher
             outputs = None if batcher is None else batcher.run_now(features, deadline)
             if outputs is None:

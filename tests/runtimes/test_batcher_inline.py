@@ -7,12 +7,15 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtimes.batcher import LOOP_RETRY_EVERY, DynamicBatcher
 from runtimes.errors import DeadlineExceeded
+from runtimes.tracing import FULL, TraceDetail
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -475,18 +478,76 @@ async def test_run_now_runs_an_idle_batchers_timed_size_at_once_and_declines_the
     assert (stats.batches, stats.rows) == (3, 11)
 
 
-async def test_run_now_declines_a_call_whose_span_records_it() -> None:
-    """A recording span wants the batch's record (its id, size, wait): such a call submits."""
+def recorded_tracer() -> tuple[Any, InMemorySpanExporter]:
+    """A tracer of an SDK provider of its own, whose finished spans the exporter keeps."""
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    model = Recorder()
-    batcher = make(model, inline_run_s=10.0)
-    tracer = TracerProvider().get_tracer("test")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
+@pytest.mark.parametrize("slow", [False, True])
+async def test_run_now_gives_a_recording_span_the_batchs_record(slow: bool) -> None:
+    """A sampled request that finds the batcher idle runs at once too; its span gets the
+    batch's id, size and a wait of 0, and a slow run its late batch span, linked both ways."""
+    tracer, exporter = recorded_tracer()
+    batcher = DynamicBatcher(
+        Recorder(),
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        name="m/1",
+        inline_run_s=10.0,
+        trace_detail=TraceDetail(slow_s=0.0 if slow else 1e6),
+        tracer=tracer,
+    )
+    try:
+        await batcher.submit(rows(2, 0.0))  # timed
+        with tracer.start_as_current_span("request") as span:
+            out = batcher.run_now(rows(2, 1.0))
+            request_context = span.get_span_context()
+    finally:
+        await batcher.close()
+    assert out is not None
+    np.testing.assert_array_equal(out["sum"], rows(2, 1.0).sum(axis=1))
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    request = finished["request"]
+    assert request.attributes["leadgw.batch.size"] == 2
+    assert request.attributes["leadgw.batch.queue_wait_ms"] == 0.0
+    assert request.attributes["leadgw.batch.id"] == "2"  # the second batch
+    if not slow:
+        assert sorted(finished) == ["request"] and request.links == ()
+        return
+    batch = finished["batch m/1"]
+    assert batch.parent.span_id == request_context.span_id
+    assert [link.context.span_id for link in batch.links] == [request_context.span_id]
+    assert [link.context.span_id for link in request.links] == [batch.context.span_id]
+    assert batch.attributes["leadgw.batch.id"] == 2
+    assert batch.attributes["leadgw.batch.size"] == 2
+    assert batch.attributes["leadgw.batch.requests"] == 1
+    assert request.start_time <= batch.start_time <= batch.end_time <= request.end_time
+
+
+async def test_run_now_declines_a_recording_span_in_full_trace_detail() -> None:
+    """Full detail wants every batch's span from its start: such a call submits."""
+    tracer, _ = recorded_tracer()
+    batcher = DynamicBatcher(
+        Recorder(),
+        max_batch_size=64,
+        max_queue_delay_s=0.001,
+        max_queue_size=1024,
+        inline_run_s=10.0,
+        trace_detail=FULL,
+        tracer=tracer,
+    )
     try:
         await batcher.submit(rows(1, 0.0))
         with tracer.start_as_current_span("request"):
             assert batcher.run_now(rows(1, 1.0)) is None
-        assert batcher.run_now(rows(1, 1.0)) is not None
+        assert batcher.run_now(rows(1, 1.0)) is not None  # an untraced call runs
     finally:
         await batcher.close()
 
