@@ -13,6 +13,10 @@ comma-separated in ``--cut`` (the other arguments go to ``leadgw serve``):
   file (the servicers read the caller's tenant).
 - ``telemetry``: the chain without its telemetry wrapper (the server span and the RPC metric).
 - ``rate-limits``: the chain without its two rate-limit wrappers.
+- ``span-export``: sampled spans are still made, ended and queued for the export thread, which
+  hands them to an exporter that drops them: no encoding, no gRPC call to the collector (the
+  gateway's OTLP/gRPC exporter, ``WireOTLPSpanExporter``; meaningful with tracing on, through the
+  ``OTEL_*`` variables in the environment).
 
 Cuts inside the servicer (ScoreLeads' stages, for one request sent over and over: each replays
 what it gave the first time, so the rest of the call runs as it would):
@@ -33,7 +37,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CUTS = ("servicer", "chain", "telemetry", "rate-limits", "decode", "model", "batcher", "scores")
+CUTS = (
+    "servicer", "chain", "telemetry", "rate-limits", "span-export", "decode", "model", "batcher",
+    "scores",
+)  # fmt: skip
 # A wrapper of the chain, by the start of its __qualname__ (gateway/server.py builds the chain).
 _WRAPPERS = {
     "telemetry": ("_TelemetryInterceptor",),
@@ -97,6 +104,15 @@ def cut(stages: set[str]) -> None:
     import gateway.server as server
 
     _servicer_stages(stages)
+    if "span-export" in stages:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from gateway.telemetry import _otlp_wire
+
+        def drop(self: Any, spans: Any, *_args: Any, **_kwargs: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+        _otlp_wire.WireOTLPSpanExporter.export = drop  # type: ignore[method-assign]
 
     if "servicer" in stages:
         from gateway.lead_servicer import LeadServicer

@@ -6,6 +6,8 @@ run and report what they measured
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import runpy
 import subprocess
@@ -262,8 +264,11 @@ def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path) -> None:
     assert medians["B"] == f"{ROOT}, keys_file={keys} cut=chain,servicer"
 
 
-def _two_leads_scored_with_cuts(cuts: str, data_dir: Path) -> list[Any]:
-    """Two different leads, one ScoreLeads call each, through ``cut_stages_serve.py --cut``."""
+def _two_leads_scored_with_cuts(
+    cuts: str, data_dir: Path, env: dict[str, str] | None = None
+) -> list[Any]:
+    """Two different leads, one ScoreLeads call each, through ``cut_stages_serve.py --cut``
+    (with ``env`` added to the server's environment)."""
     import random
 
     import grpc
@@ -276,6 +281,7 @@ def _two_leads_scored_with_cuts(cuts: str, data_dir: Path) -> list[Any]:
         [sys.executable, "scripts/cut_stages_serve.py", "--cut", cuts, "--port", "0",
          "--workers", "1", "--data-dir", str(data_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     try:
         assert server.stdout is not None
@@ -323,3 +329,38 @@ def test_servicer_stages_cut_out_replay_what_they_gave_first(tmp_path: Path) -> 
     assert scores[1] == real[0]
 
     assert _two_leads_scored_with_cuts("batcher", tmp_path / "batcher") == real
+
+
+def _spans_exported_with_cuts(cuts: str, tmp_path: Path) -> int:
+    """Spans a discard collector received from a gateway with tracing at 100% and ``cuts`` cut
+    out, after two ScoreLeads calls and the gateway's shutdown (which flushes its spans)."""
+    counts = tmp_path / "counts.json"
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.discard_collector", "--counts", str(counts)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert collector.stdout is not None
+        address = re.search(r"listening on (\S+)", collector.stdout.readline())
+        assert address is not None
+        env = {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://{address.group(1)}",
+            "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
+            "OTEL_TRACES_SAMPLER": "always_on",
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+        answers = _two_leads_scored_with_cuts(cuts, tmp_path / "data", env)
+        assert [a.scores[0].lead_id for a in answers] == ["lead-0", "lead-1"]
+    finally:
+        collector.terminate()
+        collector.wait(timeout=30)
+    return int(json.loads(counts.read_text())["spans"])
+
+
+def test_span_export_cut_out_sends_no_span(tmp_path: Path) -> None:
+    """With tracing at 100%, the gateway's exporter sends each call's span to the collector; with
+    ``span-export`` cut it sends none (the calls are answered as before)."""
+    assert _spans_exported_with_cuts("", tmp_path / "uncut") >= 2
+    assert _spans_exported_with_cuts("span-export", tmp_path / "cut") == 0
