@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.root_sampling import NO_PARENT, RootSampling
 
 TRACER_NAME = "leadgw.gateway"
 
@@ -122,6 +123,8 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
         self._trace_keys = frozenset(propagate.get_global_textmap().fields)
         # A tracer that samples nothing (no exporter configured) need not even be asked.
         self._never_samples = getattr(tracer, "sampler", None) is ALWAYS_OFF
+        # A ratio sampler is asked about a call without trace context before its span is made.
+        self._roots = RootSampling.of(tracer)
         # No-op instruments (no reader) are not called at all: one call less per RPC.
         self._metrics = metrics if metrics is not None and metrics.recording else None
         self._untraced = untraced
@@ -155,10 +158,12 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
         )
         tracer, metrics = self._tracer, self._metrics
-        trace_keys, never_samples = self._trace_keys, self._never_samples
+        trace_keys, never_samples, roots = self._trace_keys, self._never_samples, self._roots
         return _traced_handler(
             handler,
-            lambda context: _RpcScope(tracer, metrics, info, context, trace_keys, never_samples),
+            lambda context: _RpcScope(
+                tracer, metrics, info, context, trace_keys, never_samples, roots
+            ),
         )
 
 
@@ -230,11 +235,11 @@ class _RpcScope:
     client will see, records it, ends the span and counts the RPC.
 
     A call whose metadata has none of ``trace_keys`` (no trace context) and whose span is not
-    sampled runs with no span current, as outside any request; with ``never_samples`` no span
-    is started for it at all."""
+    sampled runs with no span current, as outside any request; with ``never_samples``, or when
+    ``roots`` (a ratio sampler asked ahead) drops it, no span is started for it at all."""
 
     __slots__ = (
-        "_context", "_info", "_metrics", "_never_samples", "_span", "_start", "_token",
+        "_context", "_info", "_metrics", "_never_samples", "_roots", "_span", "_start", "_token",
         "_trace_keys", "_tracer",
     )  # fmt: skip
     _span: Span | None
@@ -247,6 +252,7 @@ class _RpcScope:
         context: grpc.aio.ServicerContext,
         trace_keys: frozenset[str] = frozenset(),
         never_samples: bool = False,
+        roots: RootSampling | None = None,
     ) -> None:
         self._tracer = tracer
         self._metrics = metrics
@@ -254,6 +260,7 @@ class _RpcScope:
         self._context = context
         self._trace_keys = trace_keys
         self._never_samples = never_samples
+        self._roots = roots
 
     def __enter__(self) -> Span:
         self._start = time.perf_counter()
@@ -261,15 +268,21 @@ class _RpcScope:
         metadata = context.invocation_metadata() or ()
         trace_keys = self._trace_keys
         untraced = not any(key in trace_keys for key, _ in metadata)
-        if untraced and self._never_samples:
+        roots, trace_id = self._roots, None
+        if not untraced:
+            parent = propagate.extract(metadata, getter=_GETTER)
+        elif self._never_samples or (
+            roots is not None and (trace_id := roots.sampled_trace_id(self._info.name)) is None
+        ):
             self._span = None
             return trace.INVALID_SPAN
-        parent = propagate.extract(metadata, getter=_GETTER)
+        else:
+            parent = NO_PARENT  # no trace context: nothing to extract
+        attributes = self._info.span_attributes(context.peer())
+        if trace_id is not None and roots is not None:
+            roots.stage(trace_id)  # the id the sampler said yes to, for the span made next
         span = self._tracer.start_span(
-            self._info.name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=self._info.span_attributes(context.peer()),
+            self._info.name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         if untraced and not span.is_recording():
             self._span = None  # not recorded, and no caller's context to carry: nothing to end
