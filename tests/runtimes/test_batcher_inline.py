@@ -489,21 +489,26 @@ def recorded_tracer() -> tuple[Any, InMemorySpanExporter]:
     return provider.get_tracer("test"), exporter
 
 
-@pytest.mark.parametrize("slow", [False, True])
-async def test_run_now_gives_a_recording_span_the_batchs_record(slow: bool) -> None:
-    """A sampled request that finds the batcher idle runs at once too; its span gets the
-    batch's id, size and a wait of 0, and a slow run its late batch span, linked both ways."""
-    tracer, exporter = recorded_tracer()
-    batcher = DynamicBatcher(
+def traced(detail: TraceDetail, tracer: Any) -> DynamicBatcher:
+    """A batcher "m/1" that runs timed sizes inline, with its spans from ``tracer``."""
+    return DynamicBatcher(
         Recorder(),
         max_batch_size=64,
         max_queue_delay_s=0.001,
         max_queue_size=1024,
         name="m/1",
         inline_run_s=10.0,
-        trace_detail=TraceDetail(slow_s=0.0 if slow else 1e6),
+        trace_detail=detail,
         tracer=tracer,
     )
+
+
+@pytest.mark.parametrize("slow", [False, True])
+async def test_run_now_gives_a_recording_span_the_batchs_record(slow: bool) -> None:
+    """A sampled request that finds the batcher idle runs at once too; its span gets the
+    batch's id, size and a wait of 0, and a slow run its late batch span, linked both ways."""
+    tracer, exporter = recorded_tracer()
+    batcher = traced(TraceDetail(slow_s=0.0 if slow else 1e6), tracer)
     try:
         await batcher.submit(rows(2, 0.0))  # timed
         with tracer.start_as_current_span("request") as span:
@@ -534,15 +539,7 @@ async def test_run_now_gives_a_recording_span_the_batchs_record(slow: bool) -> N
 async def test_run_now_declines_a_recording_span_in_full_trace_detail() -> None:
     """Full detail wants every batch's span from its start: such a call submits."""
     tracer, _ = recorded_tracer()
-    batcher = DynamicBatcher(
-        Recorder(),
-        max_batch_size=64,
-        max_queue_delay_s=0.001,
-        max_queue_size=1024,
-        inline_run_s=10.0,
-        trace_detail=FULL,
-        tracer=tracer,
-    )
+    batcher = traced(FULL, tracer)
     try:
         await batcher.submit(rows(1, 0.0))
         with tracer.start_as_current_span("request"):
