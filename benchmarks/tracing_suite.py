@@ -3,8 +3,9 @@
 Each level gets a gateway of its own (the sampler is read at start-up): ``off`` is the gateway's
 default (no span exporter, nothing sampled); a ratio exports with the real OTLP/gRPC exporter,
 ``parentbased_traceidratio``, to a discard collector the bench starts. Levels run in turn, and
-with ``rounds`` > 1 the whole sequence repeats, so a drift of the machine over the run falls on
-every level alike. Throughput is compared as the mean ok req/s of a level over the ``off`` mean.
+with ``rounds`` > 1 the sequence repeats, each round starting one level later (``round_order``),
+so a drift of the machine within a round falls on every level alike instead of always on the
+last. Throughput is compared as the mean ok req/s of a level over the ``off`` mean.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def label(level: str) -> str:
 
 def cost_interval(level_rps: list[float], off_rps: list[float]) -> tuple[float, float] | None:
     """The 90% confidence interval of the mean cost (1 - level/off) over paired rounds: each
-    round's level ran right after its own tracing-off run, so the drift of the machine between
-    rounds cancels in the pair. None with fewer than two rounds."""
+    round's level ran within a few seconds of its own tracing-off run, so the drift of the
+    machine between rounds cancels in the pair. None with fewer than two rounds."""
     costs = [1 - a / b for a, b in zip(level_rps, off_rps, strict=True) if b > 0]
     n = len(costs)
     if n < 2:
@@ -94,6 +95,14 @@ def cost_interval(level_rps: list[float], off_rps: list[float]) -> tuple[float, 
     sd = (sum((c - mean) ** 2 for c in costs) / (n - 1)) ** 0.5
     half = t90(n - 1) * sd / n**0.5
     return mean - half, mean + half
+
+
+def round_order(levels: tuple[str, ...], round_no: int) -> tuple[str, ...]:
+    """The levels in the order round ``round_no`` (from 1) runs them: rotated by one a round.
+    With a fixed order the last level always ran latest in its round, where a machine that
+    slows over a round (as this one often does) charges it a cost that is not tracing's."""
+    shift = (round_no - 1) % len(levels)
+    return levels[shift:] + levels[:shift]
 
 
 def tracing_env(level: str, collector: str | None) -> dict[str, str]:
@@ -205,7 +214,7 @@ def run_tracing(
     all_runs: list[RunResult] = []
     exit_codes: dict[str, int | None] = {}
     for round_no in range(1, rounds + 1):
-        for level in levels:
+        for level in round_order(levels, round_no):
             try:
                 runs, counts, codes = _one_level(config, level, round_no, targets, progress)
             except ServerStartError as exc:

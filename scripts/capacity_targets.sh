@@ -81,5 +81,5 @@ if [[ -n $floor_rps ]]; then
 else
     echo "o25: skipped, the sweep found no passing rate for the floor" | tee -a "$out/runs.txt" >&2
 fi
-run tracing --targets scoreleads --tracing off,0.01,1.0 --tracing-rounds 3 --duration 8 --channels 8
+run tracing --targets scoreleads,modelinfer --tracing off,0.01,1.0 --tracing-rounds 3 --duration 8 --channels 8
 echo "done: $out" >&2

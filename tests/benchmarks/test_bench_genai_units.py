@@ -20,7 +20,7 @@ from benchmarks.results import CpuUse, RunResult
 from benchmarks.summary_client import HoldCounts
 from benchmarks.summary_suite import SummaryPlan, pooled_p99_ms, within_target
 from benchmarks.summary_suite import _result as _summary_result
-from benchmarks.tracing_suite import cost_interval, parse_levels, tracing_env
+from benchmarks.tracing_suite import cost_interval, parse_levels, round_order, tracing_env
 
 
 def test_parse_levels_adds_off_first_and_normalises() -> None:
@@ -38,6 +38,16 @@ def test_a_full_level_runs_a_gateway_with_every_span(monkeypatch) -> None:
     full = tracing_env("1/full", "127.0.0.1:4317")
     assert full["LEADGW_TRACE_DETAIL"] == "full"
     assert full["OTEL_TRACES_SAMPLER_ARG"] == "1"
+
+
+def test_each_round_starts_one_level_later() -> None:
+    """Over as many rounds as levels, every level runs once in each place of a round."""
+    levels = ("off", "0.01", "1")
+    orders = [round_order(levels, n) for n in range(1, 7)]
+    assert orders[:3] == [("off", "0.01", "1"), ("0.01", "1", "off"), ("1", "off", "0.01")]
+    assert orders[3:] == orders[:3]
+    for place in range(3):
+        assert sorted(order[place] for order in orders[:3]) == sorted(levels)
 
 
 def test_cost_interval_is_paired_by_round() -> None:
