@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind
 from gateway.telemetry import interceptor
 from gateway.telemetry._otlp_wire import ExportRequestEncoder, WireOTLPSpanExporter
 from gateway.telemetry.logs import TraceContextFilter
+from gateway.telemetry.root_spans import RootSpans
 from runtimes.tracing import record_batch_stats
 
 PEER = "ipv4:127.0.0.1:52144"
@@ -121,16 +122,23 @@ class _Context:
         return 1.0
 
 
-def whole_scope(tracer: trace.Tracer) -> Callable[[Any], None]:
-    """One RPC's ``_RpcScope``, entered and left as the interceptor does (no metrics)."""
+def whole_scope(tracer: trace.Tracer, roots: RootSpans | None = None) -> Callable[[Any], None]:
+    """One RPC's ``_RpcScope``, entered and left as the interceptor does (no metrics); with
+    ``roots``, its server span made by them (the gateway's way for the SDK's own samplers)."""
     service, method = NAME.split("/")
     info = interceptor._Method(
-        name=NAME, service=service, method=method, attributes=dict(METHOD_ATTRIBUTES)
+        name=NAME,
+        service=service,
+        method=method,
+        attributes=dict(METHOD_ATTRIBUTES),
+        clean=dict if roots is None else roots.clean,
     )
     context = _Context()
+    trace_keys = frozenset(propagate.get_global_textmap().fields)
 
     def call(_: Any) -> None:
-        with interceptor._RpcScope(tracer, None, info, context):  # type: ignore[arg-type]
+        scope = interceptor._RpcScope(tracer, None, info, context, trace_keys, roots=roots)  # type: ignore[arg-type]
+        with scope:
             pass
 
     return call
@@ -150,6 +158,10 @@ def loop_steps(n: int, reps: int) -> dict[str, float]:
     out["whole server span (_RpcScope enter + exit), sampled, batch processor"] = per_call_us(
         whole_scope(batched), lambda: _clear_every(queue, 4 * n), n, reps
     )
+    roots = RootSpans.of(batched)
+    out["whole server span, sampled, batch processor, made by RootSpans"] = per_call_us(
+        whole_scope(batched, roots), lambda: _clear_every(queue, 4 * n), n, reps
+    )
     out["extract (no traceparent; same when off)"] = per_call_us(
         lambda _: propagate.extract(METADATA, getter=getter), lambda: None, n, reps
     )
@@ -158,6 +170,14 @@ def loop_steps(n: int, reps: int) -> dict[str, float]:
     )
     out["start_span, sampled (3 method attributes)"] = per_call_us(
         lambda _: started(on), lambda: None, n, reps
+    )
+    assert roots is not None
+    all_attributes = roots.clean({**METHOD_ATTRIBUTES, **interceptor._peer_attributes(PEER)})
+    out["RootSpans.start, sampled (3 method + 2 peer attributes, cleaned once)"] = per_call_us(
+        lambda _: roots.start(NAME, roots.sampled_trace_id(NAME) or 1, all_attributes),
+        lambda: None,
+        n,
+        reps,
     )
     out["start_span, sampled, no attributes"] = per_call_us(
         lambda _: on.start_span(NAME, context=otel_context.Context(), kind=SpanKind.SERVER),

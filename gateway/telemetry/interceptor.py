@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.root_sampling import NO_PARENT, RootSampling
+from gateway.telemetry.root_spans import NO_PARENT, RootSpans
 
 TRACER_NAME = "leadgw.gateway"
 
@@ -97,9 +97,11 @@ class _Method:
     service: str
     method: str
     attributes: dict[str, str]
-    by_peer: dict[str, dict[str, str | int]] = field(default_factory=dict)
+    # How the span's attributes are kept: cleaned once here when a RootSpans will take them.
+    clean: Callable[[dict[str, str | int]], dict[str, Any]] = dict
+    by_peer: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def span_attributes(self, peer: str) -> dict[str, str | int]:
+    def span_attributes(self, peer: str) -> dict[str, Any]:
         """The server span's attributes for a call from ``peer``: the method's and the peer's,
         built once per peer. Given to ``start_span`` whole, so that a sampler sees them all and
         the SDK cleans one mapping instead of a second one under the span's lock after the
@@ -108,7 +110,7 @@ class _Method:
         if attributes is None:
             if len(self.by_peer) >= _MAX_PEERS:
                 self.by_peer.clear()
-            attributes = {**self.attributes, **_peer_attributes(peer)}
+            attributes = self.clean({**self.attributes, **_peer_attributes(peer)})
             self.by_peer[peer] = attributes
         return attributes
 
@@ -123,8 +125,9 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
         self._trace_keys = frozenset(propagate.get_global_textmap().fields)
         # A tracer that samples nothing (no exporter configured) need not even be asked.
         self._never_samples = getattr(tracer, "sampler", None) is ALWAYS_OFF
-        # A ratio sampler is asked about a call without trace context before its span is made.
-        self._roots = RootSampling.of(tracer)
+        # A call without trace context is decided by its trace id before any span is made, and
+        # a sampled one's span made directly, when the sampler is one of the SDK's that allow it.
+        self._roots = RootSpans.of(tracer)
         # No-op instruments (no reader) are not called at all: one call less per RPC.
         self._metrics = metrics if metrics is not None and metrics.recording else None
         self._untraced = untraced
@@ -156,6 +159,7 @@ class _TelemetryInterceptor(grpc.aio.ServerInterceptor):
             service=service,
             method=method,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+            clean=dict if self._roots is None else self._roots.clean,
         )
         tracer, metrics = self._tracer, self._metrics
         trace_keys, never_samples, roots = self._trace_keys, self._never_samples, self._roots
@@ -236,7 +240,8 @@ class _RpcScope:
 
     A call whose metadata has none of ``trace_keys`` (no trace context) and whose span is not
     sampled runs with no span current, as outside any request; with ``never_samples``, or when
-    ``roots`` (a ratio sampler asked ahead) drops it, no span is started for it at all."""
+    ``roots`` drops it, no span is started for it at all, and when ``roots`` samples it, its
+    span is ``roots``' own."""
 
     __slots__ = (
         "_context", "_info", "_metrics", "_never_samples", "_roots", "_span", "_start", "_token",
@@ -252,7 +257,7 @@ class _RpcScope:
         context: grpc.aio.ServicerContext,
         trace_keys: frozenset[str] = frozenset(),
         never_samples: bool = False,
-        roots: RootSampling | None = None,
+        roots: RootSpans | None = None,
     ) -> None:
         self._tracer = tracer
         self._metrics = metrics
@@ -268,19 +273,24 @@ class _RpcScope:
         metadata = context.invocation_metadata() or ()
         trace_keys = self._trace_keys
         untraced = not any(key in trace_keys for key, _ in metadata)
-        roots, trace_id = self._roots, None
+        roots = self._roots
         if not untraced:
             parent = propagate.extract(metadata, getter=_GETTER)
-        elif self._never_samples or (
-            roots is not None and (trace_id := roots.sampled_trace_id(self._info.name)) is None
-        ):
+        elif self._never_samples:
             self._span = None
             return trace.INVALID_SPAN
+        elif roots is not None:
+            trace_id = roots.sampled_trace_id(self._info.name)
+            if trace_id is None:  # dropped: no span at all, as with tracing off
+                self._span = None
+                return trace.INVALID_SPAN
+            attributes = self._info.span_attributes(context.peer())
+            root = self._span = roots.start(self._info.name, trace_id, attributes)
+            self._token = otel_context.attach(trace.set_span_in_context(root, NO_PARENT))
+            return root
         else:
             parent = NO_PARENT  # no trace context: nothing to extract
         attributes = self._info.span_attributes(context.peer())
-        if trace_id is not None and roots is not None:
-            roots.stage(trace_id)  # the id the sampler said yes to, for the span made next
         span = self._tracer.start_span(
             self._info.name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )

@@ -25,7 +25,6 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from gateway.telemetry import _exporters
 from gateway.telemetry._prometheus import PrometheusEndpoint
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.root_sampling import DrawnTraceIds
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +81,7 @@ class Telemetry:
         resource = _resource(service_name_default)
         # sampler=None: the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself.
         sampler = None if exporters else ALWAYS_OFF
-        # Ids drawn ahead: a ratio sampler decides a call without trace context before its span
-        # is made (gateway/telemetry/root_sampling.py).
-        tracer_provider = TracerProvider(
-            resource=resource, sampler=sampler, id_generator=DrawnTraceIds()
-        )
+        tracer_provider = TracerProvider(resource=resource, sampler=sampler)
         for exporter in exporters:
             tracer_provider.add_span_processor(span_processor(exporter))
         all_readers = readers if prometheus is None else [*readers, prometheus.reader]
