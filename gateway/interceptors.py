@@ -57,22 +57,26 @@ def rewrap(
     wrap_unary_behavior: Callable[[Behavior], Behavior],
     wrap_stream_behavior: Callable[[Behavior], Behavior],
     request_deserializer: Any = _KEEP,
+    response_serializer: Any = _KEEP,
 ) -> Handler:
     """The handler with its behaviour wrapped (unary or server-streaming; others unchanged)."""
     deserializer = (
         handler.request_deserializer if request_deserializer is _KEEP else request_deserializer
     )
+    serializer = (
+        handler.response_serializer if response_serializer is _KEEP else response_serializer
+    )
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             wrap_unary_behavior(handler.unary_unary),
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             wrap_stream_behavior(handler.unary_stream),
             request_deserializer=deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=serializer,
         )
     return handler  # client- and bidi-streaming: leadgw serves none
 
@@ -86,11 +90,19 @@ def request_decoding(path: str, handler: Handler) -> Handler:
     """Parses the request inside the handler rather than in grpc's deserializer, so that bytes
     that are no message of the method's type get INVALID_ARGUMENT naming that type: grpc.aio
     answers a deserializer's exception with UNKNOWN and the parser's text. Innermost, inside
-    error mapping."""
+    error mapping.
+
+    Its serializer passes through an answer that is already bytes: a servicer may encode an
+    answer itself where that is cheaper than building the message (``oip_codec.encode_response``).
+    """
     parse = handler.request_deserializer
     if parse is None:
         return handler
     message = _request_message_name(path)
+    serialize = handler.response_serializer
+
+    def encode(response: Any) -> bytes:
+        return response if response.__class__ is bytes else serialize(response)
 
     def decode(raw: bytes) -> Any:
         try:
@@ -111,7 +123,13 @@ def request_decoding(path: str, handler: Handler) -> Handler:
 
         return decoded
 
-    return rewrap(handler, unary, stream, request_deserializer=None)
+    return rewrap(
+        handler,
+        unary,
+        stream,
+        request_deserializer=None,
+        response_serializer=None if serialize is None else encode,
+    )
 
 
 def _request_message_name(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,29 +34,36 @@ _TYPED_FIELDS = (
 
 
 def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.ndarray:
-    """The request's single input as float32 [rows, width]; raw bytes are used without copying."""
+    """The request's single input as float32 [rows, width]; raw bytes are used without copying.
+
+    Every read of a field makes a Python wrapper of upb's message (0.2-0.6 µs each in a loop,
+    more in a live server): each field is read once, and the messages of errors are made only
+    for an error."""
     expected = served.config.input_name
-    if len(request.inputs) != 1:
-        got = [t.name for t in request.inputs]
+    inputs = request.inputs
+    if len(inputs) != 1:
+        got = [t.name for t in inputs]
         raise InvalidInput(f"model '{served.name}' takes one input '{expected}'; got {got}")
-    tensor = request.inputs[0]
-    where = f"tensor '{tensor.name}'"
-    if tensor.name != expected:
+    tensor = inputs[0]
+    name = tensor.name
+    if name != expected:
         raise InvalidInput(
-            f"{where}: model '{served.name}' has no such input; it takes '{expected}'"
+            f"tensor '{name}': model '{served.name}' has no such input; it takes '{expected}'"
         )
-    if tensor.datatype != FP32:
-        kind = "unsupported" if tensor.datatype not in KNOWN_DATATYPES else "not accepted"
+    datatype = tensor.datatype
+    if datatype != FP32:
+        kind = "unsupported" if datatype not in KNOWN_DATATYPES else "not accepted"
         raise InvalidInput(
-            f"{where}: datatype '{tensor.datatype}' is {kind}; model '{served.name}' takes FP32"
+            f"tensor '{name}': datatype '{datatype}' is {kind}; model '{served.name}' takes FP32"
         )
     shape = tuple(tensor.shape)
     if len(shape) != 2 or shape[1] != served.width or shape[0] < 1:
         raise InvalidInput(
-            f"{where}: shape {list(shape)} does not match the model's [-1, {served.width}]"
+            f"tensor '{name}': shape {list(shape)} does not match the model's [-1, {served.width}]"
         )
     count = shape[0] * shape[1]
-    if request.raw_input_contents:
+    raws = request.raw_input_contents
+    if raws:
         # Unset contents (as every raw request sends them) hold no values: skip reading each of
         # its eight fields, ~5 µs of a batch-1 request.
         typed = (
@@ -66,36 +74,37 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         if typed:
             # Triton refuses this too: which of the two should count is anyone's guess.
             raise InvalidInput(
-                f"{where}: contents ({typed[0]}) must not be set when the request carries "
-                "raw_input_contents; send one or the other"
+                f"tensor '{name}': contents ({typed[0]}) must not be set when the request "
+                "carries raw_input_contents; send one or the other"
             )
-        if len(request.raw_input_contents) != 1:
-            raise InvalidInput(
-                f"request has {len(request.raw_input_contents)} raw_input_contents for 1 input"
-            )
-        raw = request.raw_input_contents[0]
+        if len(raws) != 1:
+            raise InvalidInput(f"request has {len(raws)} raw_input_contents for 1 input")
+        raw = raws[0]
         if len(raw) != count * 4:
             raise InvalidInput(
-                f"{where}: raw contents are {len(raw)} bytes; shape {list(shape)} of FP32 "
-                f"needs {count * 4}"
+                f"tensor '{name}': raw contents are {len(raw)} bytes; shape {list(shape)} of "
+                f"FP32 needs {count * 4}"
             )
-        features = np.frombuffer(raw, dtype="<f4").reshape(shape)
+        features = np.frombuffer(raw, _LITTLE_F4).reshape(shape)
     else:
         contents = tensor.contents
         for field in _TYPED_FIELDS:
             if len(getattr(contents, field)):
-                raise InvalidInput(f"{where}: datatype FP32 expects fp32_contents, got {field}")
-        if len(contents.fp32_contents) != count:
+                raise InvalidInput(
+                    f"tensor '{name}': datatype FP32 expects fp32_contents, got {field}"
+                )
+        values = contents.fp32_contents
+        if len(values) != count:
             raise InvalidInput(
-                f"{where}: {len(contents.fp32_contents)} fp32_contents for shape "
+                f"tensor '{name}': {len(values)} fp32_contents for shape "
                 f"{list(shape)} ({count} values)"
             )
-        features = np.asarray(contents.fp32_contents, dtype=np.float32).reshape(shape)
-    _check_finite(features, where, served)
+        features = np.asarray(values, dtype=np.float32).reshape(shape)
+    _check_finite(features, name, served)
     return features
 
 
-def _check_finite(features: np.ndarray, where: str, served: ServedModel) -> None:
+def _check_finite(features: np.ndarray, name: str, served: ServedModel) -> None:
     if features.size <= _SMALL_CHECK_VALUES:
         # float32 values summed as Python floats (float64) cannot overflow: the sum is finite
         # exactly when every value is (a NaN or an infinity makes it NaN or infinite).
@@ -106,7 +115,7 @@ def _check_finite(features: np.ndarray, where: str, served: ServedModel) -> None
     finite = np.isfinite(features)
     row, col = (int(i) for i in np.argwhere(~finite)[0])
     raise InvalidInput(
-        f"{where}: row {row}, column {col} ('{served.schema.names[col]}') is "
+        f"tensor '{name}': row {row}, column {col} ('{served.schema.names[col]}') is "
         f"{features[row, col]}; values must be finite"
     )
 
@@ -129,17 +138,65 @@ def encode_response(
     served: ServedModel,
     outputs: dict[str, np.ndarray],
     names: list[str],
-) -> pb.ModelInferResponse:
-    """Raw output bytes when the request came raw (as tritonclient sends); typed otherwise."""
+) -> pb.ModelInferResponse | bytes:
+    """Raw output bytes when the request came raw (as tritonclient sends); typed otherwise.
+
+    A raw answer is returned as its wire bytes, which the method's serializer passes through
+    (``gateway.interceptors.request_decoding``): everything in it but the id and the outputs'
+    bytes is the same for every answer of a model version with the same outputs and shapes, so
+    that part is encoded once (``_answer_head``) and the rest appended as fields. A protobuf
+    parser reads fields in any order and appends repeated ones, so the bytes parse to the
+    message the typed path would build with raw contents: 17 -> 8 µs a batch-1 answer, encoded,
+    in a loop."""
+    if request.raw_input_contents:
+        return _raw_answer(request.id, served, [outputs[name] for name in names], names)
     response = pb.ModelInferResponse(
         model_name=served.name, model_version=served.version, id=request.id
     )
-    raw = bool(request.raw_input_contents)
     for name in names:
         array = np.ascontiguousarray(outputs[name], dtype=_LITTLE_F4)
         tensor = response.outputs.add(name=name, datatype=FP32, shape=array.shape)
-        if raw:
-            response.raw_output_contents.append(array.tobytes())
-        else:
-            tensor.contents.fp32_contents.extend(array.ravel().tolist())
+        tensor.contents.fp32_contents.extend(array.ravel().tolist())
     return response
+
+
+_ID_TAG = b"\x1a"  # ModelInferResponse.id: field 3, length-delimited
+_RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse.raw_output_contents: field 6, length-delimited
+
+
+def _raw_answer(
+    request_id: str, served: ServedModel, arrays: list[np.ndarray], names: list[str]
+) -> bytes:
+    shapes = tuple([(name, array.shape) for name, array in zip(names, arrays, strict=True)])
+    parts = [_answer_head(served.name, served.version, shapes)]
+    if request_id:
+        parts.append(_length_delimited(_ID_TAG, request_id.encode()))
+    for array in arrays:
+        if array.dtype != _LITTLE_F4:
+            array = array.astype(_LITTLE_F4)
+        # tobytes() gives C order whatever the array's layout.
+        parts.append(_length_delimited(_RAW_OUTPUT_TAG, array.tobytes()))
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_head(
+    model_name: str, model_version: str, shapes: tuple[tuple[str, tuple[int, ...]], ...]
+) -> bytes:
+    """A raw answer's model name and version and its outputs' names, datatypes and shapes."""
+    head = pb.ModelInferResponse(model_name=model_name, model_version=model_version)
+    for name, shape in shapes:
+        head.outputs.add(name=name, datatype=FP32, shape=shape)
+    return head.SerializeToString()
+
+
+def _length_delimited(tag: bytes, data: bytes) -> bytes:
+    size = len(data)
+    if size < 0x80:
+        return tag + bytes((size,)) + data
+    varint = bytearray()
+    while size > 0x7F:
+        varint.append(size & 0x7F | 0x80)
+        size >>= 7
+    varint.append(size)
+    return tag + bytes(varint) + data

@@ -103,7 +103,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
+    ) -> pb.ModelInferResponse | bytes:
+        """A raw request's answer comes back as its wire bytes (``oip_codec.encode_response``)."""
         served = self._repository.get(request.model_name, request.model_version or None)
         if not request.model_version and request.id:
             # A canary: the request's id stands for the lead (OIP requests carry no lead ids).

@@ -51,7 +51,6 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
     oip_request = oip.ModelInferRequest.FromString(oip_wire)
     matrix = oip_codec.decode_features(oip_request, served)
     names = oip_codec.requested_outputs(oip_request, served)
-    oip_response = oip_codec.encode_response(oip_request, served, outputs, names)
     return {
         "parse": lambda: pb.ScoreLeadsRequest.FromString(wire),
         "decode columns": lambda: lead_codec.lead_columns_from_pb(request.columns),
@@ -67,10 +66,10 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
         "ModelInfer: parse": lambda: oip.ModelInferRequest.FromString(oip_wire),
         "ModelInfer: decode": lambda: oip_codec.decode_features(oip_request, served),
         "ModelInfer: onnx run": lambda: served.session.run(matrix),
-        "ModelInfer: answer message": lambda: oip_codec.encode_response(
+        # A raw request's answer is encoded to its wire bytes here: no serialising after it.
+        "ModelInfer: answer, encoded": lambda: oip_codec.encode_response(
             oip_request, served, outputs, names
         ),
-        "ModelInfer: serialise": oip_response.SerializeToString,
     }
 
 
