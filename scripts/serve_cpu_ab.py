@@ -32,7 +32,9 @@ telemetry wrapper costs a ScoreLeads call::
     python scripts/serve_cpu_ab.py . . --request leads-1 --cut-b telemetry
 
 ``--api-key KEY`` sends ``authorization: Bearer KEY`` with every call, for servers given a keys
-file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both).
+file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both). ``--traceparent
+HEADER`` sends a caller's W3C trace context with every call (with tracing on through the
+``OTEL_*`` environment, which both servers inherit).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class _Side:
         tree: Path,
         method: str,
         settings: dict[str, str] | None = None,
-        api_key: str | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
         cut: str = "",
     ) -> None:
         self._data = tempfile.TemporaryDirectory(prefix="leadgw-cpu-ab-")
@@ -139,7 +141,7 @@ class _Side:
             self.close()
             raise
         self._rpc: Callable[..., bytes] = self._channel.unary_unary(method)
-        self._metadata = () if api_key is None else (("authorization", f"Bearer {api_key}"),)
+        self._metadata = metadata
         self.cpu_ns = 0
         self.latencies: list[float] = []
 
@@ -177,13 +179,13 @@ def one_round(
     calls: int,
     warmup: int,
     settings: dict[str, str] | None = None,
-    api_key: str | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
     cut: str = "",
 ) -> tuple[float, float]:
     """(server CPU µs per call, p50 µs) of ``calls`` calls to a fresh server from ``tree``,
     given ``settings`` (setting name → value) in its environment, with the stages in ``cut``
     cut out (``scripts/cut_stages_serve.py``)."""
-    side = _Side(tree, method, settings, api_key, cut)
+    side = _Side(tree, method, settings, metadata, cut)
     try:
         side.warm(payload, warmup)
         time.sleep(0.2)
@@ -210,7 +212,7 @@ def interleaved_round(
     calls: int,
     warmup: int,
     blocks: int,
-    api_key: str | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, tuple[float, float]]:
     """Both sides' servers at once (``sides``: name → tree, settings, cut), their ``calls``
     calls each made in ``blocks`` blocks taken in turn (A B, B A, ...), so that what the
@@ -218,7 +220,7 @@ def interleaved_round(
     started: dict[str, _Side] = {}
     try:
         for name, (tree, settings, cut) in sides.items():
-            started[name] = _Side(tree, method, settings, api_key, cut)
+            started[name] = _Side(tree, method, settings, metadata, cut)
         for side in started.values():
             side.warm(payload, warmup)
         time.sleep(0.2)
@@ -283,7 +285,17 @@ def main() -> int:
             f"{', '.join(CUTS)} (scripts/cut_stages_serve.py)",
         )  # fmt: skip
     parser.add_argument("--api-key", help="sent as 'authorization: Bearer KEY' with every call")
+    parser.add_argument(
+        "--traceparent", metavar="HEADER",
+        help="a W3C traceparent sent with every call (a caller that traces its own calls), "
+        "e.g. 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )  # fmt: skip
     args = parser.parse_args()
+    metadata: tuple[tuple[str, str], ...] = ()
+    if args.api_key is not None:
+        metadata += (("authorization", f"Bearer {args.api_key}"),)
+    if args.traceparent is not None:
+        metadata += (("traceparent", args.traceparent),)
     if args.blocks < 1 or args.calls < 1:
         parser.error("--blocks and --calls: at least 1")
     cuts = {"A": args.cut_a, "B": args.cut_b}
@@ -308,14 +320,14 @@ def main() -> int:
         if args.blocks > 1:
             round_results = interleaved_round(
                 {name: sides[name] for name in order}, method, payload, args.calls, args.warmup,
-                args.blocks, args.api_key,
+                args.blocks, metadata,
             )  # fmt: skip
         else:
             round_results = {}
             for name in order:
                 tree, given, cut = sides[name]
                 round_results[name] = one_round(
-                    tree, method, payload, args.calls, args.warmup, given, args.api_key, cut
+                    tree, method, payload, args.calls, args.warmup, given, metadata, cut
                 )
                 _print_round(r, name, round_results[name])
         for name in order:

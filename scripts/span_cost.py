@@ -43,6 +43,10 @@ from runtimes.tracing import record_batch_stats
 PEER = "ipv4:127.0.0.1:52144"
 # What grpc.aio hands the interceptor for a bench request: no traceparent.
 METADATA = (("user-agent", "grpc-python/1.85.3 grpc-c/52.0.0 (linux; chttp2)"),)
+# A request from a caller that traces its own calls (W3C trace context), sampled and not.
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-"
+METADATA_SAMPLED_CALLER = (("traceparent", CALLER + "01"), *METADATA)
+METADATA_UNSAMPLED_CALLER = (("traceparent", CALLER + "00"), *METADATA)
 METHOD_ATTRIBUTES = {
     "rpc.system": "grpc",
     "rpc.service": "leadgw.v1.LeadScoring",
@@ -106,8 +110,11 @@ def full_span(tracer: trace.Tracer) -> Any:
 class _Context:
     """What ``_RpcScope`` asks of a grpc.aio servicer context, answered as for a bench call."""
 
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = METADATA) -> None:
+        self._metadata = metadata
+
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return METADATA
+        return self._metadata
 
     def peer(self) -> str:
         return PEER
@@ -122,7 +129,11 @@ class _Context:
         return 1.0
 
 
-def whole_scope(tracer: trace.Tracer, roots: RootSpans | None = None) -> Callable[[Any], None]:
+def whole_scope(
+    tracer: trace.Tracer,
+    roots: RootSpans | None = None,
+    metadata: tuple[tuple[str, str], ...] = METADATA,
+) -> Callable[[Any], None]:
     """One RPC's ``_RpcScope``, entered and left as the interceptor does (no metrics); with
     ``roots``, its server span made by them (the gateway's way for the SDK's own samplers)."""
     service, method = NAME.split("/")
@@ -133,7 +144,7 @@ def whole_scope(tracer: trace.Tracer, roots: RootSpans | None = None) -> Callabl
         attributes=dict(METHOD_ATTRIBUTES),
         clean=dict if roots is None else roots.clean,
     )
-    context = _Context()
+    context = _Context(metadata)
     trace_keys = frozenset(propagate.get_global_textmap().fields)
 
     def call(_: Any) -> None:
@@ -161,6 +172,20 @@ def loop_steps(n: int, reps: int) -> dict[str, float]:
     roots = RootSpans.of(batched)
     out["whole server span, sampled, batch processor, made by RootSpans"] = per_call_us(
         whole_scope(batched, roots), lambda: _clear_every(queue, 4 * n), n, reps
+    )
+    for caller, metadata in [
+        ("sampled", METADATA_SAMPLED_CALLER),
+        ("not sampled", METADATA_UNSAMPLED_CALLER),
+    ]:
+        for way, made_by in [("start_span", None), ("RootSpans", roots)]:
+            out[f"whole server span, a {caller} caller's traceparent, made by {way}"] = per_call_us(
+                whole_scope(batched, made_by, metadata),
+                lambda: _clear_every(queue, 4 * n),
+                n,
+                reps,
+            )
+    out["extract (a caller's traceparent)"] = per_call_us(
+        lambda _: propagate.extract(METADATA_SAMPLED_CALLER, getter=getter), lambda: None, n, reps
     )
     out["extract (no traceparent; same when off)"] = per_call_us(
         lambda _: propagate.extract(METADATA, getter=getter), lambda: None, n, reps

@@ -241,7 +241,9 @@ class _RpcScope:
     A call whose metadata has none of ``trace_keys`` (no trace context) and whose span is not
     sampled runs with no span current, as outside any request; with ``never_samples``, or when
     ``roots`` drops it, no span is started for it at all, and when ``roots`` samples it, its
-    span is ``roots``' own."""
+    span is ``roots``' own. A call that brings its caller's span context gets its span from
+    ``roots`` too when ``roots`` can decide it (``RootSpans.remote_parent``), recording or not,
+    current with the rest of the caller's context (baggage)."""
 
     __slots__ = (
         "_context", "_info", "_metrics", "_never_samples", "_roots", "_span", "_start", "_token",
@@ -276,6 +278,16 @@ class _RpcScope:
         roots = self._roots
         if not untraced:
             parent = propagate.extract(metadata, getter=_GETTER)
+            caller = roots.remote_parent(parent) if roots is not None else None
+            if caller is not None:
+                assert roots is not None
+                info = self._info
+                child = roots.child(
+                    info.name, caller, parent, lambda: info.span_attributes(context.peer())
+                )
+                self._span = child
+                self._token = otel_context.attach(trace.set_span_in_context(child, parent))
+                return child
         elif self._never_samples:
             self._span = None
             return trace.INVALID_SPAN

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, Tracer, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
@@ -87,13 +87,14 @@ async def test_a_call_without_trace_context_that_the_ratio_drops_starts_no_span(
     start_span_calls: list[str], sampler: Sampler
 ) -> None:
     """Dropped calls cost no span object at all; a call with a caller's sampled trace context
-    is still handed to the SDK (a parent-based sampler follows its parent)."""
+    is decided as the SDK decides it (a parent-based sampler follows its parent, a ratio looks
+    at the trace id), without ``start_span`` either."""
     provider, memory = _provider(sampler)
     await _say(provider, 3)
     assert start_span_calls == []
     assert memory.get_finished_spans() == ()
     await _say(provider, 1, metadata=(("traceparent", TRACEPARENT_SAMPLED),))
-    assert start_span_calls == [f"{SERVICE}/Say"]
+    assert start_span_calls == []
     recorded = len(memory.get_finished_spans())
     assert recorded == (1 if isinstance(sampler, ParentBasedTraceIdRatio) else 0)
     provider.shutdown()
@@ -272,3 +273,206 @@ def test_a_root_span_is_a_server_span_without_parent() -> None:
     assert finished.kind is SpanKind.SERVER and finished.parent is None
     assert dict(finished.attributes) == {"k": "v", "later": 2}
     provider.shutdown()
+
+
+# ---- a caller's span context (W3C traceparent): its child decided and made directly ----
+
+CALLER_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN_ID = "b7ad6b7169203331"
+
+
+class _UsersParentBased(ParentBased):
+    """The SDK's ParentBased as a user's subclass: left to ``start_span``, so it shows what the
+    SDK itself makes of a call."""
+
+
+class _UsersParentBasedRatio(ParentBasedTraceIdRatio):
+    pass
+
+
+class _UsersRatio(TraceIdRatioBased):
+    pass
+
+
+async def _seen(provider: TracerProvider, metadata: tuple) -> str:
+    """What the handler of a call with ``metadata`` sees as its current trace context: the
+    trace id, the span's flags and trace state, the baggage (the span id is new each call)."""
+
+    async def current(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        span = trace.get_current_span().get_span_context()
+        state = span.trace_state.to_header() if span.is_valid else ""
+        return f"{span.trace_id:032x} {int(span.trace_flags):02x} {state!r} {baggage.get_all()}".encode()
+
+    server = grpc.aio.server(interceptors=[server_interceptor(tracer_provider=provider)])
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(
+            SERVICE, {"Current": grpc.unary_unary_rpc_method_handler(current)}
+        )]
+    )  # fmt: skip
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = await channel.unary_unary(f"/{SERVICE}/Current")(b"", metadata=metadata)
+    finally:
+        await server.stop(None)
+    return reply.decode()
+
+
+def _traceparent(flags: str, trace_id: str = CALLER_TRACE_ID) -> str:
+    return f"00-{trace_id}-{CALLER_SPAN_ID}-{flags}"
+
+
+CALLER_CONTEXTS = [
+    pytest.param((("traceparent", _traceparent("01")),), id="sampled"),
+    pytest.param((("traceparent", _traceparent("00")),), id="not-sampled"),
+    pytest.param((("traceparent", _traceparent("03")),), id="sampled-random-id"),
+    pytest.param(
+        (
+            ("traceparent", _traceparent("01")),
+            ("tracestate", "advisor=app1,firm=7"),
+            ("baggage", "tenant=acme"),
+        ),
+        id="sampled-state-baggage",
+    ),
+    pytest.param(
+        (
+            ("traceparent", _traceparent("00")),
+            ("tracestate", "advisor=app1"),
+            ("baggage", "tenant=acme"),
+        ),
+        id="not-sampled-state-baggage",
+    ),
+]
+
+
+@pytest.mark.parametrize("metadata", CALLER_CONTEXTS)
+@pytest.mark.parametrize(
+    ("sampler", "users"),
+    [
+        (ParentBased(ALWAYS_ON), _UsersParentBased(ALWAYS_ON)),
+        (ParentBasedTraceIdRatio(0.01), _UsersParentBasedRatio(0.01)),
+    ],
+    ids=["parentbased_always_on", "parentbased_traceidratio"],
+)
+async def test_a_callers_child_is_the_span_the_sdk_would_have_made(
+    start_span_calls: list[str], sampler: Sampler, users: Sampler, metadata: tuple
+) -> None:
+    """The same call with a caller's context through RootSpans and through start_span (the
+    same sampler as a user's subclass): recorded or not alike, every field an exporter reads
+    equal (parent, flags, trace state), and the handler sees the same trace context and
+    baggage. start_span is called only for the user's sampler."""
+    direct_provider, direct_memory = _provider(sampler)
+    sdk_provider, sdk_memory = _provider(users)
+    assert RootSpans.of(sdk_provider.get_tracer("t")) is None
+    await _say(direct_provider, 1, metadata=metadata)
+    assert start_span_calls == []
+    await _say(sdk_provider, 1, metadata=metadata)
+    assert start_span_calls == [f"{SERVICE}/Say"]
+    direct, sdk = direct_memory.get_finished_spans(), sdk_memory.get_finished_spans()
+    sampled = metadata[0][1].endswith(("01", "03"))
+    assert len(direct) == len(sdk) == (1 if sampled else 0)
+    if sampled:
+        assert _fields(direct[0]) == _fields(sdk[0])
+        assert format(direct[0].context.trace_id, "032x") == CALLER_TRACE_ID
+        assert direct[0].parent is not None and direct[0].parent.is_remote
+        assert format(direct[0].parent.span_id, "016x") == CALLER_SPAN_ID
+    seen = await _seen(direct_provider, metadata)
+    assert seen == await _seen(sdk_provider, metadata)
+    assert seen.startswith(CALLER_TRACE_ID)
+    assert ("'tenant': 'acme'" in seen) == any(key == "baggage" for key, _ in metadata)
+    direct_provider.shutdown()
+    sdk_provider.shutdown()
+
+
+# Two caller trace ids: the low 64 bits of the first are under any ratio's bound, the second's
+# over a ratio of 0.5: a ratio that is not parent-based samples by them, not by the flag.
+LOW_TRACE_ID = "0af7651916cd43dd0000000000000001"
+HIGH_TRACE_ID = "0af7651916cd43ddffffffffffffffff"
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "flags", "recorded"),
+    [(LOW_TRACE_ID, "00", 1), (HIGH_TRACE_ID, "01", 0), (LOW_TRACE_ID, "01", 1)],
+)
+async def test_a_ratio_that_is_not_parent_based_decides_a_callers_child_by_its_trace_id(
+    start_span_calls: list[str], trace_id: str, flags: str, recorded: int
+) -> None:
+    metadata = (("traceparent", _traceparent(flags, trace_id)),)
+    direct_provider, direct_memory = _provider(TraceIdRatioBased(0.5))
+    sdk_provider, sdk_memory = _provider(_UsersRatio(0.5))
+    await _say(direct_provider, 1, metadata=metadata)
+    await _say(sdk_provider, 1, metadata=metadata)
+    assert start_span_calls == [f"{SERVICE}/Say"]  # the user's ratio only
+    assert len(direct_memory.get_finished_spans()) == recorded
+    assert len(sdk_memory.get_finished_spans()) == recorded
+    if recorded:
+        direct, sdk = direct_memory.get_finished_spans()[0], sdk_memory.get_finished_spans()[0]
+        assert _fields(direct) == _fields(sdk)
+    direct_provider.shutdown()
+    sdk_provider.shutdown()
+
+
+async def test_a_users_delegate_for_remote_parents_leaves_their_children_to_start_span(
+    start_span_calls: list[str],
+) -> None:
+    """A parent-based sampler whose remote-parent delegate is a user's may look at anything:
+    the SDK asks it; root spans are still made directly."""
+    sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=_SamplesAll())
+    provider, memory = _provider(sampler)
+    await _say(provider, 2)
+    assert start_span_calls == []
+    await _say(provider, 1, metadata=(("traceparent", _traceparent("00")),))
+    assert start_span_calls == [f"{SERVICE}/Say"]
+    assert len(memory.get_finished_spans()) == 3  # the user's delegate samples it
+    provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(("traceparent", "00-not-a-trace-context-01"),), (("baggage", "tenant=acme"),)],
+    ids=["malformed", "baggage-alone"],
+)
+async def test_a_call_whose_caller_context_has_no_valid_span_is_a_root_as_the_sdk_makes_it(
+    start_span_calls: list[str], metadata: tuple
+) -> None:
+    provider, memory = _provider(ParentBased(ALWAYS_ON))
+    await _say(provider, 1, metadata=metadata)
+    assert start_span_calls == [f"{SERVICE}/Say"]
+    (span,) = memory.get_finished_spans()
+    assert span.parent is None and format(span.context.trace_id, "032x") != CALLER_TRACE_ID
+    provider.shutdown()
+
+
+async def test_a_dropped_child_is_counted_as_the_sdk_counts_it(
+    clean_otel_env: pytest.MonkeyPatch,
+) -> None:
+    """The SDK's own span metrics (otel.sdk.span.started, by parent origin and sampling
+    result) see the direct children as they see start_span's."""
+    clean_otel_env.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    def metered(sampler: Sampler) -> tuple[TracerProvider, InMemoryMetricReader]:
+        reader = InMemoryMetricReader()
+        provider = TracerProvider(sampler=sampler, meter_provider=MeterProvider([reader]))
+        return provider, reader
+
+    counts = []
+    for sampler in [ParentBased(ALWAYS_ON), _UsersParentBased(ALWAYS_ON)]:
+        provider, reader = metered(sampler)
+        for flags in ["01", "00", "00"]:
+            await _say(provider, 1, metadata=(("traceparent", _traceparent(flags)),))
+        data = reader.get_metrics_data()
+        points = {
+            tuple(sorted(point.attributes.items())): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "otel.sdk.span.started"
+            for point in metric.data.data_points
+        }
+        counts.append(points)
+        provider.shutdown()
+    assert counts[0] == counts[1]
+    assert sorted(counts[0].values()) == [1, 2]
