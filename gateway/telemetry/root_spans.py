@@ -90,9 +90,12 @@ def _root_sampler(sampler: object) -> StaticSampler | TraceIdRatioBased | None:
     return _by_trace_id(sampler)
 
 
-def _child_decision(sampler: StaticSampler | TraceIdRatioBased) -> _ChildDecision:
+def _child_decision(sampler: StaticSampler | TraceIdRatioBased) -> _ChildDecision | None:
     if isinstance(sampler, StaticSampler):
-        return sampler.should_sample(NO_PARENT, 0, "always?").decision.is_sampled()
+        decision = sampler.should_sample(NO_PARENT, 0, "always?").decision
+        if decision.is_recording() != decision.is_sampled():
+            return None  # RECORD_ONLY: a recorded span that is not sampled; start_span makes it
+        return decision.is_sampled()
     return sampler
 
 
@@ -108,7 +111,10 @@ def _remote_child_decisions(sampler: object) -> tuple[_ChildDecision, _ChildDeci
         sampled = not_sampled = _by_trace_id(sampler)
     if sampled is None or not_sampled is None:
         return None
-    return _child_decision(sampled), _child_decision(not_sampled)
+    for_sampled, for_not_sampled = _child_decision(sampled), _child_decision(not_sampled)
+    if for_sampled is None or for_not_sampled is None:
+        return None
+    return for_sampled, for_not_sampled
 
 
 def _decides(decision: _ChildDecision, trace_id: int) -> bool:

@@ -413,18 +413,24 @@ async def test_a_ratio_that_is_not_parent_based_decides_a_callers_child_by_its_t
     sdk_provider.shutdown()
 
 
-async def test_a_users_delegate_for_remote_parents_leaves_their_children_to_start_span(
-    start_span_calls: list[str],
+@pytest.mark.parametrize(
+    ("delegate", "exported"),
+    [(_SamplesAll(), 3), (StaticSampler(Decision.RECORD_ONLY), 2)],  # recorded, not exported
+    ids=["users", "record-only"],
+)
+async def test_a_delegate_for_remote_parents_that_is_not_by_trace_id_leaves_children_to_start_span(
+    start_span_calls: list[str], delegate: Sampler, exported: int
 ) -> None:
-    """A parent-based sampler whose remote-parent delegate is a user's may look at anything:
-    the SDK asks it; root spans are still made directly."""
-    sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=_SamplesAll())
+    """A parent-based sampler whose remote-parent delegate is a user's may look at anything,
+    and one that records without sampling makes a span the direct way cannot: the SDK asks
+    it; root spans are still made directly."""
+    sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=delegate)
     provider, memory = _provider(sampler)
     await _say(provider, 2)
     assert start_span_calls == []
     await _say(provider, 1, metadata=(("traceparent", _traceparent("00")),))
     assert start_span_calls == [f"{SERVICE}/Say"]
-    assert len(memory.get_finished_spans()) == 3  # the user's delegate samples it
+    assert len(memory.get_finished_spans()) == exported
     provider.shutdown()
 
 
