@@ -204,8 +204,9 @@ class RootSpans:
             return None
         remote = _remote_child_decisions(tracer.sampler)
         if isinstance(root, StaticSampler):
-            sampled = root.should_sample(NO_PARENT, 0, "always?").decision.is_sampled()
-            return cls(tracer, None, remote) if sampled else None
+            # Never (or record-only) sampled roots go through start_span, which drops (or
+            # records) them as the sampler says.
+            return cls(tracer, None, remote) if _child_decision(root) else None
         # The id whose low half is largest is the last a ratio samples: if it is sampled, every
         # id is (a ratio of 1), and asking would only add a call to every span.
         last = TraceIdRatioBased.TRACE_ID_LIMIT

@@ -195,8 +195,8 @@ def test_a_root_span_has_every_field_of_the_sdks_span() -> None:
 
 def test_only_the_sdks_samplers_that_decide_by_the_trace_id_make_root_spans() -> None:
     """Another sampler (a user's, or a subclass) may decide on the span's name, kind or
-    attributes; samplers that drop every root span need no root spans; a proxy tracer is not
-    the SDK's."""
+    attributes; samplers that drop every root span need no root spans, nor do those that record
+    without sampling (start_span makes those); a proxy tracer is not the SDK's."""
 
     class Subclass(TraceIdRatioBased):
         pass
@@ -211,7 +211,8 @@ def test_only_the_sdks_samplers_that_decide_by_the_trace_id_make_root_spans() ->
     ]:  # fmt: skip
         assert of(sampler) is not None, sampler
     for sampler in [ALWAYS_OFF, ParentBased(ALWAYS_OFF), _SamplesAll(), Subclass(0.1),
-                    ParentBased(_SamplesAll()), TraceIdRatioBased(0.0)]:  # fmt: skip
+                    ParentBased(_SamplesAll()), TraceIdRatioBased(0.0),
+                    StaticSampler(Decision.RECORD_ONLY)]:  # fmt: skip
         roots = of(sampler)
         # A ratio of 0 is still a ratio: asked, it drops every call.
         assert roots is None or roots.sampled_trace_id("r") is None, sampler
@@ -287,11 +288,12 @@ class _UsersParentBased(ParentBased):
 
 
 class _UsersParentBasedRatio(ParentBasedTraceIdRatio):
-    pass
+    """A user's subclass of an SDK sampler: it may decide by more than the trace id, so the
+    gateway leaves its spans to ``start_span``."""
 
 
 class _UsersRatio(TraceIdRatioBased):
-    pass
+    """A user's subclass of the SDK's ratio sampler, left to ``start_span`` like any user's."""
 
 
 async def _seen(provider: TracerProvider, metadata: tuple) -> str:
