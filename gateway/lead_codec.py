@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -13,9 +14,11 @@ from runtimes.types import (
     BAND_ORDER,
     Band,
     FeatureValue,
+    LabelTable,
     LeadColumn,
     LeadInput,
     LeadScore,
+    PickedLabels,
     ScoreColumns,
 )
 
@@ -156,32 +159,55 @@ def _column_values(kind: str, typed: Any) -> np.ndarray | list[str]:
     return array.astype(np.float64) if kind == "numbers" else array != 0
 
 
-def score_columns_to_pb(scores: ScoreColumns) -> pb.ScoreLeadsResponse:
-    """The column-wise answer. Its numeric repeated fields (about 11 values per lead) are written
-    as packed wire bytes by numpy and merged in one parse, instead of a Python object and an
-    append per value; strings are extended from lists."""
-    response = pb.ScoreLeadsResponse()
-    columns = response.columns
-    columns.MergeFromString(
-        b"".join(
-            (
-                _packed_doubles(_PROBABILITY, scores.probability),
-                _packed_varints(_BAND, _BAND_CODES[scores.band]),
-                _packed_varints(_RANK, scores.rank),
-                _packed_doubles(_LOGIT, scores.logit),
-                _packed_varints(_REASON_FEATURE, scores.reason_feature),
-                _packed_doubles(_REASON_CONTRIBUTION, scores.reason_contribution),
-            )
+def score_columns_answer(scores: ScoreColumns) -> bytes:
+    """The column-wise answer, a ``ScoreLeadsResponse``, as its wire bytes: what a servicer may
+    return in place of the message (``interceptors.request_decoding`` passes bytes through).
+
+    Parsed, it is the message built field by field. Its numeric repeated fields (about 11 values
+    per lead) are written as packed bytes by numpy; reason labels picked from a schema's table
+    (``PickedLabels``) are joined from that table's labels encoded once, not a str each. Lead ids
+    and names go through a small message. A message's fields may come in any order and a
+    repeated field's entries need not be together, so the parts are simply joined."""
+    head = pb.ScoreColumns(
+        reasons_per_lead=scores.reasons_per_lead,
+        base_value=scores.base_value,
+        model_name=scores.model_name,
+        model_version=scores.model_version,
+    )
+    head.lead_ids.extend(scores.lead_ids)
+    head.feature_names.extend(scores.feature_names)
+    columns = b"".join(
+        (
+            head.SerializeToString(),
+            _packed_doubles(_PROBABILITY, scores.probability),
+            _packed_varints(_BAND, _BAND_CODES[scores.band]),
+            _packed_varints(_RANK, scores.rank),
+            _packed_doubles(_LOGIT, scores.logit),
+            _packed_varints(_REASON_FEATURE, scores.reason_feature),
+            _packed_doubles(_REASON_CONTRIBUTION, scores.reason_contribution),
+            _reason_labels(scores.reason_label),
         )
     )
-    columns.lead_ids.extend(scores.lead_ids)
-    columns.reasons_per_lead = scores.reasons_per_lead
-    columns.reason_label.extend(scores.reason_label)
-    columns.base_value = scores.base_value
-    columns.model_name = scores.model_name
-    columns.model_version = scores.model_version
-    columns.feature_names.extend(scores.feature_names)
-    return response
+    return _COLUMNS_TAG + _varint(len(columns)) + columns
+
+
+def _reason_labels(labels: Sequence[str]) -> bytes:
+    if not isinstance(labels, PickedLabels):
+        return b"".join(map(_reason_label, labels))
+    encoded = _ENCODED_TABLES.get(labels.table)
+    if encoded is None:  # once per schema (a race only encodes it twice)
+        encoded = np.array([_reason_label(label) for label in labels.table.labels], dtype=object)
+        _ENCODED_TABLES[labels.table] = encoded
+    fields = encoded[labels.keys]
+    if len(labels.own_at):
+        fields[labels.own_at] = [_reason_label(label) for label in labels.own]
+    return b"".join(fields.tolist())
+
+
+def _reason_label(label: str) -> bytes:
+    """One ``reason_label`` entry: its tag, its UTF-8 length, its UTF-8 bytes."""
+    utf8 = label.encode()
+    return _REASON_LABEL_TAG + _varint(len(utf8)) + utf8
 
 
 _FIELDS = pb.ScoreColumns.DESCRIPTOR.fields_by_name
@@ -192,6 +218,12 @@ _LOGIT = _FIELDS["logit"].number
 _REASON_FEATURE = _FIELDS["reason_feature"].number
 _REASON_CONTRIBUTION = _FIELDS["reason_contribution"].number
 _LENGTH_DELIMITED = 2
+_REASON_LABEL_TAG = bytes([_FIELDS["reason_label"].number << 3 | _LENGTH_DELIMITED])
+_COLUMNS_TAG = bytes(
+    [pb.ScoreLeadsResponse.DESCRIPTOR.fields_by_name["columns"].number << 3 | _LENGTH_DELIMITED]
+)
+# A schema's label table → its labels as encoded reason_label entries (object [keys] of bytes).
+_ENCODED_TABLES: WeakKeyDictionary[LabelTable, np.ndarray] = WeakKeyDictionary()
 
 
 def _varint(value: int) -> bytes:
@@ -219,14 +251,15 @@ def _packed_varints(field: int, values: np.ndarray) -> bytes:
     numbers = np.asarray(values, dtype=np.int64)
     if not len(numbers):
         return b""
-    if numbers.min() < 0 or numbers.max() >= 1 << 35:
+    largest = int(numbers.max())
+    if largest >= 1 << 35 or numbers.min() < 0:
         raise ValueError("packed varints here are for non-negative values below 2**35")
-    if numbers.max() < 0x80:  # one byte each: the common case (bands, reason features)
+    if largest < 0x80:  # one byte each: the common case (bands, reason features)
         return _packed(field, numbers.astype(np.uint8).tobytes())
     # Seven bits a byte, low first, the high bit set on every byte but the last: row i of
     # `groups` holds value i's bytes, of which the first `kept` are written. Built a byte (a
     # column) at a time: numpy broadcast over rows this short costs ~10x.
-    width = 1 + sum(1 for bits in (7, 14, 21, 28) if numbers.max() >> bits)
+    width = (largest.bit_length() + 6) // 7
     groups = np.empty((len(numbers), width), dtype=np.uint8)
     kept = np.ones((len(numbers), width), dtype=bool)
     groups[:, 0] = numbers & 0x7F

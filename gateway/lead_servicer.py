@@ -49,7 +49,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
 
     async def ScoreLeads(
         self, request: pb.ScoreLeadsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ScoreLeadsResponse:
+    ) -> pb.ScoreLeadsResponse | bytes:
+        """A column-wise answer comes back as its wire bytes (``score_columns_answer``)."""
         model = request.model_name or None
         version = request.model_version or None
         max_reasons = request.max_reasons or self._default_max_reasons
@@ -119,6 +120,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         answers = await asyncio.gather(*parts)
         merged: list[Any] = [None] * len(request.leads)
         for (_, rows), answer in zip(groups, answers, strict=True):
+            assert not isinstance(answer, bytes)  # the parts send leads: answered as messages
             for row, score in zip(rows, answer.scores, strict=True):
                 merged[row] = score
         order = sorted(range(len(merged)), key=lambda i: -merged[i].probability)
@@ -133,7 +135,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         model: str | None,
         version: str | None,
         max_reasons: int,
-    ) -> pb.ScoreLeadsResponse:
+    ) -> bytes:
         if request.leads:
             raise InvalidInput(
                 f"request sets both leads ({len(request.leads)}) and columns: send one of them"
@@ -152,9 +154,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
             lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
             return (lead_ids, columns), self._scorer.prepare_columns(lead_ids, columns, served)
 
-        def finish(
-            decoded: tuple[list[str], dict[str, LeadColumn]], outputs: Outputs
-        ) -> pb.ScoreLeadsResponse:
+        def finish(decoded: tuple[list[str], dict[str, LeadColumn]], outputs: Outputs) -> bytes:
             lead_ids, columns = decoded
             return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
 
@@ -214,6 +214,7 @@ def _encode_columns_response(
     columns: dict[str, LeadColumn],
     outputs: dict[str, np.ndarray],
     max_reasons: int,
-) -> pb.ScoreLeadsResponse:
+) -> bytes:
+    """The answer as its wire bytes (``lead_codec.score_columns_answer``)."""
     scores = build_score_columns(served, lead_ids, columns, outputs, max_reasons)
-    return lead_codec.score_columns_to_pb(scores)
+    return lead_codec.score_columns_answer(scores)

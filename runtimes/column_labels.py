@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from runtimes.label_tables import money_keys, money_table, whole_keys, whole_table, whole_table_size
-from runtimes.types import FeatureValue, LeadColumn
+from runtimes.types import FeatureValue, LabelTable, LeadColumn, PickedLabels
 
 if TYPE_CHECKING:
     from runtimes.schema import FeatureSpec
@@ -32,6 +32,7 @@ _OWN_PATH, _FLAG, _WHOLE, _MONEY, _CODE, _ABSENT = range(6)
 _COLUMN_KIND = {_FLAG: "boolean", _WHOLE: "number", _MONEY: "number", _CODE: "category"}
 
 Column = Sequence[FeatureValue] | LeadColumn | None
+_NO_PICKS = np.empty(0, dtype=np.intp)
 
 
 class ColumnLabeller:
@@ -58,14 +59,18 @@ class ColumnLabeller:
             parts.append(part)
             self._how[j], self._offset[j], self._size[j] = how, start, size
             start += len(part)
-        self._table = np.concatenate(parts) if parts else np.empty(0, dtype=object)
+        self._table = LabelTable(np.concatenate(parts) if parts else np.empty(0, dtype=object))
 
     def labels(self, columns: Sequence[Column], top: np.ndarray) -> list[str]:
         """The label of every pick in ``top`` ([leads, k] feature positions), lead-major;
         ``columns[j]``: feature j's values across the leads (None: missing for every lead)."""
+        return self.picked(columns, top).tolist()
+
+    def picked(self, columns: Sequence[Column], top: np.ndarray) -> PickedLabels:
+        """``labels`` as keys into the table, not yet a str each."""
         picks = top.reshape(-1)
         if not len(picks):
-            return []
+            return PickedLabels(self._table, _NO_PICKS, _NO_PICKS, [])
         leads, k = top.shape
         # This request's ways: a column not of its feature's kind goes its feature's own way.
         how = self._how.copy()
@@ -98,13 +103,17 @@ class ColumnLabeller:
         if marked:
             blank |= self._missing(columns, how, leads).reshape(-1)[cells]
         keys[blank] = self._offset[picks[blank]]
-        labels = self._table[keys]
-        own = ~(found | blank)  # no key: their feature's own path labels them
-        if own.any():
-            for j in np.unique(picks[own]).tolist():
-                positions = np.flatnonzero(picks == j)
-                labels[positions] = _own_labels(self._specs[j], columns[j], positions // k)
-        return labels.tolist()  # type: ignore[no-any-return]
+        own = ~(found | blank)  # no key: their feature's own path labels them (every pick of it)
+        if not own.any():
+            return PickedLabels(self._table, keys, _NO_PICKS, [])
+        own_at: list[np.ndarray] = []
+        own_labels: list[str] = []
+        for j in np.unique(picks[own]).tolist():
+            positions = np.flatnonzero(picks == j)
+            labels = _own_labels(self._specs[j], columns[j], positions // k)
+            own_at.append(positions)
+            own_labels += np.broadcast_to(labels, positions.shape).tolist()  # one for all: None
+        return PickedLabels(self._table, keys, np.concatenate(own_at), own_labels)
 
     def _codes(
         self,

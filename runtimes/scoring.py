@@ -225,13 +225,13 @@ def build_score_columns(
     if len(lead_ids) <= SMALL_LEADS:
         labellers = served.schema.labellers
         values = [v.as_values() if isinstance(v, LeadColumn) else v for v in values]
-        reason_label = [
+        reason_label: Sequence[str] = [
             labellers[j](None if values[j] is None else values[j][row])  # type: ignore[index]
             for row, picked in enumerate(top.tolist())
             for j in picked
         ]
     else:
-        reason_label = served.schema.column_labeller.labels(values, top)
+        reason_label = served.schema.column_labeller.picked(values, top)
     return ScoreColumns(
         lead_ids=lead_ids,
         probability=probability,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 
@@ -91,9 +92,46 @@ class ScoreColumns:
     logit: np.ndarray  # float64 [n]
     reasons_per_lead: int
     reason_feature: np.ndarray  # int64 [n * reasons_per_lead]: positions in feature_names
-    reason_label: list[str]
+    reason_label: Sequence[str]  # a list, or PickedLabels from a schema's label table
     reason_contribution: np.ndarray  # float64 [n * reasons_per_lead]
     base_value: float
     model_name: str
     model_version: str
     feature_names: Sequence[str]  # the model's features, in tensor order
+
+
+class LabelTable:
+    """Every label a schema's column labeller looks up, by key: one per schema, so a transport
+    may encode each label once per table (it is hashed by identity and weakly referable)."""
+
+    __slots__ = ("__weakref__", "labels")
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels  # object [keys] of str
+
+
+@dataclass(frozen=True, eq=False)
+class PickedLabels(Sequence[str]):
+    """Reason labels as keys into a ``LabelTable``, with the few the table does not hold given
+    apart: a transport can write them from the table's encoded labels without a str each."""
+
+    table: LabelTable
+    keys: np.ndarray  # intp [picks]
+    own_at: np.ndarray  # intp: the picks labelled apart, not from the table
+    own: list[str]  # their labels, in ``own_at``'s order
+
+    @cached_property
+    def _list(self) -> list[str]:
+        labels = self.table.labels[self.keys]
+        if len(self.own_at):
+            labels[self.own_at] = self.own
+        return labels.tolist()  # type: ignore[no-any-return]
+
+    def tolist(self) -> list[str]:
+        return list(self._list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        return self._list[index]

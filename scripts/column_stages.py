@@ -42,7 +42,6 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
     features = served.schema.encode_lead_columns(lead_ids, columns)
     outputs = served.session.run(features)
     scores = scoring.build_score_columns(served, lead_ids, columns, outputs, reasons)
-    response = lead_codec.score_columns_to_pb(scores)
     contributions = outputs[served.config.contributions_output]
     probability = outputs[served.config.probability_output].reshape(-1).astype(np.float64)
     top = scoring._top_k_by_magnitude(contributions, reasons)
@@ -58,8 +57,8 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
         "encode": lambda: served.schema.encode_lead_columns(lead_ids, columns),
         "onnx run": lambda: served.session.run(features),
         "scores": lambda: scoring.build_score_columns(served, lead_ids, columns, outputs, reasons),
-        "answer message": lambda: lead_codec.score_columns_to_pb(scores),
-        "serialise": response.SerializeToString,
+        # The answer is encoded to its wire bytes here: no message, no serialising after it.
+        "answer, encoded": lambda: lead_codec.score_columns_answer(scores),
         "  of scores: top reasons": lambda: scoring._top_k_by_magnitude(contributions, reasons),
         "  of scores: labels": lambda: served.schema.column_labeller.labels(values, top),
         "  of scores: ranks": lambda: scoring._ranks(probability),

@@ -1,15 +1,21 @@
-"""The column-wise codec: typed columns read from the wire's packed bytes, and numeric answer
-fields written as packed bytes, each equal to what protobuf's own per-value API gives."""
+"""The column-wise codec: typed columns read from the wire's packed bytes, and the answer written
+as wire bytes (packed numbers, labels from a table's encoded labels), each equal to what
+protobuf's own per-value API gives."""
 
 from __future__ import annotations
+
+import dataclasses
+import gc
 
 import numpy as np
 import pytest
 
 from gateway import lead_codec
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
+from runtimes.column_labels import ColumnLabeller
 from runtimes.errors import InvalidInput
-from runtimes.types import ScoreColumns
+from runtimes.schema import FeatureSpec
+from runtimes.types import LeadColumn, ScoreColumns
 
 
 def wire_columns(n: int) -> pb.LeadColumns:
@@ -104,16 +110,73 @@ def test_packed_answer_fields_equal_protobufs_own(n: int, k: int) -> None:
         logit=rng.normal(size=n),
         reasons_per_lead=k,
         reason_feature=rng.integers(0, 16, n * k),
-        reason_label=[f"label {i % 7} é" for i in range(n * k)],
+        # Multi-byte characters; a label past 127 bytes has a two-byte length.
+        reason_label=[f"label {i % 7} é" + "x" * 130 * (i % 5 == 4) for i in range(n * k)],
         reason_contribution=rng.normal(size=n * k),
         base_value=-1.5,
         model_name="lead_scorer",
         model_version="1",
         feature_names=[f"f{j}" for j in range(16)],
     )
-    built = lead_codec.score_columns_to_pb(scores)
-    assert built == naive(scores)
-    assert pb.ScoreLeadsResponse.FromString(built.SerializeToString()) == naive(scores)
+    answer = lead_codec.score_columns_answer(scores)
+    assert isinstance(answer, bytes)
+    assert pb.ScoreLeadsResponse.FromString(answer) == naive(scores)
+
+
+SPECS = [
+    FeatureSpec.from_table(table)
+    for table in (
+        {"name": "age", "type": "number", "format": "{:.0f}", "min": 18, "max": 100},
+        {"name": "score", "type": "number", "format": "{:.1f}"},  # no table: its own path
+        {"name": "channel", "type": "category", "categories": ["web", "référence"]},
+        {"name": "rating", "type": "number", "format": "{:.2f}"},  # no table, absent
+    )
+]
+
+
+def test_labels_picked_from_a_table_are_written_from_its_encoded_labels() -> None:
+    """Labels a schema's labeller picks by key (``PickedLabels``) go to the wire from the table's
+    labels encoded once, with the picks of a feature without a table (and of one absent, one
+    label for all) encoded apart: the answer parses to exactly the labels as a list. The
+    encoded table is kept while its labeller lives and no longer."""
+    rng = np.random.default_rng(5)
+    n, k = 300, 3
+    labeller = ColumnLabeller(SPECS)
+    columns = [
+        LeadColumn("number", rng.integers(18, 101, n).astype(np.float64), None),
+        LeadColumn("number", rng.normal(size=n) * 100, None),
+        LeadColumn("category", rng.choice(["web", "référence"], n).tolist(), None),
+        None,
+    ]
+    top = np.array([rng.permutation(len(SPECS))[:k] for _ in range(n)], dtype=np.intp)
+    picked = labeller.picked(columns, top)
+    assert len(picked.own_at) > 0  # the case under test: labels from the table and apart
+    as_list = labeller.labels(columns, top)
+    scores = ScoreColumns(
+        lead_ids=[f"L-{i}" for i in range(n)],
+        probability=rng.random(n),
+        band=rng.integers(0, 3, n).astype(np.int8),
+        rank=rng.permutation(n) + 1,
+        logit=rng.normal(size=n),
+        reasons_per_lead=k,
+        reason_feature=top.reshape(-1).astype(np.int64),
+        reason_label=picked,
+        reason_contribution=rng.normal(size=n * k),
+        base_value=0.5,
+        model_name="m",
+        model_version="2",
+        feature_names=[spec.name for spec in SPECS],
+    )
+    answer = pb.ScoreLeadsResponse.FromString(lead_codec.score_columns_answer(scores))
+    assert list(answer.columns.reason_label) == as_list == picked.tolist()
+    assert answer == naive(dataclasses.replace(scores, reason_label=as_list))
+    encoded = lead_codec._ENCODED_TABLES[picked.table]
+    lead_codec.score_columns_answer(scores)
+    assert lead_codec._ENCODED_TABLES[picked.table] is encoded  # encoded once per table
+    held = len(lead_codec._ENCODED_TABLES)
+    del labeller, picked, scores
+    gc.collect()
+    assert len(lead_codec._ENCODED_TABLES) == held - 1  # a reloaded model's table is let go
 
 
 def test_packed_varints_of_every_length() -> None:
