@@ -8,6 +8,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from gateway.category_codes import forms_of
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from runtimes.errors import InvalidInput
 from runtimes.types import (
@@ -29,8 +30,10 @@ BAND_TO_PB = {
 }
 
 
-# ScoreColumns.band (positions in BAND_ORDER) → ScoreBand numbers, by indexing.
-_BAND_CODES = np.array([BAND_TO_PB[band] for band in BAND_ORDER], dtype=np.int64)
+# ScoreColumns.band (positions in BAND_ORDER) → ScoreBand numbers, by indexing; each number is
+# below 128, so as a packed varint it is its one byte.
+_BAND_CODES = np.array([BAND_TO_PB[band] for band in BAND_ORDER], dtype=np.uint8)
+assert _BAND_CODES.max() < 0x80
 
 _which = pb.FeatureValue.WhichOneof  # unbound: saves an attribute lookup per value
 
@@ -96,6 +99,7 @@ def _fill_score(message: pb.LeadScore, score: LeadScore) -> pb.LeadScore:
 
 def lead_columns_from_pb(
     columns: pb.LeadColumns,
+    categories: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[list[str], dict[str, LeadColumn]]:
     """Lead ids and one typed column per feature, checked for shape: each column's length, its
     missing positions, and one column per feature. Whether the values suit the feature is the
@@ -103,7 +107,9 @@ def lead_columns_from_pb(
 
     Numbers and flags become numpy arrays without a Python object per value: the column's
     message re-serialised is its packed field (upb copies it in one go), read by
-    ``np.frombuffer``."""
+    ``np.frombuffer``. A category column of a feature in ``categories`` (name → its categories,
+    ``FeatureSchema.category_lists``) whose values are all among them comes with their codes,
+    read from its wire bytes (``gateway.category_codes``)."""
     lead_ids = list(columns.lead_ids)
     n = len(lead_ids)
     values: dict[str, LeadColumn] = {}
@@ -134,6 +140,14 @@ def lead_columns_from_pb(
                 )
             missing = np.zeros(n, dtype=bool)
             missing[positions] = True
+        if kind == "categories" and categories is not None and name in categories:
+            forms = forms_of(categories[name])
+            codes = forms.codes(typed.SerializeToString(), n)
+            if codes is not None:
+                values[name] = LeadColumn(
+                    "category", forms.values(codes), missing, codes, forms.categories
+                )
+                continue
         values[name] = LeadColumn(_KINDS[kind], _column_values(kind, typed), missing)
     return lead_ids, values
 
@@ -180,7 +194,7 @@ def score_columns_answer(scores: ScoreColumns) -> bytes:
         (
             head.SerializeToString(),
             _packed_doubles(_PROBABILITY, scores.probability),
-            _packed_varints(_BAND, _BAND_CODES[scores.band]),
+            _packed(_BAND, _BAND_CODES[scores.band].tobytes()),
             _packed_varints(_RANK, scores.rank),
             _packed_doubles(_LOGIT, scores.logit),
             _packed_varints(_REASON_FEATURE, scores.reason_feature),

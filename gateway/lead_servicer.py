@@ -145,13 +145,17 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         tenant = current_caller().tenant
 
         if not is_heavy(count):
-            lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+            lead_ids, columns = lead_codec.lead_columns_from_pb(
+                request.columns, served.schema.category_lists
+            )
             features = self._scorer.prepare_columns(lead_ids, columns, served)
             outputs = await served.infer(features, deadline_of(context), lambda: (tenant, lead_ids))
             return _encode_columns_response(served, lead_ids, columns, outputs, max_reasons)
 
         def prepare() -> tuple[tuple[list[str], dict[str, LeadColumn]], np.ndarray]:
-            lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+            lead_ids, columns = lead_codec.lead_columns_from_pb(
+                request.columns, served.schema.category_lists
+            )
             return (lead_ids, columns), self._scorer.prepare_columns(lead_ids, columns, served)
 
         def finish(decoded: tuple[list[str], dict[str, LeadColumn]], outputs: Outputs) -> bytes:

@@ -132,8 +132,13 @@ class ColumnLabeller:
                 continue
             column = columns[j]
             assert isinstance(column, LeadColumn)
+            spec = self._specs[j]
+            if column.codes is not None and column.categories == spec.categories:
+                key[at] = column.codes[lead[at]]  # every value a known category
+                found[at] = True
+                continue
             chosen = list(map(column.values.__getitem__, lead[at].tolist()))
-            codes = np.fromiter(map(self._specs[j].index.get, chosen, repeat(-1)), np.intp, len(at))
+            codes = np.fromiter(map(spec.index.get, chosen, repeat(-1)), np.intp, len(at))
             key[at] = codes
             found[at] = codes >= 0
 

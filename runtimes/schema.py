@@ -196,6 +196,11 @@ class FeatureSpec:
         if missing is not None and self.required and missing.any():
             return None
         if self.kind == "category":
+            if column.codes is not None and column.categories == self.categories:
+                values = column.codes.astype(np.float64)  # every value a known category
+                if missing is not None:
+                    values[missing] = self.default
+                return values
             codes = np.fromiter(
                 map(self.index.get, column.values, repeat(-1)), np.intp, len(column.values)
             )
@@ -505,6 +510,10 @@ class FeatureSchema:
             for kind in ("number", "boolean")
         ]
         self._categories = [i for i, spec in enumerate(specs) if spec.kind == "category"]
+        # Each category feature's categories, for a decoder that reads codes off the wire.
+        self.category_lists: dict[str, tuple[str, ...]] = {
+            spec.name: spec.categories for spec in specs if spec.kind == "category"
+        }
         self._value_encoders = [(spec.name, spec.encode_value) for spec in specs]
         # Per column, the function that words a reason, e.g. "Retiring within 5 years",
         # "Investable assets $1.2M", "Came via referral" (``FeatureSpec.reason_label``).
@@ -612,22 +621,28 @@ class FeatureSchema:
         self, lead_ids: Sequence[str], columns: Mapping[str, LeadColumn]
     ) -> np.ndarray | None:
         """The matrix of well-typed, valid columns; None at the first thing that is not (the
-        general path then finds the lead to name)."""
+        general path then finds the lead to name). Filled feature-major, each feature's values
+        one contiguous row, and transposed once; the number and flag columns with no missing
+        value are checked and written a kind at a time (``_Block.encode_typed``)."""
         if not all_valid_ids(lead_ids):
             return None
-        out = np.empty((len(lead_ids), self.width), dtype=np.float32)
-        for j, spec in enumerate(self.specs):
+        by_feature = np.empty((self.width, len(lead_ids)), dtype=np.float32)
+        for block in self._blocks:
+            if not block.encode_typed(columns, by_feature):
+                return None
+        for j in self._categories:
+            spec = self.specs[j]
             column = columns.get(spec.name)
             if column is None:
                 if spec.required:
                     return None
-                out[:, j] = spec.default
+                by_feature[j] = spec.default
                 continue
             values = spec.encode_typed(column)
             if values is None:
                 return None
-            out[:, j] = values
-        return out
+            by_feature[j] = values
+        return np.ascontiguousarray(by_feature.T)
 
     def _encode_ordered(
         self, columns: list[list[FeatureValue]], out: np.ndarray, first_bad: int
@@ -677,6 +692,42 @@ class _Block:
         self.checks_range = kind == "number"
         self.minimum = np.array([[s.minimum] for s in self.specs], dtype=np.float64)
         self.maximum = np.array([[s.maximum] for s in self.specs], dtype=np.float64)
+        # The range as finite bounds, so that one pair of comparisons also refuses NaN (no
+        # comparison holds) and the infinities (beyond the largest float).
+        largest = np.finfo(np.float64).max
+        self.low = np.maximum(self.minimum, -largest)
+        self.high = np.minimum(self.maximum, largest)
+
+    def encode_typed(self, columns: Mapping[str, LeadColumn], by_feature: np.ndarray) -> bool:
+        """Writes this block's rows of ``by_feature`` ([features, leads]) from typed columns;
+        False at the first column that is not all well-typed and valid. The columns of this
+        block's kind with no missing value are stacked and checked in one pass; a column with
+        missing values, or of another kind, goes through its spec's ``encode_typed``."""
+        whole: list[np.ndarray] = []
+        whole_at: list[int] = []  # positions in this block
+        for k, spec in enumerate(self.specs):
+            column = columns.get(spec.name)
+            if column is None:
+                if spec.required:
+                    return False
+                by_feature[self.columns[k]] = spec.default
+            elif column.missing is None and column.kind == spec.kind:
+                whole.append(column.values)  # type: ignore[arg-type]
+                whole_at.append(k)
+            else:
+                values = spec.encode_typed(column)
+                if values is None:
+                    return False
+                by_feature[self.columns[k]] = values
+        if whole:
+            values = np.array(whole)
+            if self.checks_range:
+                within = values >= self.low[whole_at]
+                within &= values <= self.high[whole_at]
+                if not within.all():
+                    return False
+            by_feature[[self.columns[k] for k in whole_at]] = values
+        return True
 
     def encode(self, columns: list[list[FeatureValue]], out: np.ndarray) -> int:
         """Writes this block's columns of ``out``; returns the first bad row (len(out) if none)."""

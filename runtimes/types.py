@@ -58,11 +58,17 @@ class LeadColumn:
     """One feature's values across the leads of a column-wise request, as the wire typed them:
     ``kind`` is "number" (``values`` float64), "boolean" (bool) or "category" (a list of str).
     ``missing`` marks the leads without a value (their slots in ``values`` mean nothing); None
-    when every lead has one."""
+    when every lead has one.
+
+    A category column may also carry ``codes``: each value's position in ``categories``, its
+    feature's category list, when the decoder matched every value to one of them
+    (``gateway.category_codes``); then no value needs to be looked up again."""
 
     kind: str
     values: np.ndarray | list[str]
     missing: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    categories: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.values)

@@ -38,7 +38,9 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
     rows = random_rows(schema, leads, random.Random(1))
     wire = score_columns_request(schema, rows, "lead_scorer").SerializeToString()
     request = pb.ScoreLeadsRequest.FromString(wire)
-    lead_ids, columns = lead_codec.lead_columns_from_pb(request.columns)
+    lead_ids, columns = lead_codec.lead_columns_from_pb(
+        request.columns, served.schema.category_lists
+    )
     features = served.schema.encode_lead_columns(lead_ids, columns)
     outputs = served.session.run(features)
     scores = scoring.build_score_columns(served, lead_ids, columns, outputs, reasons)
@@ -52,7 +54,9 @@ def stages(leads: int, reasons: int) -> dict[str, Callable[[], object]]:
     names = oip_codec.requested_outputs(oip_request, served)
     return {
         "parse": lambda: pb.ScoreLeadsRequest.FromString(wire),
-        "decode columns": lambda: lead_codec.lead_columns_from_pb(request.columns),
+        "decode columns": lambda: lead_codec.lead_columns_from_pb(
+            request.columns, served.schema.category_lists
+        ),
         "lead ids unique": lambda: scoring._check_unique(lead_ids),
         "encode": lambda: served.schema.encode_lead_columns(lead_ids, columns),
         "onnx run": lambda: served.session.run(features),

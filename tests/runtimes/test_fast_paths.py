@@ -7,6 +7,7 @@ hit every branch: missing, wrongly typed, out of range, non-finite, unknown name
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -294,9 +295,14 @@ def test_score_columns_label_repeated_and_missing_values_as_scores_do(
         assert table.reason_label[i * k : (i + 1) * k] == [r.label for r in score.reasons]
 
 
-def typed_columns(leads: list[LeadInput]) -> tuple[list[str], dict[str, Any]]:
+def typed_columns(
+    leads: list[LeadInput], schema: FeatureSchema | None = None
+) -> tuple[list[str], dict[str, Any]]:
     """``as_columns``, with each column typed as the wire would carry it (``LeadColumn``) where
-    its present values are all floats, all bools or all strs; other columns stay lists."""
+    its present values are all floats, all bools or all strs; other columns stay lists. With a
+    ``schema``, a category column whose present values are all its feature's categories also
+    carries their codes, as ``gateway.category_codes`` reads them (a missing lead's slot holding
+    the first category, as a client's placeholder may)."""
     lead_ids, columns = as_columns(leads)
     typed: dict[str, Any] = {}
     for name, values in columns.items():
@@ -311,7 +317,14 @@ def typed_columns(leads: list[LeadInput]) -> tuple[list[str], dict[str, Any]]:
             typed[name] = LeadColumn("boolean", array, missing if missing.any() else None)
         elif kinds == {str}:
             strings = ["" if v is None else v for v in values]
-            typed[name] = LeadColumn("category", strings, missing if missing.any() else None)
+            marked = missing if missing.any() else None
+            spec = schema.spec(name) if schema is not None and name in schema.names else None
+            if spec is not None and spec.kind == "category" and set(present) <= set(spec.index):
+                codes = np.array([0 if v is None else spec.index[v] for v in values])
+                strings = [spec.categories[c] for c in codes]
+                typed[name] = LeadColumn("category", strings, marked, codes, spec.categories)
+            else:
+                typed[name] = LeadColumn("category", strings, marked)
         else:
             typed[name] = values
     return lead_ids, typed
@@ -333,16 +346,20 @@ def float_leads(schema: FeatureSchema, count: int, rng: random.Random, bad: floa
     return leads
 
 
+@pytest.mark.parametrize("with_codes", [False, True])
 @pytest.mark.parametrize("bad", [0.0, 0.02, 0.1, 0.5])
-def test_typed_columns_encode_like_leads(schema: FeatureSchema, bad: float) -> None:
+def test_typed_columns_encode_like_leads(
+    schema: FeatureSchema, bad: float, with_codes: bool
+) -> None:
     """Typed columns (the wire's form) give the same matrix as leads, or, on the first bad value
     (out of range, non-finite, unknown category, missing where required, a bad lead id, a value
-    of another kind), the same message naming the same lead."""
+    of another kind), the same message naming the same lead; with category codes or without."""
     rng = random.Random(3 + int(bad * 1000))
-    errors = typed = 0
+    errors = typed = coded = 0
     for trial in range(300):
         leads = float_leads(schema, 1 + trial % 40, rng, bad)
-        lead_ids, columns = typed_columns(leads)
+        lead_ids, columns = typed_columns(leads, schema if with_codes else None)
+        coded += sum(getattr(c, "codes", None) is not None for c in columns.values())
         typed += sum(isinstance(c, LeadColumn) for c in columns.values())
         kind_leads, by_lead = outcome(schema.encode, leads)
         kind_columns, by_column = outcome(
@@ -359,6 +376,7 @@ def test_typed_columns_encode_like_leads(schema: FeatureSchema, bad: float) -> N
             errors += 1
             assert by_lead == by_column
     assert typed > (1000 if bad <= 0.1 else 50)  # columns typed, of 300 requests x 16
+    assert coded > (100 if bad <= 0.02 else 5) if with_codes else coded == 0
     if bad >= 0.1:
         assert errors > 100
     if bad == 0.0:
@@ -378,9 +396,11 @@ def test_a_typed_column_of_another_kind_is_refused_like_leads(schema: FeatureSch
     assert (matrix[:, schema.names.index("age")] == schema.spec("age").default).all()
 
 
+@pytest.mark.parametrize("with_codes", [False, True])
 @pytest.mark.parametrize("max_reasons", [1, 3, 9, 100])
-def test_typed_score_columns_equal_scores(served: Any, max_reasons: int) -> None:
-    """Reasons labelled from typed columns, with missing values, repeated values and ties."""
+def test_typed_score_columns_equal_scores(served: Any, max_reasons: int, with_codes: bool) -> None:
+    """Reasons labelled from typed columns, with missing values, repeated values and ties; with
+    category codes or without."""
     rng = random.Random(200 + max_reasons)
     for trial in range(40):
         count = 17 + trial * 7
@@ -390,8 +410,9 @@ def test_typed_score_columns_equal_scores(served: Any, max_reasons: int) -> None
                 lead.features["age"] = [30.0, 45.0, -0.0, 0.0, 99.5][i % 5]
         outputs = outputs_with_ties(count, served.width, rng)
         scores = scoring.build_scores(served, leads, outputs, max_reasons)
-        lead_ids, columns = typed_columns(leads)
+        lead_ids, columns = typed_columns(leads, served.schema if with_codes else None)
         assert any(c.missing is not None for c in columns.values())
+        assert (columns["channel"].codes is not None) == with_codes
         table = scoring.build_score_columns(served, lead_ids, columns, outputs, max_reasons)
         k = table.reasons_per_lead
         for i, score in enumerate(scores):
@@ -427,3 +448,41 @@ def test_whole_numbers_are_worded_as_python_does() -> None:
     small = np.array([0, 7, -7, 9999, -9999], np.int64)
     assert schema_module._int_text(small).tolist() == ["0", "7", "-7", "9999", "-9999"]
     assert schema_module._int_text(np.array([], np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "value", [math.nan, math.inf, -math.inf, -1.0, 101.0, 3e38, -0.0, 0.0, 100.0, 5e-324]
+)
+def test_typed_numbers_checked_a_kind_at_a_time_refuse_what_leads_refuse(value: float) -> None:
+    """Number columns with no missing value are range-checked together, against finite bounds
+    (so that NaN and the infinities fail one comparison): an unbounded feature still refuses the
+    non-finite, a bounded one its range's outside, each with the lead path's message."""
+    schema = FeatureSchema.from_config(
+        {
+            "features": [
+                {"name": "free", "type": "number"},
+                {"name": "pct", "type": "number", "min": 0, "max": 100},
+                {"name": "flag", "type": "boolean"},
+            ]
+        }
+    )
+    for name in ("free", "pct"):
+        values = [1.0, 2.0, 3.0]
+        values[1] = value
+        leads = [
+            LeadInput(f"L-{i}", {"free": 7.0, "pct": 7.0, "flag": i == 1, name: v})
+            for i, v in enumerate(values)
+        ]
+        lead_ids, columns = typed_columns(leads)
+        assert all(isinstance(c, LeadColumn) and c.missing is None for c in columns.values())
+        kind_leads, by_lead = outcome(schema.encode, leads)
+        kind_columns, by_column = outcome(
+            lambda _, ids=lead_ids, typed=columns: schema.encode_lead_columns(ids, typed), leads
+        )
+        refused = not math.isfinite(value) or (name == "pct" and not 0 <= value <= 100)
+        assert kind_leads == kind_columns == ("error" if refused else "ok")
+        if refused:
+            assert by_column == by_lead
+            assert by_column.startswith("lead 'L-1': feature ")
+        else:
+            np.testing.assert_array_equal(by_column, by_lead)
