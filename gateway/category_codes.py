@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from runtimes.schema import objects
+
 _TAG = 0x0A  # field 1, length-delimited: CategoryColumn.values
 
 
@@ -35,9 +37,9 @@ class CategoryForms:
 
     def __init__(self, categories: Sequence[str]) -> None:
         self.categories = tuple(categories)
-        self.strs = _objects(self.categories)
+        self.strs = objects(self.categories)
         encoded = [c.encode() for c in self.categories]
-        self.forms = _objects([bytes([_TAG, len(e)]) + e for e in encoded])
+        self.forms = objects([bytes([_TAG, len(e)]) + e for e in encoded])
         offsets = _telling_offsets(encoded)
         self.usable = offsets is not None
         # Per length, the offset of the byte that tells that length's categories apart.
@@ -77,13 +79,6 @@ class CategoryForms:
 def forms_of(categories: tuple[str, ...]) -> CategoryForms:
     """One ``CategoryForms`` per category list, kept across requests."""
     return CategoryForms(categories)
-
-
-def _objects(items: Sequence[object]) -> np.ndarray:
-    """A 1-d object array of ``items`` (numpy would make bytes or strs of one length 2-d)."""
-    array = np.empty(len(items), dtype=object)
-    array[:] = list(items)
-    return array
 
 
 def _telling_offsets(encoded: Sequence[bytes]) -> dict[int, int] | None:
