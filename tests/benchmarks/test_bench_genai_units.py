@@ -1,5 +1,5 @@
-"""The GenAI bench's parts on their own: tracing levels, bad options, the LLM stand-in's protocol
-and the discard collector."""
+"""The GenAI bench's parts on their own: tracing levels, bad options, the LLM stand-in's protocol,
+the discard collector and the search target's leads."""
 
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from benchmarks.discard_collector import DiscardTraces
 from benchmarks.fake_llm import FakeLLM, Pacing, set_pacing
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
+from benchmarks.notes_fill import TENANT, fill_store, open_local_store
 from benchmarks.results import CpuUse, RunResult
+from benchmarks.retrieval_suite import lead_of
 from benchmarks.summary_client import HoldCounts
 from benchmarks.summary_suite import SummaryPlan, pooled_p99_ms, within_target
 from benchmarks.summary_suite import _result as _summary_result
 from benchmarks.tracing_suite import cost_interval, parse_levels, round_order, tracing_env
+from retrieval.chunking import Chunker
+from retrieval.embedder import OnnxEmbedder
+from retrieval.notes import NotesService
 
 
 def test_parse_levels_adds_off_first_and_normalises() -> None:
@@ -209,3 +214,25 @@ def test_a_summary_setting_that_is_not_a_setting_is_a_usage_error(bench) -> None
     run = bench("--targets", "summary", "--summary-setting", "guard_priority=idle", timeout=60)
     assert run.returncode == 2
     assert "NAME one of leadgw's settings" in run.stderr
+
+
+async def test_lead_searches_ask_only_about_leads_that_have_notes(tmp_path: Path) -> None:
+    """With fewer notes than notes_fill's leads, the search target's lead-scoped queries cycle
+    over the leads that have notes: on a fast host a 1 s window makes more than 300 queries, and
+    with 300 notes the 301st asked about lead-0300, which has none (NotFound, counted as errors)."""
+    notes = 300
+    store = await open_local_store(tmp_path)
+    await fill_store(store, notes)
+    embedder = await OnnxEmbedder.open()
+    service = NotesService(store, embedder, await asyncio.to_thread(Chunker))
+    try:
+        leads = [lead_of("lead", i, notes) for i in range(2 * notes + 1)]
+        assert len(set(leads)) == notes and leads[notes] == leads[0] == "lead-0000"
+        assert lead_of("tenant", 5, notes) is None
+        # Each distinct lead is searched once, for real: every one of them has notes.
+        for lead in sorted(set(leads)):
+            hits = await service.search(TENANT, "annual review", lead_id=lead, top_k=1)
+            assert len(hits) == 1, lead
+    finally:
+        await service.close()
+        await embedder.close()

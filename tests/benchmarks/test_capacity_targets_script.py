@@ -74,6 +74,19 @@ def test_one_pass_runs_every_target_once_and_the_25_percent_rate_from_the_sweep(
     assert runs.count("command: leadgw bench") == 8 and "exit:" not in runs
 
 
+def test_the_sweep_can_reach_past_the_floors_capacity_on_a_fast_host(tmp_path: Path) -> None:
+    """On the Zen 5 host of pass 9 the floor passed every step up to 3,417/s (seven steps), which
+    left its capacity, and every ratio to it, unknown: the plan's last step must reach 5,000/s."""
+    calls, _ = run_script(tmp_path)
+    sweep = next(call for call in calls if out_name(call) == "sweep")
+
+    def arg(name: str) -> float:
+        return float(sweep[sweep.index(name) + 1])
+
+    last_step = arg("--sweep-start") * arg("--sweep-factor") ** (arg("--sweep-max-steps") - 1)
+    assert last_step >= 5_000
+
+
 def test_repeats_interleave_the_close_targets(tmp_path: Path) -> None:
     calls, runs = run_script(tmp_path, REPEATS="3")
     names = [out_name(call) for call in calls]
