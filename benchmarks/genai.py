@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.flood_suite import FloodBenchPlan, gateway_workers, run_flood
 from benchmarks.leads import Feature, random_rows
+from benchmarks.notes_fill import leads_with_notes
 from benchmarks.notes_search_suite import NotesSearchPlan, run_notes_search
 from benchmarks.progress import ProgressSink
 from benchmarks.results import RunResult
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 # A placeholder: each suite points its targets at the gateway it starts.
 _UNSTARTED = "127.0.0.1:0"
 _SUMMARY_REQUESTS = 64
-_FILLED_LEADS = 1_000  # benchmarks.notes_fill's lead-0000 to lead-0999
 
 
 def _leadgw_targets(
@@ -108,8 +108,8 @@ def run_genai(
             "scoreleads", _UNSTARTED, config.model, schema, batches, config.timeout_s
         )
         rng = random.Random(config.shape.seed + 1)
-        # The bulk load spreads notes over up to 1,000 leads: ask only about leads that exist.
-        leads = min(_FILLED_LEADS, config.summary_notes)
+        # The bulk load spreads notes over up to 1,000 leads: ask only about leads that have some.
+        leads = leads_with_notes(config.summary_notes)
         requests = summary_requests(
             schema, random_rows(schema, _SUMMARY_REQUESTS, rng), leads, config.model
         )

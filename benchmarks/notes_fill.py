@@ -30,6 +30,14 @@ TMPFS = Path("/dev/shm")
 TENANT = "bench"
 LEADS = 1_000
 """Filled notes are spread over leads lead-0000 to lead-0999."""
+
+
+def leads_with_notes(notes: int) -> int:
+    """How many leads a fill of ``notes`` notes gives notes to (note k goes to lead k mod LEADS):
+    the leads past them have none, and a search or summary for them is NotFound."""
+    return max(1, min(notes, LEADS))
+
+
 _WRITE_BATCH = 1_000
 """Notes per store call: one call stays well inside the store's call timeout on a busy machine."""
 

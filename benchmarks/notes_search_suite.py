@@ -38,9 +38,9 @@ import grpc
 
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
 from benchmarks.notes_fill import (
-    LEADS,
     FillTimes,
     fill_store_timed,
+    leads_with_notes,
     open_local_store,
     sample_texts,
     scratch_dir,
@@ -149,14 +149,16 @@ def _label(scope: str, queries: str, notes: int) -> str:
     return f"searchnotes {middle} @ {notes:,} notes"
 
 
-def _lead(scope: str, i: int) -> str | None:
-    return f"lead-{i % LEADS:04d}" if scope == "lead" else None
+def _lead(scope: str, i: int, notes: int) -> str | None:
+    """The i-th query's lead (None: tenant-wide), among the leads that have notes."""
+    return f"lead-{i % leads_with_notes(notes):04d}" if scope == "lead" else None
 
 
-def search_requests(scope: str, texts: list[str]) -> tuple[bytes, ...]:
-    """Pre-serialised SearchNotes requests, the i-th with the i-th query (and lead)."""
+def search_requests(scope: str, texts: list[str], notes: int) -> tuple[bytes, ...]:
+    """Pre-serialised SearchNotes requests, the i-th with the i-th query (and lead) for a store
+    of ``notes`` notes."""
     return tuple(
-        pb.SearchNotesRequest(query=text, lead_id=_lead(scope, i) or "", top_k=TOP_K)
+        pb.SearchNotesRequest(query=text, lead_id=_lead(scope, i, notes) or "", top_k=TOP_K)
         .SerializeToString()
         for i, text in enumerate(texts)
     )  # fmt: skip
@@ -189,6 +191,7 @@ async def _store_times(
     texts: list[str],
     scope: str,
     plan: NotesSearchPlan,
+    notes: int,
 ) -> StoreTimes:
     """``NotesStore.search_many_timed`` one query at a time for the plan's window, after a
     short warm-up."""
@@ -198,7 +201,7 @@ async def _store_times(
     deadline = time.monotonic() + plan.duration_s
     while i < STORE_WARMUP_QUERIES + 5 or time.monotonic() < deadline:
         n = i % len(texts)
-        query = NoteQuery(vectors[n], texts[n], _lead(scope, n), (), None, None, TOP_K)
+        query = NoteQuery(vectors[n], texts[n], _lead(scope, n, notes), (), None, None, TOP_K)
         started = time.perf_counter()
         try:
             _, engine_s = await store.search_many_timed(DEFAULT_TENANT, [query])
@@ -232,7 +235,9 @@ async def _load_and_time_store(
                 label = _label(scope, queries, notes)
                 progress.begin(f"notes-search: store alone, {label}", plan.duration_s)
                 try:
-                    times[scope, queries] = await _store_times(store, vectors, texts, scope, plan)
+                    times[scope, queries] = await _store_times(
+                        store, vectors, texts, scope, plan, notes
+                    )
                 finally:
                     progress.end()
         return load, times
@@ -298,7 +303,7 @@ def _one_size(
                     name=label,
                     address=gateway.address,
                     method=SEARCH_NOTES,
-                    payloads=search_requests(scope, query_texts(queries)),
+                    payloads=search_requests(scope, query_texts(queries), notes),
                     rows_per_request=1,
                     timeout_s=config.timeout_s,
                     server_pid=gateway.pid,
@@ -329,7 +334,7 @@ def _one_size(
         hits = asyncio.run(
             _first_search(
                 again.address,
-                search_requests("tenant", query_texts("note"))[0],
+                search_requests("tenant", query_texts("note"), notes)[0],
                 FIRST_SEARCH_TIMEOUT_S,
             )
         )

@@ -16,10 +16,10 @@ from typing import Any
 
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
 from benchmarks.notes_fill import (
-    LEADS,
     TENANT,
     embedding_throughput,
     fill_store,
+    leads_with_notes,
     open_local_store,
     sample_texts,
     scratch_dir,
@@ -67,11 +67,10 @@ class RetrievalResult:
 
 
 def lead_of(scope: str, i: int, notes: int) -> str | None:
-    """The lead the i-th query asks about (None: tenant-wide). Only leads that have notes:
-    notes_fill gives note k to lead k mod LEADS, so with fewer notes than LEADS the leads past
-    the last note have none, and a search for them is NotFound, not a search. (A fast host
-    makes more than 300 queries in a second: cycling over all LEADS leads failed there.)"""
-    return f"lead-{i % max(1, min(notes, LEADS)):04d}" if scope == "lead" else None
+    """The lead the i-th query asks about (None: tenant-wide), among the leads that have notes
+    (``leads_with_notes``). A fast host makes more than 300 queries in a second: cycling over
+    all of notes_fill's leads asked about leads without notes there."""
+    return f"lead-{i % leads_with_notes(notes):04d}" if scope == "lead" else None
 
 
 async def _timed_searches(

@@ -74,11 +74,19 @@ def test_metric_sum_adds_every_series_of_one_name_only() -> None:
 
 def test_search_requests_carry_their_scope() -> None:
     texts = ["annuity rollover", "retirement plan", "college savings"]
-    tenant = [pb.SearchNotesRequest.FromString(b) for b in search_requests("tenant", texts)]
-    lead = [pb.SearchNotesRequest.FromString(b) for b in search_requests("lead", texts)]
+    tenant = [pb.SearchNotesRequest.FromString(b) for b in search_requests("tenant", texts, 300)]
+    lead = [pb.SearchNotesRequest.FromString(b) for b in search_requests("lead", texts, 300)]
     assert [r.query for r in tenant] == texts and {r.lead_id for r in tenant} == {""}
     assert [r.lead_id for r in lead] == ["lead-0000", "lead-0001", "lead-0002"]
     assert {r.top_k for r in tenant + lead} == {5}
+
+
+def test_lead_requests_ask_only_about_leads_the_fill_gave_notes() -> None:
+    """With 2 notes only lead-0000 and lead-0001 have any: a third query asking about
+    lead-0002 would be NotFound, an error the bench would count against the gateway."""
+    texts = ["annuity rollover", "retirement plan", "college savings"]
+    lead = [pb.SearchNotesRequest.FromString(b) for b in search_requests("lead", texts, 2)]
+    assert [r.lead_id for r in lead] == ["lead-0000", "lead-0001", "lead-0000"]
 
 
 def test_short_queries_are_a_few_words_and_note_queries_whole_note_texts() -> None:
