@@ -12,6 +12,7 @@ serving. Without a Qdrant server it also hosts the one embedded store every work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.cpu_quota import usable_cpus
 from gateway.notes_config import store_config
 from gateway.rate_limits import SharedBuckets
 from gateway.server import WorkerRole, upgrade_notes
@@ -44,7 +46,9 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return holder
 
 
-def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
+def _worker_main(settings: Settings, role: WorkerRole, ready: Any, cpu: int | None) -> None:
+    if cpu is not None:  # first: the threads started from here on are pinned as they start
+        pin_process(cpu)
     from gateway.server import run_event_loop, serve
 
     index = role.index
@@ -59,6 +63,30 @@ def _worker_main(settings: Settings, role: WorkerRole, ready: Any) -> None:
         ready.put((index, os.getpid(), f"error: {exc}"))
         code = 2
     sys.exit(code)
+
+
+def worker_cpus(settings: Settings) -> list[int] | None:
+    """The CPU each worker is pinned to, by index, or None when they are not
+    (``Settings.pin_workers``): the CPUs this process may use, in order, wrapping around."""
+    if settings.workers < 2 or settings.pin_workers == "off":
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if settings.pin_workers == "auto" and not settings.workers == len(cpus) == usable_cpus():
+        return None
+    return [cpus[i % len(cpus)] for i in range(settings.workers)]
+
+
+def pin_process(cpu: int) -> None:
+    """Keeps every thread of this process on ``cpu``: those running now (a worker has a few
+    before it starts serving, e.g. the BLAS pool numpy starts on import) and, since a thread
+    inherits its creator's CPUs, every thread started after."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread, and the threads it starts
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended since the listing
+            os.sched_setaffinity(tid, {cpu})
 
 
 def _stop_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -176,6 +204,7 @@ def _run(
     port = holder.getsockname()[1]
     worker_settings = settings.model_copy(update={"port": port})
     ready = context.Queue()
+    cpus = worker_cpus(settings)
     workers = [
         context.Process(
             target=_worker_main,
@@ -185,6 +214,7 @@ def _run(
                     i, None if store is None else store.link, notes_off, buckets, metrics_ports
                 ),
                 ready,
+                None if cpus is None else cpus[i],
             ),
             name=f"leadgw-{i}",
         )
@@ -220,9 +250,10 @@ def _run(
         holder.close()
     if not_ready is None:
         started = True
+        pinned = "" if cpus is None else f" pinned to CPUs {', '.join(map(str, cpus))}"
         print(
             f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
-            f"(pids {', '.join(str(w.pid) for w in workers)}); try: leadgw score "
+            f"(pids {', '.join(str(w.pid) for w in workers)}){pinned}; try: leadgw score "
             f"examples/leads.jsonl --address {settings.host}:{port}",
             flush=True,
         )

@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, help="processes sharing the port (default: one per usable core)"
     )
+    parser.add_argument(
+        "--pin-workers",
+        choices=["auto", "on", "off"],
+        help="keep worker i on the i-th CPU: auto (default) when the workers are one per CPU",
+    )
     parser.add_argument("--model-repository", type=Path, help="model repository folder")
     parser.add_argument(
         "--model-control-mode",

@@ -1,6 +1,6 @@
 """``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
 ``infer_cost_parts.py``, ``registered_methods_cost.py``, ``metrics_cost.py``, ``auth_cost.py`` and
-``cold_calls.py``
+``cold_calls.py``, ``ort_cold_run.py``
 run and report what they measured
 (the figures themselves are the bench's business, not a test's)."""
 
@@ -364,3 +364,24 @@ def test_span_export_cut_out_sends_no_span(tmp_path: Path) -> None:
     ``span-export`` cut it sends none (the calls are answered as before)."""
     assert _spans_exported_with_cuts("", tmp_path / "uncut") >= 2
     assert _spans_exported_with_cuts("span-export", tmp_path / "cut") == 0
+
+
+def test_ort_cold_run_times_the_model_after_each_kind_of_work() -> None:
+    out = _run("scripts/ort_cold_run.py", "--runs", "30")
+    cases = dict(re.findall(r"^  (\S.*?) +([\d.]+)$", out, re.M))
+    assert list(cases) == [
+        "back to back",
+        "python",
+        "thread ping-pong",
+        "data 2 MB",
+        "data 32 MB",
+        "back to back, numpy, not onnxruntime",
+        "after a grpc call: run",
+        "after a grpc call: run, one output",
+        "after a grpc call: run_with_ort_values",
+        "after a grpc call: run, no memory pattern",
+        "after a grpc call: run, no CPU arena",
+        "after a grpc call: run, graph not optimised",
+        "after a grpc call: numpy, not onnxruntime",
+    ], out
+    assert all(float(us) > 0 for us in cases.values())

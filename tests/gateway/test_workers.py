@@ -139,3 +139,35 @@ def test_workers_stop_when_their_supervisor_is_killed(gateway_process) -> None:
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
         time.sleep(0.2)
     assert not alive, f"workers {alive} outlived their supervisor"
+
+
+def _threads_cpus(pid: int) -> dict[int, set[int]]:
+    return {thread.id: os.sched_getaffinity(thread.id) for thread in psutil.Process(pid).threads()}
+
+
+def test_pinned_workers_run_every_thread_on_a_cpu_of_their_own(gateway_process) -> None:
+    """``--pin-workers on``: worker i and every thread it has (gRPC's, ONNX Runtime's, numpy's
+    BLAS pool started on import, before the pinning) may run on the i-th usable CPU only; the
+    ready line says which."""
+    gateway = gateway_process("--workers", "2", "--pin-workers", "on")
+    pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
+    cpus = sorted(os.sched_getaffinity(0))
+    expected = [cpus[i % len(cpus)] for i in range(2)]
+    assert f"pinned to CPUs {expected[0]}, {expected[1]};" in gateway.ready_line
+    for pid, cpu in zip(pids, expected, strict=True):
+        threads = _threads_cpus(pid)
+        assert len(threads) > 5  # the loop's thread and the ones started around it
+        assert set(map(frozenset, threads.values())) == {frozenset({cpu})}
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        assert len(stub.ScoreLeads(score_request(sample_leads(2)), timeout=10).scores) == 2
+    assert gateway.stop() == 0
+
+
+def test_workers_told_not_to_pin_may_run_on_every_cpu(gateway_process) -> None:
+    gateway = gateway_process("--workers", "2", "--pin-workers", "off")
+    assert "pinned" not in gateway.ready_line
+    pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
+    for pid in pids:
+        threads = _threads_cpus(pid)
+        assert set(map(frozenset, threads.values())) == {frozenset(os.sched_getaffinity(0))}
