@@ -2,11 +2,12 @@
 
 Each worker has its own event loop, ONNX Runtime sessions and batchers; the kernel spreads new
 connections across them, and connections age out after a few seconds so that the spread is
-re-drawn (``WORKER_CONNECTION_AGE_S``). The parent supervises: it prints one ready line when
-every worker is serving, forwards SIGTERM/SIGINT so all of them stop gracefully, and exits 0 only
-if all did. SIGHUP (reload the keys file) is forwarded to every worker once all of them are
-serving. Without a Qdrant server it also hosts the one embedded store every worker shares
-(:mod:`retrieval.shared_store`), started before the workers and stopped after them.
+re-drawn (``WORKER_CONNECTION_AGE_S``). Where the CPUs are the gateway's own, each worker stays
+on one of them (``Settings.pin_workers``, ``worker_cpus``). The parent supervises: it prints one
+ready line when every worker is serving, forwards SIGTERM/SIGINT so all of them stop gracefully,
+and exits 0 only if all did. SIGHUP (reload the keys file) is forwarded to every worker once all
+of them are serving. Without a Qdrant server it also hosts the one embedded store every worker
+shares (:mod:`retrieval.shared_store`), started before the workers and stopped after them.
 """
 
 from __future__ import annotations

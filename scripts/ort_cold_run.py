@@ -3,8 +3,9 @@
 In place, the gateway's batch-1 ModelInfer spends ~34 µs of thread CPU in ``OnnxSession.run``
 (``scripts/infer_cost_parts.py --variants parts``, with a thread clock around the run), where a
 loop of runs back to back takes ~5 µs. This script finds which work between two runs makes
-the second one slow. Each case runs the bundled lead model on one row, N times, doing its
-"between" work before each run, and prints the median wall time of the run alone:
+the second one slow. Each case runs the bundled lead model on one row through the gateway's own
+``OnnxSession``, N times, doing its "between" work before each run, and prints the median wall
+time of the run alone:
 
 - ``back to back``: nothing between runs;
 - ``python``: some pure-Python work (json and re);
@@ -13,8 +14,9 @@ the second one slow. Each case runs the bundled lead model on one row, N times, 
 - ``grpc call``: one bare grpc.aio unary call over loopback to a server in the same process
   (the transport floor's work for one call);
 
-and, for the ``grpc call`` case, the run through each way onnxruntime offers (``run`` with
-fewer outputs, ``run_with_ort_values``, session options) to see if any avoids the cost.
+and, for the ``grpc call`` case, the run through each way onnxruntime offers (its session's
+``run`` with one or all outputs, ``run_with_ort_values``, session options) to see if any avoids
+the cost, and five numpy calls of the model's size as a control that is not onnxruntime.
 
 Run from the repository root (``--pin 0`` pins the process to CPU 0, to tell what migrating
 between the cores adds)::
@@ -31,6 +33,7 @@ import os
 import queue
 import re
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +44,11 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runtimes.model_config import OrtSettings  # noqa: E402
+from runtimes.session import OnnxSession  # noqa: E402
+
 MODEL = ROOT / "runtimes" / "bundled_models" / "lead_scorer" / "1" / "model.onnx"
 OUTPUTS = ["probability", "logit", "contributions"]
 
@@ -113,11 +121,12 @@ def main() -> None:
         os.sched_setaffinity(0, {args.pin})
 
     row = np.zeros((1, 16), dtype=np.float32)
-    base = session()
-    run = base._sess.run  # what OnnxSession.run calls
+    gateways = OnnxSession(MODEL, OrtSettings(), tuple(OUTPUTS))  # as the gateway runs it
+    base = session()  # the variants below change one thing each of this one
+    run = base._sess.run
 
     def lead_run() -> object:
-        return run(OUTPUTS, {"features": row}, None)
+        return gateways.run(row)
 
     text = json.dumps([{"a": i, "b": str(i)} for i in range(300)])
     to_thread: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -169,13 +178,14 @@ def main() -> None:
     ways: dict[str, Callable[[], object]] = {
         "run": lead_run,
         "run, one output": lambda: run(["contributions"], {"features": row}, None),
+        "run, all outputs": lambda: run(OUTPUTS, {"features": row}, None),
         "run_with_ort_values": lambda: base._sess.run_with_ort_values(
             {"features": value._ortvalue}, OUTPUTS, None
         ),
         "run, no memory pattern": lambda: no_pattern._sess.run(OUTPUTS, {"features": row}, None),
         "run, no CPU arena": lambda: no_arena._sess.run(OUTPUTS, {"features": row}, None),
         "run, graph not optimised": lambda: unoptimised._sess.run(OUTPUTS, {"features": row}, None),
-        # A control that is not onnxruntime: the same model's arithmetic in five numpy calls.
+        # A control that is not onnxruntime: arithmetic of the model's size in five numpy calls.
         "numpy, not onnxruntime": lambda: numpy_model(row),
     }
     for name, median in asyncio.run(grpc_cases(ways, args.runs)).items():

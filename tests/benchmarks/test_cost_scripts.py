@@ -378,6 +378,7 @@ def test_ort_cold_run_times_the_model_after_each_kind_of_work() -> None:
         "back to back, numpy, not onnxruntime",
         "after a grpc call: run",
         "after a grpc call: run, one output",
+        "after a grpc call: run, all outputs",
         "after a grpc call: run_with_ort_values",
         "after a grpc call: run, no memory pattern",
         "after a grpc call: run, no CPU arena",
