@@ -38,6 +38,13 @@ def leads_with_notes(notes: int) -> int:
     return max(1, min(notes, LEADS))
 
 
+def query_lead(scope: str, i: int, notes: int) -> str | None:
+    """The lead the i-th search query asks about (None: ``scope`` "tenant", tenant-wide), cycling
+    over the leads a fill of ``notes`` notes gave notes to: a fast host makes more queries in a
+    second than a small fill has leads with notes."""
+    return f"lead-{i % leads_with_notes(notes):04d}" if scope == "lead" else None
+
+
 _WRITE_BATCH = 1_000
 """Notes per store call: one call stays well inside the store's call timeout on a busy machine."""
 

@@ -40,8 +40,8 @@ from benchmarks.histograms import Percentiles, new_histogram, record_seconds
 from benchmarks.notes_fill import (
     FillTimes,
     fill_store_timed,
-    leads_with_notes,
     open_local_store,
+    query_lead,
     sample_texts,
     scratch_dir,
 )
@@ -149,16 +149,11 @@ def _label(scope: str, queries: str, notes: int) -> str:
     return f"searchnotes {middle} @ {notes:,} notes"
 
 
-def _lead(scope: str, i: int, notes: int) -> str | None:
-    """The i-th query's lead (None: tenant-wide), among the leads that have notes."""
-    return f"lead-{i % leads_with_notes(notes):04d}" if scope == "lead" else None
-
-
 def search_requests(scope: str, texts: list[str], notes: int) -> tuple[bytes, ...]:
     """Pre-serialised SearchNotes requests, the i-th with the i-th query (and lead) for a store
     of ``notes`` notes."""
     return tuple(
-        pb.SearchNotesRequest(query=text, lead_id=_lead(scope, i, notes) or "", top_k=TOP_K)
+        pb.SearchNotesRequest(query=text, lead_id=query_lead(scope, i, notes) or "", top_k=TOP_K)
         .SerializeToString()
         for i, text in enumerate(texts)
     )  # fmt: skip
@@ -201,7 +196,7 @@ async def _store_times(
     deadline = time.monotonic() + plan.duration_s
     while i < STORE_WARMUP_QUERIES + 5 or time.monotonic() < deadline:
         n = i % len(texts)
-        query = NoteQuery(vectors[n], texts[n], _lead(scope, n, notes), (), None, None, TOP_K)
+        query = NoteQuery(vectors[n], texts[n], query_lead(scope, n, notes), (), None, None, TOP_K)
         started = time.perf_counter()
         try:
             _, engine_s = await store.search_many_timed(DEFAULT_TENANT, [query])

@@ -19,8 +19,8 @@ from benchmarks.notes_fill import (
     TENANT,
     embedding_throughput,
     fill_store,
-    leads_with_notes,
     open_local_store,
+    query_lead,
     sample_texts,
     scratch_dir,
     scratch_parent,
@@ -66,13 +66,6 @@ class RetrievalResult:
         return asdict(self)
 
 
-def lead_of(scope: str, i: int, notes: int) -> str | None:
-    """The lead the i-th query asks about (None: tenant-wide), among the leads that have notes
-    (``leads_with_notes``). A fast host makes more than 300 queries in a second: cycling over
-    all of notes_fill's leads asked about leads without notes there."""
-    return f"lead-{i % leads_with_notes(notes):04d}" if scope == "lead" else None
-
-
 async def _timed_searches(
     service: NotesService, scope: str, duration_s: float, notes: int
 ) -> tuple[int, int, Percentiles]:
@@ -83,7 +76,7 @@ async def _timed_searches(
     deadline = time.monotonic() + duration_s
     i = 0
     while i < WARMUP_QUERIES + MIN_QUERIES or time.monotonic() < deadline:
-        lead = lead_of(scope, i, notes)
+        lead = query_lead(scope, i, notes)
         started = time.perf_counter()
         try:
             await service.search(TENANT, texts[i % len(texts)], lead_id=lead, top_k=5)

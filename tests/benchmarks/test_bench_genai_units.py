@@ -16,9 +16,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from benchmarks.discard_collector import DiscardTraces
 from benchmarks.fake_llm import FakeLLM, Pacing, set_pacing
 from benchmarks.histograms import Percentiles, new_histogram, record_seconds
-from benchmarks.notes_fill import TENANT, fill_store, open_local_store
+from benchmarks.notes_fill import TENANT, fill_store, open_local_store, query_lead
 from benchmarks.results import CpuUse, RunResult
-from benchmarks.retrieval_suite import lead_of
 from benchmarks.summary_client import HoldCounts
 from benchmarks.summary_suite import SummaryPlan, pooled_p99_ms, within_target
 from benchmarks.summary_suite import _result as _summary_result
@@ -226,9 +225,9 @@ async def test_lead_searches_ask_only_about_leads_that_have_notes(tmp_path: Path
     embedder = await OnnxEmbedder.open()
     service = NotesService(store, embedder, await asyncio.to_thread(Chunker))
     try:
-        leads = [lead_of("lead", i, notes) for i in range(2 * notes + 1)]
+        leads = [query_lead("lead", i, notes) for i in range(2 * notes + 1)]
         assert len(set(leads)) == notes and leads[notes] == leads[0] == "lead-0000"
-        assert lead_of("tenant", 5, notes) is None
+        assert query_lead("tenant", 5, notes) is None
         # Each distinct lead is searched once, for real: every one of them has notes.
         for lead in sorted(set(leads)):
             hits = await service.search(TENANT, "annual review", lead_id=lead, top_k=1)
