@@ -5,10 +5,11 @@ answer is the highest rate that passed.
 A failed step that may have been spoiled by a transient is measured again, and the repeat
 decides: the sweep's first step (a fresh server may still be warming caches, connecting,
 collecting), a bisection step (inside the bracket p99 is within noise of the SLO, and on a shared
-machine the tail is not monotonic in load), a step below a rate that already passed, and a step
-that failed by errors rather than by latency. A failure by the generator's own limit is final.
-The search itself (``search``) only sees a ``measure(rate)`` function, so its logic is tested
-with a fake one.
+machine the tail is not monotonic in load), a step below a rate that already passed, a climbing
+step that failed right after a step with p99 under a quarter of the SLO (``QUIET_SHARE``), and a
+step that failed by errors rather than by latency. A failure by the generator's own limit is
+final. The search itself (``search``) only sees a ``measure(rate)`` function, so its logic is
+tested with a fake one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.loadgen import LoadShape
 from benchmarks.progress import ProgressSink
@@ -26,6 +27,21 @@ from benchmarks.targets import Preflight, Target
 
 MAX_ERROR_SHARE = 0.001  # a step with more failed requests than this does not pass
 GENERATOR = "the generator could not send this rate"
+QUIET_SHARE = 0.25
+"""A climbing step that fails right after a step whose p99 was under this share of the SLO is
+measured again. One factor more load rarely takes p99 from that far under the SLO past it: of
+the 49 climbing failures in four sweep runs on the 2-core machine (2026-11-30 and 12-01, SLO
+10 ms, factor 1.5), 48 came after a step with p99 2.37-9.93 ms (one of them under 2.5 ms),
+and the one spoiled step (the floor: 59.6 ms at 1,519/s, its knee near 4,500/s) after 1.41
+ms. A real knee this rule repeats costs one step; the repeat decides."""
+
+
+class Measured(NamedTuple):
+    """One step's outcome as the search sees it."""
+
+    why: str | None
+    """None if the step passed, else why not (``verdict``)."""
+    p99_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +77,25 @@ class Search:
         return self.failed / self.best - 1
 
 
-def search(plan: SweepPlan, measure: Callable[[float], str | None]) -> Search:
-    """Finds the highest rate at which ``measure(rate)`` passes (returns None)."""
+def search(plan: SweepPlan, measure: Callable[[float], Measured]) -> Search:
+    """Finds the highest rate at which ``measure(rate)`` passes (its ``why`` is None)."""
     measured: list[tuple[float, str | None, bool]] = []
     passed: float | None = None
     failed: float | None = None
+    last_pass_p99: float | None = None  # the p99 of the latest step that passed
     stop_reason = ""
 
     def step(rate: float) -> str | None:
-        why = measure(rate)
+        nonlocal last_pass_p99
+        why, p99 = measure(rate)
         measured.append((rate, why, False))
         retries = 0
         while why is not None and retries < plan.retries and _looks_transient(rate, why):
             retries += 1
-            why = measure(rate)
+            why, p99 = measure(rate)
             measured.append((rate, why, True))
+        if why is None:
+            last_pass_p99 = p99
         return why
 
     def _looks_transient(rate: float, why: str) -> bool:
@@ -86,7 +106,12 @@ def search(plan: SweepPlan, measure: Callable[[float], str | None]) -> Search:
         # decide where the knee is (on a shared machine p99 is not monotonic in load).
         near_the_knee = passed is not None and failed is not None and passed < rate < failed
         below_a_pass = passed is not None and rate <= passed
-        return first or near_the_knee or below_a_pass or not why.startswith("p99")
+        sudden = (
+            failed is None
+            and last_pass_p99 is not None
+            and last_pass_p99 < QUIET_SHARE * plan.slo_ms
+        )
+        return first or near_the_knee or below_a_pass or sudden or not why.startswith("p99")
 
     rate = plan.start_rate
     for _ in range(plan.max_steps):
@@ -183,14 +208,14 @@ def run_sweep(
     sweep = SweepResult(target.name, {"slo_ms": plan.slo_ms, **_plan_dict(plan)}, round=round_of[0])
     of = f" round {round_of[0]}/{round_of[1]}" if round_of[1] > 1 else ""
 
-    def measure(rate: float) -> str | None:
+    def measure(rate: float) -> Measured:
         label = f"{target.name} sweep {rate:,.0f}/s{of}"
         step_shape = replace(shape, mode="open", rate=rate, duration_s=plan.step_duration_s)
         result = run_load(target, step_shape, preflight, progress, label)
         sweep.steps.append(result)
         why = verdict(result, plan.slo_ms)
         progress.note(f"  {label}: p99 {result.latency_ms.p99:.2f} ms, {why or 'pass'}")
-        return why
+        return Measured(why, result.latency_ms.p99)
 
     found = search(plan, measure)
     sweep.best_rps, sweep.failed_rps = found.best, found.failed

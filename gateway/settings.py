@@ -48,16 +48,15 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=usable_cores, ge=1, le=64)
     """Server processes sharing the port through SO_REUSEPORT; default one per usable CPU (the
     container's CPU limit where there is one)."""
-    pin_workers: Literal["auto", "on", "off"] = "off"
+    pin_workers: Literal["auto", "on", "off"] = "auto"
     """Keep worker i, every thread of it, on one CPU: the i-th this process may use. A worker
     the scheduler moves between cores finds its code and data cold in the new core's caches on
     every call; pinned, it finds them warm: on the 2-core machine a batch-1 call's server CPU is
-    5-18% lower at 1 in flight and at 800/s. But a pinned worker cannot leave a core that other
-    work is using, and near saturation that cost capacity there (docs/perf/2026-11-30-pass10.md):
-    hence off by default. "auto" pins when the workers are exactly one per CPU this process may
-    use and no CPU quota is lower (the machine's or a pod's cores are the gateway's own, as with
-    Kubernetes' static CPU manager); "on" pins whatever the counts. One worker is never
-    pinned."""
+    5-18% lower at 1 in flight and at 800/s, and capacity at the SLO the same as unpinned in an
+    interleaved sweep (docs/perf/2026-12-01-pin-sweep.md). "auto" pins when the workers are
+    exactly one per CPU this process may use and no CPU quota is lower (the machine's or a
+    pod's cores are the gateway's own, as with Kubernetes' static CPU manager); "on" pins
+    whatever the counts; "off" never. One worker is never pinned."""
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The event loop each server process runs: uvloop (libuv; less CPU per request, where it
     is installed) or the standard library's. Falls back to asyncio when uvloop is missing."""

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pin-workers",
         choices=["auto", "on", "off"],
-        help="keep worker i on the i-th CPU: on, auto (when the workers are one per CPU the "
-        "gateway has to itself) or off (default)",
+        help="keep worker i on the i-th CPU: auto (default; when the workers are one per CPU "
+        "the gateway has to itself), on or off",
     )
     parser.add_argument("--model-repository", type=Path, help="model repository folder")
     parser.add_argument(

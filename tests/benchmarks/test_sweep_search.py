@@ -8,26 +8,36 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.report import sweeps_table
-from benchmarks.sweep import GENERATOR, SweepPlan, SweepResult, search
+from benchmarks.sweep import GENERATOR, Measured, SweepPlan, SweepResult, search
 
 SLOW = "p99 25.00 ms > SLO 10 ms"
 
 
 class Server:
-    """Passes every rate up to ``knee``; ``spoiled`` lists measurements (by their position,
-    0 = first) that fail whatever the rate, as a transient would."""
+    """Passes every rate up to ``knee``, its p99 rising with the rate towards the SLO (10 ms);
+    ``spoiled`` lists measurements (by their position, 0 = first) that fail whatever the rate,
+    as a transient would. ``quiet_p99`` fixes a passing step's p99 instead: a knee that comes
+    without warning."""
 
-    def __init__(self, knee: float, spoiled: Callable[[int, float], str | None] | None = None):
+    def __init__(
+        self,
+        knee: float,
+        spoiled: Callable[[int, float], str | None] | None = None,
+        quiet_p99: float | None = None,
+    ):
         self.knee = knee
         self.spoiled = spoiled
+        self.quiet_p99 = quiet_p99
         self.rates: list[float] = []
 
-    def __call__(self, rate: float) -> str | None:
+    def __call__(self, rate: float) -> Measured:
         index = len(self.rates)
         self.rates.append(rate)
         if self.spoiled is not None and (why := self.spoiled(index, rate)) is not None:
-            return why
-        return None if rate <= self.knee else SLOW
+            return Measured(why, 25.0)
+        if rate > self.knee:
+            return Measured(SLOW, 25.0)
+        return Measured(None, self.quiet_p99 or 9.0 * rate / self.knee)
 
 
 def test_brackets_the_knee_within_the_resolution() -> None:
@@ -83,6 +93,33 @@ def test_a_real_knee_in_bisection_costs_one_repeat_per_failure() -> None:
     failures = [rate for rate, why, repeat in found.measured if why is not None and not repeat]
     repeats = [rate for rate, _, repeat in found.measured if repeat]
     assert repeats == failures[1:]  # every failure but the climb's first is confirmed once
+
+
+def test_a_climbing_step_spoiled_after_a_quiet_step_is_measured_again() -> None:
+    # The floor in a sweep on 2026-12-01: 1,012/s passed with p99 1.41 ms, 1,519/s failed with
+    # 59.6 ms, and the sweep took 1,444/s for a knee near 4,500/s. A step that quiet before a
+    # failure is measured again, and the repeat decides.
+    server = Server(knee=4_500.0, spoiled=lambda i, rate: SLOW if i == 4 else None)
+    found = search(SweepPlan(start_rate=300, factor=1.5, max_steps=8), server)
+    assert server.rates[4] == server.rates[5] == pytest.approx(1518.75)
+    assert found.measured[5][1:] == (None, True)
+    assert found.best is not None and 4_000 < found.best <= 4_500
+
+
+def test_a_knee_without_warning_costs_one_repeat_and_stays() -> None:
+    # Every pass reads 1 ms; the knee is real: the repeat fails too, and the knee is kept.
+    server = Server(knee=700.0, quiet_p99=1.0)
+    found = search(SweepPlan(start_rate=300, factor=1.5, resolution=0.10), server)
+    assert server.rates[:5] == [300, 450, 675, 1012.5, 1012.5]
+    assert found.best is not None and found.failed is not None
+    assert found.best <= 700.0 < found.failed <= found.best * 1.10
+
+
+def test_a_climbing_failure_after_a_busy_step_is_the_knee() -> None:
+    # The step before the failure ran at 90% of the SLO: the failure is not measured again.
+    server = Server(knee=1_000.0)
+    search(SweepPlan(start_rate=900, factor=1.5, max_steps=2, refine=0), server)
+    assert server.rates == [900, 1350]
 
 
 def test_errors_mid_sweep_are_measured_again_but_latency_failures_are_not() -> None:

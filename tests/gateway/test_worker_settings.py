@@ -77,21 +77,20 @@ def test_auto_pins_only_one_worker_per_cpu_of_the_gateways_own(
     import gateway.workers
     from gateway.workers import worker_cpus
 
-    assert worker_cpus(Settings(workers=4, pin_workers="auto")) == [2, 3, 5, 7]
+    assert Settings().pin_workers == "auto"
+    assert worker_cpus(Settings(workers=4)) == [2, 3, 5, 7]
     # Fewer workers than CPUs: let them move.
-    assert worker_cpus(Settings(workers=2, pin_workers="auto")) is None
-    assert worker_cpus(Settings(workers=6, pin_workers="auto")) is None
+    assert worker_cpus(Settings(workers=2)) is None
+    assert worker_cpus(Settings(workers=6)) is None
     # A pod limited to 2 CPUs of a node whose 4 it may run on: the cores are shared.
     monkeypatch.setattr(gateway.workers, "usable_cpus", lambda: 2)
-    assert worker_cpus(Settings(workers=4, pin_workers="auto")) is None
-    assert worker_cpus(Settings(workers=2, pin_workers="auto")) is None
+    assert worker_cpus(Settings(workers=4)) is None
+    assert worker_cpus(Settings(workers=2)) is None
 
 
 def test_one_worker_or_off_is_never_pinned(four_cpus) -> None:
     from gateway.workers import worker_cpus
 
-    assert Settings().pin_workers == "off"
-    assert worker_cpus(Settings(workers=4)) is None
     assert worker_cpus(Settings(workers=1, pin_workers="on")) is None
     assert worker_cpus(Settings(workers=4, pin_workers="off")) is None
 

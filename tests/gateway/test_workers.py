@@ -164,8 +164,8 @@ def test_pinned_workers_run_every_thread_on_a_cpu_of_their_own(gateway_process) 
     assert gateway.stop() == 0
 
 
-def test_workers_are_not_pinned_unless_asked(gateway_process) -> None:
-    gateway = gateway_process("--workers", "2")
+def test_workers_told_not_to_pin_may_run_on_every_cpu(gateway_process) -> None:
+    gateway = gateway_process("--workers", "2", "--pin-workers", "off")
     assert "pinned" not in gateway.ready_line
     pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
     for pid in pids:
