@@ -184,7 +184,8 @@ class Settings(BaseSettings):
     embedding thread, at the process's priority), idle (Linux SCHED_IDLE, on a thread of its
     own with the same model: it runs only on a core nothing else wants, and any waking request
     thread preempts it) or a nice increment 1..19 (its own thread too). Lowering it was not
-    shown to lower ScoreLeads' p99 while summaries run (docs/perf/2026-11-28-churn.md); on a
+    shown to lower ScoreLeads' p99 while summaries run, pinned workers or not
+    (docs/perf/2026-11-28-churn.md, docs/perf/2026-12-01-churn-rounds.md); on a
     saturated machine it makes summaries wait, up to their deadline (then the marked fallback,
     guard_timeout). Where the OS refuses, the thread runs at normal (logged)."""
     breaker_failures: int = Field(5, ge=1)
