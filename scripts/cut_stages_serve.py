@@ -9,8 +9,9 @@ comma-separated in ``--cut`` (the other arguments go to ``leadgw serve``):
 - ``servicer``: ScoreLeads and ModelInfer answer the first real answer they gave, as it was:
   the call without the scorer, the batcher and the model.
 - ``chain``: no wrapper chain (draining gate, authentication, rate limits, telemetry, error
-  mapping, request decoding) but the one that makes every caller anonymous, as without a keys
-  file (the servicers read the caller's tenant).
+  mapping) but the one that makes every caller anonymous, as without a keys file (the servicers
+  read the caller's tenant), and request decoding (the parse grpc would make anyway; its
+  serializer passes the servicers' wire-bytes answers through).
 - ``telemetry``: the chain without its telemetry wrapper (the server span and the RPC metric).
 - ``rate-limits``: the chain without its two rate-limit wrappers.
 - ``span-export``: sampled spans are still made, ended and queued for the export thread, which
@@ -121,10 +122,12 @@ def cut(stages: set[str]) -> None:
         _answer_once(LeadServicer, "ScoreLeads")
         _answer_once(InferenceServicer, "ModelInfer")
     if "chain" in stages:
-        # The servicers read the caller: it is set, anonymous, as without a keys file.
-        anonymous = interceptors.authentication(None)
+        # The servicers read the caller: it is set, anonymous, as without a keys file. Request
+        # decoding stays: it parses as grpc's deserializer would, and its serializer passes an
+        # answer that is already bytes through (both servicers answer wire bytes).
+        kept = interceptors.chain(interceptors.authentication(None), interceptors.request_decoding)
         server.wrapped_registration = lambda registrar, _wrap: interceptors.wrapped_registration(
-            registrar, anonymous
+            registrar, kept
         )
         return
     dropped = tuple(prefix for stage in stages & _WRAPPERS.keys() for prefix in _WRAPPERS[stage])

@@ -11,12 +11,18 @@ time of the run alone:
 - ``python``: some pure-Python work (json and re);
 - ``thread ping-pong``: a round trip to another thread (two context switches);
 - ``data 2 MB`` / ``data 32 MB``: a numpy sum over that much memory (the L2 / the L3);
+- ``unix socket round trip`` / ``tcp loopback round trip``: 100 bytes to an echoing thread and
+  back over a socket pair / a loopback TCP connection (the kernel's socket path and two wake-ups,
+  without gRPC);
+- ``sleep 200 µs``: the thread blocks and the CPU idles;
 - ``grpc call``: one bare grpc.aio unary call over loopback to a server in the same process
   (the transport floor's work for one call);
 
 and, for the ``grpc call`` case, the run through each way onnxruntime offers (its session's
 ``run`` with one or all outputs, ``run_with_ort_values``, session options) to see if any avoids
-the cost, and five numpy calls of the model's size as a control that is not onnxruntime.
+the cost, and five numpy calls of the model's size as a control that is not onnxruntime; then,
+as controls for the call, the run inside the same event loop after one of its turns and after
+200 µs asleep on it, with no gRPC call.
 
 Run from the repository root (``--pin 0`` pins the process to CPU 0, to tell what migrating
 between the cores adds)::
@@ -32,6 +38,7 @@ import json
 import os
 import queue
 import re
+import socket
 import statistics
 import sys
 import threading
@@ -83,8 +90,12 @@ def timed_runs(run: Callable[[], object], between: Callable[[], object], runs: i
     return median_us(samples)
 
 
-async def grpc_cases(runs: dict[str, Callable[[], object]], count: int) -> dict[str, float]:
-    """Each run after one unary call to a bare grpc.aio server in this process, interleaved."""
+async def grpc_cases(
+    runs: dict[str, Callable[[], object]], count: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each run after one unary call to a bare grpc.aio server in this process, interleaved;
+    then the gateway's run after the event loop's own turns without gRPC (a turn, 200 µs
+    asleep), as controls."""
 
     async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return b"x" * 100
@@ -107,9 +118,19 @@ async def grpc_cases(runs: dict[str, Callable[[], object]], count: int) -> dict[
                         started = time.perf_counter_ns()
                         run()
                         samples[name].append(time.perf_counter_ns() - started)
+            turns: dict[str, list[int]] = {"a turn": [], "200 µs asleep": []}
+            for _ in range(count):
+                for name, pause in (("a turn", 0.0), ("200 µs asleep", 200e-6)):
+                    await asyncio.sleep(pause)
+                    started = time.perf_counter_ns()
+                    runs["run"]()
+                    turns[name].append(time.perf_counter_ns() - started)
     finally:
         await server.stop(None)
-    return {name: median_us(values) for name, values in samples.items()}
+    return (
+        {name: median_us(values) for name, values in samples.items()},
+        {name: median_us(values) for name, values in turns.items()},
+    )
 
 
 def main() -> None:
@@ -149,12 +170,37 @@ def main() -> None:
         to_thread.put(1)
         back.get()
 
+    def echo_over(sock: socket.socket) -> None:
+        while message := sock.recv(4096):
+            sock.sendall(message)
+
+    unix_near, unix_far = socket.socketpair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    tcp_near = socket.create_connection(listener.getsockname())
+    tcp_far, _ = listener.accept()
+    for sock in (tcp_near, tcp_far):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for far in (unix_far, tcp_far):
+        threading.Thread(target=echo_over, args=(far,), daemon=True).start()
+
+    def round_trip(sock: socket.socket) -> Callable[[], object]:
+        def trip() -> None:
+            sock.sendall(b"x" * 100)
+            received = 0
+            while received < 100:
+                received += len(sock.recv(4096))
+
+        return trip
+
     cases: dict[str, Callable[[], object]] = {
         "back to back": lambda: None,
         "python": python_work,
         "thread ping-pong": ping_pong,
         "data 2 MB": l2.sum,
         "data 32 MB": l3.sum,
+        "unix socket round trip": round_trip(unix_near),
+        "tcp loopback round trip": round_trip(tcp_near),
+        "sleep 200 µs": lambda: time.sleep(200e-6),
     }
     print(f"onnxruntime {ort.__version__}, 1 row, median of {args.runs} runs, wall µs")
     print("  after (back to back unless said):")
@@ -188,8 +234,11 @@ def main() -> None:
         # A control that is not onnxruntime: arithmetic of the model's size in five numpy calls.
         "numpy, not onnxruntime": lambda: numpy_model(row),
     }
-    for name, median in asyncio.run(grpc_cases(ways, args.runs)).items():
+    after_calls, after_turns = asyncio.run(grpc_cases(ways, args.runs))
+    for name, median in after_calls.items():
         print(f"  after a grpc call: {name:27s} {median:6.1f}")
+    for name, median in after_turns.items():
+        print(f"  on the event loop, after {name}: run {median:6.1f}")
 
 
 if __name__ == "__main__":

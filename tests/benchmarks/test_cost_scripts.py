@@ -246,9 +246,12 @@ def test_cold_calls_times_a_score_leads_calls_stages() -> None:
     assert stages["batcher with the run"] + stages["the scores"] <= stages["servicer, whole"]
 
 
-def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path) -> None:
+@pytest.mark.parametrize("request_kind", ["leads-1", "infer-1"])
+def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path, request_kind: str) -> None:
     """With a keys file and no API key, an uncut server refuses every call (the test above):
-    with the wrapper chain cut out, authentication is gone and both sides answer."""
+    with the wrapper chain cut out, authentication is gone and both sides answer. ModelInfer
+    answers its wire bytes, which only request decoding's serializer passes through: the cut
+    keeps it."""
     from gateway.auth import hash_key
 
     keys = tmp_path / "keys.toml"
@@ -256,7 +259,7 @@ def test_serve_cpu_ab_cuts_stages_out_of_one_side(tmp_path: Path) -> None:
         f'[[keys]]\nname = "cut"\ntenant = "acme"\nscopes = ["score"]\n'
         f'sha256 = "{hash_key("lgw_cut_test_key")}"\n'
     )
-    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "leads-1",
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", request_kind,
                "--calls", "20", "--warmup", "5", "--rounds", "1", "--setting",
                f"keys_file={keys}", "--cut-a", "chain", "--cut-b", "chain,servicer")  # fmt: skip
     medians = dict(re.findall(r"^([AB]) median: .*\((.*)\)$", out, re.M))
@@ -375,6 +378,9 @@ def test_ort_cold_run_times_the_model_after_each_kind_of_work() -> None:
         "thread ping-pong",
         "data 2 MB",
         "data 32 MB",
+        "unix socket round trip",
+        "tcp loopback round trip",
+        "sleep 200 µs",
         "back to back, numpy, not onnxruntime",
         "after a grpc call: run",
         "after a grpc call: run, one output",
@@ -384,5 +390,7 @@ def test_ort_cold_run_times_the_model_after_each_kind_of_work() -> None:
         "after a grpc call: run, no CPU arena",
         "after a grpc call: run, graph not optimised",
         "after a grpc call: numpy, not onnxruntime",
+        "on the event loop, after a turn: run",
+        "on the event loop, after 200 µs asleep: run",
     ], out
     assert all(float(us) > 0 for us in cases.values())
