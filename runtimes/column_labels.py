@@ -161,7 +161,7 @@ def _plan(spec: FeatureSpec) -> tuple[int, Sequence[str] | np.ndarray | None, in
         return _MONEY, money_table(spec.template, spec.label), 0
     if spec.value_format == "{:.0f}":
         size = whole_table_size(spec.maximum)
-        return _WHOLE, whole_table(spec.template, spec.label, size), size
+        return _WHOLE, whole_table(spec.template, spec.label, size, spec.template_one), size
     return _OWN_PATH, None, 0
 
 

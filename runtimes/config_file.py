@@ -54,6 +54,7 @@ class _Feature(_Table):
     max: float | None = None
     format: str | None = None
     template: str | None = None
+    template_one: str | None = None
     categories: list[str] | None = None
     on_unknown: str | None = None
     label_true: str | None = None

@@ -36,13 +36,18 @@ def label_parts(template: str, label: str) -> tuple[str, str] | None:
 
 
 def whole_labels(
-    template: str, label: str, values: np.ndarray, maximum: float = math.inf
+    template: str,
+    label: str,
+    values: np.ndarray,
+    maximum: float = math.inf,
+    template_one: str = "",
 ) -> np.ndarray | None:
     """The label of every float64 value for the format ``{:.0f}``, as an object array of str; None
     when a value is not in [0, WHOLE_TABLE) once rounded, or is -0.0 (shown as "-0"). The table
-    stops at the feature's ``maximum`` (rounded), as no valid value lies beyond it."""
+    stops at the feature's ``maximum`` (rounded), as no valid value lies beyond it; a value shown
+    as 1 takes ``template_one`` if there is one."""
     size = whole_table_size(maximum)
-    table = whole_table(template, label, size)
+    table = whole_table(template, label, size, template_one)
     if table is None or not len(values):
         return None
     keys, found = whole_keys(values, size)
@@ -130,14 +135,17 @@ def _choices(labels: tuple[str, ...]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def whole_table(template: str, label: str, size: int) -> np.ndarray | None:
+def whole_table(template: str, label: str, size: int, template_one: str = "") -> np.ndarray | None:
     """The labels of whole numbers 0 .. size - 1 (None when the template does not hold exactly
-    one ``{value}``)."""
+    one ``{value}``), 1's from ``template_one`` if there is one."""
     parts = label_parts(template, label)
     if parts is None:
         return None
     before, after = parts
-    return _choices(tuple(f"{before}{i}{after}" for i in range(size)))
+    texts = [f"{before}{i}{after}" for i in range(size)]
+    if template_one and size > 1:
+        texts[1] = template_one.format(label=label, value="1")
+    return _choices(tuple(texts))
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,6 +56,8 @@ class FeatureSpec:
     on_unknown: str = "error"
     value_format: str = "{:g}"
     template: str = "{label} {value}"
+    # A number's label when its value is shown as exactly "1" ("Last touch 1 day ago"); "": none.
+    template_one: str = ""
     label_true: str = ""
     label_false: str = ""
     label_missing: str = ""
@@ -73,6 +75,8 @@ class FeatureSpec:
         required = bool(table.get("required", True))
         if not required and "default" not in table:
             raise ValueError(f"feature {name!r}: not required, so it needs a default")
+        if "template_one" in table and kind != "number":
+            raise ValueError(f"feature {name!r}: template_one is for numbers, not a {kind}")
         common: dict[str, Any] = {
             "name": name,
             "kind": kind,
@@ -94,6 +98,7 @@ class FeatureSpec:
                 maximum=maximum,
                 value_format=str(table.get("format", "{:g}")),
                 template=str(table.get("template", "{label} {value}")),
+                template_one=str(table.get("template_one", "")),
             )
         if kind == "category":
             categories = tuple(str(c) for c in table.get("categories", ()))
@@ -283,7 +288,8 @@ class FeatureSpec:
             shown = format_money(float(value))  # type: ignore[arg-type]
         else:
             shown = self.value_format.format(value)
-        return self.template.format(label=self.label, value=shown)
+        template = self.template_one if self.template_one and shown == "1" else self.template
+        return template.format(label=self.label, value=shown)
 
     def reason_labels(self, values: Sequence[FeatureValue]) -> np.ndarray:
         """``reason_label`` of every value, as a 1-D array of str (numpy str or object).
@@ -376,7 +382,9 @@ class FeatureSpec:
                 return objects(list(map(self.reason_label, values.tolist())))
             labels = money_labels(self.template, self.label, values)
         elif _printf_twin(self.value_format) == "%.0f":
-            labels = whole_labels(self.template, self.label, values, self.maximum)
+            labels = whole_labels(
+                self.template, self.label, values, self.maximum, self.template_one
+            )
         return labels if labels is not None else self._format_numbers(values)
 
     def _format_numbers(self, values: np.ndarray) -> np.ndarray | None:
@@ -393,7 +401,13 @@ class FeatureSpec:
             if printf is None:
                 return None
             shown = _format_float(printf, values)
-        return np.strings.add(np.strings.add(parts[0], shown), parts[1])
+        labels = np.strings.add(np.strings.add(parts[0], shown), parts[1])
+        if self.template_one:
+            ones = shown == "1"
+            if ones.any():
+                labels = labels.astype(object)  # a numpy str array would cut a longer label short
+                labels[ones] = self.template_one.format(label=self.label, value="1")
+        return labels
 
 
 # Up to this many amounts, each is worded by ``format_money``: the table's key takes ~20 numpy

@@ -44,6 +44,7 @@ def feature_tables() -> list[dict[str, Any]]:
             0.0,
             "{:.0f}",
             template="Opened {value} emails in 90 days",
+            template_one="Opened 1 email in 90 days",
             label_missing="No email opens recorded",
         ),
         _number(
@@ -54,6 +55,7 @@ def feature_tables() -> list[dict[str, Any]]:
             0.0,
             "{:.0f}",
             template="{value} site visits in 30 days",
+            template_one="1 site visit in 30 days",
             label_missing="No site visits recorded",
         ),
         _boolean("webinar_attended", "Attended a webinar", "No webinar attended"),
@@ -66,6 +68,7 @@ def feature_tables() -> list[dict[str, Any]]:
             _UNKNOWN,
             "{:.0f}",
             template="Last touch {value} days ago",
+            template_one="Last touch 1 day ago",
             label_missing="Never contacted",
         ),
         _boolean("meeting_booked", "Meeting booked", "No meeting booked"),
@@ -100,6 +103,7 @@ def _number(
     value_format: str,
     *,
     template: str | None = None,
+    template_one: str | None = None,
     label_missing: str | None = None,
 ) -> dict[str, Any]:
     table: dict[str, Any] = {
@@ -114,6 +118,8 @@ def _number(
     }
     if template is not None:
         table["template"] = template
+    if template_one is not None:
+        table["template_one"] = template_one
     if label_missing is not None:
         table["label_missing"] = label_missing
     return table

@@ -21,7 +21,13 @@ SPECS = [
     for table in (
         {"name": "age", "type": "number", "format": "{:.0f}", "min": 18, "max": 100},
         {"name": "assets", "type": "number", "format": "money", "min": -1e300},
-        {"name": "days", "type": "number", "format": "{:.0f}", "template": "{value} days ago"},
+        {
+            "name": "days",
+            "type": "number",
+            "format": "{:.0f}",
+            "template": "{value} days ago",
+            "template_one": "{value} day ago",
+        },
         {"name": "score", "type": "number", "format": "{:.1f}"},  # no table: its own path
         {"name": "retiring", "type": "boolean", "label_missing": "Retiring: not recorded"},
         {"name": "channel", "type": "category", "categories": ["web", "referral", "event_2"]},
@@ -50,7 +56,9 @@ def column_values(spec: FeatureSpec, rng: random.Random) -> list[Any]:
         elif spec.name == "age":
             out.append(float(rng.randint(18, 100)) + rng.choice([0.0, 0.5, 0.25]))
         else:
-            out.append(rng.choice([float(rng.randint(0, 500)), -0.0, 2.5, 9999.5, 12_345.0]))
+            out.append(
+                rng.choice([float(rng.randint(0, 500)), -0.0, 2.5, 9999.5, 12_345.0, 1.0, 0.6, 1.4])
+            )
     return out
 
 

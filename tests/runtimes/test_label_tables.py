@@ -19,6 +19,7 @@ WHOLE = FeatureSpec.from_table(
         "type": "number",
         "format": "{:.0f}",
         "template": "Last touch {value} days ago",
+        "template_one": "Last touch 1 day ago",
     }
 )
 
@@ -30,7 +31,9 @@ MONEY_EDGES = [
     9.95e6, 9.96e6, 123_456_789.0, 9.9949e8, 9.995e8, 2.5e9, 999.4e9, 1e12, 5e15, -1.2e6,
     -999.5, -0.4, -3e9,
 ]  # fmt: skip
-WHOLE_EDGES = [0.0, 0.4, 0.5, 1.5, 2.5, 3.5, 52.0, 9998.5, 9999.0, 9999.4, 9999.5, 1e4, 1e5]
+WHOLE_EDGES = [
+    0.0, 0.4, 0.5, 0.6, 1.0, 1.4, 1.5, 2.5, 3.5, 52.0, 9998.5, 9999.0, 9999.4, 9999.5, 1e4, 1e5,
+]  # fmt: skip
 
 
 def labels_one_by_one(spec: FeatureSpec, values: np.ndarray) -> list[str]:
@@ -116,3 +119,24 @@ def test_a_whole_table_stops_at_the_features_maximum() -> None:
     assert label_tables.whole_labels(age.template, age.label, beyond, age.maximum) is None
     column = LeadColumn("number", beyond)
     assert age.column_labels(column, np.arange(4)).tolist() == labels_one_by_one(age, beyond)
+
+
+@pytest.mark.parametrize("beyond", [False, True])
+def test_a_value_shown_as_one_takes_the_singular_template(beyond: bool) -> None:
+    """Through the whole-number table, and through formatting when a value beyond the table
+    sends the column there: a value shown as 1 reads "1 day", every other value "days"."""
+    values = np.array([0.0, 1.0, 0.6, 1.4, 2.0, *([1e5] if beyond else [])])
+    labels = WHOLE.column_labels(LeadColumn("number", values), np.arange(len(values))).tolist()
+    assert labels[:5] == [
+        "Last touch 0 days ago",
+        "Last touch 1 day ago",
+        "Last touch 1 day ago",
+        "Last touch 1 day ago",
+        "Last touch 2 days ago",
+    ]
+    assert labels == labels_one_by_one(WHOLE, values)
+
+
+def test_a_singular_template_is_only_for_numbers() -> None:
+    with pytest.raises(ValueError, match="'flag': template_one is for numbers, not a boolean"):
+        FeatureSpec.from_table({"name": "flag", "type": "boolean", "template_one": "x"})

@@ -46,6 +46,7 @@ def config() -> dict[str, Any]:
                 "default": -1.0,
                 "format": "{:.0f}",
                 "template": "Last touch {value} days ago",
+                "template_one": "Last touch {value} day ago",
                 "label_missing": "Never contacted",
             },
             {
@@ -290,6 +291,8 @@ def test_column_wise_encoding_matches_lead_by_lead(schema: FeatureSchema) -> Non
         ("channel", "cold_list", "Came via cold list"),
         ("segment", "hnw", "Segment: hnw"),
         ("days_since_last_touch", 3, "Last touch 3 days ago"),
+        ("days_since_last_touch", 1, "Last touch 1 day ago"),
+        ("days_since_last_touch", 1.2, "Last touch 1 day ago"),
         ("days_since_last_touch", None, "Never contacted"),
         ("age", 61.4, "Age 61"),
     ],
