@@ -97,8 +97,8 @@ class FeatureSpec:
                 minimum=minimum,
                 maximum=maximum,
                 value_format=str(table.get("format", "{:g}")),
-                template=str(table.get("template", "{label} {value}")),
-                template_one=str(table.get("template_one", "")),
+                template=_template(name, table, "template", label, "{label} {value}"),
+                template_one=_template(name, table, "template_one", label, ""),
             )
         if kind == "category":
             categories = tuple(str(c) for c in table.get("categories", ()))
@@ -119,7 +119,7 @@ class FeatureSpec:
                 categories=categories,
                 index=index,
                 on_unknown=on_unknown,
-                template=str(table.get("template", "{label}: {value}")),
+                template=_template(name, table, "template", label, "{label}: {value}"),
             )
         default = table.get("default", False)
         if not isinstance(default, bool):
@@ -408,6 +408,20 @@ class FeatureSpec:
                 labels = labels.astype(object)  # a numpy str array would cut a longer label short
                 labels[ones] = self.template_one.format(label=self.label, value="1")
         return labels
+
+
+def _template(name: str, table: Mapping[str, Any], key: str, label: str, default: str) -> str:
+    """A reason template from a feature's table, written once at load so that a placeholder
+    other than ``{label}`` and ``{value}`` is a config error, not a failure at request time."""
+    text = str(table.get(key, default))
+    try:
+        text.format(label=label, value="1")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"feature {name!r}: {key} {text!r} is not a template of {{label}} and {{value}} "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    return text
 
 
 # Up to this many amounts, each is worded by ``format_money``: the table's key takes ~20 numpy

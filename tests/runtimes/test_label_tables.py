@@ -140,3 +140,10 @@ def test_a_value_shown_as_one_takes_the_singular_template(beyond: bool) -> None:
 def test_a_singular_template_is_only_for_numbers() -> None:
     with pytest.raises(ValueError, match="'flag': template_one is for numbers, not a boolean"):
         FeatureSpec.from_table({"name": "flag", "type": "boolean", "template_one": "x"})
+
+
+@pytest.mark.parametrize("key", ["template", "template_one"])
+def test_a_template_with_another_placeholder_is_a_config_error(key: str) -> None:
+    """Found when the model loads, not as a KeyError on the first lead it labels."""
+    with pytest.raises(ValueError, match=rf"feature 'days': {key} '\{{days\}} ago' is not a"):
+        FeatureSpec.from_table({"name": "days", "type": "number", key: "{days} ago"})
