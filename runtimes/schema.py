@@ -89,6 +89,13 @@ class FeatureSpec:
             maximum = float(table.get("max", math.inf))
             if not minimum <= maximum:
                 raise ValueError(f"feature {name!r}: min {minimum} is above max {maximum}")
+            value_format = str(table.get("format", "{:g}"))
+            if "template_one" in table and value_format == "money":
+                # A money value is written "$1", never "1": the template would never be used.
+                raise ValueError(
+                    f"feature {name!r}: template_one is never used with format = 'money' "
+                    "(amounts are written like $1, not 1): remove it"
+                )
             # A default outside [min, max] is allowed on purpose: it is a "missing" sentinel that
             # no client value can collide with, so the model learns missingness as its own bin.
             return cls(
@@ -96,7 +103,7 @@ class FeatureSpec:
                 default=float(table.get("default", math.nan)),
                 minimum=minimum,
                 maximum=maximum,
-                value_format=str(table.get("format", "{:g}")),
+                value_format=value_format,
                 template=_template(name, table, "template", label, "{label} {value}"),
                 template_one=_template(name, table, "template_one", label, ""),
             )

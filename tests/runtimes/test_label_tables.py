@@ -142,6 +142,17 @@ def test_a_singular_template_is_only_for_numbers() -> None:
         FeatureSpec.from_table({"name": "flag", "type": "boolean", "template_one": "x"})
 
 
+def test_a_singular_template_on_money_is_a_config_error() -> None:
+    """A money value is written "$1", never "1", so the template would silently never apply."""
+    table = {"name": "assets", "type": "number", "format": "money", "template_one": "{label} $1"}
+    with pytest.raises(
+        ValueError, match="'assets': template_one is never used with format = 'money'"
+    ):
+        FeatureSpec.from_table(table)
+    del table["template_one"]
+    assert FeatureSpec.from_table(table).reason_label(1.0) == "Assets $1"
+
+
 @pytest.mark.parametrize("key", ["template", "template_one"])
 def test_a_template_with_another_placeholder_is_a_config_error(key: str) -> None:
     """Found when the model loads, not as a KeyError on the first lead it labels."""
