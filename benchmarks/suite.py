@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import random
 import sys
 import tempfile
@@ -89,6 +90,8 @@ class BenchConfig:
     mlserver_parallel_workers: int = 0
     floor_stall_every: int = 0
     floor_stall_ms: float = 200.0
+    floor_grpc_experiments: str | None = None
+    """The transport floor's GRPC_EXPERIMENTS; None: grpc's defaults (or the bench's own)."""
     out: Path = Path("bench-results")
     plots: bool = True
     command: str = ""
@@ -318,10 +321,12 @@ def prepare(
             server = _start_floor(config, stack, scratch, len(schema), leadgw_response)
             prepared.servers[name] = server
             target = oip_target(name, server.address, config.model, matrices, timeout, server.pid)
+            experiments = config.floor_grpc_experiments
             _add(
                 prepared,
                 target,
-                "transport floor: bare grpc.aio OIP server",
+                "transport floor: bare grpc.aio OIP server"
+                + ("" if experiments is None else f", GRPC_EXPERIMENTS={experiments or '(none)'}"),
                 server.address,
                 connect,
             )
@@ -351,9 +356,14 @@ def _start_floor(
         "--response-file", str(response_file),
         "--stall-every", str(config.floor_stall_every), "--stall-ms", str(config.floor_stall_ms),
     ]  # fmt: skip
+    env = None
+    if config.floor_grpc_experiments is not None:
+        env = dict(os.environ, GRPC_EXPERIMENTS=config.floor_grpc_experiments)
     try:
         return stack.enter_context(
-            start_listening_server("transport-floor", command, config.server_ready_timeout_s)
+            start_listening_server(
+                "transport-floor", command, config.server_ready_timeout_s, env=env
+            )
         )
     except ServerStartError as exc:
         raise BenchError(str(exc)) from None

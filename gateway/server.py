@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from gateway import grpc_experiments
 from gateway.audit import AuditLog
 from gateway.draining import CallGate
 from gateway.interceptors import (
@@ -499,6 +500,7 @@ async def serve(
 ) -> int:
     """Runs until SIGTERM or SIGINT, then stops gracefully. Returns the exit code."""
     configure_logging(settings.log_level, settings.log_format)
+    log.info("gRPC experiments: %s", grpc_experiments.in_effect())
     # Handlers first: a SIGTERM during start-up is a request to stop, not a crash.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -71,6 +71,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _grpc_experiments(text: str) -> str:
+    """A GRPC_EXPERIMENTS list, checked as the gateway's ``grpc_experiments`` is."""
+    from gateway.grpc_experiments import check
+
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -286,6 +296,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     peers.add_argument(
         "--floor-stall-ms", type=_positive_float, default=200.0, help=f"length of a freeze {d}"
+    )
+    peers.add_argument(
+        "--floor-grpc-experiments",
+        type=_grpc_experiments,
+        metavar="LIST",
+        help="transport floor: run it with GRPC_EXPERIMENTS=LIST, e.g. the gateway's own "
+        "grpc_experiments (-event_engine_client,-event_engine_listener), to weigh the gateway "
+        "against a floor with the same gRPC configuration (default: grpc's defaults)",
     )
 
     quality = parser.add_argument_group("summary-quality (the summary guard on the evaluation set)")
@@ -516,6 +534,7 @@ def config_from(args: argparse.Namespace, command: str) -> BenchConfig:
         mlserver_parallel_workers=args.mlserver_parallel_workers,
         floor_stall_every=args.floor_stall_every,
         floor_stall_ms=args.floor_stall_ms,
+        floor_grpc_experiments=args.floor_grpc_experiments,
         out=args.out or Path("bench-results") / stamp,
         plots=not args.no_plots,
         command=command,

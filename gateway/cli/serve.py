@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, FileNotFoundError) as exc:
         print(f"leadgw serve: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    # Before the server's modules import grpc, which reads its experiments once, on import.
+    from gateway import grpc_experiments
+
+    grpc_experiments.apply(settings.grpc_experiments)
     from gateway.server import run_serve
 
     return run_serve(settings)
