@@ -31,6 +31,12 @@ telemetry wrapper costs a ScoreLeads call::
 
     python scripts/serve_cpu_ab.py . . --request leads-1 --cut-b telemetry
 
+``--request-b R`` has B's server answer another request than A's (usually from the same tree),
+to weigh what one request costs over another; for example what ScoreLeads' named features and
+reasons cost a one-lead call over ModelInfer's one row::
+
+    python scripts/serve_cpu_ab.py . . --request infer-1 --request-b leads-1
+
 ``--api-key KEY`` sends ``authorization: Bearer KEY`` with every call, for servers given a keys
 file (``--setting keys_file=keys.toml``; ``leadgw keys create`` makes both). ``--traceparent
 HEADER`` sends a caller's W3C trace context with every call (with tracing on through the
@@ -207,25 +213,25 @@ def block_plan(names: list[str], calls: int, blocks: int) -> list[tuple[str, int
 
 def interleaved_round(
     sides: dict[str, tuple[Path, dict[str, str], str]],
-    method: str,
-    payload: bytes,
+    requests_by_side: dict[str, tuple[str, bytes]],
     calls: int,
     warmup: int,
     blocks: int,
     metadata: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, tuple[float, float]]:
-    """Both sides' servers at once (``sides``: name → tree, settings, cut), their ``calls``
-    calls each made in ``blocks`` blocks taken in turn (A B, B A, ...), so that what the
-    machine does meanwhile falls on both alike: (server CPU µs per call, p50 µs) by name."""
+    """Both sides' servers at once (``sides``: name → tree, settings, cut), each sent its own
+    request (``requests_by_side``: name → method, payload), their ``calls`` calls each made in
+    ``blocks`` blocks taken in turn (A B, B A, ...), so that what the machine does meanwhile
+    falls on both alike: (server CPU µs per call, p50 µs) by name."""
     started: dict[str, _Side] = {}
     try:
         for name, (tree, settings, cut) in sides.items():
-            started[name] = _Side(tree, method, settings, metadata, cut)
-        for side in started.values():
-            side.warm(payload, warmup)
+            started[name] = _Side(tree, requests_by_side[name][0], settings, metadata, cut)
+        for name, side in started.items():
+            side.warm(requests_by_side[name][1], warmup)
         time.sleep(0.2)
         for name, size in block_plan(list(started), calls, blocks):
-            started[name].timed(payload, size)
+            started[name].timed(requests_by_side[name][1], size)
         return {name: side.result() for name, side in started.items()}
     finally:
         for side in started.values():
@@ -264,6 +270,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs=2, type=Path, help="two source trees: A and B")
     parser.add_argument("--request", choices=sorted(requests()), default="columns-1000")
+    parser.add_argument(
+        "--request-b", choices=sorted(requests()),
+        help="B's request, if not --request's (to compare two requests on one tree)",
+    )  # fmt: skip
     parser.add_argument("--calls", type=int, default=1500, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=300, help="untimed calls first")
     parser.add_argument("--rounds", type=int, default=6, help="rounds per tree, alternating")
@@ -310,7 +320,8 @@ def main() -> int:
     for tree in args.trees:
         if not (tree / "gateway" / "__main__.py").is_file():
             parser.error(f"{tree} holds no leadgw sources (gateway/__main__.py)")
-    method, payload = requests()[args.request]
+    request_names = {"A": args.request, "B": args.request_b or args.request}
+    requests_by_side = {name: requests()[request] for name, request in request_names.items()}
     names = ("A", "B")
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     trees = dict(zip(names, args.trees, strict=True))
@@ -319,13 +330,14 @@ def main() -> int:
         order = names if r % 2 == 0 else names[::-1]
         if args.blocks > 1:
             round_results = interleaved_round(
-                {name: sides[name] for name in order}, method, payload, args.calls, args.warmup,
-                args.blocks, metadata,
+                {name: sides[name] for name in order}, requests_by_side, args.calls,
+                args.warmup, args.blocks, metadata,
             )  # fmt: skip
         else:
             round_results = {}
             for name in order:
                 tree, given, cut = sides[name]
+                method, payload = requests_by_side[name]
                 round_results[name] = one_round(
                     tree, method, payload, args.calls, args.warmup, given, metadata, cut
                 )
@@ -340,11 +352,14 @@ def main() -> int:
         given = " ".join(f"{k}={v}" for k, v in settings[name].items())
         if cuts[name]:
             given = f"{given} cut={cuts[name]}".strip()
+        if args.request_b:
+            given = f"{given} request={request_names[name]}".strip()
         print(f"{name} median: server CPU {cpu:9.1f} µs/call  p50 {p50:9.1f} µs  ({tree}"
               f"{', ' + given if given else ''})")  # fmt: skip
     pairs = list(zip(results["A"], results["B"], strict=True))
     wins = sum(b[0] < a[0] for a, b in pairs)
-    print(f"B used less CPU than A in {wins} of {args.rounds} rounds ({args.request})")
+    compared = args.request if not args.request_b else f"{args.request} against {args.request_b}"
+    print(f"B used less CPU than A in {wins} of {args.rounds} rounds ({compared})")
     differences = [b[0] - a[0] for a, b in pairs]
     if len(differences) > 1:
         mean = statistics.fmean(differences)

@@ -394,3 +394,15 @@ def test_ort_cold_run_times_the_model_after_each_kind_of_work() -> None:
         "on the event loop, after 200 µs asleep: run",
     ], out
     assert all(float(us) > 0 for us in cases.values())
+
+
+def test_serve_cpu_ab_sends_b_its_own_request() -> None:
+    """A ModelInfer's row, B a ScoreLeads lead: each server answers its own method (a payload sent
+    to the other's method would fail the call and the script), and the report names both."""
+    out = _run("scripts/serve_cpu_ab.py", str(ROOT), str(ROOT), "--request", "infer-1",
+               "--request-b", "leads-1", "--calls", "20", "--warmup", "5", "--rounds", "2")  # fmt: skip
+    medians = dict(re.findall(r"^([AB]) median: .*\((.*)\)$", out, re.M))
+    assert medians == {"A": f"{ROOT}, request=infer-1", "B": f"{ROOT}, request=leads-1"}
+    assert re.search(
+        r"^B used less CPU than A in [0-2] of 2 rounds \(infer-1 against leads-1\)$", out, re.M
+    )
