@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,15 +39,8 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         notes: NotesService | None = None,
         summarizer: Summarizer | None = None,
         summary_deadline_s: float = 20.0,
-        alone: Callable[[], bool] = lambda: False,
-        columns_on_loop_when_alone: int = 0,
     ) -> None:
-        """``alone()``: whether the calling request is the worker's only call in flight; a
-        column-wise request of up to ``columns_on_loop_when_alone`` leads then runs on the loop
-        (``Settings.columns_on_loop_when_alone``)."""
         self._scorer = scorer
-        self._alone = alone
-        self._columns_on_loop_when_alone = columns_on_loop_when_alone
         self._converter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
         self._default_max_reasons = default_max_reasons
         self._notes = notes
@@ -151,9 +144,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         served = self._scorer.admit(count, model, version)
         tenant = current_caller().tenant
 
-        # A big request alone on the worker has no one to keep the loop free for: the thread's
-        # two hand-offs would only add their wake-ups to its own latency.
-        if not is_heavy(count) or (count <= self._columns_on_loop_when_alone and self._alone()):
+        if not is_heavy(count):
             lead_ids, columns = lead_codec.lead_columns_from_pb(
                 request.columns, served.schema.category_lists
             )

@@ -405,8 +405,6 @@ async def start(
         notes=notes,
         summarizer=summarizer,
         summary_deadline_s=settings.summary_deadline_s,
-        alone=lambda: gate.in_flight <= 1,  # the gate counts the asking call too
-        columns_on_loop_when_alone=settings.columns_on_loop_when_alone,
     )
     closers.append(_as_async(lead_servicer.close))
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(lead_servicer, wrapped)

@@ -122,12 +122,6 @@ class Settings(BaseSettings):
     """Model used when a ScoreLeads request names none."""
     max_leads_per_request: int = Field(10_000, ge=1)
     """ScoreLeads requests with more leads are refused with INVALID_ARGUMENT."""
-    columns_on_loop_when_alone: int = Field(1024, ge=0)
-    """A column-wise ScoreLeads request of up to this many leads runs on the event loop when it
-    is the worker's only call in flight: no other call waits behind it there, and it saves the
-    conversion thread's two hand-offs (~120 µs of a worker's CPU and ~100 µs of latency at 1,000
-    leads, docs/perf/2026-12-01-columns-alone.md). With other calls in flight, and above this
-    size, a big request (256 leads or more) runs on the conversion thread. 0: always there."""
     default_max_reasons: int = Field(3, ge=0, le=32)
     model_control_mode: Literal["none", "poll", "explicit"] = "none"
     """none: load at start only; poll: watch the repository every repository_poll_secs and apply

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from leads_helpers import columns_request, sample_leads, score_request
 
-from gateway import lead_codec
 from gateway.server import start
 from gateway.settings import Settings
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
@@ -75,25 +74,13 @@ async def until(condition) -> None:
         await asyncio.sleep(0.01)
 
 
-async def started(tmp_path: Path, **settings: Any):
-    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False, **settings))
+@pytest.fixture
+async def gateway(tmp_path: Path):
+    gateway = await start(Settings(port=0, data_dir=tmp_path, load_demo_corpus=False))
     try:
         yield gateway
     finally:
         await gateway.stop(grace=1, drain=0)
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path):
-    """Big column-wise calls always off the loop, even alone: these tests hold them there."""
-    async for gateway in started(tmp_path, columns_on_loop_when_alone=0):
-        yield gateway
-
-
-@pytest.fixture
-async def default_gateway(tmp_path: Path):
-    async for gateway in started(tmp_path):
-        yield gateway
 
 
 async def test_a_batch_sized_request_runs_its_model_on_the_conversion_thread(gateway) -> None:
@@ -206,74 +193,3 @@ async def test_a_caller_that_leaves_while_queued_for_the_thread_costs_no_work(ga
     assert len(answer.columns.lead_ids) == BIG
     assert served.in_flight == 0
     assert len(held.watched.runs) == 1  # the second request's model never ran
-
-
-def watch_column_decoding(monkeypatch) -> list[tuple[str, int]]:
-    """Notes the thread and lead count of each column-wise request's decoding (the first step of
-    its conversion: where it runs, the rest of its Python runs)."""
-    decoded: list[tuple[str, int]] = []
-    decode = lead_codec.lead_columns_from_pb
-
-    def watched(columns, categories=None):
-        decoded.append((threading.current_thread().name.split("_")[0], len(columns.lead_ids)))
-        return decode(columns, categories)
-
-    monkeypatch.setattr(lead_codec, "lead_columns_from_pb", watched)
-    return decoded
-
-
-async def test_a_big_column_wise_call_alone_on_the_worker_runs_on_the_loop(
-    default_gateway, monkeypatch
-) -> None:
-    """Nobody waits behind it: the conversion thread's hand-offs would only add to its latency.
-    Its answer is the one a per-lead call gets on the thread."""
-    decoded = watch_column_decoding(monkeypatch)
-    leads = sample_leads(BIG, seed=47)
-    async with grpc.aio.insecure_channel(default_gateway.address) as channel:
-        stub = pb_grpc.LeadServiceStub(channel)
-        alone = await stub.ScoreLeads(columns_request(leads))
-        by_lead = await stub.ScoreLeads(score_request(leads))
-    assert decoded == [(threading.current_thread().name, BIG)]  # the gateway runs on this loop
-    assert list(alone.columns.lead_ids) == [lead.lead_id for lead in leads]
-    assert list(alone.columns.probability) == [s.probability for s in by_lead.scores]
-    assert list(alone.columns.reason_label) == [r.label for s in by_lead.scores for r in s.reasons]
-
-
-async def test_a_big_column_wise_call_beside_another_call_runs_on_the_thread(
-    default_gateway, monkeypatch
-) -> None:
-    """A per-lead call holds the conversion thread; the column-wise call that comes meanwhile
-    keeps the loop free too: it waits for the thread and is answered once the first is."""
-    decoded = watch_column_decoding(monkeypatch)
-    served = default_gateway.repository.get("lead_scorer")
-    watched = WatchedModel(served._batcher)
-    watched.hold()
-    async with grpc.aio.insecure_channel(default_gateway.address) as channel:
-        stub = pb_grpc.LeadServiceStub(channel)
-        first = asyncio.ensure_future(stub.ScoreLeads(score_request(sample_leads(BIG, seed=48))))
-        try:
-            assert await asyncio.to_thread(watched.started.wait, 10)
-            second = asyncio.ensure_future(
-                stub.ScoreLeads(columns_request(sample_leads(BIG, seed=49)))
-            )
-            await until(lambda: served.in_flight == 2)
-            assert served.in_flight == 2  # the loop was free to take the second call
-            assert not second.done()
-        finally:
-            watched.release.set()
-        answers = await asyncio.gather(first, second)
-    assert len(answers[0].scores) == len(answers[1].columns.lead_ids) == BIG
-    assert [(name.split("_")[0], n) for name, n in watched.runs] == [("convert", BIG)] * 2
-    assert decoded == [("convert", BIG)]
-
-
-async def test_a_column_wise_call_over_the_loops_limit_runs_on_the_thread_alone(
-    tmp_path: Path, monkeypatch
-) -> None:
-    decoded = watch_column_decoding(monkeypatch)
-    async for gateway in started(tmp_path, columns_on_loop_when_alone=BIG - 1):
-        async with grpc.aio.insecure_channel(gateway.address) as channel:
-            stub = pb_grpc.LeadServiceStub(channel)
-            await stub.ScoreLeads(columns_request(sample_leads(BIG, seed=50)))
-            await stub.ScoreLeads(columns_request(sample_leads(BIG - 1, seed=51)))
-    assert decoded == [("convert", BIG), (threading.current_thread().name, BIG - 1)]
