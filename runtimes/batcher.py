@@ -14,6 +14,17 @@ Flush policy, evaluated only while no batch is running (one batch at a time per 
 - else, for requests that queued while a batch ran, when the oldest has waited
   ``max_queue_delay_s``: under load, a little latency buys fuller batches and fewer runs;
 - or earlier, when ``now + estimated run time + slack`` reaches a queued request's deadline.
+
+Gathering under load (``gather_delay_s``): a worker that answers back to back never finds a
+request waiting, because grpc.aio hands its loop one call per wake-up, so every batch above is
+one request and each pays a whole model run (at 64 in flight, ~75 µs of ~300 a request). While
+gathering, a small request that finds the batcher idle waits up to ``gather_delay_s`` for
+company instead of running at once, and the arrivals meanwhile share its run. Whether to gather
+is decided by its outcome: when requests arrive less than ``gather_delay_s`` apart, one of them
+(at most one every ``GATHER_PROBE_EVERY_S``) waits as a probe; gathering goes on while its
+batches average at least ``GATHER_STAY_REQUESTS`` requests and stops when they do not. A
+sequential caller, whose probe can find no company, pays one wait in a probe period; light load
+leaves gathering after a batch or two.
 """
 
 from __future__ import annotations
@@ -69,6 +80,13 @@ LOOP_RETRY_FACTOR = 2.0
 LOOP_RETRY_EVERY = 32
 # ``run_now`` reads a run's CPU time on one run in this many, once its size has been timed.
 LEARN_EVERY = 8
+# Gathering (see the module docstring): a probe at most this often; gathering stays on while its
+# batches average (exponentially, this weight on the newest) at least this many requests. Each
+# request in a batch of B saves a model run's share of (1 - 1/B) against a queued request's
+# overhead of about half a run: B = 2 breaks even (docs/perf/2026-12-01-gathering.md).
+GATHER_PROBE_EVERY_S = 2.0
+GATHER_STAY_REQUESTS = 2.5
+GATHER_WEIGHT = 0.25
 
 
 # ---- results and counters ---------------------------------------------------------------------
@@ -110,6 +128,10 @@ class BatcherStats:
     cancelled: int = 0
     """Callers that went away; queued rows were never computed, running ones discarded."""
     failed_batches: int = 0
+    gather_probes: int = 0
+    """Times a request waited as a probe of whether gathering pays (see the module docstring)."""
+    gathered_batches: int = 0
+    """Batches of requests that waited for company while gathering."""
 
 
 @dataclass(slots=True)
@@ -151,6 +173,8 @@ class _Request:
     """The submitting request's span, for the batch span to link to."""
     state: _State = field(default=_State.QUEUED)
     queued: bool = True
+    gathered: bool = False
+    """Queued while the batcher was gathering: it waits up to ``gather_delay_s`` for company."""
 
     @property
     def n(self) -> int:
@@ -186,6 +210,7 @@ class DynamicBatcher:
         inline_run_s: float = 0.0,
         trace_detail: TraceDetail = LEAN,
         computes_on_caller: bool = False,
+        gather_delay_s: float = 0.0,
     ) -> None:
         """``deadline_slack_s``: how much earlier than strictly needed a deadline forces a flush,
         covering timer wake-up jitter and the reply's trip back to the client.
@@ -195,9 +220,13 @@ class DynamicBatcher:
         whose learned run time is at most this run on the event loop itself, skipping the
         executor hop (0: never; see ``_runs_inline``). ``computes_on_caller``: ``run_batch``
         computes on its calling thread alone (ONNX Runtime with one intra-op and one inter-op
-        thread), so that thread's CPU time is the model's run time (see ``_run_one``)."""
+        thread), so that thread's CPU time is the model's run time (see ``_run_one``).
+        ``gather_delay_s``: how long a small request waits for company while the batcher is
+        gathering under load (0: never gathers; see the module docstring)."""
         if max_batch_size <= 0 or max_queue_size <= 0 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be > 0, the delay >= 0")
+        if gather_delay_s < 0:
+            raise ValueError("gather_delay_s must be >= 0")
         self.name = name or "batcher"
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
@@ -232,6 +261,12 @@ class DynamicBatcher:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._sleeping_until: float | None = None  # inf: idle on an empty queue
+        # Gathering under load (``_gathers``).
+        self.gather_delay_s = gather_delay_s
+        self.gathering = False
+        self._last_arrival = -math.inf
+        self._next_probe = -math.inf
+        self._gathered_requests: float | None = None  # average requests a gathered batch
 
     @classmethod
     def from_config(
@@ -256,6 +291,7 @@ class DynamicBatcher:
             inline_run_s=config.inline_run_s,
             trace_detail=trace_detail,
             computes_on_caller=computes_on_caller,
+            gather_delay_s=config.gather_delay_s,
         )
 
     @property
@@ -316,6 +352,8 @@ class DynamicBatcher:
         # A size declined here is decided again by ``submit_with_stats``: in the band where the
         # loop is retried, that doubles the retries (one in LOOP_RETRY_EVERY / 2 decisions).
         if n == 0 or (recording and self._trace_detail.full) or not self._fits_inline(n):
+            return None
+        if self.gather_delay_s and self._gathers():
             return None
         if deadline is not None:
             self._refuse_if_late(deadline, time.monotonic())
@@ -466,11 +504,39 @@ class DynamicBatcher:
             )
 
     def _may_run_directly(self, rows: np.ndarray) -> bool:
-        if self._running or self._pending or self._closed:
+        if self._running or self._pending or self._closed or self.gathering:
             return False
         if np.ndim(rows) < 1 or rows.shape[0] == 0:
             return False
         return self._fits_inline(int(rows.shape[0]))
+
+    def _gathers(self) -> bool:
+        """Whether a request that found the batcher idle, small enough to run at once, waits for
+        company instead (gathering, see the module docstring). Called once per such arrival."""
+        now = time.monotonic()
+        gap = now - self._last_arrival
+        self._last_arrival = now
+        if self.gathering:
+            return True
+        if gap < self.gather_delay_s and now >= self._next_probe:
+            # A probe: this request waits; its batch decides whether gathering stays on.
+            self.gathering = True
+            self._gathered_requests = None
+            self._next_probe = now + GATHER_PROBE_EVERY_S
+            self._stats.gather_probes += 1
+            return True
+        return False
+
+    def _after_gathered_batch(self, requests: int) -> None:
+        """Gathering goes on while its batches average ``GATHER_STAY_REQUESTS`` or more. Not
+        ended by one lone batch: under load one in a few dozen finds no company by chance, and
+        gathering would then be off until the next probe."""
+        self._stats.gathered_batches += 1
+        average = self._gathered_requests
+        average = requests if average is None else average + GATHER_WEIGHT * (requests - average)
+        self._gathered_requests = average
+        if average < GATHER_STAY_REQUESTS:
+            self.gathering = False
 
     def _fits_inline(self, rows: int) -> bool:
         """Whether a run of ``rows`` rows is cheap enough for the event loop's thread.
@@ -531,9 +597,10 @@ class DynamicBatcher:
             now,
             next(self._seq),
             loop.create_future(),
-            not self._running,
+            not self._running and not self.gathering,
             span_context=current_span_context(),
             queued=enqueue,
+            gathered=self.gathering,
         )
         if enqueue:
             self._pending.append(request)
@@ -585,7 +652,10 @@ class DynamicBatcher:
                     continue
                 if not await self._wait_until_due():
                     continue
+                gathered = self._pending[0].gathered
                 batch = self._take_batch()
+                if gathered and self.gathering:
+                    self._after_gathered_batch(len(batch))
                 if batch:
                     await self._execute(batch)
         except Exception as exc:  # a bug here must fail callers, not leave them waiting forever
@@ -626,7 +696,8 @@ class DynamicBatcher:
             or self._pending[0].arrived_idle
         ):
             return -math.inf
-        due = self._pending[0].arrived + self.max_queue_delay_s
+        head = self._pending[0]
+        due = head.arrived + (self.gather_delay_s if head.gathered else self.max_queue_delay_s)
         earliest = self._earliest_deadline()
         if earliest is not None:
             due = min(due, self._deadline_due(earliest))

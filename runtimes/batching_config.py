@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _BATCHING_KEYS = frozenset(
-    {"max_batch_size", "max_queue_delay_us", "max_queue_size", "inline_run_us"}
+    {"max_batch_size", "max_queue_delay_us", "max_queue_size", "inline_run_us", "gather_delay_us"}
 )
 # Keys for which 0 is meaningful (off).
-_MAY_BE_ZERO = frozenset({"inline_run_us"})
+_MAY_BE_ZERO = frozenset({"inline_run_us", "gather_delay_us"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,11 @@ class BatchingConfig:
     finds the batcher idle runs at once in its own task: for a model this cheap, the hop to the
     executor thread and back costs more than the run, and waiting for company buys nothing.
     0 always batches on the executor thread."""
+    gather_delay_us: int = 2000
+    """Under load, how long a small request that finds the batcher idle waits for company, so
+    that back-to-back calls share a run of the model (``runtimes.batcher``: gathering is on
+    only while its batches average a few requests). 0 never waits: every idle call runs at
+    once."""
 
     @property
     def max_queue_delay_s(self) -> float:
@@ -36,6 +41,10 @@ class BatchingConfig:
     @property
     def inline_run_s(self) -> float:
         return self.inline_run_us / 1e6
+
+    @property
+    def gather_delay_s(self) -> float:
+        return self.gather_delay_us / 1e6
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BatchingConfig:
