@@ -22,9 +22,12 @@ gathering, a small request that finds the batcher idle waits up to ``gather_dela
 company instead of running at once, and the arrivals meanwhile share its run. Whether to gather
 is decided by its outcome: when requests arrive less than ``gather_delay_s`` apart, one of them
 (at most one every ``GATHER_PROBE_EVERY_S``) waits as a probe; gathering goes on while its
-batches average at least ``GATHER_STAY_REQUESTS`` requests and stops when they do not. A
-sequential caller, whose probe can find no company, pays one wait in a probe period; light load
-leaves gathering after a batch or two.
+batches average at least ``GATHER_STAY_REQUESTS`` requests and its waits stay busy (calls keep
+arriving until the batch runs: ``GATHER_IDLE_SHARE``), and stops when either fails. A
+sequential caller, whose probe can find no company, pays one wait in a probe period; light load,
+or a few callers that all arrive early in the wait, leave gathering after a batch or two. Off
+unless the model's ``[batching]`` sets ``gather_delay_us``: at 8 in flight it still cost
+throughput (docs/perf/2026-12-01-gathering.md).
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ LEARN_EVERY = 8
 GATHER_PROBE_EVERY_S = 2.0
 GATHER_STAY_REQUESTS = 2.5
 GATHER_WEIGHT = 0.25
+# ... and while its waits are mostly busy: on average no more than this share of a gathered
+# batch's wait comes after its last request arrived. A few callers in a closed loop (8 in flight
+# over two workers) all arrive early in the wait and the loop then idles until it ends: their
+# throughput fell 25-30% before this rule.
+GATHER_IDLE_SHARE = 0.5
 
 
 # ---- results and counters ---------------------------------------------------------------------
@@ -267,6 +275,7 @@ class DynamicBatcher:
         self._last_arrival = -math.inf
         self._next_probe = -math.inf
         self._gathered_requests: float | None = None  # average requests a gathered batch
+        self._gathered_idle = 0.0  # average share of a gathered batch's wait after its last arrival
 
     @classmethod
     def from_config(
@@ -527,15 +536,26 @@ class DynamicBatcher:
             return True
         return False
 
-    def _after_gathered_batch(self, requests: int) -> None:
-        """Gathering goes on while its batches average ``GATHER_STAY_REQUESTS`` or more. Not
-        ended by one lone batch: under load one in a few dozen finds no company by chance, and
-        gathering would then be off until the next probe."""
+    def _after_gathered_batch(self, batch: list[_Request]) -> None:
+        """Gathering goes on while its batches average ``GATHER_STAY_REQUESTS`` or more and
+        their waits are busy (``GATHER_IDLE_SHARE``). Not ended by one lone batch: under load
+        one in a few dozen finds no company by chance, and gathering would then be off until
+        the next probe."""
         self._stats.gathered_batches += 1
+        if not batch:
+            return
+        now = time.monotonic()
+        waited = now - batch[0].arrived
+        idle = (now - max(request.arrived for request in batch)) / waited if waited > 0 else 0.0
+        requests = len(batch)
         average = self._gathered_requests
-        average = requests if average is None else average + GATHER_WEIGHT * (requests - average)
-        self._gathered_requests = average
-        if average < GATHER_STAY_REQUESTS:
+        if average is None:  # the probe's batch
+            average, idle_share = requests, idle
+        else:
+            average += GATHER_WEIGHT * (requests - average)
+            idle_share = self._gathered_idle + GATHER_WEIGHT * (idle - self._gathered_idle)
+        self._gathered_requests, self._gathered_idle = average, idle_share
+        if average < GATHER_STAY_REQUESTS or idle_share > GATHER_IDLE_SHARE:
             self.gathering = False
 
     def _fits_inline(self, rows: int) -> bool:
@@ -655,7 +675,7 @@ class DynamicBatcher:
                 gathered = self._pending[0].gathered
                 batch = self._take_batch()
                 if gathered and self.gathering:
-                    self._after_gathered_batch(len(batch))
+                    self._after_gathered_batch(batch)
                 if batch:
                     await self._execute(batch)
         except Exception as exc:  # a bug here must fail callers, not leave them waiting forever

@@ -28,11 +28,13 @@ class BatchingConfig:
     finds the batcher idle runs at once in its own task: for a model this cheap, the hop to the
     executor thread and back costs more than the run, and waiting for company buys nothing.
     0 always batches on the executor thread."""
-    gather_delay_us: int = 2000
+    gather_delay_us: int = 0
     """Under load, how long a small request that finds the batcher idle waits for company, so
     that back-to-back calls share a run of the model (``runtimes.batcher``: gathering is on
-    only while its batches average a few requests). 0 never waits: every idle call runs at
-    once."""
+    only while its batches average a few requests and its waits stay busy). 0, the default,
+    never waits: every idle call runs at once. 2000 suits many concurrent callers on a
+    saturated worker (docs/perf/2026-12-01-gathering.md: 64 in flight gained, 8 in flight
+    lost, so it is not on by default)."""
 
     @property
     def max_queue_delay_s(self) -> float:

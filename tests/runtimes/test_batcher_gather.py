@@ -65,14 +65,19 @@ async def timed(batcher: DynamicBatcher) -> None:
     await batcher.submit(row(-1.0))
 
 
-async def callers(batcher: DynamicBatcher, clients: int, calls: int) -> None:
-    """``clients`` callers, each making ``calls`` calls one after another (a loop pass apart,
-    as a client's next request is)."""
+async def callers(
+    batcher: DynamicBatcher, clients: int, calls: int, *, spread: bool = True
+) -> None:
+    """``clients`` callers, each making ``calls`` calls one after another. ``spread``: client c
+    sends each call (c + 1) / (clients + 4) of ``GATHER_S`` after its previous answer, so that
+    arrivals keep coming through a gathering wait, as on a saturated worker; otherwise a loop
+    pass after it, so that every caller arrives at the start of the wait."""
 
     async def client(c: int) -> None:
+        pause = (c + 1) * GATHER_S / (clients + 4) if spread else 0.0
         for i in range(calls):
+            await asyncio.sleep(pause)
             await infer(batcher, c * 1000.0 + i)
-            await asyncio.sleep(0)
 
     await asyncio.gather(*(client(c) for c in range(clients)))
 
@@ -82,16 +87,16 @@ async def test_back_to_back_callers_share_runs_once_a_probe_finds_company() -> N
     batcher = make(model)
     try:
         await timed(batcher)
-        await callers(batcher, clients=16, calls=20)
+        await callers(batcher, clients=16, calls=10)
         stats = batcher.stats
     finally:
         await batcher.close()
-    assert stats.rows == 1 + 16 * 20
+    assert stats.rows == 1 + 16 * 10
     assert stats.gather_probes >= 1
-    assert stats.gathered_batches >= 10
+    assert stats.gathered_batches >= 5
     # Without gathering every call is a batch of one (the test below with gather_delay_s=0).
     assert max(model.sizes) >= 8
-    assert stats.batches < (16 * 20) / 4
+    assert stats.batches < (16 * 10) / 4
 
 
 async def test_without_gathering_back_to_back_callers_each_run_alone() -> None:
@@ -100,11 +105,11 @@ async def test_without_gathering_back_to_back_callers_each_run_alone() -> None:
     batcher = make(model, gather_delay_s=0.0)
     try:
         await timed(batcher)
-        await callers(batcher, clients=16, calls=20)
+        await callers(batcher, clients=16, calls=10)
         stats = batcher.stats
     finally:
         await batcher.close()
-    assert model.sizes[1:] == [1] * (16 * 20)
+    assert model.sizes[1:] == [1] * (16 * 10)
     assert (stats.gather_probes, stats.gathered_batches) == (0, 0)
 
 
@@ -143,18 +148,38 @@ async def test_gathering_outlasts_a_lone_batch_and_stops_when_the_load_goes() ->
         # such batch does not end gathering (it would then stay off until the next probe) ...
         await infer(batcher, 0.5)
         assert batcher.gathering
-        # ... but batches of one bring the average under GATHER_STAY_REQUESTS within a few.
+        # ... but batches of one, idle after their only arrival, end it within a few.
         lone = 1
         while batcher.gathering and lone < 20:
             await infer(batcher, 0.5 + lone)
             lone += 1
         assert not batcher.gathering
-        assert lone <= 12  # from an average of 16 at 1/4 weight: 9 batches of one
+        assert lone <= 12  # from an average of 16 requests at 1/4 weight: 9 at most
         before = batcher.stats.batches
         assert batcher.run_now(row(0.25)) is not None  # at once again
         assert batcher.stats.batches == before + 1
     finally:
         await batcher.close()
+
+
+async def test_a_few_callers_that_all_arrive_early_in_the_wait_stop_gathering() -> None:
+    """Four callers, each calling again a loop pass after its answer: all four join the probe's
+    batch at once, and the loop then idles until the wait ends. Waiting only costs them
+    latency, so gathering stops after that batch (the next probe is GATHER_PROBE_EVERY_S
+    away), although the batch had four requests."""
+    model = Recorder()
+    batcher = make(model)
+    try:
+        await timed(batcher)
+        await callers(batcher, clients=4, calls=20, spread=False)
+        stats = batcher.stats
+        gathering = batcher.gathering
+    finally:
+        await batcher.close()
+    assert (stats.gather_probes, stats.gathered_batches) == (1, 1)
+    assert not gathering
+    assert max(model.sizes) >= 3  # the probe's batch: three or four of them shared it
+    assert stats.rows == 1 + 4 * 20
 
 
 async def test_a_gathering_callers_deadline_still_flushes_its_batch_in_time() -> None:
@@ -174,7 +199,7 @@ async def test_a_gathering_callers_deadline_still_flushes_its_batch_in_time() ->
 
 
 async def test_gather_delay_is_read_from_the_batching_table() -> None:
-    assert BatchingConfig().gather_delay_s == 0.002
+    assert BatchingConfig().gather_delay_s == 0.0  # off unless the model's config sets it
     assert BatchingConfig.from_table({"gather_delay_us": 0}).gather_delay_s == 0.0
     assert BatchingConfig.from_table({"gather_delay_us": 750}).gather_delay_s == 0.00075
     with pytest.raises(ValueError, match="gather_delay_us must be a non-negative integer"):
