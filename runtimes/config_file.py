@@ -42,6 +42,7 @@ class _Batching(_Table):
     max_queue_delay_us: int | None = None
     max_queue_size: int | None = None
     inline_run_us: int | None = None
+    gather_delay_us: int | None = None
 
 
 class _Feature(_Table):

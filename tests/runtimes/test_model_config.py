@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from gateway.settings import BUNDLED_MODELS
+from runtimes.batching_config import BatchingConfig
 from runtimes.model_config import load_config
 
 BUNDLED = BUNDLED_MODELS / "lead_scorer" / "config.toml"
@@ -73,3 +75,20 @@ def test_a_wrong_type_names_the_key(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ValueError, match=r"\[onnxruntime\]\.intra_op_threads"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(BatchingConfig)])
+def test_every_batching_key_the_batcher_knows_is_accepted_in_the_file(
+    tmp_path: Path, key: str
+) -> None:
+    """A key documented for ``[batching]`` must pass the file's own check and reach the
+    batcher: ``gather_delay_us`` was read by BatchingConfig but refused by the file's schema, so
+    the documented way to turn gathering on stopped the model from loading."""
+    path = config_with(tmp_path, "[batching]\n", f"[batching]\n{key} = 1234\n")
+    text = path.read_text()
+    # The bundled file may set the key already: keep the first (ours), drop its own line.
+    head, tail = text.split(f"{key} = 1234\n", 1)
+    tail = "\n".join(line for line in tail.split("\n") if not line.startswith(f"{key} ="))
+    path.write_text(head + f"{key} = 1234\n" + tail)
+    config = load_config(path)
+    assert getattr(BatchingConfig.from_config(config.batching), key) == 1234
