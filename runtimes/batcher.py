@@ -546,7 +546,7 @@ class DynamicBatcher:
             return
         now = time.monotonic()
         waited = now - batch[0].arrived
-        idle = (now - max(request.arrived for request in batch)) / waited if waited > 0 else 0.0
+        idle = (now - batch[-1].arrived) / waited if waited > 0 else 0.0  # in arrival order
         requests = len(batch)
         average = self._gathered_requests
         if average is None:  # the probe's batch

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-_BATCHING_KEYS = frozenset(
-    {"max_batch_size", "max_queue_delay_us", "max_queue_size", "inline_run_us", "gather_delay_us"}
-)
 # Keys for which 0 is meaningful (off).
 _MAY_BE_ZERO = frozenset({"inline_run_us", "gather_delay_us"})
 
@@ -80,3 +77,8 @@ class BatchingConfig:
                 kind = "a non-negative" if smallest == 0 else "a positive"
                 raise ValueError(f"[batching] {key} must be {kind} integer, got {value!r}")
         return cls(**table)
+
+
+# Every field is a key of the table: one list, so that a new setting cannot be read here and
+# refused there (config_file's schema is held to it by tests/runtimes/test_model_config.py).
+_BATCHING_KEYS = frozenset(field.name for field in fields(BatchingConfig))

@@ -84,11 +84,10 @@ def test_every_batching_key_the_batcher_knows_is_accepted_in_the_file(
     """A key documented for ``[batching]`` must pass the file's own check and reach the
     batcher: ``gather_delay_us`` was read by BatchingConfig but refused by the file's schema, so
     the documented way to turn gathering on stopped the model from loading."""
-    path = config_with(tmp_path, "[batching]\n", f"[batching]\n{key} = 1234\n")
-    text = path.read_text()
-    # The bundled file may set the key already: keep the first (ours), drop its own line.
-    head, tail = text.split(f"{key} = 1234\n", 1)
-    tail = "\n".join(line for line in tail.split("\n") if not line.startswith(f"{key} ="))
-    path.write_text(head + f"{key} = 1234\n" + tail)
+    # The bundled file may set the key already: drop its line, then set it first in the table.
+    lines = BUNDLED.read_text().split("\n")
+    text = "\n".join(line for line in lines if not line.startswith(f"{key} ="))
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace("[batching]\n", f"[batching]\n{key} = 1234\n", 1))
     config = load_config(path)
     assert getattr(BatchingConfig.from_config(config.batching), key) == 1234
