@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.errors import PermissionDenied, Unauthenticated
+from runtimes.ids import id_problem
 from runtimes.types import DEFAULT_TENANT
 
 SCOPES = ("score", "summarize", "index", "admin")
@@ -122,6 +123,11 @@ class KeyStore:
             tenant = str(item.get("tenant", ""))
             if not tenant:
                 raise ValueError(f"{where}: tenant is missing")
+            # The notes store refuses a tenant that is no id (it names folders and filters):
+            # refused here, not on every notes call of that key's client.
+            problem = id_problem(tenant)
+            if problem is not None:
+                raise ValueError(f"{where}: tenant {problem}")
             scopes = frozenset(item.get("scopes", []))
             unknown = scopes - set(SCOPES)
             if unknown:
@@ -168,7 +174,9 @@ def _tenant_limits(path: Path, tenant: str, table: object) -> TenantLimits:
 
 def _key_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     for name, value in metadata or ():
-        text = value.decode() if isinstance(value, bytes) else value
+        if name != "authorization" and name != "x-api-key":
+            continue  # other headers may be binary (``-bin``), which need not be UTF-8
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
         if name == "authorization":
             scheme, _, token = text.partition(" ")
             if scheme.lower() == "bearer" and token.strip():

@@ -20,6 +20,10 @@ from runtimes.errors import LeadgwError, ResourceExhausted
 log = logging.getLogger(__name__)
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+# A status message travels percent-encoded in a header, and grpc clients refuse headers past
+# 8 KiB (sometimes) or 16 KiB (always), turning the status into RESOURCE_EXHAUSTED: messages
+# quote what clients sent cut short (``runtimes.errors.shown``), and this bounds the rest.
+MAX_MESSAGE_BYTES = 1024
 RETRY_AFTER_KEY = "retry-after-ms"
 
 
@@ -53,9 +57,16 @@ def retry_trailers(message: str, retry_ms: int) -> Trailers:
 async def abort_with(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
     """Aborts the RPC with the status the error calls for. Always raises."""
     if isinstance(error, LeadgwError):
-        await context.abort(status_of(error), error.message, trailers_of(error))
+        await context.abort(status_of(error), _bounded(error.message), trailers_of(error))
     log.error("unexpected error in %s", method, exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+def _bounded(message: str) -> str:
+    data = message.encode()
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return message
+    return data[:MAX_MESSAGE_BYTES].decode(errors="ignore") + " [message cut]"
 
 
 def wrap_unary(

@@ -174,7 +174,7 @@ def authentication(keys: Authenticator | None, audit: AuditLog | None = None) ->
             async def authed(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     caller = caller_of(context)
-                except LeadgwError as error:
+                except Exception as error:  # outside error mapping: map here, never UNKNOWN
                     await abort_with(context, error, path)
                 token = set_caller(caller)
                 try:
@@ -188,7 +188,7 @@ def authentication(keys: Authenticator | None, audit: AuditLog | None = None) ->
             async def authed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
                     caller = caller_of(context)
-                except LeadgwError as error:
+                except Exception as error:  # outside error mapping: map here, never UNKNOWN
                     await abort_with(context, error, path)
                 token = set_caller(caller)
                 try:

@@ -10,7 +10,7 @@ import numpy as np
 
 from gateway.category_codes import forms_of
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 from runtimes.types import (
     BAND_ORDER,
     Band,
@@ -118,24 +118,26 @@ def lead_columns_from_pb(
         if not name:
             raise InvalidInput("columns: a feature column has no name")
         if name in values:
-            raise InvalidInput(f"columns: feature {name!r} has two columns")
+            raise InvalidInput(f"columns: feature {shown(name)} has two columns")
         kind = column.WhichOneof("values")
         if kind is None:
             raise InvalidInput(
-                f"columns: feature {name!r} has no values: set numbers, categories or flags, "
+                f"columns: feature {shown(name)} has no values: set numbers, categories or flags, "
                 "or leave the column out if the feature is missing for every lead"
             )
         typed = getattr(column, kind)
         count = len(typed.values)
         if count != n:
-            raise InvalidInput(f"columns: feature {name!r} has {count} values for {n} lead ids")
+            raise InvalidInput(
+                f"columns: feature {shown(name)} has {count} values for {n} lead ids"
+            )
         missing = None
         if column.missing:
             positions = np.fromiter(column.missing, dtype=np.int64, count=len(column.missing))
             if positions.max() >= n:
                 position = int(positions[np.argmax(positions >= n)])
                 raise InvalidInput(
-                    f"columns: feature {name!r} lists missing position {position}, "
+                    f"columns: feature {shown(name)} lists missing position {position}, "
                     f"but there are {n} lead ids"
                 )
             missing = np.zeros(n, dtype=bool)

@@ -16,7 +16,7 @@ from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from retrieval.notes import NotesService
 from retrieval.report import IndexReport, IndexStatus
 from retrieval.types import NoteHit, NoteRecord
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 from runtimes.schema import FeatureSchema
 
 DEFAULT_TOP_K = 5
@@ -57,7 +57,7 @@ def note_from_pb(note: pb.Note, now: datetime, where: str = "note") -> NoteRecor
     """An unset ``created_at`` means "now" (the time the gateway received the note)."""
     created = (
         timestamp_to_datetime(
-            note.created_at, f"{where} (note_id {_show(note.note_id)}) created_at"
+            note.created_at, f"{where} (note_id {shown(note.note_id)}) created_at"
         )
         if note.HasField("created_at")
         else now
@@ -133,9 +133,3 @@ async def search_notes(
         top_k=request.top_k or DEFAULT_TOP_K,
     )
     return pb.SearchNotesResponse(hits=[hit_to_pb(h) for h in hits])
-
-
-def _show(value: str, limit: int = 40) -> str:
-    """repr() cut short, so a huge id is not echoed back whole."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

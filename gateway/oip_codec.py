@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from leadgw_client.pb.inference import grpc_service_pb2 as pb
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 from runtimes.repository import ServedModel
 
 # The one datatype leadgw's models take and give; any other is refused with a clear message.
@@ -33,8 +33,11 @@ _TYPED_FIELDS = (
 )
 
 
-def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.ndarray:
+def decode_features(
+    request: pb.ModelInferRequest, served: ServedModel, max_rows: int | None = None
+) -> np.ndarray:
     """The request's single input as float32 [rows, width]; raw bytes are used without copying.
+    More than ``max_rows`` rows are refused, as ScoreLeads refuses more leads.
 
     Every read of a field makes a Python wrapper of upb's message (0.2-0.6 µs each in a loop,
     more in a live server): each field is read once, and the messages of errors are made only
@@ -43,23 +46,32 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
     inputs = request.inputs
     if len(inputs) != 1:
         got = [t.name for t in inputs]
-        raise InvalidInput(f"model '{served.name}' takes one input '{expected}'; got {got}")
+        raise InvalidInput(
+            f"model '{served.name}' takes one input '{expected}'; got {shown(got, 200)}"
+        )
     tensor = inputs[0]
     name = tensor.name
     if name != expected:
         raise InvalidInput(
-            f"tensor '{name}': model '{served.name}' has no such input; it takes '{expected}'"
+            f"tensor {shown(name)}: model '{served.name}' has no such input; it takes '{expected}'"
         )
     datatype = tensor.datatype
     if datatype != FP32:
         kind = "unsupported" if datatype not in KNOWN_DATATYPES else "not accepted"
         raise InvalidInput(
-            f"tensor '{name}': datatype '{datatype}' is {kind}; model '{served.name}' takes FP32"
+            f"tensor {shown(name)}: datatype {shown(datatype)} is {kind}; "
+            f"model '{served.name}' takes FP32"
         )
     shape = tuple(tensor.shape)
     if len(shape) != 2 or shape[1] != served.width or shape[0] < 1:
         raise InvalidInput(
-            f"tensor '{name}': shape {list(shape)} does not match the model's [-1, {served.width}]"
+            f"tensor {shown(name)}: shape {list(shape)} does not match the model's "
+            f"[-1, {served.width}]"
+        )
+    if max_rows is not None and shape[0] > max_rows:
+        raise InvalidInput(
+            f"tensor {shown(name)}: shape {list(shape)} has {shape[0]} rows; the limit is "
+            f"{max_rows} a request"
         )
     count = shape[0] * shape[1]
     raws = request.raw_input_contents
@@ -74,7 +86,7 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         if typed:
             # Triton refuses this too: which of the two should count is anyone's guess.
             raise InvalidInput(
-                f"tensor '{name}': contents ({typed[0]}) must not be set when the request "
+                f"tensor {shown(name)}: contents ({typed[0]}) must not be set when the request "
                 "carries raw_input_contents; send one or the other"
             )
         if len(raws) != 1:
@@ -82,7 +94,7 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         raw = raws[0]
         if len(raw) != count * 4:
             raise InvalidInput(
-                f"tensor '{name}': raw contents are {len(raw)} bytes; shape {list(shape)} of "
+                f"tensor {shown(name)}: raw contents are {len(raw)} bytes; shape {list(shape)} of "
                 f"FP32 needs {count * 4}"
             )
         features = np.frombuffer(raw, _LITTLE_F4).reshape(shape)
@@ -91,12 +103,18 @@ def decode_features(request: pb.ModelInferRequest, served: ServedModel) -> np.nd
         for field in _TYPED_FIELDS:
             if len(getattr(contents, field)):
                 raise InvalidInput(
-                    f"tensor '{name}': datatype FP32 expects fp32_contents, got {field}"
+                    f"tensor {shown(name)}: datatype FP32 expects fp32_contents, got {field}"
                 )
         values = contents.fp32_contents
+        if not len(values) and _SHARED_MEMORY in tensor.parameters:
+            raise InvalidInput(
+                f"tensor {shown(name)}: shared memory ({_SHARED_MEMORY} "
+                f"{shown(tensor.parameters[_SHARED_MEMORY].string_param)}) is not supported; "
+                "send the values in raw_input_contents or contents"
+            )
         if len(values) != count:
             raise InvalidInput(
-                f"tensor '{name}': {len(values)} fp32_contents for shape "
+                f"tensor {shown(name)}: {len(values)} fp32_contents for shape "
                 f"{list(shape)} ({count} values)"
             )
         features = np.asarray(values, dtype=np.float32).reshape(shape)
@@ -115,7 +133,7 @@ def _check_finite(features: np.ndarray, name: str, served: ServedModel) -> None:
     finite = np.isfinite(features)
     row, col = (int(i) for i in np.argwhere(~finite)[0])
     raise InvalidInput(
-        f"tensor '{name}': row {row}, column {col} ('{served.schema.names[col]}') is "
+        f"tensor {shown(name)}: row {row}, column {col} ('{served.schema.names[col]}') is "
         f"{features[row, col]}; values must be finite"
     )
 
@@ -124,13 +142,37 @@ def requested_outputs(request: pb.ModelInferRequest, served: ServedModel) -> lis
     available = list(served.config.output_names)
     if not request.outputs:
         return available
-    names = [o.name for o in request.outputs]
+    names = []
+    for output in request.outputs:
+        names.append(output.name)
+        if output.parameters:
+            _check_output_parameters(output)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise InvalidInput(
-            f"requested output {unknown[0]!r} does not exist; model '{served.name}' has {available}"
+            f"requested output {shown(unknown[0])} does not exist; "
+            f"model '{served.name}' has {available}"
         )
     return names
+
+
+def _check_output_parameters(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> None:
+    """Refuses what Triton's clients may ask of an output that leadgw does not do, rather than
+    answer with something else: class labels (BYTES) in place of the scores, or the answer
+    written to a shared memory region the client would then read unchanged."""
+    for parameter, instead in _UNSUPPORTED_OUTPUT_PARAMETERS.items():
+        if parameter in output.parameters:
+            raise InvalidInput(
+                f"requested output {shown(output.name)}: parameter '{parameter}' is not "
+                f"supported; {instead}"
+            )
+
+
+_SHARED_MEMORY = "shared_memory_region"
+_UNSUPPORTED_OUTPUT_PARAMETERS = {
+    "classification": "ask for the output itself and rank its values on the client",
+    _SHARED_MEMORY: "leave it out to receive the output in the answer",
+}
 
 
 def encode_response(

@@ -21,11 +21,16 @@ EXTENSIONS = ["model_configuration", "model_repository"]
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, repository: ModelRepository, server_version: str, control: ModelControl
+        self,
+        repository: ModelRepository,
+        server_version: str,
+        control: ModelControl,
+        max_rows: int | None = None,
     ) -> None:
         self._repository = repository
         self._version = server_version
         self._control = control
+        self._max_rows = max_rows
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
@@ -111,7 +116,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             served = self._repository.assign(
                 served.name, None, current_caller().tenant, [request.id]
             )[0][0]
-        features = oip_codec.decode_features(request, served)
+        features = oip_codec.decode_features(request, served, self._max_rows)
         names = oip_codec.requested_outputs(request, served)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from leadgw_client.pb.inference import grpc_service_pb2 as pb
 from runtimes.control import LoadOptions
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 
 LOAD_KEYS = ("version", "promote", "rollback", "canary_weight", "shadow", "shadow_rate", "alias")
 UNLOAD_KEYS = ("version", "force", "unload_dependents")
@@ -69,7 +69,9 @@ def _check_keys(
             f"{rpc}: leadgw does not take a model config or files in the request; put the "
             "version folder and config.toml in the repository, then load it"
         )
-    raise InvalidInput(f"{rpc}: unknown parameters {unknown}; known: {', '.join(known)}")
+    raise InvalidInput(
+        f"{rpc}: unknown parameters {shown(unknown, 200)}; known: {', '.join(known)}"
+    )
 
 
 def _value(params: Mapping[str, pb.ModelRepositoryParameter], key: str) -> object:

@@ -397,7 +397,10 @@ async def start(
         ),
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, server_version(), control), wrapped
+        InferenceServicer(
+            repository, server_version(), control, max_rows=settings.max_leads_per_request
+        ),
+        wrapped,
     )
     lead_servicer = LeadServicer(
         scorer,

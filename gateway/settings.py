@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     default_model: str = "lead_scorer"
     """Model used when a ScoreLeads request names none."""
     max_leads_per_request: int = Field(10_000, ge=1)
-    """ScoreLeads requests with more leads are refused with INVALID_ARGUMENT."""
+    """ScoreLeads requests with more leads, and ModelInfer requests with more rows, are refused
+    with INVALID_ARGUMENT."""
     default_max_reasons: int = Field(3, ge=0, le=32)
     model_control_mode: Literal["none", "poll", "explicit"] = "none"
     """none: load at start only; poll: watch the repository every repository_poll_secs and apply
@@ -201,7 +202,7 @@ class Settings(BaseSettings):
     breaker_reset_s: float = Field(30.0, gt=0)
 
     # ---- observability ----
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(None, ge=0, le=65535)
     """Serve Prometheus metrics on this port (0 picks one). None: no Prometheus endpoint."""
     metrics_host: str = "127.0.0.1"
     """Address the Prometheus endpoint binds: 0.0.0.0 lets a scraper in the cluster reach it."""
@@ -263,12 +264,15 @@ class Settings(BaseSettings):
 class OtelPrometheusSource(PydanticBaseSettingsSource):
     """OpenTelemetry's standard ``OTEL_METRICS_EXPORTER=prometheus`` turns the Prometheus
     endpoint on, at ``OTEL_EXPORTER_PROMETHEUS_HOST`` (localhost) and
-    ``OTEL_EXPORTER_PROMETHEUS_PORT`` (9464), unless leadgw's own settings say otherwise."""
+    ``OTEL_EXPORTER_PROMETHEUS_PORT`` (9464), unless leadgw's own settings say otherwise or
+    ``OTEL_SDK_DISABLED=true`` turns every exporter off."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self().get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return {}
         exporters = os.environ.get("OTEL_METRICS_EXPORTER", "")
         if "prometheus" not in {name.strip().lower() for name in exporters.split(",")}:
             return {}

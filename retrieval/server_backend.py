@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from retrieval.backend import (
     KEYWORDS,
@@ -27,7 +30,7 @@ from retrieval.backend import (
 )
 from retrieval.filters import Condition, Filter, Match, MatchAny, Range
 from retrieval.keywords import Keywords
-from runtimes.errors import FailedPrecondition
+from runtimes.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger("leadgw.retrieval")
 
@@ -58,6 +61,21 @@ def _condition(cond: Condition) -> qm.FieldCondition:
     return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lte=cond.lte))
 
 
+@contextmanager
+def _server_answers() -> Iterator[None]:
+    """The server's absence as ``Unavailable``: the gateway then starts with notes off (scoring
+    never waits on the store), ``leadgw.notes`` turns NOT_SERVING, and a notes call fails
+    UNAVAILABLE (not INTERNAL), as with the Edge store. Every call to the server goes through it.
+    qdrant-client raises ``ResponseHandlingException`` when it cannot reach the server and
+    ``UnexpectedResponse`` for an HTTP error status (a wrong API key, a node not ready)."""
+    try:
+        yield
+    except ResponseHandlingException as exc:
+        raise Unavailable(f"the Qdrant server is unreachable: {exc}") from exc
+    except UnexpectedResponse as exc:
+        raise Unavailable(f"the Qdrant server refused: HTTP {exc.status_code}") from exc
+
+
 def server_filter(flt: Filter) -> qm.Filter:
     return qm.Filter(
         must=[_condition(c) for c in flt.must] or None,
@@ -78,6 +96,10 @@ class ServerBackend:
         return cls(QdrantClient(url=url, api_key=api_key))
 
     def ensure_schema(self, dim: int) -> None:
+        with _server_answers():
+            self._ensure_schema(dim)
+
+    def _ensure_schema(self, dim: int) -> None:
         client = self._client
         if not client.collection_exists(NOTES) and not self._recover_alias():
             self._create_notes(NOTES, dim)
@@ -148,12 +170,14 @@ class ServerBackend:
             change_aliases_operations=[drop, create] if drop_old else [create]
         )
 
+    @_server_answers()
     def stored_dim(self) -> int | None:
         if not self._client.collection_exists(NOTES):
             return None
         vectors = self._client.get_collection(NOTES).config.params.vectors
         return vectors.size if isinstance(vectors, qm.VectorParams) else None
 
+    @_server_answers()
     def open_reindex(self, dim: int) -> None:
         name = self._staging()
         if self._client.collection_exists(name):
@@ -163,6 +187,7 @@ class ServerBackend:
             self._client.delete_collection(name)
         self._create_notes(name, dim)
 
+    @_server_answers()
     def commit_reindex(self) -> None:
         live, new = self._live(), self._staging()
         if live == NOTES:
@@ -177,6 +202,7 @@ class ServerBackend:
                 self._client.delete_collection(live)
         self._hybrid = True
 
+    @_server_answers()
     def drop_reindex(self) -> None:
         self._client.delete_collection(self._staging())
 
@@ -189,6 +215,7 @@ class ServerBackend:
             for field, schema in indexes.items():
                 self._client.create_payload_index(collection, field, field_schema=schema)
 
+    @_server_answers()
     def upsert(self, collection: str, points: list[PointWrite]) -> None:
         hybrid = self._hybrid or collection == REINDEX  # a reindexed collection has keywords
         self._client.upsert(
@@ -204,19 +231,23 @@ class ServerBackend:
             vector[KEYWORDS] = qm.SparseVector(indices=sparse.indices, values=sparse.values)
         return qm.PointStruct(id=point.id, vector=vector, payload=point.payload)
 
+    @_server_answers()
     def set_payload(self, collection: str, payload: Payload, flt: Filter) -> None:
         self._client.set_payload(
             self._name(collection), payload=payload, points=server_filter(flt), wait=True
         )
 
+    @_server_answers()
     def delete(self, collection: str, flt: Filter) -> None:
         self._client.delete(self._name(collection), points_selector=server_filter(flt), wait=True)
 
+    @_server_answers()
     def count(self, collection: str, flt: Filter) -> int:
         return self._client.count(
             self._name(collection), count_filter=server_filter(flt), exact=True
         ).count
 
+    @_server_answers()
     def scroll(
         self,
         collection: str,
@@ -250,6 +281,7 @@ class ServerBackend:
             if offset is None or (limit is not None and len(out) >= limit):
                 return out
 
+    @_server_answers()
     def search(self, specs: list[SearchSpec]) -> list[list[tuple[Payload, float]]]:
         responses = self._client.query_batch_points(
             NOTES, requests=[self._request(spec) for spec in specs]
@@ -283,7 +315,8 @@ class ServerBackend:
         return None  # a server indexes by itself; searches are exact until it has
 
     def health(self) -> None:
-        self._client.collection_exists(NOTES)
+        with _server_answers():
+            self._client.collection_exists(NOTES)
 
     def snapshot(self, path: Path) -> None:
         raise FailedPrecondition(

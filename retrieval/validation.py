@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from retrieval.types import NOTE_KINDS, NoteRecord
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 from runtimes.ids import MAX_ID_CHARS, check_id  # the one id rule, shared by every API
 from runtimes.types import FeatureValue
 
@@ -27,7 +27,9 @@ def check_tenant(tenant: str) -> str:
 def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     for kind in kinds:
         if kind not in NOTE_KINDS:
-            raise InvalidInput(f"kind {kind!r} is unknown; expected one of {', '.join(NOTE_KINDS)}")
+            raise InvalidInput(
+                f"kind {shown(kind)} is unknown; expected one of {', '.join(NOTE_KINDS)}"
+            )
     return tuple(dict.fromkeys(kinds))
 
 

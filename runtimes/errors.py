@@ -5,6 +5,14 @@ packages (``runtimes``, ``retrieval``) never import gRPC. ``gateway.errors`` map
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how a message quotes what a client sent. A
+    status message travels in a header that clients cap (grpc: 8 KiB soft, 16 KiB hard), so a
+    value echoed whole would turn the client's error into RESOURCE_EXHAUSTED."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class LeadgwError(Exception):
     """Base of every error a client may see. ``status`` is a ``grpc.StatusCode`` name."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 
 MAX_ID_CHARS = 128
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]*")
@@ -37,7 +37,7 @@ def id_problem(value: str) -> str | None:
         return f"has {len(value)} characters; the limit is {MAX_ID_CHARS}"
     if _ID.fullmatch(value) is None:
         return (
-            f"{_show(value)} has characters outside letters, digits and . _ : @ - "
+            f"{shown(value)} has characters outside letters, digits and . _ : @ - "
             "(or does not start with a letter or digit)"
         )
     return None
@@ -49,8 +49,3 @@ def check_id(value: str, field: str) -> str:
     if problem is not None:
         raise InvalidInput(f"{field} {problem}")
     return value
-
-
-def _show(value: str, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtimes.batching_config import BatchingConfig
 from runtimes.config_file import check_shape
 from runtimes.routing import RoutingPolicy
 from runtimes.version_policy import VersionPolicy
@@ -90,6 +91,12 @@ def load_config(path: Path) -> ModelConfig:
         raise ValueError(f"{path}: bands need 0 <= warm <= hot <= 1")
     if not raw.get("features"):
         raise ValueError(f"{path}: no [[features]] tables")
+    try:
+        # Checked here, with the rest of the file, so that a bad value fails this version only;
+        # the batcher built from it later must not meet it first.
+        BatchingConfig.from_table(config.batching)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return config
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtimes.errors import NotFound
+from runtimes.errors import NotFound, shown
 from runtimes.model_config import (
     files_fingerprint,
     find_config,
@@ -253,7 +253,7 @@ class ModelRepository:
         model = self._models.get(name)
         if model is None or model.live is None:
             known = ", ".join(self.names()) or "none"
-            raise NotFound(f"model '{name}' is not loaded (loaded models: {known})")
+            raise NotFound(f"model {shown(name)} is not loaded (loaded models: {known})")
         if not version:
             return model.versions[model.live]
         number = version.lstrip("0") or "0" if version.isdigit() else None
@@ -261,13 +261,15 @@ class ModelRepository:
             number = model.routing.resolve_alias(version, model.live)
             if number is None:
                 raise NotFound(
-                    f"model '{name}' has no version or alias '{version}' "
+                    f"model '{name}' has no version or alias {shown(version)} "
                     f"(loaded: {', '.join(model.versions)}; aliases: {self._alias_list(model)})"
                 )
         served = model.versions.get(number)
         if served is None:
             known = ", ".join(model.versions)
-            raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {known})")
+            raise NotFound(
+                f"model '{name}' has no version {shown(version)} loaded (loaded: {known})"
+            )
         return served
 
     def assign(

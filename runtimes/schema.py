@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from runtimes.column_labels import ColumnLabeller
-from runtimes.errors import InvalidInput
+from runtimes.errors import InvalidInput, shown
 from runtimes.ids import all_valid_ids, id_problem, is_valid_id
 from runtimes.label_tables import choice_labels, money_labels, whole_labels
 from runtimes.types import FeatureValue, LeadColumn, LeadInput
@@ -266,7 +266,7 @@ class FeatureSpec:
         if value is None:
             return "is required but missing" if self.required else None
         if type(value) not in _ALLOWED[self.kind]:
-            return f"must be {_TYPE_WORDS[self.kind]}, got {type(value).__name__} {_show(value)}"
+            return f"must be {_TYPE_WORDS[self.kind]}, got {type(value).__name__} {shown(value)}"
         if self.kind == "number":
             number = float(value)  # type: ignore[arg-type]
             if not math.isfinite(number):
@@ -275,7 +275,7 @@ class FeatureSpec:
                 return f"is {number:g}, outside [{self.minimum:g}, {self.maximum:g}]"
         if self.kind == "category" and value not in self.index and self.on_unknown == "error":
             expected = ", ".join(self.categories)
-            return f"has unknown category {_show(value)}; expected one of: {expected}"
+            return f"has unknown category {shown(value)}; expected one of: {expected}"
         return None
 
     # ---- reasons ----
@@ -626,7 +626,7 @@ class FeatureSchema:
             if name not in self._known:
                 expected = ", ".join(self.names)
                 raise InvalidInput(
-                    f"columns: unknown feature {_show(name)}; this model's features: {expected}"
+                    f"columns: unknown feature {shown(name)}; this model's features: {expected}"
                 )
         if all(isinstance(column, LeadColumn) for column in columns.values()):
             encoded = self._encode_typed(lead_ids, columns)  # type: ignore[arg-type]
@@ -700,10 +700,10 @@ class FeatureSchema:
         id_wrong = id_problem(lead.lead_id)
         if id_wrong is not None:
             return f"lead at position {row}: lead id {id_wrong}"
-        who = f"lead {_show(lead.lead_id)}"
+        who = f"lead {shown(lead.lead_id)}"
         for name in lead.features:
             if name not in self._known:
-                return f"{who}: unknown feature {_show(name)}"
+                return f"{who}: unknown feature {shown(name)}"
         for spec in self.specs:
             problem = spec.problem(lead.features.get(spec.name))
             if problem is not None:
@@ -832,9 +832,3 @@ def format_money(amount: float) -> str:
 
 def _first(bad: np.ndarray) -> int | None:
     return int(bad.argmax()) if bad.any() else None
-
-
-def _show(value: object, limit: int = 40) -> str:
-    """repr() cut short, so a huge bad value is not echoed back whole."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

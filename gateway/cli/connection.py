@@ -17,29 +17,57 @@ class ConnectionOptionsError(Exception):
     """TLS options that do not go together, or files that cannot be read."""
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser, timeout: float = 10.0) -> None:
+def add_connection_arguments(
+    parser: argparse.ArgumentParser, timeout: float = 10.0, *, inherit: bool = False
+) -> None:
+    """``--address``, ``--api-key``, ``--timeout`` and the TLS options.
+
+    ``inherit``: for a sub-command's parser whose parent takes the same options. An option left
+    out there keeps the value given to the parent: argparse copies every default of a
+    sub-command's parser over the parent's values, so ``leadgw models --address A promote``
+    would otherwise call the default address."""
+
     parser.add_argument(
-        "--address", default=DEFAULT_ADDRESS, help=f"gateway host:port (default {DEFAULT_ADDRESS})"
+        "--address",
+        default=_default(DEFAULT_ADDRESS, inherit),
+        help=f"gateway host:port (default {DEFAULT_ADDRESS})",
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("LEADGW_API_KEY", ""),
+        default=_default(os.environ.get("LEADGW_API_KEY", ""), inherit),
         help="API key (default: $LEADGW_API_KEY; none needed on a loopback gateway without keys)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=timeout, help=f"seconds per call (default {timeout:g})"
+        "--timeout",
+        type=float,
+        default=_default(timeout, inherit),
+        help=f"seconds per call (default {timeout:g})",
     )
-    add_tls_arguments(parser)
+    add_tls_arguments(parser, inherit=inherit)
 
 
-def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+def add_tls_arguments(parser: argparse.ArgumentParser, *, inherit: bool = False) -> None:
+    """``--ca``, ``--cert``, ``--key``, ``--tls``; ``inherit`` as in add_connection_arguments."""
+    none = _default(None, inherit)
     tls = parser.add_argument_group("TLS (any of these: connect over TLS)")
     tls.add_argument(
-        "--ca", type=Path, help="PEM CA certificates to verify the gateway (default: system CAs)"
+        "--ca",
+        type=Path,
+        default=none,
+        help="PEM CA certificates to verify the gateway (default: system CAs)",
     )
-    tls.add_argument("--cert", type=Path, help="PEM client certificate, for mTLS")
-    tls.add_argument("--key", type=Path, help="PEM private key of --cert")
-    tls.add_argument("--tls", action="store_true", help="TLS with the system CAs")
+    tls.add_argument("--cert", type=Path, default=none, help="PEM client certificate, for mTLS")
+    tls.add_argument("--key", type=Path, default=none, help="PEM private key of --cert")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=_default(False, inherit),
+        help="TLS with the system CAs",
+    )
+
+
+def _default(value: object, inherit: bool) -> object:
+    return argparse.SUPPRESS if inherit else value
 
 
 def call_metadata(api_key: str) -> tuple[tuple[str, str], ...]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway.auth import SCOPES, hash_key, new_key
+from runtimes.ids import id_problem
 
 DESCRIPTION = (
     "Create an API key for a tenant. The key is printed once; its hashed entry is appended to "
@@ -37,6 +38,10 @@ def run_create(args: argparse.Namespace) -> int:
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         print(f"leadgw keys: unknown scopes {unknown}; known: {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    problem = id_problem(args.tenant)
+    if problem is not None:
+        print(f"leadgw keys: tenant {problem}", file=sys.stderr)
         return 2
     key = new_key()
     entry = (

@@ -30,14 +30,23 @@ ACTIONS = {
 }
 
 
+LIST_TIMEOUT_S = 10.0
+CONTROL_TIMEOUT_S = 120.0
+"""A control RPC returns once every worker has applied it (``model_control_timeout_s``)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_arguments(parser)
+    add_connection_arguments(parser, timeout=LIST_TIMEOUT_S)
+    # None: the listing's or the action's own default, unless --timeout is given before the
+    # action or after it.
+    parser.set_defaults(timeout=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     for name, help_text in ACTIONS.items():
         sub = actions.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("model", nargs="?", default="lead_scorer", help="model (lead_scorer)")
-        add_connection_arguments(sub, timeout=120.0)
+        # An option given before the action (`leadgw models --address A promote`) holds too.
+        add_connection_arguments(sub, timeout=CONTROL_TIMEOUT_S, inherit=True)
         if name in ("load", "unload", "promote", "shadow", "canary"):
             sub.add_argument("--version", help="version number")
         if name == "unload":
@@ -57,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.timeout is None:
+        args.timeout = CONTROL_TIMEOUT_S if args.action else LIST_TIMEOUT_S
     if args.action:
         return _control(args)
     return _list(args)
@@ -97,7 +108,7 @@ def _control(args: argparse.Namespace) -> int:
             request.parameters[key].bool_param = value
         else:
             request.parameters[key].string_param = value
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         call = stub.RepositoryModelUnload if args.action == "unload" else stub.RepositoryModelLoad
         try:

@@ -13,8 +13,12 @@ import kubernetes_validate
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import environment_variables as otel_api_variables
+from opentelemetry.sdk import environment_variables as otel_sdk_variables
 
+from gateway.cpu_quota import cgroup_cpu_limit
 from gateway.settings import Settings
+from gateway.telemetry import _exporters
 from tests.deploy.dockerfile import read_dockerfile
 from tests.deploy.kustomize import Resource, apply_operation, load_documents, render
 from tests.deploy.wheel_build import ROOT
@@ -106,6 +110,22 @@ def test_the_config_map_names_only_real_settings(rendered: list[Resource]) -> No
     Settings(**{key.removeprefix("LEADGW_").lower(): value for key, value in settings.items()})
 
 
+def test_the_config_maps_otel_variables_are_real_and_accepted(rendered: list[Resource]) -> None:
+    # A misspelt OTEL_* variable is ignored by the SDK without a word: check every name against
+    # the variables the API and SDK declare, and the values the gateway parses itself.
+    declared = {
+        value
+        for module in (otel_api_variables, otel_sdk_variables)
+        for name, value in vars(module).items()
+        if name.startswith("OTEL_") and isinstance(value, str)
+    }
+    otel = {key: value for key, value in _config(rendered).items() if key.startswith("OTEL_")}
+    assert set(otel) <= declared, set(otel) - declared
+    for signal in ("TRACES", "METRICS"):  # these raise on a value the gateway does not take
+        assert _exporters.selected(f"OTEL_{signal}_EXPORTER", otel), "the pods export both"
+        _exporters.otlp_protocol(signal, otel)
+
+
 def test_container_ports_are_the_gateways(rendered: list[Resource]) -> None:
     ports = _ports(_container(rendered))
     assert ports["grpc"] == Settings.model_fields["port"].default == int(_setting(rendered, "port"))
@@ -129,6 +149,15 @@ def test_the_service_and_network_policy_use_those_ports(rendered: list[Resource]
     policy = _one(rendered, "NetworkPolicy")
     allowed_in = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert allowed_in == set(ports.values())
+
+
+def test_no_service_port_claims_cleartext_http2_for_a_tls_port(rendered: list[Resource]) -> None:
+    # kubernetes.io/h2c is HTTP/2 without TLS: a mesh or a Gateway that honours it would speak
+    # cleartext to the gRPC port, which with tls_cert_file set speaks TLS only.
+    tls = "LEADGW_TLS_CERT_FILE" in _config(rendered)
+    for port in _one(rendered, "Service")["spec"]["ports"]:
+        if port.get("appProtocol") == "kubernetes.io/h2c":
+            assert port["targetPort"] == "grpc" and not tls, port
 
 
 def test_the_runtime_user_is_the_images(rendered: list[Resource]) -> None:
@@ -241,6 +270,27 @@ def test_mounts_give_the_settings_their_files(rendered: list[Resource]) -> None:
     )
 
 
+def test_files_from_secrets_are_the_files_settings_name(rendered: list[Resource]) -> None:
+    # Each file a Secret mounts is one a *_FILE setting reads, and each such setting's file is
+    # mounted: a file nobody reads still has to exist in the Secret, or the pod cannot start.
+    container = _container(rendered)
+    volumes = {
+        v["name"]: v for v in _one(rendered, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    mounted = set()
+    for mount in container["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is not None:
+            assert "items" in secret, f"{mount['name']}: list the files, each a setting's"
+            mounted |= {f"{mount['mountPath']}/{item['path']}" for item in secret["items"]}
+    named = {
+        value
+        for key, value in _config(rendered).items()
+        if key.startswith("LEADGW_") and key.endswith("_FILE")
+    }
+    assert mounted == named
+
+
 def test_the_security_context_is_restrictive(rendered: list[Resource]) -> None:
     pod = _one(rendered, "Deployment")["spec"]["template"]["spec"]
     context = _container(rendered)["securityContext"]
@@ -254,6 +304,21 @@ def test_the_security_context_is_restrictive(rendered: list[Resource]) -> None:
     assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
         resources["limits"]
     )
+
+
+def test_resources_make_a_guaranteed_pod_of_whole_cpus(
+    rendered: list[Resource], tmp_path: Path
+) -> None:
+    # Only a Guaranteed pod (requests equal to limits, memory too) with whole CPUs gets CPUs of
+    # its own from the static CPU manager, which is what pin_workers "auto" waits for.
+    resources = _container(rendered)["resources"]
+    assert resources["requests"] == resources["limits"]
+    cpus = resources["limits"]["cpu"]
+    assert str(cpus).isdigit(), f"whole CPUs, not {cpus!r}"
+    # One worker per CPU of the limit: the kernel's cpu.max for that limit.
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(f"{int(cpus) * 100000} 100000\n")
+    assert cgroup_cpu_limit(cpu_max) == int(cpus)
 
 
 # ---- Qdrant and the collector ----

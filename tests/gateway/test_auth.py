@@ -58,6 +58,17 @@ def test_allowed_with_bearer_or_x_api_key(keyed_gateway) -> None:
     assert _score(keyed_gateway.address, (("x-api-key", SCORER_KEY),)) == 2
 
 
+def test_binary_metadata_beside_the_key_is_left_alone(keyed_gateway) -> None:
+    """A binary header (``-bin``: bytes, not text) that is not UTF-8, such as a tracing
+    context, neither stands for a key nor fails the call."""
+    binary = ("trace-context-bin", b"\xff\xfe\x00")
+    assert _score(keyed_gateway.address, (binary, ("x-api-key", SCORER_KEY))) == 2
+    with pytest.raises(grpc.RpcError) as caught:
+        _score(keyed_gateway.address, (binary, ("authorization-bin", b"\xff")))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "missing API key" in caught.value.details()
+
+
 def test_health_and_admin_scope(keyed_gateway) -> None:
     with grpc.insecure_channel(keyed_gateway.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -86,9 +97,19 @@ def test_refuses_to_serve_beyond_loopback_without_keys(tmp_path: Path) -> None:
     assert "without a keys file" in done.stderr
 
 
-def test_bad_keys_file_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("tenant", "scopes", "words"),
+    [
+        ("x", '["fly"]', "unknown scopes"),
+        # Served, its key could score but every notes call answered INVALID_ARGUMENT.
+        ("acme/../beta", '["score"]', "tenant 'acme/../beta' has characters outside"),
+    ],
+)
+def test_bad_keys_file_is_reported(tmp_path: Path, tenant: str, scopes: str, words: str) -> None:
     keys = tmp_path / "keys.toml"
-    keys.write_text('[[keys]]\ntenant = "x"\nscopes = ["fly"]\nsha256 = "' + "0" * 64 + '"\n')
+    keys.write_text(
+        f'[[keys]]\ntenant = "{tenant}"\nscopes = {scopes}\nsha256 = "' + "0" * 64 + '"\n'
+    )
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--port", "0", "--keys-file", str(keys)],
         capture_output=True,
@@ -97,4 +118,4 @@ def test_bad_keys_file_is_reported(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 2
-    assert "unknown scopes" in done.stderr and "entry 1" in done.stderr
+    assert words in done.stderr and "entry 1" in done.stderr

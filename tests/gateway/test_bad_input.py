@@ -7,7 +7,7 @@ import math
 import grpc
 import numpy as np
 import pytest
-from leads_helpers import sample_leads, score_request
+from leads_helpers import columns_request, sample_leads, score_request
 
 from gateway.settings import BUNDLED_MODELS
 from leadgw_client.pb.inference import grpc_service_pb2 as oip
@@ -135,6 +135,9 @@ def _bad_infer_cases(good: bytes) -> list:
         ("unsupported datatype", _raw(_infer(WIDTH, datatype="COMPLEX"), good), INVALID, ["COMPLEX"]),
         ("wrong datatype", _raw(_infer(WIDTH, datatype="INT64"), good), INVALID, ["INT64", "FP32"]),
         ("wrong shape", _raw(_infer(WIDTH, shape=[2, 3]), good), INVALID, ["[2, 3]"]),
+        # As ScoreLeads' lead limit: unbounded, one request held the event loop ~250 ms at
+        # 200,000 rows, and past 16 MiB of answer failed only after running the model.
+        ("too many rows", _raw(_infer(WIDTH, shape=[10_001, WIDTH]), bytes(10_001 * WIDTH * 4)), INVALID, ["10001 rows", "limit is 10000"]),
         ("3-d shape", _raw(_infer(WIDTH, shape=[1, 2, WIDTH]), good), INVALID, ["does not match"]),
         ("wrong input name", _raw(_infer(WIDTH, name="x"), good), INVALID, ["'x'"]),
         ("two inputs", two_inputs, INVALID, ["one input"]),
@@ -168,6 +171,45 @@ def test_model_infer_takes_the_largest_finite_values(oip_stub, rows: int) -> Non
     )
     probability = np.frombuffer(response.raw_output_contents[0], dtype="<f4")
     assert probability.shape == (rows,) and np.isfinite(probability).all()
+
+
+HUGE = "m" * 20_000  # echoed whole, a status message past grpc clients' 16 KiB header limit
+
+
+def _echo_cases() -> list:
+    columns = columns_request(GOOD)
+    columns.columns.features.add(name=HUGE, numbers=pb.NumberColumn(values=[1.0]))
+    output = _raw(_infer(WIDTH), np.zeros((2, WIDTH), dtype="<f4").tobytes())
+    output.outputs.add(name=HUGE)
+    good = np.zeros((2, WIDTH), dtype="<f4").tobytes()
+    return [
+        ("ScoreLeads", "model name", score_request(GOOD, model_name=HUGE), NOT_FOUND, "not loaded"),
+        ("ScoreLeads", "model version", score_request(GOOD, model_version=HUGE), NOT_FOUND, "no version"),
+        ("ScoreLeads", "column name", columns, INVALID, "1 values for 3 lead ids"),
+        ("SearchNotes", "kind", pb.SearchNotesRequest(query="fees", kinds=[HUGE]), INVALID, "is unknown"),
+        ("ModelInfer", "model name", oip.ModelInferRequest(model_name=HUGE), NOT_FOUND, "not loaded"),
+        ("ModelInfer", "tensor name", _raw(_infer(WIDTH, name=HUGE), good), INVALID, "no such input"),
+        ("ModelInfer", "datatype", _raw(_infer(WIDTH, datatype=HUGE), good), INVALID, "unsupported"),
+        ("ModelInfer", "output name", output, INVALID, "does not exist"),
+        ("ModelMetadata", "model name", oip.ModelMetadataRequest(name=HUGE), NOT_FOUND, "not loaded"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "status", "words"),
+    [pytest.param(m, r, s, w, id=f"{m} {what}") for m, what, r, s, w in _echo_cases()],
+)
+def test_a_huge_bad_value_is_quoted_cut_short(
+    lead_stub, oip_stub, method, request_, status, words
+) -> None:
+    """The status names the problem; the value is quoted cut short, not echoed whole (which
+    the client would refuse as too large a header: RESOURCE_EXHAUSTED, the reason lost)."""
+    stub = lead_stub if method in ("ScoreLeads", "SearchNotes") else oip_stub
+    with pytest.raises(grpc.RpcError) as caught:
+        getattr(stub, method)(request_, timeout=10)
+    assert caught.value.code() == status, caught.value.details()
+    assert words in caught.value.details() and "'mmmm" in caught.value.details()
+    assert len(caught.value.details()) < 1000
 
 
 def test_oversized_message_is_refused_by_size(gateway_process) -> None:

@@ -67,6 +67,10 @@ def test_infer_matches_onnx_runtime_and_reasons_are_exact(findings: dict) -> Non
         ("wrong_datatype", "StatusCode.INVALID_ARGUMENT", "FP64"),
         ("nan", "StatusCode.INVALID_ARGUMENT", "row 1, column 0"),
         ("unknown_metadata", "StatusCode.NOT_FOUND", "no_such_model"),
+        # Served anyway, these came back as something else than the client asked for.
+        ("classification", "StatusCode.INVALID_ARGUMENT", "'classification' is not supported"),
+        ("shared_memory_input", "StatusCode.INVALID_ARGUMENT", "'features_region') is not"),
+        ("shared_memory_output", "StatusCode.INVALID_ARGUMENT", "'shared_memory_region' is not"),
     ],
 )
 def test_errors_have_precise_status(findings: dict, case: str, status: str, words: str) -> None:

@@ -52,6 +52,32 @@ def test_latest_serves_by_default_and_every_loaded_version_is_addressable(
     assert next(m.reason for m in index.models if m.version == "3")  # says why
 
 
+def test_a_version_with_a_bad_batching_value_fails_alone(gateway_process, tmp_path: Path) -> None:
+    # docs/configuration.md: a bad config.toml stops that version from loading, the others load.
+    repository = two_versions(tmp_path)
+    model = repository / "lead_scorer"
+    shutil.rmtree(model / "3")
+    config = (model / "config.toml").read_text()
+    assert "max_batch_size = 1024" in config
+    (model / "2" / "config.toml").write_text(
+        config.replace("max_batch_size = 1024", "max_batch_size = 0")
+    )
+    gateway = gateway_process("--model-repository", str(repository))
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = pb_grpc.LeadServiceStub(channel)
+        assert {
+            s.model_version for s in stub.ScoreLeads(score_request(sample_leads(2))).scores
+        } == {"1"}
+        index = oip_grpc.GRPCInferenceServiceStub(channel).RepositoryIndex(
+            oip.RepositoryIndexRequest()
+        )
+    states = {m.version: (m.state, m.reason) for m in index.models}
+    assert states["1"][0] == "READY"
+    assert states["2"][0] == "FAILED"
+    assert "max_batch_size must be a positive integer" in states["2"][1]
+    assert str(model / "2" / "config.toml") in states["2"][1]
+
+
 def test_reflection_lists_the_services(shared_gateway) -> None:
     with grpc.insecure_channel(shared_gateway.address) as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())

@@ -39,6 +39,14 @@ def test_without_the_variable_nothing_changes(monkeypatch) -> None:
     assert Settings().metrics_port is None
 
 
+def test_the_sdk_disabled_turns_the_otel_prometheus_exporter_off(monkeypatch) -> None:
+    # docs/observability.md: OTEL_SDK_DISABLED=true turns every exporter off.
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    monkeypatch.delenv("LEADGW_METRICS_PORT", raising=False)
+    assert Settings().metrics_port is None
+
+
 def test_prometheus_is_no_traces_exporter(monkeypatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "prometheus")
     with pytest.raises(ValueError, match="metrics, not traces"):

@@ -83,6 +83,8 @@ def main(address: str, model_path: str) -> dict:
     nan[1, 0] = np.nan
     nan_input = triton.InferInput("features", [2, width], "FP32")
     nan_input.set_data_from_numpy(nan)
+    shared = triton.InferInput("features", [2, width], "FP32")
+    shared.set_shared_memory("features_region", 2 * width * 4)
     found["errors"] = {
         "unknown_model": status_of(lambda: client.infer("no_such_model", [tensor])),
         "unknown_version": status_of(
@@ -92,9 +94,26 @@ def main(address: str, model_path: str) -> dict:
         "wrong_datatype": status_of(lambda: client.infer("lead_scorer", [fp64])),
         "nan": status_of(lambda: client.infer("lead_scorer", [nan_input])),
         "unknown_metadata": status_of(lambda: client.get_model_metadata("no_such_model")),
+        "classification": status_of(
+            lambda: client.infer(
+                "lead_scorer",
+                [tensor],
+                outputs=[triton.InferRequestedOutput("probability", class_count=2)],
+            )
+        ),
+        "shared_memory_input": status_of(lambda: client.infer("lead_scorer", [shared])),
+        "shared_memory_output": status_of(
+            lambda: client.infer("lead_scorer", [tensor], outputs=[_shm_output()])
+        ),
     }
     client.close()
     return found
+
+
+def _shm_output() -> triton.InferRequestedOutput:
+    output = triton.InferRequestedOutput("probability")
+    output.set_shared_memory("probability_region", 64 * 4)
+    return output
 
 
 if __name__ == "__main__":

@@ -91,3 +91,24 @@ def test_every_batching_key_the_batcher_knows_is_accepted_in_the_file(
     path.write_text(text.replace("[batching]\n", f"[batching]\n{key} = 1234\n", 1))
     config = load_config(path)
     assert getattr(BatchingConfig.from_config(config.batching), key) == 1234
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("0", "max_batch_size must be a positive integer, got 0"),
+        ("64.0", "max_batch_size must be a positive integer, got 64.0"),
+        ("true", "max_batch_size must be a positive integer, got True"),
+    ],
+)
+def test_a_bad_batching_value_is_refused_with_the_file(
+    tmp_path: Path, value: str, complaint: str
+) -> None:
+    """docs/batching.md: a bad value stops the model from loading, naming the key. Refused when
+    the file is read, the version fails alone; found only when its batcher was built, it
+    stopped the whole gateway."""
+    path = config_with(tmp_path, "max_batch_size = 1024", f"max_batch_size = {value}")
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert complaint in str(error.value)

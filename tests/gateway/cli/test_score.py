@@ -105,6 +105,9 @@ def test_keys_create_writes_a_usable_hashed_entry(tmp_path: Path) -> None:
     assert tomllib.loads(keys.read_text())["keys"][0]["name"] == "acme"
     bad = leadgw("keys", "create", "--tenant", "acme", "--scopes", "fly")
     assert bad.returncode == 2 and "fly" in bad.stderr
+    bad = leadgw("keys", "create", "--tenant", "acme corp", "--keys-file", str(keys))
+    assert bad.returncode == 2 and "tenant 'acme corp' has characters outside" in bad.stderr
+    assert len(tomllib.loads(keys.read_text())["keys"]) == 1
 
 
 def test_score_sends_typed_columns_and_mixed_ones_lead_by_lead(
