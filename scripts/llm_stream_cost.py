@@ -1,12 +1,19 @@
 """Event-loop CPU one streamed LLM answer costs the gateway's LLM client (thread CPU time, ms).
 
 Starts ``benchmarks.fake_llm`` (the loopback OpenAI-protocol stand-in) in a subprocess, set to
-answer at once with ``--chunks`` texts, and streams ``--n`` answers per repetition through
-``runtimes.llm.LLMClient.stream_chat``, the gateway's own client, one after another. Reports
-the minimum and median over ``--reps`` repetitions of this thread's CPU per answer: what one
-summary's stream costs the worker's event loop, with the stand-in's CPU in its own process.
+answer with ``--chunks`` texts ``--gap-ms`` apart, and streams ``--n`` answers per repetition
+through ``runtimes.llm.LLMClient.stream_chat``, the gateway's own client, ``--concurrency`` at a
+time. Reports the minimum and median over ``--reps`` repetitions of this thread's CPU per
+answer: what one summary's stream costs the worker's event loop, with the stand-in's CPU in its
+own process. With a gap, each chunk arrives in a read of its own, as a real model's do; without
+one, several may share a read.
 
-    python scripts/llm_stream_cost.py [--chunks 40] [--n 30] [--reps 7]
+``--http-client aiohttp,httpx`` measures each of the client's transports (the
+``llm_http_client`` setting), their repetitions interleaved, the order swapped every repetition.
+``--event-loop uvloop`` runs on the gateway's default loop instead of asyncio's own.
+
+    python scripts/llm_stream_cost.py [--chunks 40] [--n 30] [--reps 7] [--gap-ms 0]
+        [--concurrency 1] [--http-client aiohttp] [--event-loop asyncio]
 
 To compare two trees, run it with each tree first on ``PYTHONPATH``, alternating, under the
 measurement lock (docs/perf/2026-11-28-direct.md).
@@ -23,9 +30,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Literal, cast, get_args
 
 from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig
 from runtimes.llm.client import ChatMessage, StreamDone, TextDelta
+
+HttpClient = Literal["aiohttp", "httpx"]
 
 # A prompt of a summary's size (~2,000 characters), so that the request's encoding is counted.
 MESSAGES = (
@@ -49,8 +59,8 @@ def _start_stand_in() -> tuple[subprocess.Popen[str], int]:
     return process, int(found.group(1))
 
 
-def _pace(port: int, chunks: int) -> None:
-    body = json.dumps({"first_delay_s": 0.0, "gap_s": 0.0, "chunks": chunks}).encode()
+def _pace(port: int, chunks: int, gap_s: float) -> None:
+    body = json.dumps({"first_delay_s": 0.0, "gap_s": gap_s, "chunks": chunks}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/bench/reply",
         data=body,
@@ -72,25 +82,54 @@ async def _one(client: LLMClient) -> int:
     return texts
 
 
-async def _measure(port: int, chunks: int, n: int, reps: int) -> list[float]:
-    client = LLMClient(
-        LLMConfig(base_url=f"http://127.0.0.1:{port}/v1", model="bench-fake-llm"),
-        breaker=CircuitBreaker(1000, 1.0),
-    )
+async def _answers(client: LLMClient, n: int, concurrency: int) -> None:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with slots:
+            await _one(client)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def _measure(
+    port: int, chunks: int, n: int, reps: int, concurrency: int, kinds: list[HttpClient]
+) -> dict[HttpClient, list[float]]:
+    clients = {
+        kind: LLMClient(
+            LLMConfig(
+                base_url=f"http://127.0.0.1:{port}/v1", model="bench-fake-llm", http_client=kind
+            ),
+            breaker=CircuitBreaker(1000, 1.0),
+        )
+        for kind in kinds
+    }
     try:
-        await client.warm()
-        for _ in range(5):
-            if await _one(client) != chunks:
-                raise RuntimeError(f"expected {chunks} texts per answer")
-        per_answer_ms = []
-        for _ in range(reps):
-            started = time.thread_time()
-            for _ in range(n):
-                await _one(client)
-            per_answer_ms.append((time.thread_time() - started) / n * 1e3)
+        for client in clients.values():
+            await client.warm()
+            for _ in range(5):
+                if await _one(client) != chunks:
+                    raise RuntimeError(f"expected {chunks} texts per answer")
+        per_answer_ms: dict[HttpClient, list[float]] = {kind: [] for kind in kinds}
+        for rep in range(reps):
+            for kind in kinds if rep % 2 == 0 else kinds[::-1]:
+                started = time.thread_time()
+                await _answers(clients[kind], n, concurrency)
+                per_answer_ms[kind].append((time.thread_time() - started) / n * 1e3)
         return per_answer_ms
     finally:
-        await client.aclose()
+        for client in clients.values():
+            await client.aclose()
+
+
+def _http_clients(text: str) -> list[HttpClient]:
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    for kind in kinds:
+        if kind not in get_args(HttpClient):
+            raise argparse.ArgumentTypeError(f"{kind!r}: expected aiohttp or httpx")
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError("a comma-separated list of aiohttp and httpx, each once")
+    return cast(list[HttpClient], kinds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,19 +137,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=40, help="texts per answer (default 40)")
     parser.add_argument("--n", type=int, default=30, help="answers per repetition (default 30)")
     parser.add_argument("--reps", type=int, default=7, help="repetitions (default 7)")
+    parser.add_argument(
+        "--gap-ms", type=float, default=0.0, help="pause between chunks (default 0)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="answers streaming at once (default 1)"
+    )
+    parser.add_argument(
+        "--http-client",
+        type=_http_clients,
+        default=["aiohttp"],
+        help="the client's transports, comma-separated: aiohttp, httpx (default aiohttp)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop to stream on (default asyncio; the gateway's default is uvloop)",
+    )
     args = parser.parse_args(argv)
+    run = asyncio.run
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
     process, port = _start_stand_in()
     try:
-        _pace(port, args.chunks)
-        per_answer = asyncio.run(_measure(port, args.chunks, args.n, args.reps))
+        _pace(port, args.chunks, args.gap_ms / 1e3)
+        measured = run(
+            _measure(port, args.chunks, args.n, args.reps, args.concurrency, args.http_client)
+        )
     finally:
         process.terminate()
         process.wait(10)
-    print(
-        f"LLMClient.stream_chat, {args.chunks} chunks: event-loop CPU per answer "
-        f"min {min(per_answer):.2f} ms, median {statistics.median(per_answer):.2f} ms "
-        f"({args.reps} x {args.n} answers)"
-    )
+    for kind, per_answer in measured.items():
+        print(
+            f"LLMClient.stream_chat ({kind}), {args.chunks} chunks: event-loop CPU per answer "
+            f"min {min(per_answer):.2f} ms, median {statistics.median(per_answer):.2f} ms "
+            f"({args.reps} x {args.n} answers, {args.concurrency} at a time, {args.event_loop}, "
+            f"{args.gap_ms:g} ms apart; each rep: "
+            + ", ".join(f"{ms:.2f}" for ms in per_answer)
+            + ")"
+        )
     return 0
 
 

@@ -8,7 +8,14 @@ gateway thread's CPU (from ``/proc``) divided by the count, plus how many summar
 Run from the repository root, under the measurement lock; ``PYTHONPATH=<tree>`` runs another
 tree's gateway (an A/B) with this one's script::
 
-    python scripts/summary_cpu.py [--summaries 100] [--warmup 10]
+    python scripts/summary_cpu.py [--summaries 100] [--warmup 10] [--gap-ms 0]
+        [--setting NAME=VALUE ...]
+
+``--gap-ms`` paces the stand-in's chunks that far apart, so that each reaches the gateway in a
+read of its own, as a real model's do (without a gap, several share a read).
+
+``--setting`` gives the gateway a setting of its own (``LEADGW_NAME=VALUE``), for an A/B of a
+setting in one tree, e.g. ``--setting llm_http_client=httpx``.
 """
 
 from __future__ import annotations
@@ -61,22 +68,44 @@ async def summaries(address: str, count: int, start: int) -> dict[str, int]:
     return reasons
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    return name.strip(), value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--summaries", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--gap-ms", type=float, default=0.0, help="pause between the stand-in's chunks (0)"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="NAME=VALUE",
+        help="a gateway setting (LEADGW_NAME=VALUE); repeatable",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="leadgw-summary-cpu-") as data_dir:
         llm = start_listening_server(
             "fake-llm", [sys.executable, "-m", "benchmarks.fake_llm"], 30.0
         )
         try:
-            asyncio.run(set_pacing(llm.address, Pacing(first_delay_s=0.0, gap_s=0.0, chunks=40)))
+            asyncio.run(
+                set_pacing(
+                    llm.address, Pacing(first_delay_s=0.0, gap_s=args.gap_ms / 1e3, chunks=40)
+                )
+            )
             env = gateway_env(
                 Path(data_dir),
                 llm.address,
                 4,
-                (("load_demo_corpus", "true"), ("workers", "1")),
+                (("load_demo_corpus", "true"), ("workers", "1"), *args.setting),
             )
             command = [sys.executable, "-m", "gateway", "serve", "--port", "0"]
             gateway = start_listening_server("leadgw-summary-cpu", command, 120.0, env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol
+from typing import Literal, Protocol
 
 from opentelemetry import trace
 
@@ -37,6 +37,8 @@ class SummarySettings(Protocol):
     def llm_connect_timeout_s(self) -> float: ...
     @property
     def llm_read_timeout_s(self) -> float: ...
+    @property
+    def llm_http_client(self) -> Literal["aiohttp", "httpx"]: ...
     @property
     def llm_max_retries(self) -> int: ...
     @property
@@ -89,6 +91,7 @@ def llm_from_settings(settings: SummarySettings) -> LLMClient | None:
             read_timeout_s=settings.llm_read_timeout_s,
             max_retries=settings.llm_max_retries,
             max_tokens=settings.llm_max_tokens,
+            http_client=settings.llm_http_client,
         ),
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
     )

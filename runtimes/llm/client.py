@@ -33,6 +33,10 @@ class LLMConfig:
     max_retries: int = 2
     max_tokens: int = 256
     temperature: float = 0.2
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    """The openai client's HTTP transport: aiohttp (the openai package's ``DefaultAioHttpClient``)
+    spends ~30% less event-loop CPU per streamed chunk than httpx, the package's own default
+    (docs/perf/2026-12-02-llm-http.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,7 @@ class LLMClient:
             api_key=config.api_key,
             timeout=openai.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
             max_retries=0,
+            http_client=openai.DefaultAioHttpClient() if config.http_client == "aiohttp" else None,
         )
 
     @property
@@ -120,8 +125,8 @@ class LLMClient:
 
     async def warm(self) -> None:
         """Imports now what the openai client imports lazily on its first streamed call
-        (anyio's event-loop backend): before serving, not on the event loop between other
-        callers' requests."""
+        (anyio's event-loop backend, with either transport): before serving, not on the event
+        loop between other callers' requests."""
         import anyio
 
         anyio.Event()  # loads anyio's backend for this loop
@@ -247,12 +252,13 @@ class LLMClient:
             raise
         except openai.APIStatusError as err:
             raise _status_failure(err) from err
-        except openai.APITimeoutError as err:
-            raise LLMFailure("timeout", str(err), retryable=not completion) from err
-        except openai.APIConnectionError as err:
+        except openai.APIConnectionError as err:  # APITimeoutError is one too
+            if _timed_out(err):
+                raise LLMFailure("timeout", str(err), retryable=not completion) from err
+            message = _with_cause(err)
             if stream is None:
-                raise LLMFailure("connection_error", str(err), retryable=True) from err
-            raise LLMFailure("stream_cut", str(err), retryable=not completion) from err
+                raise LLMFailure("connection_error", message, retryable=True) from err
+            raise LLMFailure("stream_cut", message, retryable=not completion) from err
         except openai.APIError as err:
             raise LLMFailure("stream_error", str(err)) from err
         except (ValueError, TypeError, AttributeError) as err:
@@ -334,6 +340,34 @@ def _read_chunk(chunk: Any) -> tuple[str, str, TokenUsage | None]:
             raise ValueError(f"chunk usage without token counts: {_short(chunk)}")
         usage = TokenUsage(prompt, completion, estimated=False)
     return text, finish, usage
+
+
+def _transport_cause(err: BaseException) -> BaseException | None:
+    """The aiohttp exception behind an openai connection error, if its transport is aiohttp."""
+    cause = err.__cause__
+    while cause is not None and not type(cause).__module__.startswith("aiohttp"):
+        cause = cause.__cause__
+    return cause
+
+
+def _timed_out(err: openai.APIConnectionError) -> bool:
+    """Whether the call ran out of time, rather than losing or never getting its connection.
+
+    openai says so with ``APITimeoutError``, from the exception its HTTP transport raised. The
+    aiohttp transport raises httpx's ``ConnectTimeout`` for every aiohttp connection error
+    (refused, reset, closed mid-stream), so behind it the aiohttp exception decides: its
+    timeouts are ``TimeoutError``s."""
+    import openai
+
+    cause = _transport_cause(err)
+    if cause is not None:
+        return isinstance(cause, TimeoutError)
+    return isinstance(err, openai.APITimeoutError)
+
+
+def _with_cause(err: BaseException) -> str:
+    cause = _transport_cause(err) or err.__cause__
+    return f"{err} ({type(cause).__name__}: {cause})" if cause is not None else str(err)
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -42,13 +42,28 @@ def test_batcher_cost_compares_a_baseline_with_the_current_batcher(tmp_path: Pat
 
 def test_llm_stream_cost_streams_every_chunk_through_the_gateways_client() -> None:
     # The script itself raises if an answer does not carry exactly --chunks texts.
-    out = _run("scripts/llm_stream_cost.py", "--chunks", "5", "--n", "3", "--reps", "2")
-    found = re.search(r"5 chunks: event-loop CPU per answer min ([\d.]+) ms", out)
-    assert found and float(found.group(1)) > 0
+    out = _run(
+        "scripts/llm_stream_cost.py",
+        *("--chunks", "5", "--n", "4", "--reps", "2", "--gap-ms", "1", "--concurrency", "2"),
+        *("--http-client", "aiohttp,httpx", "--event-loop", "uvloop"),
+    )
+    found = re.findall(r"\((\w+)\), 5 chunks: event-loop CPU per answer min ([\d.]+) ms", out)
+    assert [kind for kind, _ in found] == ["aiohttp", "httpx"], out
+    assert all(float(ms) > 0 for _, ms in found), out
+    assert out.count("uvloop") == 2, out
 
 
 def test_summary_cpu_reports_a_real_gateways_cpu_per_summary_by_thread() -> None:
-    out = _run("scripts/summary_cpu.py", "--summaries", "3", "--warmup", "1")
+    # A setting reaches the gateway: with the httpx transport the summaries still go through.
+    out = _run(
+        "scripts/summary_cpu.py",
+        "--summaries",
+        "3",
+        "--warmup",
+        "1",
+        "--setting",
+        "llm_http_client=httpx",
+    )
     threads = re.findall(r"^pid \d+ thread +\d+ \S+ +([\d.]+) ms per summary$", out, re.M)
     assert threads, out
     total = re.search(r"^total ([\d.]+) ms per summary; fallbacks: (.*)$", out, re.M)

@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _modules_after(code: str) -> set[str]:
     probe = f"import sys\n{code}\nimport json; print(json.dumps(sorted(sys.modules)))"
@@ -32,14 +34,18 @@ def test_an_llm_client_loads_openai_when_it_is_made() -> None:
     assert "openai" in _modules_after(code)
 
 
-def test_warm_loads_before_serving_what_the_first_stream_would_load_on_the_loop() -> None:
-    """The openai client imports anyio's loop backend on its first call: in a worker that is the
-    event loop, between other callers' requests. ``warm()`` (run before serving) takes it on
-    then."""
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_warm_loads_before_serving_what_the_first_stream_would_load_on_the_loop(
+    http_client: str,
+) -> None:
+    """The openai client imports anyio's loop backend on its first call, whichever its transport:
+    in a worker that is the event loop, between other callers' requests. ``warm()`` (run before
+    serving) takes it on then."""
     make = (
         "import asyncio\n"
         "from runtimes.llm import CircuitBreaker, LLMClient, LLMConfig\n"
-        "client = LLMClient(LLMConfig(base_url='http://127.0.0.1:9/v1', model='m', api_key='k'),"
+        "client = LLMClient(LLMConfig(base_url='http://127.0.0.1:9/v1', model='m', api_key='k',"
+        f" http_client={http_client!r}),"
         " breaker=CircuitBreaker(3, 5.0))\n"
     )
     first_call = {"anyio._backends._asyncio"}

@@ -42,8 +42,19 @@ MakeSummarizer = Callable[..., Summarizer]
 
 
 @pytest.fixture
+def llm_http_client() -> str:
+    """The LLM client's HTTP transport (the gateway's default); test_summary_faults.py runs its
+    faults through both."""
+    return "aiohttp"
+
+
+@pytest.fixture
 async def make_summarizer(
-    llm_server: FakeOpenAI, notes: InMemoryNotes, scorer: FixedScorer, embedder: OnnxEmbedder
+    llm_server: FakeOpenAI,
+    notes: InMemoryNotes,
+    scorer: FixedScorer,
+    embedder: OnnxEmbedder,
+    llm_http_client: str,
 ) -> AsyncIterator[MakeSummarizer]:
     made: list[Summarizer] = []
 
@@ -69,6 +80,7 @@ async def make_summarizer(
                     max_retries=max_retries,
                     connect_timeout_s=1.0,
                     read_timeout_s=read_timeout_s,
+                    http_client=llm_http_client,  # type: ignore[arg-type]
                 ),
                 breaker=breaker or CircuitBreaker(5, 30.0),
                 **extra,

@@ -28,6 +28,13 @@ from runtimes.llm import BreakerState, CircuitBreaker
 from tests.fakes.openai_server import ErrorReply, SilentReply, StreamReply
 
 
+@pytest.fixture(params=["aiohttp", "httpx"])
+def llm_http_client(request: pytest.FixtureRequest) -> str:
+    """Every fault through both of the LLM client's HTTP transports: each names the faults its
+    own way (aiohttp's transport calls every connection error a timeout)."""
+    return str(request.param)
+
+
 def assert_good_fallback(chunks: list[str], result: SummaryResult, reason: str) -> None:
     """The whole text is the marked fallback, citing the lead's three notes, newest first."""
     text = "".join(chunks)
