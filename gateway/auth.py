@@ -32,6 +32,7 @@ from runtimes.ids import id_problem
 from runtimes.types import DEFAULT_TENANT
 
 SCOPES = ("score", "summarize", "index", "admin")
+_KEY_FIELDS = ("name", "tenant", "scopes", "sha256")  # of a [[keys]] entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,12 @@ class KeyStore:
         entries = []
         for i, item in enumerate(raw.get("keys", [])):
             where = f"keys file {path}, entry {i + 1}"
+            # A misspelt field (``scope``) would otherwise give a key with none of its scopes.
+            unknown_fields = set(item) - set(_KEY_FIELDS)
+            if unknown_fields:
+                raise ValueError(
+                    f"{where}: unknown fields {sorted(unknown_fields)}; known: {list(_KEY_FIELDS)}"
+                )
             digest = str(item.get("sha256", "")).lower()
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"{where}: sha256 must be 64 hex digits")

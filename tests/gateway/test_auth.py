@@ -103,6 +103,8 @@ def test_refuses_to_serve_beyond_loopback_without_keys(tmp_path: Path) -> None:
         ("x", '["fly"]', "unknown scopes"),
         # Served, its key could score but every notes call answered INVALID_ARGUMENT.
         ("acme/../beta", '["score"]', "tenant 'acme/../beta' has characters outside"),
+        # A misspelt field: served, the key would have had none of the scopes meant for it.
+        ("acme", '["score"]\nscope = ["admin"]', "unknown fields ['scope']"),
     ],
 )
 def test_bad_keys_file_is_reported(tmp_path: Path, tenant: str, scopes: str, words: str) -> None:

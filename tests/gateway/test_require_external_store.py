@@ -37,8 +37,8 @@ def test_serve_refuses_the_embedded_store(tmp_path: Path, workers: str) -> None:
     assert done.returncode == 2
     assert "leadgw ready" not in done.stdout
     assert "require_external_store" in done.stderr and "LEADGW_QDRANT_URL" in done.stderr
-    # Nothing was started: not even the shared embedded store of --workers.
-    assert not (tmp_path / "data" / "qdrant").exists()
+    # Nothing was started: not even the shared embedded store of --workers (data/edge).
+    assert not (tmp_path / "data").exists()
 
 
 async def test_start_refuses_it_too(tmp_path: Path) -> None:
