@@ -53,8 +53,7 @@ ENV LEADGW_HOST=0.0.0.0 \
     LEADGW_METRICS_HOST=0.0.0.0 \
     LEADGW_METRICS_PORT=9464 \
     LEADGW_MODEL_REPOSITORY=/opt/leadgw/models \
-    LEADGW_DATA_DIR=/var/lib/leadgw \
-    XDG_CACHE_HOME=/tmp/cache
+    LEADGW_DATA_DIR=/var/lib/leadgw
 VOLUME ["/var/lib/leadgw", "/tmp"]
 WORKDIR /var/lib/leadgw
 USER 10001:10001

@@ -46,6 +46,10 @@ def decode_features(
     inputs = request.inputs
     if len(inputs) != 1:
         got = [t.name for t in inputs]
+        twice = _first_repeated(got)
+        if twice is not None:
+            # As Triton: a name given twice is refused as such, whatever the model takes.
+            raise InvalidInput(f"input {shown(twice)} is given twice; give each input once")
         raise InvalidInput(
             f"model '{served.name}' takes one input '{expected}'; got {shown(got, 200)}"
         )
@@ -147,6 +151,12 @@ def requested_outputs(request: pb.ModelInferRequest, served: ServedModel) -> lis
         names.append(output.name)
         if output.parameters:
             _check_output_parameters(output)
+    if len(set(names)) != len(names):
+        # Answered, the output came back twice; Triton refuses it, naming the output.
+        twice = _first_repeated(names)
+        raise InvalidInput(
+            f"requested output {shown(twice)} is asked for twice; ask for each output once"
+        )
     unknown = [n for n in names if n not in available]
     if unknown:
         raise InvalidInput(
@@ -154,6 +164,15 @@ def requested_outputs(request: pb.ModelInferRequest, served: ServedModel) -> lis
             f"model '{served.name}' has {available}"
         )
     return names
+
+
+def _first_repeated(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _check_output_parameters(output: pb.ModelInferRequest.InferRequestedOutputTensor) -> None:

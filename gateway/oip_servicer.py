@@ -141,12 +141,13 @@ def _output_shapes(served: ServedModel) -> list[tuple[str, list[int]]]:
 
 
 def _model_config(served: ServedModel, repository: ModelRepository) -> pb.ModelConfig:
+    # The batcher's own settings, defaults included: what the model runs with, not a copy.
     batching = served.config.batching
     config = pb.ModelConfig(
         name=served.name,
         platform=served.config.platform,
         backend="onnxruntime",
-        max_batch_size=int(batching.get("max_batch_size", 1024)),
+        max_batch_size=batching.max_batch_size,
         default_model_filename="model.onnx",
     )
     config.version_policy.all.SetInParent()
@@ -155,12 +156,8 @@ def _model_config(served: ServedModel, repository: ModelRepository) -> pb.ModelC
     for name, shape in _output_shapes(served):
         config.output.add(name=name, data_type=pb.TYPE_FP32, dims=shape)
     config.instance_group.add(name=served.name, count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
-    config.dynamic_batching.max_queue_delay_microseconds = int(
-        batching.get("max_queue_delay_us", 500)
-    )
-    config.dynamic_batching.default_queue_policy.max_queue_size = int(
-        batching.get("max_queue_size", 4096)
-    )
+    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    config.dynamic_batching.default_queue_policy.max_queue_size = batching.max_queue_size
     config.parameters["feature_names"].string_value = ",".join(served.schema.names)
     config.parameters["base_value"].string_value = repr(served.base_value)
     config.parameters["versions"].string_value = ",".join(repository.versions(served.name))

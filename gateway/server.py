@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from gateway import grpc_experiments
+from gateway import grpc_experiments, oip_unserved
 from gateway.audit import AuditLog
 from gateway.draining import CallGate
 from gateway.interceptors import (
@@ -55,7 +55,7 @@ from retrieval.notes import NotesService
 from retrieval.shared_store import StoreLink
 from retrieval.summary import summarizer_from_settings
 from retrieval.summary.guard import shared_guard_model
-from runtimes.batcher import BatchingConfig, DynamicBatcher
+from runtimes.batcher import DynamicBatcher
 from runtimes.control import ControlConfig, ModelControl
 from runtimes.errors import LeadgwError
 from runtimes.llm.breaker import BreakerState
@@ -287,7 +287,7 @@ def _batcher_for(
     """Each model version batches its own concurrent requests on its own execution thread."""
     batcher = DynamicBatcher.from_config(
         served.session.run,
-        BatchingConfig.from_config(served.config.batching),
+        served.config.batching,
         name=f"{served.name}/{served.version}",
         # No-op instruments (no reader): no callback, nor its list of waits, per batch.
         on_batch=partial(_record_batch, metrics, served.name, served.version)
@@ -421,6 +421,8 @@ async def start(
         ),
         plain_registration(server),
     )
+    # Last: only a call that no servicer above serves looks here.
+    wrapped.add_registered_method_handlers(oip_unserved.SERVICE, oip_unserved.handlers())
     port = add_port(server, settings, credentials)
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port}")

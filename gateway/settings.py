@@ -7,6 +7,7 @@ variables, the TOML file named by ``LEADGW_CONFIG_FILE`` (or ``--config``), then
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,7 +261,14 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = _config_file_from(init_settings, env_settings)
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                problem = f"is not valid TOML: {exc}"
+                raise ConfigFileError(f"config file {config_file} {problem}") from exc
+            except OSError as exc:
+                problem = f"cannot be read: {exc.strerror or exc}"
+                raise ConfigFileError(f"config file {config_file} {problem}") from exc
         sources.append(OtelPrometheusSource(settings_cls))  # last: leadgw's own settings win
         return tuple(sources)
 
@@ -286,13 +294,20 @@ class OtelPrometheusSource(PydanticBaseSettingsSource):
         }
 
 
+class ConfigFileError(Exception):
+    """The TOML file named by ``--config`` or ``LEADGW_CONFIG_FILE`` is missing, cannot be read
+    or is not TOML; the message names it."""
+
+
 def _config_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
     for source in sources:
         value: Any = source().get("config_file")
         if value:
             path = Path(value)
+            if path.is_dir():
+                raise ConfigFileError(f"config file {path} is a directory")
             if not path.is_file():
-                raise FileNotFoundError(f"config file {path} does not exist")
+                raise ConfigFileError(f"config file {path} does not exist")
             return path
     return None
 

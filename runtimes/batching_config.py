@@ -47,8 +47,8 @@ class BatchingConfig:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BatchingConfig:
-        """Reads the ``batching`` table of a parsed config.toml (or that table itself, e.g.
-        ``ModelConfig.batching``); defaults when it is absent."""
+        """Reads the ``batching`` table of a parsed config.toml (or that table itself); defaults
+        when it is absent. A loaded version's is ``ModelConfig.batching``, read already."""
         known = set(config) & _BATCHING_KEYS
         if "batching" in config:
             table = config["batching"]

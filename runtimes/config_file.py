@@ -106,3 +106,8 @@ def _where(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
         name = features[parents[1]].get("name") if parents[1] < len(features) else None
         return f"[[features]] {name!r}" if name else f"[[features]] #{parents[1] + 1}"
     return "[" + ".".join(str(p) for p in parents) + "]"
+
+
+def unknown_top_level_keys(raw: dict[str, Any]) -> list[str]:
+    """Top-level keys (tables included) that no model config.toml may hold."""
+    return sorted(set(raw) - set(ModelConfigFile.model_fields))

@@ -33,8 +33,7 @@ from runtimes.errors import (
 from runtimes.model_config import (
     CONFIG_FILE,
     feature_signature,
-    find_config,
-    load_config,
+    load_version_config,
     read_model_controls,
     replace_routing_table,
 )
@@ -357,7 +356,7 @@ class ModelControl:
         loop = asyncio.get_running_loop()
         try:
             config = await loop.run_in_executor(
-                None, lambda: load_config(find_config(version_dir.parent, version_dir))
+                None, load_version_config, version_dir.parent, version_dir
             )
         except (OSError, ValueError) as exc:
             raise FailedPrecondition(f"model '{model}' version {version}: {exc}") from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes.batching_config import BatchingConfig
-from runtimes.config_file import check_shape
+from runtimes.config_file import check_shape, unknown_top_level_keys
 from runtimes.routing import RoutingPolicy
 from runtimes.version_policy import VersionPolicy
 
@@ -41,9 +41,10 @@ class ModelConfig:
     contributions_output: str
     bands: Bands
     onnxruntime: OrtSettings
-    batching: dict[str, Any] = field(default_factory=dict)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    """The ``[batching]`` table, checked; its defaults where the file leaves a key out."""
     raw: dict[str, Any] = field(default_factory=dict)
-    """The whole parsed file, for the feature schema and the batching config."""
+    """The whole parsed file, for the feature schema."""
 
     @property
     def output_names(self) -> tuple[str, str, str]:
@@ -58,12 +59,30 @@ def find_config(model_dir: Path, version_dir: Path) -> Path:
     raise FileNotFoundError(f"no {CONFIG_FILE} in {version_dir} or {model_dir}")
 
 
-def load_config(path: Path) -> ModelConfig:
-    """Parses and checks a config file; a ValueError names the file and the key at fault."""
+def load_version_config(model_dir: Path, version_dir: Path) -> ModelConfig:
+    """The config a version loads with (``find_config``), checked as ``load_config`` checks it;
+    its ``name`` must be the model's folder name, which is what names the model (as in
+    Triton): a name that differs would be shown nowhere and believed to take effect."""
+    path = find_config(model_dir, version_dir)
+    config = load_config(path, version_file=path.parent == version_dir)
+    if config.name != model_dir.name:
+        raise ValueError(
+            f"{path}: name {config.name!r} is not the model's folder name {model_dir.name!r}; "
+            "the folder names the model, so name must match it"
+        )
+    return config
+
+
+def load_config(path: Path, *, version_file: bool = False) -> ModelConfig:
+    """Parses and checks a config file; a ValueError names the file and the key at fault.
+    ``version_file``: ``path`` is a version folder's own config.toml, which may not hold the
+    control tables (only the model's own file is read for them)."""
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    if version_file:
+        _refuse_control_tables(raw, path)
     check_shape(raw, str(path))
     try:
         outputs = raw.get("outputs", {})
@@ -82,7 +101,7 @@ def load_config(path: Path) -> ModelConfig:
                 intra_op_threads=int(ort.get("intra_op_threads", 1)),
                 inter_op_threads=int(ort.get("inter_op_threads", 1)),
             ),
-            batching=dict(raw.get("batching", {})),
+            batching=_batching(raw.get("batching", {}), path),
             raw=raw,
         )
     except KeyError as exc:
@@ -91,17 +110,35 @@ def load_config(path: Path) -> ModelConfig:
         raise ValueError(f"{path}: bands need 0 <= warm <= hot <= 1")
     if not raw.get("features"):
         raise ValueError(f"{path}: no [[features]] tables")
+    return config
+
+
+def _batching(table: dict[str, Any], path: Path) -> BatchingConfig:
     try:
         # Checked here, with the rest of the file, so that a bad value fails this version only;
         # the batcher built from it later must not meet it first.
-        BatchingConfig.from_table(config.batching)
+        return BatchingConfig.from_table(table)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return config
 
 
 # Tables of a model's own config.toml that steer rollout; they never change how a version loads.
 CONTROL_TABLES = ("routing", "version_policy")
+
+
+def _refuse_control_tables(raw: dict[str, Any], path: Path) -> None:
+    """A version's own config.toml holding a control table: refused, as it would be ignored
+    (``read_model_controls`` reads the model's file only) while its writer believes it
+    applies."""
+    misplaced = [name for name in CONTROL_TABLES if name in raw]
+    if misplaced:
+        tables = " and ".join(f"[{name}]" for name in misplaced)
+        is_, it = ("is", "it") if len(misplaced) == 1 else ("are", "them")
+        raise ValueError(
+            f"{path}: {tables} {is_} read only from the model's own config.toml "
+            f"({path.parent.parent / CONFIG_FILE}); in a version's config.toml {it} would be "
+            f"ignored: move {it} there"
+        )
 
 
 def read_model_controls(model_dir: Path) -> tuple[VersionPolicy, RoutingPolicy]:
@@ -113,6 +150,13 @@ def read_model_controls(model_dir: Path) -> tuple[VersionPolicy, RoutingPolicy]:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    # A version with a config.toml of its own never reads the model's load tables, so when
+    # every version has one, a misspelt table here (``[version_polcy]``) is checked nowhere else.
+    unknown = unknown_top_level_keys(raw)
+    if unknown:
+        raise ValueError(
+            f"{path}: " + "; ".join(f"unknown key {key!r} in the top level" for key in unknown)
+        )
     return (
         VersionPolicy.from_table(raw.get("version_policy"), str(path)),
         RoutingPolicy.from_table(raw.get("routing", {}), str(path)),
@@ -121,16 +165,18 @@ def read_model_controls(model_dir: Path) -> tuple[VersionPolicy, RoutingPolicy]:
 
 def files_fingerprint(version_dir: Path, model_file: str) -> str:
     """Changes when what a version loads changes: its graph file or the text of its config (the
-    control tables aside, so that a routing change reloads nothing)."""
+    model's control tables aside, so that a routing change reloads nothing; in a version's own
+    file they count, so that adding one there reloads the version, which refuses it)."""
     parts = []
     graph = version_dir / model_file
     if graph.is_file():
         stat = graph.stat()
         parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-    for config in (version_dir / CONFIG_FILE, version_dir.parent / CONFIG_FILE):
-        if config.is_file():
-            parts.append(strip_tables(config.read_text(), CONTROL_TABLES))
-            break
+    own, model = version_dir / CONFIG_FILE, version_dir.parent / CONFIG_FILE
+    if own.is_file():
+        parts.append(own.read_text())
+    elif model.is_file():
+        parts.append(strip_tables(model.read_text(), CONTROL_TABLES))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

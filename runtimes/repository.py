@@ -4,6 +4,7 @@
                                       [version_policy] and [routing] tables)
 <root>/<model>/<version>/model.onnx   one folder per integer version
 <root>/<model>/<version>/config.toml  optional: replaces the model's config for this version
+                                      (all but the control tables, which it may not hold)
 
 ``sync`` makes the loaded versions match the folders and the control tables: a new or changed
 version is loaded and warmed on a thread, then installed in one step on the event loop; a version
@@ -22,8 +23,7 @@ from typing import Any
 from runtimes.errors import NotFound, shown
 from runtimes.model_config import (
     files_fingerprint,
-    find_config,
-    load_config,
+    load_version_config,
     read_model_controls,
 )
 from runtimes.routing import RoutingPolicy, canary_share
@@ -233,7 +233,7 @@ class ModelRepository:
     @staticmethod
     def _load_version(name: str, version: str, version_dir: Path) -> ServedModel:
         """Reads, checks and warms one version (blocking: run it on a thread)."""
-        config = load_config(find_config(version_dir.parent, version_dir))
+        config = load_version_config(version_dir.parent, version_dir)
         session = OnnxSession(version_dir / MODEL_FILE, config.onnxruntime, config.output_names)
         served = ServedModel(name, version, version_dir, config, session)
         graph_names = session.metadata.get("feature_names")

@@ -29,7 +29,6 @@ import numpy as np
 
 from gateway.settings import Settings
 from runtimes import batcher as current
-from runtimes.batching_config import BatchingConfig
 from runtimes.repository import ModelRepository
 from runtimes.scoring import LeadScorer
 
@@ -58,7 +57,7 @@ async def _main(args: argparse.Namespace) -> None:
     served = LeadScorer(
         repository, default_model=settings.default_model, max_leads=settings.max_leads_per_request
     ).resolve(None, None)
-    config = BatchingConfig.from_config(served.config.batching)
+    config = served.config.batching
     versions = {"current": current}
     if args.baseline is not None:
         versions = {"baseline": _load(args.baseline), **versions}

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from gateway.cli.connection import add_tls_arguments, open_channel
+from gateway.cli.connection import DEFAULT_ADDRESS, add_tls_arguments, open_channel
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.validation import MAX_BATCH
@@ -41,18 +41,25 @@ class FileFormatError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="notes as JSON Lines (.jsonl) or CSV (.csv)")
-    parser.add_argument("--address", default="127.0.0.1:50051", help="gateway host:port")
+    parser.add_argument(
+        "--address", default=DEFAULT_ADDRESS, help=f"gateway host:port (default {DEFAULT_ADDRESS})"
+    )
     parser.add_argument(
         "--api-key",
         default=os.environ.get("LEADGW_API_KEY"),
         help="API key with scope 'index' (default: $LEADGW_API_KEY)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="notes per IndexNotes call")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="notes per IndexNotes call (default 256)"
+    )
     parser.add_argument(
         "--format", choices=("auto", "jsonl", "csv"), default="auto", help="default: by suffix"
     )
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per call, and to connect"
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds per call (default 60), and to connect (at most 10)",
     )
     add_tls_arguments(parser)
 

@@ -25,8 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="score",
         help=f"comma-separated scopes from {','.join(SCOPES)} (default: score)",
     )
-    create.add_argument("--name", default="", help="a label for the key, shown in logs")
-    create.add_argument("--keys-file", type=Path, help="append the hashed entry to this file")
+    create.add_argument(
+        "--name", default="", help="a label for the key, shown in logs (default: the tenant)"
+    )
+    create.add_argument(
+        "--keys-file",
+        type=Path,
+        help="append the hashed entry to this file (default: print it, to paste into one)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +58,14 @@ def run_create(args: argparse.Namespace) -> int:
         f'sha256 = "{hash_key(key)}"\n'
     )
     if args.keys_file is not None:
-        with open(args.keys_file, "a") as handle:
-            handle.write("\n" + entry)
+        try:
+            with open(args.keys_file, "a") as handle:
+                handle.write("\n" + entry)
+        except OSError as exc:
+            # The key is not printed: no file holds its hash, so it could never be used.
+            reason = exc.strerror or str(exc)
+            print(f"leadgw keys: cannot append to {args.keys_file}: {reason}", file=sys.stderr)
+            return 2
         print(f"appended the hashed entry to {args.keys_file}", file=sys.stderr)
     else:
         print(entry)

@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     for name, help_text in ACTIONS.items():
         sub = actions.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("model", nargs="?", default="lead_scorer", help="model (lead_scorer)")
+        sub.add_argument(
+            "model", nargs="?", default="lead_scorer", help="model name (default: lead_scorer)"
+        )
         # An option given before the action (`leadgw models --address A promote`) holds too.
         add_connection_arguments(sub, timeout=CONTROL_TIMEOUT_S, inherit=True)
         if name in ("load", "unload", "promote", "shadow", "canary"):

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.cli.settings_file import add_config_argument, load_settings
+
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
@@ -45,20 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--data-dir", type=Path, help="the gateway's data directory (default: its setting)"
         )
+        add_config_argument(action)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pydantic import ValidationError
-
-    from gateway.settings import Settings
-
     overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"leadgw notes: invalid settings:\n{exc}", file=sys.stderr)
+    settings = load_settings("notes", args.config, **overrides)
+    if settings is None:
         return 2
     if args.notes_command == "reindex":
         if args.batch_size < 1:
@@ -73,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.notes_command == "restore" and not args.file.is_file():
         print(f"leadgw notes: {args.file} is not a file", file=sys.stderr)
+        return 2
+    if args.notes_command == "snapshot" and args.file.is_dir():
+        print(f"leadgw notes: {args.file} is a directory; name the file to write", file=sys.stderr)
         return 2
     return asyncio.run(_run(settings, args.notes_command, args.file))
 
@@ -100,6 +100,9 @@ async def _run(settings: Settings, action: str, path: Path) -> int:
             print(f"restored {settings.data_dir} from {path}")
     except LeadgwError as exc:
         print(f"leadgw notes: {action} failed: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the file cannot be written (or read)
+        print(f"leadgw notes: {action} failed: {exc}", file=sys.stderr)
         return 1
     finally:
         await notes.close()

@@ -37,12 +37,27 @@ def band_name(band: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="leads file (.jsonl, .json or .csv), or - for stdin")
+    parser.add_argument(
+        "file", help="leads file: CSV (.csv) or JSON Lines (any other name; - for stdin)"
+    )
     add_connection_arguments(parser)
     parser.add_argument("--model", default="", help="model name (default: the server's default)")
-    parser.add_argument("--version", default="", help="model version (default: latest)")
-    parser.add_argument("--reasons", type=int, default=3, help="reasons per lead (default 3)")
+    parser.add_argument(
+        "--version",
+        default="",
+        help="model version or alias (default: the model's routing picks: its live version, "
+        "or its canary for a share of leads)",
+    )
+    parser.add_argument("--reasons", type=_reasons, default=3, help="reasons per lead (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+
+
+def _reasons(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    # The request's field is a uint32; more reasons than that is every reason anyway.
+    return min(value, 2**32 - 1)
 
 
 def _parse_cell(text: str) -> FeatureValue:
@@ -57,16 +72,20 @@ def _parse_cell(text: str) -> FeatureValue:
 
 
 def read_leads(path: str) -> Iterator[LeadInput]:
-    """Reads leads from JSON Lines, a JSON array, or CSV; errors name the line."""
-    stream = sys.stdin if path == "-" else open(path, newline="")  # noqa: SIM115
+    """Reads leads from CSV (a ``.csv`` path) or JSON Lines; errors name the line."""
+    stream = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")  # noqa: SIM115
     with stream:
-        if path.endswith(".csv"):
-            for row in csv.DictReader(stream):
-                lead_id = row.pop("lead_id", None)
-                if lead_id is None:
+        if path.lower().endswith(".csv"):
+            reader = csv.DictReader(stream)
+            for row in reader:
+                if None in row:
+                    raise ValueError(f"{path}:{reader.line_num}: more values than columns")
+                if "lead_id" not in row:
                     raise ValueError(f"{path}: no 'lead_id' column")
-                features = {k: _parse_cell(v.strip()) for k, v in row.items() if k}
-                yield LeadInput(lead_id.strip(), features)
+                # A row that ends early has None for its last cells: missing, like empty ones.
+                cells = {k: (v or "").strip() for k, v in row.items() if k}
+                lead_id = cells.pop("lead_id")
+                yield LeadInput(lead_id, {k: _parse_cell(v) for k, v in cells.items()})
             return
         for line, text in enumerate(stream, start=1):
             if not text.strip():
@@ -97,6 +116,9 @@ def read_leads(path: str) -> Iterator[LeadInput]:
 def run(args: argparse.Namespace) -> int:
     try:
         leads = list(read_leads(args.file))
+    except UnicodeDecodeError as exc:
+        print(f"leadgw score: {args.file}: not {exc.encoding} text ({exc.reason})", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"leadgw score: {exc}", file=sys.stderr)
         return 2

@@ -155,6 +155,25 @@ def test_its_settings_are_real_and_its_ports_are_exposed() -> None:
     assert {port, env["LEADGW_METRICS_PORT"]} <= exposed
 
 
+# What reads each variable the runtime stage sets besides leadgw's own settings. A variable
+# nothing reads misleads whoever runs the image (XDG_CACHE_HOME=/tmp/cache was one: the
+# tokenizer and the embedding model ship inside the installed packages and are read from there,
+# and no library of the image keeps a cache).
+READ_BY = {
+    "PIP_DISABLE_PIP_VERSION_CHECK": "pip, in the RUN that installs the wheel",
+    "PIP_NO_CACHE_DIR": "pip, in the same RUN",
+    "PYTHONDONTWRITEBYTECODE": "python: no bytecode beside the read-only code",
+    "PYTHONUNBUFFERED": "python: log lines leave at once",
+    "VIRTUAL_ENV": "the venv's path, which PATH puts first",
+    "PATH": "the shell of each RUN, and the ENTRYPOINT",
+}
+
+
+def test_every_other_variable_it_sets_is_read_by_something() -> None:
+    others = {key for key in RUNTIME.env() if not key.startswith("LEADGW_")}
+    assert others <= set(READ_BY), others - set(READ_BY)
+
+
 def test_the_bundled_models_are_baked_in_where_the_setting_points() -> None:
     env = RUNTIME.env()
     baked = [dest for s, sources, dest in _copies(RUNTIME) if s is None and len(sources) == 1]

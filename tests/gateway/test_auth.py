@@ -84,6 +84,29 @@ def test_health_and_admin_scope(keyed_gateway) -> None:
         assert "admin" in caught.value.details()
 
 
+def _refusal(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def test_an_unserved_triton_method_needs_a_key_like_the_others(keyed_gateway) -> None:
+    """docs/security.md: a method of Triton's service that leadgw does not serve answers
+    UNIMPLEMENTED to any valid key, UNAUTHENTICATED without one; ModelStreamInfer, a
+    bidirectional stream (which the method wrappers leave as it is), UNIMPLEMENTED to anyone."""
+    key = (("x-api-key", SCORER_KEY),)
+    with grpc.insecure_channel(keyed_gateway.address) as channel:
+        statistics = channel.unary_unary("/inference.GRPCInferenceService/ModelStatistics")
+        assert _refusal(lambda: statistics(b"")).code() == grpc.StatusCode.UNAUTHENTICATED
+        refused = _refusal(lambda: statistics(b"", metadata=key))
+        assert refused.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "ModelStatistics is not implemented by leadgw" in refused.details()
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        refused = _refusal(lambda: list(stream(iter([]))))
+        assert refused.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "ModelStreamInfer is not implemented by leadgw" in refused.details()
+
+
 def test_refuses_to_serve_beyond_loopback_without_keys(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--host", "0.0.0.0", "--port", "0"],

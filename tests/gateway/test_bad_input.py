@@ -130,6 +130,12 @@ def _bad_infer_cases(good: bytes) -> list:
     typed_short.inputs[0].contents.fp32_contents.extend([0.0] * 5)
     wrong_output = _raw(_infer(WIDTH), good)
     wrong_output.outputs.add(name="nonsense")
+    # Answered, the output came back twice; refused as Triton refuses it, naming the output.
+    same_output_twice = _raw(_infer(WIDTH), good)
+    for name in ("probability", "contributions", "probability"):
+        same_output_twice.outputs.add(name=name)
+    same_input_twice = _raw(_raw(_infer(WIDTH), good), good)
+    same_input_twice.inputs.add(name="features", datatype="FP32", shape=[2, WIDTH])
     return [
         ("raw size mismatch", _raw(_infer(WIDTH), good[:-4]), INVALID, ["features", "bytes"]),
         ("unsupported datatype", _raw(_infer(WIDTH, datatype="COMPLEX"), good), INVALID, ["COMPLEX"]),
@@ -144,6 +150,8 @@ def _bad_infer_cases(good: bytes) -> list:
         ("typed wrong field", typed_wrong_field, INVALID, ["int_contents"]),
         ("typed count mismatch", typed_short, INVALID, ["5 fp32_contents"]),
         ("unknown output", wrong_output, INVALID, ["nonsense"]),
+        ("same output twice", same_output_twice, INVALID, ["output 'probability' is asked for twice"]),
+        ("same input twice", same_input_twice, INVALID, ["input 'features' is given twice"]),
     ]  # fmt: skip
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from leadgw_client.pb.inference import grpc_service_pb2 as oip
+
 HERE = Path(__file__).resolve().parent
 MODEL = HERE.parent.parent / "runtimes" / "bundled_models" / "lead_scorer" / "1" / "model.onnx"
 
@@ -71,9 +73,45 @@ def test_infer_matches_onnx_runtime_and_reasons_are_exact(findings: dict) -> Non
         ("classification", "StatusCode.INVALID_ARGUMENT", "'classification' is not supported"),
         ("shared_memory_input", "StatusCode.INVALID_ARGUMENT", "'features_region') is not"),
         ("shared_memory_output", "StatusCode.INVALID_ARGUMENT", "'shared_memory_region' is not"),
+        # Answered, the output came back twice; Triton refuses it too, naming the output.
+        ("duplicate_output", "StatusCode.INVALID_ARGUMENT", "output 'logit' is asked for twice"),
+        ("duplicate_input", "StatusCode.INVALID_ARGUMENT", "input 'features' is given twice"),
     ],
 )
 def test_errors_have_precise_status(findings: dict, case: str, status: str, words: str) -> None:
     got_status, _, message = findings["errors"][case].partition("|")
     assert got_status == status, findings["errors"][case]
     assert words in message
+
+
+# Triton's methods that leadgw does not serve, and a word of what each message offers instead.
+UNSERVED = {
+    "ModelStreamInfer": "call ModelInfer",
+    "ModelStatistics": "Prometheus metrics",
+    "SystemSharedMemoryStatus": "raw_input_contents",
+    "SystemSharedMemoryRegister": "raw_input_contents",
+    "SystemSharedMemoryUnregister": "raw_input_contents",
+    "CudaSharedMemoryStatus": "raw_input_contents",
+    "CudaSharedMemoryRegister": "raw_input_contents",
+    "CudaSharedMemoryUnregister": "raw_input_contents",
+    "TraceSetting": "OTEL_",
+    "LogSettings": "log_level",
+}
+
+
+def test_every_triton_method_is_served_or_listed_as_unserved(findings: dict) -> None:
+    """A method Triton's client knows is either in leadgw's proto or answered below: a new one
+    in tritonclient shows up here rather than as grpc's bare "Method not found!"."""
+    served = set(oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name)
+    assert set(findings["triton_methods"]) == served | set(UNSERVED)
+    assert not served & set(UNSERVED)
+
+
+@pytest.mark.parametrize(("method", "instead"), sorted(UNSERVED.items()))
+def test_an_unserved_method_says_which_and_what_instead(
+    findings: dict, method: str, instead: str
+) -> None:
+    got_status, _, message = findings["unserved"][method].partition("|")
+    assert got_status == "StatusCode.UNIMPLEMENTED", findings["unserved"][method]
+    assert f"inference.GRPCInferenceService/{method} is not implemented by leadgw" in message
+    assert instead in message

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import onnxruntime as ort
+import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -52,16 +54,35 @@ def test_latest_serves_by_default_and_every_loaded_version_is_addressable(
     assert next(m.reason for m in index.models if m.version == "3")  # says why
 
 
-def test_a_version_with_a_bad_batching_value_fails_alone(gateway_process, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (
+            lambda text: text.replace("max_batch_size = 1024", "max_batch_size = 0"),
+            "max_batch_size must be a positive integer",
+        ),
+        # Read only from the model's own config.toml: here they were ignored, silently.
+        (
+            lambda text: text + '\n[routing]\nlive = "2"\n',
+            "[routing] is read only from the model's own config.toml",
+        ),
+        (
+            lambda text: text + "\n[version_policy]\nlatest = 1\n",
+            "[version_policy] is read only from the model's own config.toml",
+        ),
+    ],
+    ids=["bad batching value", "routing table", "version policy table"],
+)
+def test_a_version_with_a_bad_config_fails_alone(
+    gateway_process, tmp_path: Path, change: Callable[[str], str], complaint: str
+) -> None:
     # docs/configuration.md: a bad config.toml stops that version from loading, the others load.
     repository = two_versions(tmp_path)
     model = repository / "lead_scorer"
     shutil.rmtree(model / "3")
     config = (model / "config.toml").read_text()
     assert "max_batch_size = 1024" in config
-    (model / "2" / "config.toml").write_text(
-        config.replace("max_batch_size = 1024", "max_batch_size = 0")
-    )
+    (model / "2" / "config.toml").write_text(change(config))
     gateway = gateway_process("--model-repository", str(repository))
     with grpc.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
@@ -74,7 +95,7 @@ def test_a_version_with_a_bad_batching_value_fails_alone(gateway_process, tmp_pa
     states = {m.version: (m.state, m.reason) for m in index.models}
     assert states["1"][0] == "READY"
     assert states["2"][0] == "FAILED"
-    assert "max_batch_size must be a positive integer" in states["2"][1]
+    assert complaint in states["2"][1]
     assert str(model / "2" / "config.toml") in states["2"][1]
 
 

@@ -105,8 +105,48 @@ def main(address: str, model_path: str) -> dict:
         "shared_memory_output": status_of(
             lambda: client.infer("lead_scorer", [tensor], outputs=[_shm_output()])
         ),
+        "duplicate_output": status_of(
+            lambda: client.infer(
+                "lead_scorer",
+                [tensor],
+                outputs=[triton.InferRequestedOutput(n) for n in ("logit", "probability", "logit")],
+            )
+        ),
+        "duplicate_input": status_of(lambda: client.infer("lead_scorer", [tensor, tensor])),
     }
+    found["triton_methods"] = sorted(
+        triton.service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
+    )
+    found["unserved"] = unserved(client, tensor)
     client.close()
+    return found
+
+
+def unserved(client: triton.InferenceServerClient, tensor: triton.InferInput) -> dict:
+    """Each of Triton's methods that leadgw does not serve, called as tritonclient calls it."""
+    found = {
+        "ModelStatistics": status_of(lambda: client.get_inference_statistics("lead_scorer")),
+        "SystemSharedMemoryStatus": status_of(client.get_system_shared_memory_status),
+        "SystemSharedMemoryRegister": status_of(
+            lambda: client.register_system_shared_memory("region", "/leadgw_test", 64)
+        ),
+        "SystemSharedMemoryUnregister": status_of(client.unregister_system_shared_memory),
+        "CudaSharedMemoryStatus": status_of(client.get_cuda_shared_memory_status),
+        "CudaSharedMemoryRegister": status_of(
+            lambda: client.register_cuda_shared_memory("region", b"", 0, 64)
+        ),
+        "CudaSharedMemoryUnregister": status_of(client.unregister_cuda_shared_memory),
+        "TraceSetting": status_of(client.get_trace_settings),
+        "LogSettings": status_of(client.get_log_settings),
+    }
+    # A stream's error reaches the callback; stop_stream waits for the stream to end. The
+    # refusal may come before the request is sent, which then raises that the stream ended.
+    errors: list = []
+    client.start_stream(callback=lambda result, error: errors.append(error))
+    status_of(lambda: client.async_stream_infer("lead_scorer", [tensor]))
+    client.stop_stream()
+    error = errors[0] if errors else None
+    found["ModelStreamInfer"] = "OK" if error is None else f"{error.status()}|{error.message()}"
     return found
 
 

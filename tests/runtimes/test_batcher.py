@@ -350,7 +350,7 @@ def test_config_reads_the_batching_table() -> None:
         256,
     )
     assert BatchingConfig.from_table({"max_batch_size": 8}).max_batch_size == 8
-    # ModelConfig.batching is the table itself; either form reads the same.
+    # The table itself, or the whole file around it: either form reads the same.
     assert BatchingConfig.from_config({"max_queue_size": 9}).max_queue_size == 9
 
 

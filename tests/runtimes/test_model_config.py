@@ -9,7 +9,12 @@ import pytest
 
 from gateway.settings import BUNDLED_MODELS
 from runtimes.batching_config import BatchingConfig
-from runtimes.model_config import load_config
+from runtimes.model_config import (
+    files_fingerprint,
+    load_config,
+    load_version_config,
+    read_model_controls,
+)
 
 BUNDLED = BUNDLED_MODELS / "lead_scorer" / "config.toml"
 
@@ -90,7 +95,7 @@ def test_every_batching_key_the_batcher_knows_is_accepted_in_the_file(
     path = tmp_path / "config.toml"
     path.write_text(text.replace("[batching]\n", f"[batching]\n{key} = 1234\n", 1))
     config = load_config(path)
-    assert getattr(BatchingConfig.from_config(config.batching), key) == 1234
+    assert getattr(config.batching, key) == 1234
 
 
 @pytest.mark.parametrize(
@@ -112,3 +117,99 @@ def test_a_bad_batching_value_is_refused_with_the_file(
         load_config(path)
     assert str(path) in str(error.value)
     assert complaint in str(error.value)
+
+
+ROUTING = '\n[routing]\nlive = "1"\n'
+VERSION_POLICY = "\n[version_policy]\nlatest = 1\n"
+
+
+def model_folder(tmp_path: Path, name: str = "lead_scorer") -> Path:
+    """``<name>/config.toml`` (the bundled text) and version folders 1 and 2 (no graph: only the
+    configs are read here)."""
+    model = tmp_path / name
+    for version in ("1", "2"):
+        (model / version).mkdir(parents=True)
+    (model / "config.toml").write_text(BUNDLED.read_text())
+    return model
+
+
+@pytest.mark.parametrize(
+    ("extra", "tables"),
+    [
+        (ROUTING, "[routing] is"),
+        (VERSION_POLICY, "[version_policy] is"),
+        ('\n[routing.aliases]\nstable = "1"\n', "[routing] is"),
+        (ROUTING + VERSION_POLICY, "[routing] and [version_policy] are"),
+    ],
+    ids=["routing", "version_policy", "routing.aliases", "both"],
+)
+def test_a_version_config_may_not_hold_the_control_tables(
+    tmp_path: Path, extra: str, tables: str
+) -> None:
+    """Only the model's own config.toml is read for them: written in a version's, they were
+    ignored while their writer believed they applied. Refused as a bad [batching] value is, so
+    that this version fails alone."""
+    model = model_folder(tmp_path)
+    own = model / "2" / "config.toml"
+    own.write_text(BUNDLED.read_text() + extra)
+    with pytest.raises(ValueError) as error:
+        load_version_config(model, model / "2")
+    message = str(error.value)
+    assert message.startswith(f"{own}: {tables} read only from the model's own config.toml")
+    assert f"({model / 'config.toml'})" in message and "move" in message
+
+
+def test_the_model_config_holds_the_control_tables_and_its_versions_load_with_it(
+    tmp_path: Path,
+) -> None:
+    model = model_folder(tmp_path)
+    (model / "config.toml").write_text(BUNDLED.read_text() + ROUTING + VERSION_POLICY)
+    assert load_version_config(model, model / "1").name == "lead_scorer"
+    policy, routing = read_model_controls(model)
+    assert (policy.kind, policy.latest, routing.live) == ("latest", 1, "1")
+
+
+def test_a_config_named_other_than_its_model_folder_is_refused(tmp_path: Path) -> None:
+    """The folder names the model; the file's name was read nowhere (Triton refuses it too)."""
+    model = model_folder(tmp_path, "scorer_b")
+    with pytest.raises(ValueError) as error:
+        load_version_config(model, model / "1")
+    assert str(error.value) == (
+        f"{model / 'config.toml'}: name 'lead_scorer' is not the model's folder name "
+        "'scorer_b'; the folder names the model, so name must match it"
+    )
+
+
+def test_a_misspelt_table_in_the_model_config_is_refused_when_no_version_reads_it(
+    tmp_path: Path,
+) -> None:
+    """Every version with a config.toml of its own: the model's file is read for its control
+    tables only, and a misspelt one was checked by nothing."""
+    model = model_folder(tmp_path)
+    for version in ("1", "2"):
+        (model / version / "config.toml").write_text(BUNDLED.read_text())
+    (model / "config.toml").write_text("[version_polcy]\nlatest = 1\n")
+    with pytest.raises(ValueError) as error:
+        read_model_controls(model)
+    assert str(error.value) == (
+        f"{model / 'config.toml'}: unknown key 'version_polcy' in the top level"
+    )
+    (model / "config.toml").write_text(VERSION_POLICY)  # the control tables alone: fine
+    assert read_model_controls(model)[0].latest == 1
+
+
+def test_a_control_table_reloads_a_version_only_when_written_in_its_own_config(
+    tmp_path: Path,
+) -> None:
+    """In the model's file a routing change reloads nothing; in a version's own file it makes
+    the version load again, which refuses it (a loaded version would otherwise keep it
+    unnoticed until a restart)."""
+    model = model_folder(tmp_path)
+    shared = files_fingerprint(model / "1", "model.onnx")
+    (model / "config.toml").write_text(BUNDLED.read_text() + ROUTING)
+    assert files_fingerprint(model / "1", "model.onnx") == shared
+    own = model / "2" / "config.toml"
+    own.write_text(BUNDLED.read_text())
+    before = files_fingerprint(model / "2", "model.onnx")
+    own.write_text(BUNDLED.read_text() + ROUTING)
+    assert files_fingerprint(model / "2", "model.onnx") != before

@@ -128,3 +128,22 @@ def test_reindex_of_a_store_in_use_is_refused(tmp_path: Path, capsys) -> None:
 
     assert asyncio.run(hold_then_reindex()) == 1
     assert "old notes are kept" in capsys.readouterr().err
+
+
+def test_snapshot_to_a_folder_is_refused(tmp_path: Path, capsys) -> None:
+    # It was an IsADirectoryError traceback, after writing the whole tar beside the folder.
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert cli("snapshot", str(folder), "--data-dir", str(tmp_path / "d")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"leadgw notes: {folder} is a directory; name the file to write"
+    )
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_snapshot_that_cannot_be_written_names_the_reason(tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert cli("snapshot", str(a_file / "s.tar"), "--data-dir", str(tmp_path / "d")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("leadgw notes: snapshot failed: ") and str(a_file) in err

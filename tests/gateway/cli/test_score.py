@@ -198,3 +198,49 @@ def test_score_stops_quietly_when_its_reader_goes_away(shared_gateway, tmp_path:
     assert reader.wait(timeout=60) == 1
     assert first["rank"] == 1
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_score_reads_a_csv_row_that_ends_early_as_missing_values(
+    shared_gateway, tmp_path: Path
+) -> None:
+    """Cells a row leaves out are missing, as empty ones are (it was an AttributeError); a row
+    with more values than columns is refused naming its line (its last values were dropped)."""
+    short = tmp_path / "LEADS.CSV"  # the suffix in capitals is CSV too
+    short.write_text(
+        "lead_id,age,channel,investable_assets\na-1,61,referral,900000\na-2,35,cold_list\n"
+    )
+    done = leadgw("score", str(short), "--address", shared_gateway.address, "--json")
+    assert done.returncode == 0, done.stderr
+    assert {json.loads(line)["lead_id"] for line in done.stdout.splitlines()} == {"a-1", "a-2"}
+
+    long = tmp_path / "long.csv"
+    long.write_text("lead_id,age,channel\na-1,61,referral\na-2,35,New York, NY\n")
+    refused = leadgw("score", str(long), "--address", shared_gateway.address)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"leadgw score: {long}:3: more values than columns"
+
+
+def test_score_names_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"lead_id": "x", "features": {"city": "Münster"}}\n'.encode("latin-1"))
+    done = leadgw("score", str(latin1), "--address", "127.0.0.1:9")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"leadgw score: {latin1}: not utf-8 text"), done.stderr
+
+
+def test_score_refuses_a_negative_reasons_count_before_calling(tmp_path: Path) -> None:
+    # It was a ValueError traceback from the request's uint32 field.
+    done = leadgw("score", str(EXAMPLE), "--address", "127.0.0.1:9", "--reasons", "-1")
+    assert done.returncode == 2
+    assert "--reasons: must be 0 or more, not -1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_keys_create_names_a_keys_file_it_cannot_append_to(tmp_path: Path) -> None:
+    for unwritable in (tmp_path / "no-such-folder" / "keys.toml", tmp_path):
+        done = leadgw("keys", "create", "--tenant", "acme", "--keys-file", str(unwritable))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"leadgw keys: cannot append to {unwritable}: ")
+        assert "Traceback" not in done.stderr
+        # A key whose hash no file holds could never be used: it is not shown.
+        assert "API key" not in done.stdout
