@@ -136,6 +136,10 @@ class KeyStore:
             if problem is not None:
                 raise ValueError(f"{where}: tenant {problem}")
             scopes = frozenset(item.get("scopes", []))
+            if not scopes:
+                # Such a key authenticates but may call nothing: a slip (``keys create`` refuses
+                # to make one), never what was meant.
+                raise ValueError(f"{where}: scopes is missing or empty; known: {SCOPES}")
             unknown = scopes - set(SCOPES)
             if unknown:
                 raise ValueError(f"{where}: unknown scopes {sorted(unknown)}; known: {SCOPES}")

@@ -150,7 +150,13 @@ def _model_config(served: ServedModel, repository: ModelRepository) -> pb.ModelC
         max_batch_size=batching.max_batch_size,
         default_model_filename="model.onnx",
     )
-    config.version_policy.all.SetInParent()
+    policy = repository.version_policy(served.name)
+    if policy.kind == "latest":
+        config.version_policy.latest.num_versions = policy.latest
+    elif policy.kind == "specific":
+        config.version_policy.specific.versions.extend(int(v) for v in policy.specific)
+    else:
+        config.version_policy.all.SetInParent()
     # Triton's convention: with max_batch_size > 0, dims leave out the batch dimension.
     config.input.add(name=served.config.input_name, data_type=pb.TYPE_FP32, dims=[served.width])
     for name, shape in _output_shapes(served):

@@ -13,6 +13,7 @@ are searched exactly (brute force), so nothing written is ever missed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -379,16 +380,24 @@ class EdgeBackend:
             path.parent.mkdir(parents=True, exist_ok=True)
             manifest = {"format": SNAPSHOT_FORMAT, "qdrant_edge": version("qdrant-edge-py")}
             staging = path.with_name(path.name + ".partial")
-            with tarfile.open(staging, "w") as tar:
-                manifest_file = self._root / _MANIFEST
-                manifest_file.write_text(json.dumps(manifest))
-                try:
-                    tar.add(manifest_file, arcname=_MANIFEST)
-                    for name in (NOTES, LEADS):
-                        tar.add(self._root / name, arcname=name)
-                finally:
-                    manifest_file.unlink()
-            staging.replace(path)
+            try:
+                with tarfile.open(staging, "w") as tar:
+                    manifest_file = self._root / _MANIFEST
+                    manifest_file.write_text(json.dumps(manifest))
+                    try:
+                        tar.add(manifest_file, arcname=_MANIFEST)
+                        for name in (NOTES, LEADS):
+                            tar.add(self._root / name, arcname=name)
+                    finally:
+                        manifest_file.unlink()
+                # The rename is the last step, so a file already at ``path`` stays whole until
+                # the new one is complete.
+                staging.replace(path)
+            except BaseException:
+                # A partial tar is as large as the store (hundreds of MB): never leave it behind.
+                with contextlib.suppress(OSError):
+                    staging.unlink(missing_ok=True)
+                raise
 
     def restore(self, path: Path) -> None:
         """Replaces both shards with a snapshot's; the current ones stay beside, renamed."""

@@ -65,6 +65,7 @@ class _Disk:
 class _Model:
     versions: dict[str, ServedModel] = field(default_factory=dict)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    policy: VersionPolicy = field(default_factory=VersionPolicy)
     live: str | None = None
     failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # version → (fingerprint, why)
     on_disk: dict[str, Path] = field(default_factory=dict)
@@ -182,6 +183,7 @@ class ModelRepository:
             model.failed.pop(version)
         model.versions = dict(sorted(versions.items(), key=lambda item: int(item[0])))
         model.routing = routing
+        model.policy = disk.policy
         model.live = self._pick_live(name, model)
         stopped = self._hook_shadow(model)
         report.generations[name] = routing.generation
@@ -309,6 +311,11 @@ class ModelRepository:
     def routing(self, name: str) -> RoutingPolicy:
         model = self._models.get(name)
         return RoutingPolicy() if model is None else model.routing
+
+    def version_policy(self, name: str) -> VersionPolicy:
+        """The ``[version_policy]`` the model's versions were last selected by."""
+        model = self._models.get(name)
+        return VersionPolicy() if model is None else model.policy
 
     def on_disk(self, name: str) -> dict[str, Path]:
         model = self._models.get(name)

@@ -13,8 +13,13 @@ if TYPE_CHECKING:
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 
+# gRPC's own target schemes (``dns:///host:port``, ``unix:/path``...): passed on as they are.
+_GRPC_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
 class ConnectionOptionsError(Exception):
-    """TLS options that do not go together, or files that cannot be read."""
+    """An address that is no gateway address, TLS options that do not go together, or files
+    that cannot be read."""
 
 
 def add_connection_arguments(
@@ -81,6 +86,7 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     files that cannot be read."""
     import grpc
 
+    check_address(args.address)
     if not (args.tls or args.ca or args.cert or args.key):
         return grpc.insecure_channel(args.address)
     if (args.cert is None) != (args.key is None):
@@ -94,3 +100,54 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     except OSError as exc:
         raise ConnectionOptionsError(f"cannot read a TLS file: {exc}") from exc
     return grpc.secure_channel(args.address, credentials)
+
+
+def check_address(address: str) -> None:
+    """Raises ConnectionOptionsError for an ``--address`` that is not ``host:port`` (nor one of
+    gRPC's own targets). gRPC takes anything: an empty one fails each call with "target uri is
+    not valid" and log lines, ``host:`` quietly means port 443, ``host:99999`` another port."""
+    problem = _address_problem(address)
+    if problem is not None:
+        raise ConnectionOptionsError(
+            f"--address {address!r} {problem}; give the gateway's host:port, e.g. {DEFAULT_ADDRESS}"
+        )
+
+
+def _address_problem(address: str) -> str | None:
+    if not address.strip():
+        return "is empty"
+    if any(c.isspace() for c in address):
+        return "has a space in it"
+    if address.startswith(_GRPC_SCHEMES):
+        return None if address.partition(":")[2].strip("/") else "has nothing after its scheme"
+    if "://" in address:
+        return "is a URL; leave out its scheme"
+    if address.startswith("["):
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return "is not a host:port ([IPv6]:port has one ']' before the ':')"
+        port = rest[1:] if rest else None
+    else:
+        host, colon, port_text = address.rpartition(":")
+        if not colon:
+            return None  # a host alone: gRPC's default port
+        if ":" in host:
+            return _bare_ipv6_problem(address)
+        port = port_text
+    if not host:
+        return "names no host"
+    if port == "":
+        return "has no port after its ':'"
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return f"has port {port!r}, not a number from 1 to 65535"
+    return None
+
+
+def _bare_ipv6_problem(address: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return "is not a host:port (an IPv6 address with a port goes in brackets: [::1]:50051)"
+    return None

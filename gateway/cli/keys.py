@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_create(args: argparse.Namespace) -> int:
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    if not scopes:
+        # A key with no scope authenticates but may call nothing: a slip, never what was meant.
+        print(f"leadgw keys: --scopes names no scope; known: {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         print(f"leadgw keys: unknown scopes {unknown}; known: {', '.join(SCOPES)}", file=sys.stderr)

@@ -128,6 +128,8 @@ def test_refuses_to_serve_beyond_loopback_without_keys(tmp_path: Path) -> None:
         ("acme/../beta", '["score"]', "tenant 'acme/../beta' has characters outside"),
         # A misspelt field: served, the key would have had none of the scopes meant for it.
         ("acme", '["score"]\nscope = ["admin"]', "unknown fields ['scope']"),
+        # No scopes: the key would authenticate and be refused every call.
+        ("acme", "[]", "scopes is missing or empty"),
     ],
 )
 def test_bad_keys_file_is_reported(tmp_path: Path, tenant: str, scopes: str, words: str) -> None:

@@ -55,3 +55,34 @@ def test_model_config_reports_the_batching_the_model_runs_with(
                 batching.max_queue_delay_us,
                 batching.max_queue_size,
             ), name
+
+
+def test_model_config_reports_the_models_version_policy(gateway_process, tmp_path: Path) -> None:
+    """It said ``all`` whatever the model's [version_policy] table chose."""
+    repository = tmp_path / "models"
+    bundled = BUNDLED_MODELS / "lead_scorer"
+    text = (bundled / "config.toml").read_text()
+    policies = {"every": "", "newest": "latest = 2", "chosen": "specific = [1, 3]"}
+    for name, table in policies.items():
+        for version in ("1", "2", "3"):
+            shutil.copytree(bundled / "1", repository / name / version)
+        config = text.replace('name = "lead_scorer"', f'name = "{name}"', 1)
+        if table:
+            config += f"\n[version_policy]\n{table}\n"
+        (repository / name / "config.toml").write_text(config)
+
+    gateway = gateway_process("--model-repository", str(repository))
+    with grpc.insecure_channel(gateway.address) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        configs = {
+            name: stub.ModelConfig(oip.ModelConfigRequest(name=name), timeout=10).config
+            for name in policies
+        }
+    assert configs["every"].version_policy.WhichOneof("policy_choice") == "all"
+    assert configs["newest"].version_policy.WhichOneof("policy_choice") == "latest"
+    assert configs["newest"].version_policy.latest.num_versions == 2
+    assert configs["chosen"].version_policy.WhichOneof("policy_choice") == "specific"
+    assert list(configs["chosen"].version_policy.specific.versions) == [1, 3]
+    # And each serves what its policy reports.
+    versions = {name: c.parameters["versions"].string_value for name, c in configs.items()}
+    assert versions == {"every": "1,2,3", "newest": "2,3", "chosen": "1,3"}

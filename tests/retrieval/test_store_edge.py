@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -122,6 +125,45 @@ async def test_snapshot_and_restore(tmp_path: Path, embedder: OnnxEmbedder) -> N
         with pytest.raises(InvalidInput, match=r"junk\.tar cannot be read as a notes snapshot"):
             await notes.restore(tmp_path / "junk.tar")
         assert await notes.count_notes(T) == 3, "a refused restore changes nothing"
+    finally:
+        await notes.close()
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes fail with EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+async def test_a_failed_snapshot_leaves_no_partial_file_and_keeps_the_old_one(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    notes = await NotesService.open(local_config(tmp_path / "data"), embedder=embedder)
+    try:
+        await notes.index(T, NOTES[:2])
+        target = tmp_path / "snap.tar"
+        await notes.snapshot(target)
+        before = target.read_bytes()
+
+        # Writing fails part-way (the disk fills): the earlier snapshot is untouched.
+        with file_size_limit(64 * 1024), pytest.raises(OSError, match="File too large"):
+            await notes.snapshot(target)
+        assert target.read_bytes() == before
+        assert not list(tmp_path.glob("*.partial"))
+
+        # The tar is written but the final rename fails (a folder is in the way).
+        folder = tmp_path / "backups"
+        (folder / "kept").mkdir(parents=True)
+        with pytest.raises(OSError):
+            await notes.snapshot(folder)
+        assert (folder / "kept").is_dir()
+        assert not list(tmp_path.glob("*.partial"))
+        assert await notes.count_notes(T) == 2, "the store still works"
     finally:
         await notes.close()
 

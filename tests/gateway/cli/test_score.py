@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from leads_helpers import sample_leads
 
 from gateway import lead_codec
@@ -108,6 +109,50 @@ def test_keys_create_writes_a_usable_hashed_entry(tmp_path: Path) -> None:
     bad = leadgw("keys", "create", "--tenant", "acme corp", "--keys-file", str(keys))
     assert bad.returncode == 2 and "tenant 'acme corp' has characters outside" in bad.stderr
     assert len(tomllib.loads(keys.read_text())["keys"]) == 1
+
+
+@pytest.mark.parametrize("scopes", ["", ",", " , "])
+def test_keys_create_refuses_a_key_with_no_scopes(tmp_path: Path, scopes: str) -> None:
+    # It printed a key (and appended its entry) that could call nothing.
+    keys = tmp_path / "keys.toml"
+    done = leadgw(
+        "keys", "create", "--tenant", "acme", "--scopes", scopes, "--keys-file", str(keys)
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "leadgw keys: --scopes names no scope; known: score, summarize, index, admin\n"
+    )
+    assert done.stdout == "" and not keys.exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("", "is empty"),
+        ("127.0.0.1:", "has no port after its ':'"),  # was port 443, quietly
+        ("127.0.0.1:99999", "has port '99999', not a number from 1 to 65535"),
+        ("http://127.0.0.1:50051", "is a URL; leave out its scheme"),
+    ],
+)
+@pytest.mark.parametrize("command", ["score", "models", "summarize", "index"])
+def test_a_malformed_address_is_refused_before_connecting(
+    tmp_path: Path, command: str, address: str, problem: str
+) -> None:
+    # An empty one was a gRPC "UNKNOWN ... target uri is not valid" after grpc core log lines.
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text(
+        '{"note_id": "n1", "lead_id": "lead-1", "kind": "call", "text": "Called.", '
+        '"created_at": "2025-05-01T10:00:00+00:00"}\n'
+    )
+    given = {"score": str(EXAMPLE), "summarize": "lead-1", "index": str(notes), "models": None}
+    args = [command] if given[command] is None else [command, given[command]]
+    done = leadgw(*args, "--address", address, "--timeout", "2")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"leadgw {command}: --address {address!r} {problem}; give the gateway's host:port, "
+        "e.g. 127.0.0.1:50051\n"
+    )
+    assert done.stdout == ""
 
 
 def test_score_sends_typed_columns_and_mixed_ones_lead_by_lead(
