@@ -131,6 +131,9 @@ class EvalScorer:
             out.append(LeadScore(lead.lead_id, p, Band(s["band"]), rank, 0.0, p, reasons))
         return out
 
+    def version_for(self, model: str | None, tenant: str, lead_id: str) -> str | None:
+        return None  # one fixed score per lead: no versions
+
 
 @dataclass(slots=True)
 class ModelRow:

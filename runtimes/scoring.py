@@ -54,6 +54,13 @@ class LeadScorer:
         """Whether the model has a canary, so that requests naming no version need ``assign``."""
         return self.repository.routing(model or self.default_model).canary is not None
 
+    def version_for(self, model: str | None, tenant: str, lead_id: str) -> str | None:
+        """The version a request naming none scores this lead with: its canary's or the live
+        one's when a canary is on, else None (the live one, looked up when scoring)."""
+        if not self.canary_on(model):
+            return None
+        return self.assign(model, tenant, [lead_id])[0][0].version
+
     def assign(
         self, model: str | None, tenant: str, lead_ids: Sequence[str]
     ) -> list[tuple[ServedModel, list[int]]]:

@@ -213,6 +213,10 @@ class Summarizer:
         if not features:
             raise InvalidInput(f"lead {lead_id!r} has no stored profile: send its features")
 
+        if version is None:
+            # The version ScoreLeads gives this lead (a canary's sticky share), so that the
+            # summary's score is the one the advisor's list shows.
+            version = self._scorer.version_for(model, tenant, lead_id)
         t0 = self._clock()
         with self._tracer.start_as_current_span("summary.score") as span:
             scores = await self._scorer.score_leads(

@@ -23,6 +23,11 @@ class LeadScorer(Protocol):
         tenant: str = "",
     ) -> list[LeadScore]: ...
 
+    def version_for(self, model: str | None, tenant: str, lead_id: str) -> str | None:
+        """The version a request naming none scores this lead with, or None for the model's
+        live one (a canary takes a sticky share of leads)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Citation:

@@ -47,3 +47,6 @@ class FixedScorer:
                 )
             )
         return scores
+
+    def version_for(self, model: str | None, tenant: str, lead_id: str) -> str | None:
+        return None  # no canary: the live version

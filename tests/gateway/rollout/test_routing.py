@@ -12,8 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gateway import lead_codec
 from leadgw_client.pb.inference import grpc_service_pb2 as oip
 from leadgw_client.pb.inference import grpc_service_pb2_grpc as oip_grpc
+from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from tests.gateway.leads_helpers import sample_leads, score_request
 from tests.gateway.rollout.test_control_rpcs import load, wait_until
@@ -180,3 +182,35 @@ def _idle(path: Path) -> float | None:
         return json.loads(path.read_text())["idle_s"].get("lead_scorer")
     except (OSError, ValueError, KeyError):
         return None
+
+
+def test_a_summary_scores_its_lead_with_the_version_score_leads_gives_it(
+    two_version_gateway,
+) -> None:
+    """With a canary on, a summary's score comes from the version ScoreLeads picks for that lead
+    (sticky by tenant and lead id), not always the live one: the advisor's list and the summary
+    agree. No LLM: the marked fallback, which carries the score too."""
+    leads = sample_leads(24, seed=3, prefix="S-")
+    notes = []
+    for lead in leads:
+        note = pb.Note(note_id=f"{lead.lead_id}-n1", lead_id=lead.lead_id, kind="call")
+        note.text = "Call with the client: plans to retire in 2027 and wants to review pensions."
+        note.created_at.FromSeconds(1_760_000_000)
+        notes.append(note)
+    with grpc.insecure_channel(two_version_gateway.address) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        lead_stub = pb_grpc.LeadServiceStub(channel)
+        profiles = [lead_codec.lead_to_pb(lead) for lead in leads]
+        lead_stub.IndexNotes(pb.IndexNotesRequest(notes=notes, leads=profiles), timeout=60)
+        assert load(stub, "lead_scorer", NO_KEY, version="2", canary_weight="0.5") == (
+            grpc.StatusCode.OK
+        )
+        scored = lead_stub.ScoreLeads(score_request(leads), timeout=10)
+        by_lead = {s.lead_id: s.model_version for s in scored.scores}
+        assert set(by_lead.values()) == {"1", "2"}  # both versions among these leads
+        summarized = {}
+        for lead in leads:
+            request = pb.SummarizeLeadRequest(lead_id=lead.lead_id)
+            final = [m for m in lead_stub.SummarizeLead(request, timeout=20) if m.HasField("final")]
+            summarized[lead.lead_id] = final[-1].final.score.model_version
+    assert summarized == by_lead
