@@ -65,7 +65,7 @@ class _Feature(_Table):
 
 class ModelConfigFile(_Table):
     name: str
-    platform: str = "onnxruntime_onnx"
+    platform: str = "onnxruntime_onnx"  # the only one: load_config refuses another
     description: str = ""
     input: _Input = _Input()
     outputs: _Outputs = _Outputs()

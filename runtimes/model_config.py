@@ -10,10 +10,15 @@ from typing import Any
 
 from runtimes.batching_config import BatchingConfig
 from runtimes.config_file import check_shape, unknown_top_level_keys
+from runtimes.errors import shown
 from runtimes.routing import RoutingPolicy
 from runtimes.version_policy import VersionPolicy
 
 CONFIG_FILE = "config.toml"
+
+PLATFORM = "onnxruntime_onnx"
+"""The one ``platform`` served: Triton's name for an ONNX model run by ONNX Runtime (its backend,
+``onnxruntime``, is what ModelConfig answers as ``backend``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,7 @@ def load_config(path: Path, *, version_file: bool = False) -> ModelConfig:
         ort = raw.get("onnxruntime", {})
         config = ModelConfig(
             name=str(raw["name"]),
-            platform=str(raw.get("platform", "onnxruntime_onnx")),
+            platform=str(raw.get("platform", PLATFORM)),
             description=str(raw.get("description", "")),
             input_name=str(raw.get("input", {}).get("name", "features")),
             probability_output=str(outputs.get("probability", "probability")),
@@ -106,6 +111,13 @@ def load_config(path: Path, *, version_file: bool = False) -> ModelConfig:
         )
     except KeyError as exc:
         raise ValueError(f"{path}: missing key {exc.args[0]!r}") from exc
+    if config.platform != PLATFORM:
+        # Reported as the model's platform by ModelMetadata and ModelConfig; any other value
+        # would be loaded and run by ONNX Runtime all the same, and answered as if it were.
+        raise ValueError(
+            f"{path}: platform must be {PLATFORM!r} (leadgw serves ONNX Runtime models only), "
+            f"got {shown(config.platform)}"
+        )
     if not 0.0 <= config.bands.warm <= config.bands.hot <= 1.0:
         raise ValueError(f"{path}: bands need 0 <= warm <= hot <= 1")
     if not raw.get("features"):

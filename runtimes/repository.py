@@ -23,6 +23,7 @@ from typing import Any
 from runtimes.errors import NotFound, shown
 from runtimes.model_config import (
     files_fingerprint,
+    find_config,
     load_version_config,
     read_model_controls,
 )
@@ -237,6 +238,15 @@ class ModelRepository:
         """Reads, checks and warms one version (blocking: run it on a thread)."""
         config = load_version_config(version_dir.parent, version_dir)
         session = OnnxSession(version_dir / MODEL_FILE, config.onnxruntime, config.output_names)
+        if config.input_name != session.input_name:
+            # The graph is fed by its own input's name whatever the config says, while clients
+            # are told (ModelMetadata, ModelConfig) and held to the config's: a name that
+            # differs turned away every client that used the graph's.
+            raise ValueError(
+                f"{find_config(version_dir.parent, version_dir)}: [input] name "
+                f"{shown(config.input_name)} is not the graph's input name "
+                f"{shown(session.input_name)} ({version_dir / MODEL_FILE}); they must be the same"
+            )
         served = ServedModel(name, version, version_dir, config, session)
         graph_names = session.metadata.get("feature_names")
         if graph_names and graph_names.split(",") != list(served.schema.names):

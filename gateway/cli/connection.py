@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+API_KEY_HELP = "API key (default: $LEADGW_API_KEY; none needed on a loopback gateway without keys)"
 
 
 # gRPC's own target schemes (``dns:///host:port``, ``unix:/path``...): passed on as they are.
@@ -23,15 +24,33 @@ class ConnectionOptionsError(Exception):
 
 
 def add_connection_arguments(
-    parser: argparse.ArgumentParser, timeout: float = 10.0, *, inherit: bool = False
+    parser: argparse.ArgumentParser,
+    timeout: float = 10.0,
+    *,
+    inherit: bool = False,
+    timeout_help: str | None = None,
 ) -> None:
     """``--address``, ``--api-key``, ``--timeout`` and the TLS options.
 
     ``inherit``: for a sub-command's parser whose parent takes the same options. An option left
     out there keeps the value given to the parent: argparse copies every default of a
     sub-command's parser over the parent's values, so ``leadgw models --address A promote``
-    would otherwise call the default address."""
+    would otherwise call the default address. ``timeout_help`` replaces ``--timeout``'s help."""
 
+    add_address_and_key_arguments(parser, inherit=inherit)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=_default(timeout, inherit),
+        help=timeout_help or f"seconds per call (default {timeout:g})",
+    )
+    add_tls_arguments(parser, inherit=inherit)
+
+
+def add_address_and_key_arguments(
+    parser: argparse.ArgumentParser, *, inherit: bool = False
+) -> None:
+    """``--address`` and ``--api-key``, worded alike in every client command."""
     parser.add_argument(
         "--address",
         default=_default(DEFAULT_ADDRESS, inherit),
@@ -40,15 +59,8 @@ def add_connection_arguments(
     parser.add_argument(
         "--api-key",
         default=_default(os.environ.get("LEADGW_API_KEY", ""), inherit),
-        help="API key (default: $LEADGW_API_KEY; none needed on a loopback gateway without keys)",
+        help=API_KEY_HELP,
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=_default(timeout, inherit),
-        help=f"seconds per call (default {timeout:g})",
-    )
-    add_tls_arguments(parser, inherit=inherit)
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, *, inherit: bool = False) -> None:

@@ -29,6 +29,14 @@ ACTIONS = {
     "canary": "serve --version to a sticky --weight share of leads; --weight 0 ends it",
 }
 
+# What each action does without --version.
+VERSION_HELP = {
+    "load": "default: every version the model's policy selects",
+    "unload": "default: every version, the whole model",
+    "promote": "default: the canary or shadow",
+    "shadow": "needed to start a shadow",
+    "canary": "needed unless --weight 0",
+}
 
 LIST_TIMEOUT_S = 10.0
 CONTROL_TIMEOUT_S = 120.0
@@ -36,7 +44,12 @@ CONTROL_TIMEOUT_S = 120.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_arguments(parser, timeout=LIST_TIMEOUT_S)
+    add_connection_arguments(
+        parser,
+        timeout=LIST_TIMEOUT_S,
+        timeout_help=f"seconds per call (default {LIST_TIMEOUT_S:g}; "
+        f"{CONTROL_TIMEOUT_S:g} with an ACTION)",
+    )
     # None: the listing's or the action's own default, unless --timeout is given before the
     # action or after it.
     parser.set_defaults(timeout=None)
@@ -49,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         # An option given before the action (`leadgw models --address A promote`) holds too.
         add_connection_arguments(sub, timeout=CONTROL_TIMEOUT_S, inherit=True)
-        if name in ("load", "unload", "promote", "shadow", "canary"):
-            sub.add_argument("--version", help="version number")
+        if name in VERSION_HELP:
+            sub.add_argument("--version", help=f"version number ({VERSION_HELP[name]})")
         if name == "unload":
             sub.add_argument(
                 "--force", action="store_true", help="even if it leaves the model with nothing"

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for action in (snapshot, restore, reindex):
         action.add_argument(
-            "--data-dir", type=Path, help="the gateway's data directory (default: its setting)"
+            "--data-dir",
+            type=Path,
+            help="the gateway's data directory (default: its data_dir setting, .leadgw unless set)",
         )
         add_config_argument(action)
 

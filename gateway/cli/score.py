@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model version or alias (default: the model's routing picks: its live version, "
         "or its canary for a share of leads)",
     )
-    parser.add_argument("--reasons", type=_reasons, default=3, help="reasons per lead (default 3)")
+    parser.add_argument(
+        "--reasons",
+        type=_reasons,
+        default=3,
+        help="reasons per lead (default 3; 0: the gateway's default_max_reasons)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
 

@@ -39,24 +39,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repository-poll-secs",
         type=float,
-        help="poll interval of the model repository (default 15)",
+        help="seconds between reads of the repository in poll and explicit modes (default 15)",
     )
-    parser.add_argument("--keys-file", type=Path, help="API keys file (TOML, hashed keys)")
-    parser.add_argument("--tls-cert-file", type=Path, help="PEM server certificate: TLS")
+    parser.add_argument(
+        "--keys-file",
+        type=Path,
+        help="API keys file (TOML, hashed keys; default: none, no auth: loopback --host only)",
+    )
+    parser.add_argument(
+        "--tls-cert-file", type=Path, help="PEM server certificate: TLS (default: none, plaintext)"
+    )
     parser.add_argument("--tls-key-file", type=Path, help="PEM private key of --tls-cert-file")
     parser.add_argument(
-        "--tls-client-ca-file", type=Path, help="PEM CA for client certificates: mTLS"
+        "--tls-client-ca-file",
+        type=Path,
+        help="PEM CA for client certificates: mTLS (default: none, no client certificate asked)",
     )
     parser.add_argument(
         "--data-dir", type=Path, help="where the embedded notes store keeps files (default .leadgw)"
     )
-    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint for summaries")
-    parser.add_argument("--metrics-port", type=int, help="Prometheus endpoint port")
+    parser.add_argument(
+        "--llm-base-url",
+        help="OpenAI-compatible endpoint for summaries (default: none, every summary is the "
+        "marked fallback)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus endpoint port; 0 picks one (default: none, no endpoint unless "
+        "OTEL_METRICS_EXPORTER=prometheus)",
+    )
     parser.add_argument(
         "--metrics-host", help="address the Prometheus endpoint binds (default 127.0.0.1)"
     )
     parser.add_argument(
-        "--health-port", type=int, help="also serve grpc.health.v1 alone, in plaintext, here"
+        "--health-port",
+        type=int,
+        help="also serve grpc.health.v1 alone, in plaintext, here (default: none, off)",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     parser.add_argument("--log-format", choices=["json", "text"], help="json (default) or text")

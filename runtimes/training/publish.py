@@ -14,6 +14,7 @@ import onnx
 import onnxruntime
 import tomli_w
 
+from runtimes.model_config import CONTROL_TABLES
 from runtimes.training import card, export
 from runtimes.training.train import TrainResult
 from runtimes.training.verify import check_onnx
@@ -64,9 +65,11 @@ def publish(
 ) -> Published:
     """Writes ``<repository>/<name>/<version>/`` and the config; refuses to overwrite a version.
 
-    The model-level config.toml is written when absent. When one exists and differs (other band
-    thresholds, say), this version gets its own config.toml instead, so versions already served
-    keep theirs.
+    The model-level config.toml is written when absent, and never rewritten: it holds the model's
+    control tables (``[routing]``, ``[version_policy]``), which the trainer does not write. When
+    it exists, its settings (all but those tables) are compared with this version's: when they
+    differ (other band thresholds, say), this version gets its own config.toml, so versions
+    already served keep theirs.
     """
     model_dir = repository / name
     version_dir = model_dir / version
@@ -76,9 +79,11 @@ def publish(
 
     config = model_config(name, result.bands, result.feature_tables)
     config_path = model_dir / CONFIG_FILE
-    if config_path.exists() and tomllib.loads(config_path.read_text()) != config:
+    if not config_path.exists():
+        config_path.write_text(tomli_w.dumps(config))
+    elif _settings(config_path) != config:
         config_path = version_dir / CONFIG_FILE
-    config_path.write_text(tomli_w.dumps(config))
+        config_path.write_text(tomli_w.dumps(config))
 
     model_path = version_dir / MODEL_FILE
     export.save(result.model, model_path, version)
@@ -108,6 +113,12 @@ def publish(
     card_path = version_dir / "model_card.md"
     card_path.write_text(card.render(metrics, result.feature_tables, config_path.name))
     return Published(version_dir, config_path, [config_path, model_path, metrics_path, card_path])
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    """A model's config.toml without its control tables: what a version loads with."""
+    raw = tomllib.loads(path.read_text())
+    return {key: value for key, value in raw.items() if key not in CONTROL_TABLES}
 
 
 def _check_rows(features: np.ndarray, rows: int = 5000) -> np.ndarray:

@@ -70,8 +70,20 @@ def test_latest_serves_by_default_and_every_loaded_version_is_addressable(
             lambda text: text + "\n[version_policy]\nlatest = 1\n",
             "[version_policy] is read only from the model's own config.toml",
         ),
+        (
+            lambda text: text.replace(
+                'platform = "onnxruntime_onnx"', 'platform = "pytorch_libtorch"'
+            ),
+            "platform must be 'onnxruntime_onnx' (leadgw serves ONNX Runtime models only), "
+            "got 'pytorch_libtorch'",
+        ),
+        # The graph was fed by its own input's name, while ModelInfer took only the config's.
+        (
+            lambda text: text.replace('[input]\nname = "features"', '[input]\nname = "inputs"'),
+            "[input] name 'inputs' is not the graph's input name 'features' (",
+        ),
     ],
-    ids=["bad batching value", "routing table", "version policy table"],
+    ids=["bad batching value", "routing table", "version policy table", "platform", "input name"],
 )
 def test_a_version_with_a_bad_config_fails_alone(
     gateway_process, tmp_path: Path, change: Callable[[str], str], complaint: str
@@ -82,6 +94,7 @@ def test_a_version_with_a_bad_config_fails_alone(
     shutil.rmtree(model / "3")
     config = (model / "config.toml").read_text()
     assert "max_batch_size = 1024" in config
+    assert change(config) != config
     (model / "2" / "config.toml").write_text(change(config))
     gateway = gateway_process("--model-repository", str(repository))
     with grpc.insecure_channel(gateway.address) as channel:

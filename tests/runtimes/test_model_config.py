@@ -119,6 +119,36 @@ def test_a_bad_batching_value_is_refused_with_the_file(
     assert complaint in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "shown_as"),
+    [
+        ('"tensorflow_savedmodel"', "'tensorflow_savedmodel'"),
+        ('"onnxruntime"', "'onnxruntime'"),  # Triton's backend name, not a platform
+        ('""', "''"),
+        (f'"{"x" * 60}"', "'" + "x" * 36 + "..."),  # quoted as a client's value is, cut short
+    ],
+    ids=["another platform", "the backend name", "empty", "long"],
+)
+def test_a_platform_other_than_onnx_runtime_is_refused_with_the_file(
+    tmp_path: Path, value: str, shown_as: str
+) -> None:
+    """leadgw runs ONNX Runtime models only; another platform was accepted, run by ONNX Runtime
+    all the same, and reported as the model's platform by ModelMetadata and ModelConfig.
+    Refused as a bad [batching] value is, so that this version fails alone."""
+    path = config_with(tmp_path, 'platform = "onnxruntime_onnx"', f"platform = {value}")
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert str(error.value) == (
+        f"{path}: platform must be 'onnxruntime_onnx' (leadgw serves ONNX Runtime models "
+        f"only), got {shown_as}"
+    )
+
+
+def test_the_platform_may_be_left_out(tmp_path: Path) -> None:
+    path = config_with(tmp_path, 'platform = "onnxruntime_onnx"\n', "")
+    assert load_config(path).platform == "onnxruntime_onnx"
+
+
 ROUTING = '\n[routing]\nlive = "1"\n'
 VERSION_POLICY = "\n[version_policy]\nlatest = 1\n"
 

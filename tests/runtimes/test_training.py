@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,28 @@ def test_next_version_gets_its_own_config_when_bands_change(trained: Path) -> No
     assert (trained / "lead_scorer" / "config.toml").read_text() == shared
     own = tomllib.loads((version_dir / "config.toml").read_text())
     assert own["bands"] != tomllib.loads(shared)["bands"]
+
+
+def test_a_version_with_the_same_settings_shares_a_model_config_that_has_control_tables(
+    trained: Path, tmp_path: Path
+) -> None:
+    """``leadgw models canary`` (or a hand) writes [routing] into the model's config.toml, and
+    the trainer writes no control table: compared whole, the files always differed, so every
+    version trained after a canary got a config.toml of its own, identical settings and all."""
+    model_dir = tmp_path / "lead_scorer"
+    shutil.copytree(trained / "lead_scorer" / "1", model_dir / "1")
+    shared = (trained / "lead_scorer" / "config.toml").read_text() + (
+        '\n[version_policy]\nlatest = 2\n\n[routing]\ngeneration = 3\nlive = "1"\n'
+        '\n[routing.aliases]\nstable = "1"\n'
+    )
+    (model_dir / "config.toml").write_text(shared)
+    assert cli.run(train_args(tmp_path)) == 0  # the fixture's seed: the same settings
+    assert sorted(p.name for p in (model_dir / "2").iterdir()) == [
+        "metrics.json",
+        "model.onnx",
+        "model_card.md",
+    ]
+    assert (model_dir / "config.toml").read_text() == shared  # its control tables kept
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
