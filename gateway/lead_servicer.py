@@ -13,6 +13,7 @@ import numpy as np
 
 from gateway import lead_codec, notes_rpc, summary_rpc
 from gateway.auth import current_caller
+from gateway.summary_process import SummaryRelay
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 from retrieval.notes import NotesService
@@ -39,6 +40,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         notes: NotesService | None = None,
         summarizer: Summarizer | None = None,
         summary_deadline_s: float = 20.0,
+        summary_relay: SummaryRelay | None = None,
     ) -> None:
         self._scorer = scorer
         self._converter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convert")
@@ -46,6 +48,7 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
         self._notes = notes
         self._summarizer = summarizer
         self._summary_deadline_s = summary_deadline_s
+        self._summary_relay = summary_relay
 
     async def ScoreLeads(
         self, request: pb.ScoreLeadsRequest, context: grpc.aio.ServicerContext
@@ -195,12 +198,18 @@ class LeadServicer(pb_grpc.LeadServiceServicer):
 
     async def SummarizeLead(
         self, request: pb.SummarizeLeadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.SummarizeLeadResponse]:
-        if self._summarizer is None:
-            raise Unavailable("summaries are not configured on this server")
+    ) -> AsyncIterator[pb.SummarizeLeadResponse | bytes]:
         # The client may shorten a summary, never lengthen it past summary_deadline_s.
         longest = time.monotonic() + self._summary_deadline_s
         deadline = min(deadline_of(context) or longest, longest)
+        if self._summary_relay is not None:  # the summaries process writes it (summary_process)
+            tenant = current_caller().tenant
+            raw = request.SerializeToString()
+            async for answer in self._summary_relay.summarize(raw, tenant, deadline):
+                yield answer
+            return
+        if self._summarizer is None:
+            raise Unavailable("summaries are not configured on this server")
         async for message in summary_rpc.summarize_lead(
             self._summarizer, current_caller().tenant, request, deadline
         ):

@@ -11,6 +11,7 @@ def store_config(settings: Settings) -> StoreConfig:
         data_dir=settings.data_dir,
         qdrant_url=settings.qdrant_url,
         qdrant_api_key=settings.qdrant_api_key,
+        host_nice=settings.genai_nice,
     )
 
 

@@ -45,6 +45,7 @@ from gateway.rate_limits import (
 )
 from gateway.settings import Settings, is_loopback
 from gateway.stall_probe import StallProbe
+from gateway.summary_process import SummaryRelay, relayed_caller
 from gateway.telemetry import BreakerState as GaugeBreakerState
 from gateway.telemetry import Metrics, Telemetry, configure_logging, server_handler_wrapper
 from gateway.tls import add_port, check_transport, server_credentials
@@ -175,6 +176,14 @@ class WorkerRole:
     metrics_ports: Any = None
     """A shared int array: each worker writes its loopback metrics port at its index, and the
     supervisor's one endpoint reads every worker's page from there (fleet_metrics)."""
+    summary_socket: str | None = None
+    """The summaries process's Unix socket (``Settings.summary_process``): a worker relays
+    SummarizeLead there; the summaries process serves on it. None: each worker summarises."""
+    serves_summaries: bool = False
+    """This is the summaries process (gateway/summary_process.py), not a worker."""
+    processes: int = 0
+    """The processes that apply model control together: the workers and the summaries process
+    (0: ``Settings.workers``)."""
 
 
 def _rate_limiter(
@@ -247,7 +256,7 @@ def _control_config(settings: Settings, role: WorkerRole | None) -> ControlConfi
         mode=settings.model_control_mode,
         poll_secs=settings.repository_poll_secs,
         worker_index=0 if role is None else role.index,
-        workers=1 if role is None else settings.workers,
+        workers=1 if role is None else role.processes or settings.workers,
         ack_dir=settings.data_dir / "model-control",
         apply_timeout_s=settings.model_control_timeout_s,
     )
@@ -312,9 +321,14 @@ async def start(
     """Loads the models, binds the port and starts serving. Raises if it cannot.
 
     Telemetry is configured by the caller (``serve``): providers are process-global. ``role``:
-    this process is one of ``serve --workers N``, sharing the port and the local store.
+    this process is one of ``serve --workers N``, sharing the port and the local store, or
+    their summaries process (``role.serves_summaries``: SummarizeLead alone, on a Unix socket).
     """
-    keys = _key_store(settings)
+    serves_summaries = role is not None and role.serves_summaries
+    relays_summaries = role is not None and role.summary_socket is not None and not serves_summaries
+    # The summaries process reads the keys file only for the tenants' summary limits: the
+    # workers authenticate.
+    keys = _key_store(settings, quiet=serves_summaries)
     _check_store(settings)
     check_transport(settings)
     credentials = server_credentials(settings)
@@ -340,8 +354,14 @@ async def start(
         closers.append(_cancelling(asyncio.create_task(keys.watch(), name="keys-file-watch")))
     notes = await _open_notes(settings, role)
     summarizer = None
+    relay = None
+    if relays_summaries:
+        assert role is not None and role.summary_socket is not None
+        relay = SummaryRelay(role.summary_socket, settings.max_message_bytes)
+        closers.append(relay.close)
     if notes is not None:
         closers.append(notes.close)
+    if notes is not None and not relays_summaries:
         guard_embedder = shared_guard_model(notes.embedder, settings.guard_embed_priority)
         if guard_embedder is not None and guard_embedder is not notes.embedder:
             closers.append(guard_embedder.close)  # its own thread (the model is the notes')
@@ -367,8 +387,9 @@ async def start(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         # Alone, a second server on the same port must fail, not silently share it.
-        ("grpc.so_reuseport", 0 if role is None else 1),
-        *_connection_age_options(settings),
+        ("grpc.so_reuseport", 0 if role is None or serves_summaries else 1),
+        # The summaries process's only clients are the workers' relays: nothing to re-balance.
+        *([] if serves_summaries else _connection_age_options(settings)),
     ]
     if settings.max_concurrent_streams is not None:
         options.append(("grpc.max_concurrent_streams", settings.max_concurrent_streams))
@@ -382,37 +403,47 @@ async def start(
     # Auth, tracing, error mapping and request decoding wrap each method's handler once, here,
     # rather than run as interceptors on every call; health and reflection (below) stay open and
     # untraced.
-    wrapped = wrapped_registration(
-        server,
-        chain(
-            gate.wrap,
-            authentication(keys, audit),
-            # Needs only the tenant: a flood's refusals skip decoding and the span.
-            request_rate_limiting(limiter, metrics, hold),
-            server_handler_wrapper(metrics=metrics),
-            error_mapping,
-            request_decoding,
-            # Inside decoding: it counts the leads of the decoded request.
-            lead_rate_limiting(limiter, metrics, hold),
-        ),
-    )
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(
-            repository, server_version(), control, max_rows=settings.max_leads_per_request
-        ),
-        wrapped,
-    )
+    if serves_summaries:
+        wrapped = _summaries_registration(server, gate)
+    else:
+        wrapped = wrapped_registration(
+            server,
+            chain(
+                gate.wrap,
+                authentication(keys, audit),
+                # Needs only the tenant: a flood's refusals skip decoding and the span.
+                request_rate_limiting(limiter, metrics, hold),
+                server_handler_wrapper(metrics=metrics),
+                error_mapping,
+                request_decoding,
+                # Inside decoding: it counts the leads of the decoded request.
+                lead_rate_limiting(limiter, metrics, hold),
+            ),
+        )
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceServicer(
+                repository, server_version(), control, max_rows=settings.max_leads_per_request
+            ),
+            wrapped,
+        )
     lead_servicer = LeadServicer(
         scorer,
         default_max_reasons=settings.default_max_reasons,
         notes=notes,
         summarizer=summarizer,
         summary_deadline_s=settings.summary_deadline_s,
+        summary_relay=relay,
     )
     closers.append(_as_async(lead_servicer.close))
     lead_service_pb2_grpc.add_LeadServiceServicer_to_server(lead_servicer, wrapped)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, plain_registration(server))
+    if serves_summaries:
+        assert role is not None and role.summary_socket is not None
+        return await _serve_summaries(
+            settings, role.summary_socket, server, repository, health_servicer, closers, notes,
+            keys, control, gate,
+        )  # fmt: skip
     # enable_server_reflection would pick the aio servicer only for a real aio server, and would
     # register its method as a gRPC "registered method" (see _WrappingRegistrar): done by hand.
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -446,6 +477,49 @@ async def start(
         control=control,
         gate=gate,
     )
+
+
+def _summaries_registration(server: grpc.aio.Server, gate: CallGate) -> Any:
+    """The summaries process's wrappers: the relayed caller in place of authentication and rate
+    limits (the workers applied them), and spans without RPC metrics (the workers record each
+    SummarizeLead once)."""
+    return wrapped_registration(
+        server,
+        chain(
+            gate.wrap,
+            relayed_caller,
+            server_handler_wrapper(metrics=None),
+            error_mapping,
+            request_decoding,
+        ),
+    )
+
+
+async def _serve_summaries(
+    settings: Settings,
+    socket_path: str,
+    server: grpc.aio.Server,
+    repository: ModelRepository,
+    health_servicer: health.aio.HealthServicer,
+    closers: list[Any],
+    notes: NotesService | None,
+    keys: ReloadingKeyStore | None,
+    control: ModelControl,
+    gate: CallGate,
+) -> Gateway:
+    """Starts the summaries process's server on its Unix socket (no TLS: only this user can
+    reach the socket's directory)."""
+    if server.add_insecure_port(f"unix:{socket_path}") == 0:
+        raise OSError(f"could not bind the summaries socket {socket_path}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    notes_probe = NotesHealthProbe(notes.health if notes is not None else None, health_servicer)
+    await notes_probe.start()
+    closers.append(notes_probe.stop)
+    return Gateway(
+        settings, server, 0, repository, health_servicer, closers, notes,
+        keys=keys, control=control, gate=gate,
+    )  # fmt: skip
 
 
 async def _start_health_port(

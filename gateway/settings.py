@@ -184,7 +184,8 @@ class Settings(BaseSettings):
     longer one (a summary still running when the connection's grace ends would be cut with
     UNAVAILABLE instead of ending with its marked fallback)."""
     summaries_per_tenant: int = Field(4, ge=1)
-    """Concurrent summaries one tenant may run per process; more are refused with
+    """Concurrent summaries one tenant may run in the process that runs them (the summaries
+    process: the whole gateway; without it, each worker); more are refused with
     RESOURCE_EXHAUSTED. A tenant's own ``summaries`` in the keys file wins."""
     summary_cache_entries: int = Field(1024, ge=0)
     summary_max_chars: int = Field(4000, ge=200, le=100_000)
@@ -202,6 +203,20 @@ class Settings(BaseSettings):
     (docs/perf/2026-11-28-churn.md, docs/perf/2026-12-01-churn-rounds.md); on a
     saturated machine it makes summaries wait, up to their deadline (then the marked fallback,
     guard_timeout). Where the OS refuses, the thread runs at normal (logged)."""
+    summary_process: bool = True
+    """With two or more workers, summaries run in one process of their own at a lower CPU
+    priority (``genai_nice``), and each worker relays the SummarizeLead calls it receives to it
+    over a Unix socket. A summary's event-loop work (the LLM's chunks, the guard, retrieval, the
+    prompt) then never runs between scoring calls on a worker's loop, and the kernel lets a
+    worker's scoring preempt it (docs/perf/2026-12-02-summary-process.md). The per-tenant
+    summary limit then holds for the gateway as a whole. False: each worker runs the summaries
+    it receives, as a single-process gateway always does."""
+    genai_nice: int = Field(19, ge=0, le=19)
+    """Nice increment of the processes that serve only notes and summaries, never scoring: the
+    summaries process and the embedded store's host (with two or more workers). 19, the lowest
+    priority short of SCHED_IDLE: the kernel runs a worker's scoring first. On a saturated
+    machine summaries and notes calls then wait for a free core, up to their deadlines. 0: the
+    workers' own priority."""
     breaker_failures: int = Field(5, ge=1)
     """Consecutive LLM failures that open the circuit breaker."""
     breaker_reset_s: float = Field(30.0, gt=0)

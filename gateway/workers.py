@@ -17,9 +17,11 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +32,15 @@ from gateway.notes_config import store_config
 from gateway.rate_limits import SharedBuckets
 from gateway.server import WorkerRole, upgrade_notes
 from gateway.settings import Settings
+from gateway.summary_process import SOCKET_NAME
 from gateway.telemetry import configure_logging
 from gateway.telemetry.fleet_metrics import FleetMetricsEndpoint
 from retrieval.shared_store import StoreHost
+from retrieval.thread_priority import lower_process_priority
 from runtimes.errors import Unavailable
 
 READY_TIMEOUT_S = 120.0
+SUMMARIES_PROCESS = "leadgw-summaries"  # its multiprocessing name; workers are leadgw-<i>
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
@@ -50,6 +55,8 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 def _worker_main(settings: Settings, role: WorkerRole, ready: Any, cpu: int | None) -> None:
     if cpu is not None:  # first: the threads started from here on are pinned as they start
         pin_process(cpu)
+    if role.serves_summaries:
+        lower_process_priority(settings.genai_nice)
     from gateway.server import run_event_loop, serve
 
     index = role.index
@@ -179,7 +186,8 @@ def _supervise(
     context = multiprocessing.get_context("spawn")
     # One rate-limit table for all workers: a tenant's limit holds for the gateway as a whole.
     buckets = SharedBuckets.create()
-    metrics_ports = context.RawArray("i", settings.workers)
+    summaries = settings.summary_process and notes_off is None
+    metrics_ports = context.RawArray("i", settings.workers + (1 if summaries else 0))
     try:
         fleet = _start_fleet_metrics(settings, metrics_ports)
     except OSError as exc:
@@ -203,32 +211,49 @@ def _run(
     metrics_ports: Any,
 ) -> int:
     port = holder.getsockname()[1]
-    worker_settings = settings.model_copy(update={"port": port})
+    worker_settings = _for_worker(settings.model_copy(update={"port": port}))
     ready = context.Queue()
     cpus = worker_cpus(settings)
-    workers = [
-        context.Process(
-            target=_worker_main,
-            args=(
-                _for_worker(worker_settings),
-                WorkerRole(
-                    i, None if store is None else store.link, notes_off, buckets, metrics_ports
-                ),
-                ready,
-                None if cpus is None else cpus[i],
-            ),
-            name=f"leadgw-{i}",
+    link = None if store is None else store.link
+    # The summaries process (summary_process): one more process, after the workers by index.
+    socket_dir = None
+    if len(metrics_ports) > settings.workers:
+        socket_dir = tempfile.mkdtemp(prefix="leadgw-summaries-")  # 0700: this user's only
+    summary_socket = None if socket_dir is None else os.path.join(socket_dir, SOCKET_NAME)
+    processes = len(metrics_ports)
+
+    def role(index: int) -> WorkerRole:
+        return WorkerRole(
+            index,
+            link,
+            notes_off,
+            buckets,
+            metrics_ports,
+            summary_socket=summary_socket,
+            serves_summaries=index == settings.workers,
+            processes=processes,
         )
-        for i in range(settings.workers)
-    ]
+
+    def process(index: int) -> Any:
+        cpu = None if cpus is None or index >= len(cpus) else cpus[index]
+        name = SUMMARIES_PROCESS if index == settings.workers else f"leadgw-{index}"
+        return context.Process(
+            target=_worker_main, args=(worker_settings, role(index), ready, cpu), name=name
+        )
+
+    workers = [process(i) for i in range(settings.workers)]
+    summarizing = [process(settings.workers)] if summary_socket is not None else []
+    everyone = workers + summarizing  # by index
     # Workers install their own handlers; until they are up, the parent must not die on a signal.
     stopping = False
     started = False
 
     def forward(signum: int, _frame: Any) -> None:
+        # The workers first: the summaries process stops once they have (it finishes the
+        # summaries they relay while they drain).
         nonlocal stopping
         stopping = True
-        for worker in workers:
+        for worker in workers if started else everyone:
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)
 
@@ -236,34 +261,47 @@ def _run(
         # Before a worker is up its SIGHUP would kill it; it reads the keys file as it starts.
         if not started or stopping:
             return
-        for worker in workers:
+        for worker in everyone:
             if worker.is_alive() and worker.pid is not None:
                 os.kill(worker.pid, signal.SIGHUP)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward_reload)
-    for worker in workers:
+    for worker in everyone:
         worker.start()
     try:
-        not_ready = _wait_until_ready(workers, ready, lambda: stopping)
+        not_ready = _wait_until_ready(everyone, ready, lambda: stopping)
     finally:
         holder.close()
     if not_ready is None:
         started = True
         pinned = "" if cpus is None else f" pinned to CPUs {', '.join(map(str, cpus))}"
+        also = "" if not summarizing else f" and a summaries process (pid {summarizing[0].pid})"
         print(
             f"leadgw ready: listening on {settings.host}:{port} with {len(workers)} workers "
-            f"(pids {', '.join(str(w.pid) for w in workers)}){pinned}; try: leadgw score "
+            f"(pids {', '.join(str(w.pid) for w in workers)}){pinned}{also}; try: leadgw score "
             f"examples/leads.jsonl --address {settings.host}:{port}",
             flush=True,
         )
     elif not stopping:
         print(f"leadgw serve: {not_ready}", file=sys.stderr)
         forward(signal.SIGTERM, None)
-    for worker in workers:
-        worker.join()
-    codes = [worker.exitcode for worker in workers]
+
+    def respawn() -> Any:
+        assert summary_socket is not None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(summary_socket)  # the dead one's socket file
+        replacement = process(settings.workers)
+        replacement.start()
+        return replacement
+
+    try:
+        _join_workers(workers, summarizing, lambda: started and not stopping, respawn)
+    finally:
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+    codes = [worker.exitcode for worker in workers + summarizing]
     if not started:
         if stopping and not_ready == _STOPPING:
             # Asked to stop before serving: each worker stopped, or died of the forwarded signal.
@@ -276,6 +314,32 @@ def _run(
             )
         return 2  # as a single process that cannot start
     return 0 if all(code == 0 for code in codes) and not _failed_early(codes, stopping) else 1
+
+
+def _join_workers(
+    workers: list[Any],
+    summarizing: list[Any],
+    serving: Callable[[], bool],
+    respawn: Callable[[], Any],
+) -> None:
+    """Waits for the workers to exit, starting another summaries process (``respawn``) if it
+    dies while they serve; then stops it (SIGTERM) and waits for it. ``summarizing``: it, or
+    nothing; a new one replaces it in place."""
+    while alive := [worker for worker in workers if worker.is_alive()]:
+        alive[0].join(0.5)
+        if summarizing and not summarizing[0].is_alive() and serving():
+            gone = summarizing[0]
+            print(
+                f"leadgw serve: the summaries process (pid {gone.pid}) "
+                f"{_exit_words(gone.exitcode or 0)}; starting another",
+                file=sys.stderr,
+                flush=True,
+            )
+            summarizing[0] = respawn()
+    for process in summarizing:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+        process.join()
 
 
 _STOPPING = "asked to stop"
@@ -292,19 +356,28 @@ def _wait_until_ready(workers: list[Any], ready: Any, stopping: Callable[[], boo
         try:
             index, pid, status = ready.get(timeout=0.2)
         except queue.Empty:
+            if stopping():  # asked while waiting: an exit since is the signal's doing
+                return _STOPPING
             for index in sorted(waiting):
                 worker = workers[index]
                 if worker.exitcode is not None:
                     how = _exit_words(worker.exitcode)
-                    return f"worker {index} (pid {worker.pid}) {how} before it was ready"
+                    return f"{_named(worker)} (pid {worker.pid}) {how} before it was ready"
             if time.monotonic() > deadline:
-                late = ", ".join(str(i) for i in sorted(waiting))
-                return f"worker(s) {late} did not become ready within {READY_TIMEOUT_S:g} s"
+                late = ", ".join(_named(workers[i]) for i in sorted(waiting))
+                return f"{late} did not become ready within {READY_TIMEOUT_S:g} s"
             continue
         if not isinstance(status, int):
-            return f"worker {index} (pid {pid}) failed: {status}"
+            return f"{_named(workers[index])} (pid {pid}) failed: {status}"
         waiting.discard(index)
     return None
+
+
+def _named(process: Any) -> str:
+    """``worker 1`` or ``the summaries process``, from the process's name."""
+    if process.name == SUMMARIES_PROCESS:
+        return "the summaries process"
+    return f"worker {process.name.removeprefix('leadgw-')}"
 
 
 def _exit_words(code: int) -> str:

@@ -21,6 +21,9 @@ class StoreConfig:
     """Longest one store call may take (inside any shorter deadline of the caller)."""
     search_threads: int = 1
     """Edge's search pool: one thread leaves the other cores to scoring."""
+    host_nice: int = 0
+    """The store host process's nice increment (``retrieval.shared_store``, with several
+    workers): it serves only notes and summaries, so it may yield the CPU to scoring."""
 
     @property
     def edge_dir(self) -> Path:

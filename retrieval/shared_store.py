@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from retrieval.backend import StoreBackend
 from retrieval.config import StoreConfig
 from retrieval.store_runner import bounded
+from retrieval.thread_priority import lower_process_priority
 from runtimes.errors import Unavailable
 
 T = TypeVar("T")
@@ -181,6 +182,7 @@ def _host_main(config: StoreConfig, link: StoreLink, opened: Any) -> None:
     """The host process: listens, opens the engine and reports the outcome on ``opened`` (it
     never raises, so the supervisor learns the reason), then serves until it is stopped."""
     global _backend
+    lower_process_priority(config.host_nice)  # first: the threads started below inherit it
     exit_with_parent(os.getppid())
     try:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

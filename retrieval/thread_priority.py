@@ -64,3 +64,25 @@ def lower_current_thread(priority: ThreadPriority, what: str) -> str:
             "%s: could not lower its priority to %s (%s); runs at normal", what, priority, exc
         )
         return "normal"
+
+
+def lower_process_priority(increment: int) -> None:
+    """Adds ``increment`` to the nice value of every thread of this process running now; the
+    threads started after inherit it from the thread that starts them. For the processes that
+    serve only notes and summaries (the summaries process, the store host): a worker's scoring
+    then gets the CPU first. Raising a nice value needs no privilege."""
+    if increment <= 0:
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread, and the threads it starts
+        threads = [0]
+    for tid in threads:
+        try:
+            now = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(now + increment, MAX_NICE))
+        except ProcessLookupError:  # a thread that ended since the listing
+            continue
+        except OSError as exc:
+            log.warning("could not lower this process's CPU priority: %s", exc)
+            return

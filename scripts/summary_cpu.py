@@ -15,18 +15,22 @@ tree's gateway (an A/B) with this one's script::
 read of its own, as a real model's do (without a gap, several share a read).
 
 ``--setting`` gives the gateway a setting of its own (``LEADGW_NAME=VALUE``), for an A/B of a
-setting in one tree, e.g. ``--setting llm_http_client=httpx``.
+setting in one tree, e.g. ``--setting llm_http_client=httpx``; ``--setting workers=2`` runs
+two workers (and, by default, the summaries process: ``--setting summary_process=false`` keeps
+summaries in the workers). Each process's total is printed too, with its role.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import grpc
+import psutil
 
 from benchmarks.fake_llm import Pacing, set_pacing
 from benchmarks.servers import start_listening_server
@@ -35,7 +39,7 @@ from leadgw_client.pb.leadgw.v1 import lead_service_pb2 as pb
 from leadgw_client.pb.leadgw.v1 import lead_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from thread_cpu import print_threads, thread_ticks
+from thread_cpu import TICKS_PER_S, print_threads, thread_ticks
 
 DEMO_LEADS = 24
 
@@ -66,6 +70,37 @@ async def summaries(address: str, count: int, start: int) -> dict[str, int]:
                     reason = message.final.fallback_reason
                     reasons[reason] = reasons.get(reason, 0) + 1
     return reasons
+
+
+def role_of(pid: int, supervisor: int) -> str:
+    """What a process of the gateway is: by the Unix socket it listens on (the summaries
+    process's and the store host's), else by its CPUs (pinned workers have one)."""
+    if pid == supervisor:
+        return "supervisor or single process"
+    nice = os.getpriority(os.PRIO_PROCESS, pid)
+    sockets = " ".join(str(c.laddr) for c in psutil.Process(pid).net_connections(kind="unix"))
+    if "summaries.sock" in sockets:
+        return f"summaries process (nice {nice})"
+    if "store.sock" in sockets:
+        return f"store host (nice {nice})"
+    if len(os.sched_getaffinity(pid)) == 1:
+        return f"worker (CPU {next(iter(os.sched_getaffinity(pid)))})"
+    return "worker" if nice == 0 else f"other (nice {nice})"
+
+
+def print_processes(
+    before: dict[tuple[int, int, str], int],
+    after: dict[tuple[int, int, str], int],
+    per: float,
+    roles: dict[int, str],
+) -> None:
+    """Each process's CPU (its threads added up) divided by ``per``, with its role."""
+    by_pid: dict[int, int] = {}
+    for key, ticks in after.items():
+        by_pid[key[0]] = by_pid.get(key[0], 0) + ticks - before.get(key, 0)
+    for pid, ticks in sorted(by_pid.items(), key=lambda item: -item[1]):
+        ms = ticks / TICKS_PER_S * 1000 / per
+        print(f"process {pid} {roles.get(pid, '?'):32s} {ms:9.3f} ms per summary")
 
 
 def _setting(text: str) -> tuple[str, str]:
@@ -112,6 +147,7 @@ def main() -> int:
             try:
                 asyncio.run(summaries(gateway.address, args.warmup, 0))
                 pids = process_tree(gateway.pid)
+                roles = {pid: role_of(pid, gateway.pid) for pid in pids}
                 before = thread_ticks(pids)
                 reasons = asyncio.run(summaries(gateway.address, args.summaries, args.warmup))
                 after = thread_ticks(pids)
@@ -120,6 +156,7 @@ def main() -> int:
         finally:
             llm.stop()
     total = print_threads(before, after, args.summaries, "ms per summary")
+    print_processes(before, after, args.summaries, roles)
     print(f"total {total:.2f} ms per summary; fallbacks: {reasons or 'none'}")
     return 0
 

@@ -54,7 +54,8 @@ def test_llm_stream_cost_streams_every_chunk_through_the_gateways_client() -> No
 
 
 def test_summary_cpu_reports_a_real_gateways_cpu_per_summary_by_thread() -> None:
-    # A setting reaches the gateway: with the httpx transport the summaries still go through.
+    # Settings reach the gateway: with the httpx transport the summaries still go through, and
+    # with two workers they run in the summaries process, whose CPU is reported with its role.
     out = _run(
         "scripts/summary_cpu.py",
         "--summaries",
@@ -63,9 +64,13 @@ def test_summary_cpu_reports_a_real_gateways_cpu_per_summary_by_thread() -> None
         "1",
         "--setting",
         "llm_http_client=httpx",
+        "--setting",
+        "workers=2",
     )
     threads = re.findall(r"^pid \d+ thread +\d+ \S+ +([\d.]+) ms per summary$", out, re.M)
     assert threads, out
+    summaries = re.search(r"^process \d+ summaries process \(nice 19\) +([\d.]+) ms", out, re.M)
+    assert summaries and float(summaries.group(1)) > 0, out
     total = re.search(r"^total ([\d.]+) ms per summary; fallbacks: (.*)$", out, re.M)
     assert total and float(total.group(1)) > 0, out
     assert total.group(2) == "none"  # every summary went through the LLM and the guard

@@ -99,9 +99,10 @@ def test_a_worker_killed_during_start_up_is_reported_with_its_signal(
     process, stderr_path = _start(started, tmp_path, "--workers", "2")
     _wait_for_workers_starting(stderr_path, 2)
     supervisor = psutil.Process(process.pid)
-    # The spawned children: the shared store's host first, then the workers.
+    # The spawned children: the shared store's host first, then the workers and the summaries
+    # process.
     children = [p for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
-    assert len(children) == 3, [p.cmdline() for p in children]
+    assert len(children) == 4, [p.cmdline() for p in children]
     victim = max(children, key=lambda p: (p.create_time(), p.pid))
     victim.send_signal(signal.SIGKILL)
     code, stdout = _finish(process)

@@ -46,6 +46,7 @@ async def test_notes_health_serves_while_the_store_answers(inproc_gateway) -> No
 def test_a_hung_store_turns_notes_not_serving_and_scoring_keeps_serving(gateway_process) -> None:
     gateway = gateway_process("--workers", "2")
     workers = {int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")}
+    workers.add(int(re.search(r"summaries process \(pid (\d+)\)", gateway.ready_line)[1]))
     children = psutil.Process(gateway.process.pid).children()
     (host,) = [
         c

@@ -48,15 +48,25 @@ async def llm() -> AsyncIterator[FakeOpenAI]:
     await fake.aclose()
 
 
-@pytest.fixture
-async def gateway(llm: FakeOpenAI, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
+@pytest.fixture(params=["1", "2"], ids=["one-process", "summary-process"])
+async def gateway(
+    llm: FakeOpenAI, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[GatewayProcess]:
+    """One process; or two workers relaying every summary to the summaries process
+    (``summary_process``): each test here runs through both."""
     process = await asyncio.to_thread(
         start_gateway_process,
         tmp_path,
         "--keys-file",
         str(_keys_file(tmp_path)),
-        env={"LEADGW_LLM_BASE_URL": llm.base_url, "LEADGW_LLM_MODEL": "fake-model"},
+        env={
+            "LEADGW_LLM_BASE_URL": llm.base_url,
+            "LEADGW_LLM_MODEL": "fake-model",
+            "LEADGW_WORKERS": request.param,
+        },
     )
+    if request.param != "1":
+        assert "and a summaries process (pid " in process.ready_line
     yield process
     await asyncio.to_thread(process.stop)
 

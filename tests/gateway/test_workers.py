@@ -115,14 +115,15 @@ def test_one_metrics_endpoint_carries_every_workers_series(gateway_process) -> N
     port = int(found[1])
     assert port != 0
     seen: set[str] = set()
+    every = {"0", "1", "2"}  # the two workers, and the summaries process after them
     deadline = time.monotonic() + 30
-    while seen != {"0", "1"} and time.monotonic() < deadline:
+    while seen != every and time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             text = reply.read().decode()
         families = {f.name: f for f in text_string_to_metric_families(text)}
         seen = {s.labels["worker"] for s in families["process_cpu_seconds"].samples}
         time.sleep(0.2)
-    assert seen == {"0", "1"}
+    assert seen == every
 
 
 def test_workers_stop_when_their_supervisor_is_killed(gateway_process) -> None:
@@ -153,11 +154,15 @@ def test_pinned_workers_run_every_thread_on_a_cpu_of_their_own(gateway_process) 
     pids = [int(p) for p in re.search(r"pids ([\d, ]+)\)", gateway.ready_line)[1].split(", ")]
     cpus = sorted(os.sched_getaffinity(0))
     expected = [cpus[i % len(cpus)] for i in range(2)]
-    assert f"pinned to CPUs {expected[0]}, {expected[1]};" in gateway.ready_line
+    assert f"pinned to CPUs {expected[0]}, {expected[1]} and a summaries" in gateway.ready_line
     for pid, cpu in zip(pids, expected, strict=True):
         threads = _threads_cpus(pid)
         assert len(threads) > 5  # the loop's thread and the ones started around it
         assert set(map(frozenset, threads.values())) == {frozenset({cpu})}
+    # The summaries process is not pinned: it takes whichever core the workers leave.
+    summaries = int(re.search(r"summaries process \(pid (\d+)\)", gateway.ready_line)[1])
+    every_cpu = frozenset(os.sched_getaffinity(0))
+    assert set(map(frozenset, _threads_cpus(summaries).values())) == {every_cpu}
     with grpc.insecure_channel(gateway.address) as channel:
         stub = pb_grpc.LeadServiceStub(channel)
         assert len(stub.ScoreLeads(score_request(sample_leads(2)), timeout=10).scores) == 2
