@@ -61,6 +61,27 @@ def _pids(gateway: GatewayProcess) -> tuple[list[int], int]:
     return [int(p) for p in workers[1].split(", ")], int(summaries[1])
 
 
+async def _llm_called(llm: FakeOpenAI, limit_s: float = 10.0) -> None:
+    """Returns once the LLM stand-in has received a chat request (or ``limit_s`` passed)."""
+    deadline = time.monotonic() + limit_s
+    while not llm.chat_requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def _summary_once_not(
+    stub: pb_grpc.LeadServiceStub, lead_id: str, refused: grpc.StatusCode, limit_s: float
+) -> pb.SummaryFinal:
+    """The final message of the first summary of ``lead_id`` that is not refused with
+    ``refused`` (any other failure fails the test), trying for up to ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return (await summarize(stub, ACME, lead_id))[1]
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == refused and time.monotonic() < deadline, error
+            await asyncio.sleep(0.3)
+
+
 def _llm_connections(pid: int, llm: FakeOpenAI) -> int:
     return sum(
         1
@@ -101,9 +122,7 @@ async def test_summaries_run_in_a_niced_process_the_workers_relay_to(
             stub = pb_grpc.LeadServiceStub(channel)
             await index_lead(stub, ACME, "lead-p")
             held = asyncio.ensure_future(summarize(stub, ACME, "lead-p"))
-            deadline = time.monotonic() + 10
-            while not llm.chat_requests and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _llm_called(llm)
             # The LLM is called by the summaries process, never by a worker.
             assert _llm_connections(summaries, llm) >= 1
             assert all(_llm_connections(pid, llm) == 0 for pid in workers)
@@ -149,15 +168,8 @@ async def test_a_dead_summaries_process_is_unavailable_then_replaced(
             leads = pb.ScoreLeadsRequest(leads=[lead_codec.lead_to_pb(x) for x in sample_leads(3)])
             scored = await stub.ScoreLeads(leads, metadata=auth(ACME), timeout=5)
             assert len(scored.scores) == 3  # scoring never depended on it
-            final = None
-            deadline = time.monotonic() + 60
-            while final is None and time.monotonic() < deadline:
-                try:
-                    _, final = await summarize(stub, ACME, "lead-k")
-                except grpc.aio.AioRpcError as error:
-                    assert error.code() == grpc.StatusCode.UNAVAILABLE
-                    await asyncio.sleep(0.5)
-            assert final is not None and final.generator == "fake-model"
+            final = await _summary_once_not(stub, "lead-k", grpc.StatusCode.UNAVAILABLE, 60)
+            assert final.generator == "fake-model"
         assert "the summaries process (pid" in gateway.stderr_text()
         assert "starting another" in gateway.stderr_text()
     finally:
@@ -173,9 +185,7 @@ async def test_stopping_lets_relayed_summaries_finish(tmp_path: Path, llm: FakeO
         stub = pb_grpc.LeadServiceStub(channel)
         await index_lead(stub, ACME, "lead-t")
         held = asyncio.ensure_future(summarize(stub, ACME, "lead-t"))
-        deadline = time.monotonic() + 10
-        while not llm.chat_requests and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await _llm_called(llm)
         gateway.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(2.0)  # the workers drain; the summaries process must still serve
         assert psutil.pid_exists(summaries) and psutil.Process(summaries).status() != "zombie"
@@ -198,9 +208,7 @@ async def test_a_client_that_goes_away_ends_its_relayed_summary(
             stub = pb_grpc.LeadServiceStub(channel)
             await index_lead(stub, ACME, "lead-c")
             held = asyncio.ensure_future(summarize(stub, ACME, "lead-c"))
-            deadline = time.monotonic() + 10
-            while not llm.chat_requests and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _llm_called(llm)
             with pytest.raises(grpc.aio.AioRpcError) as caught:  # the slot is taken
                 await summarize(stub, ACME, "lead-c")
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -208,15 +216,8 @@ async def test_a_client_that_goes_away_ends_its_relayed_summary(
             with pytest.raises(asyncio.CancelledError):
                 await held
             gate.set()
-            final = None
-            deadline = time.monotonic() + 10
-            while final is None and time.monotonic() < deadline:
-                try:
-                    _, final = await summarize(stub, ACME, "lead-c")
-                except grpc.aio.AioRpcError as error:
-                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                    await asyncio.sleep(0.2)
-            assert final is not None and final.generator == "fake-model"
+            final = await _summary_once_not(stub, "lead-c", grpc.StatusCode.RESOURCE_EXHAUSTED, 10)
+            assert final.generator == "fake-model"
     finally:
         await asyncio.to_thread(gateway.stop)
 
