@@ -83,6 +83,13 @@ LOOP_RETRY_FACTOR = 2.0
 LOOP_RETRY_EVERY = 32
 # ``run_now`` reads a run's CPU time on one run in this many, once its size has been timed.
 LEARN_EVERY = 8
+# How much earlier than strictly needed a deadline forces a flush. Event loops wake timers
+# at millisecond granularity (asyncio rounds epoll's timeout up to the next ms; libuv counts
+# ms), so a wake-up is up to 1 ms late before any jitter: at the old 1 ms a deadline-forced
+# flush woke at the deadline itself about one run in eight of a test that waits for one, and
+# its request was dropped "0.0 ms late". 3 ms leaves 2 for jitter and the reply's trip.
+DEADLINE_SLACK_S = 0.003
+
 # Gathering (see the module docstring): a probe at most this often; gathering stays on while its
 # batches average (exponentially, this weight on the newest) at least this many requests. Each
 # request in a batch of B saves a model run's share of (1 - 1/B) against a queued request's
@@ -212,7 +219,7 @@ class DynamicBatcher:
         max_queue_size: int,
         executor: Executor | None = None,
         name: str = "",
-        deadline_slack_s: float = 0.001,
+        deadline_slack_s: float = DEADLINE_SLACK_S,
         on_batch: Callable[[int, float, list[float]], None] | None = None,
         tracer: Tracer | None = None,
         inline_run_s: float = 0.0,
