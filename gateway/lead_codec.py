@@ -39,10 +39,13 @@ _which = pb.FeatureValue.WhichOneof  # unbound: saves an attribute lookup per va
 
 
 def features_from_pb(features: Mapping[str, pb.FeatureValue]) -> dict[str, FeatureValue]:
-    # One comprehension over items(): upb's map iteration, not this code, is most of the cost.
+    # upb's map makes a Python object per key and per value, most of the cost. Its keys are
+    # iterated in C; items() would add a Python generator step per entry (the Mapping mixin's).
     return {
-        name: None if (kind := _which(value, "kind")) is None else getattr(value, kind)
-        for name, value in features.items()
+        name: None
+        if (kind := _which(value := features[name], "kind")) is None
+        else getattr(value, kind)
+        for name in features
     }
 
 

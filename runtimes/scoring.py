@@ -271,9 +271,13 @@ def _rank_array(probability: np.ndarray) -> np.ndarray:
 
 
 def _ranks_small(probability: list[float]) -> list[int]:
-    """``_ranks`` in plain Python (sorted() is stable too)."""
+    """``_ranks`` in plain Python: sorted() is stable, with ``reverse`` too (equal keys keep
+    their order), and a bound method as the key runs no Python code per lead."""
+    if len(probability) == 1:
+        return [1]
     ranks = [0] * len(probability)
-    for rank, i in enumerate(sorted(range(len(probability)), key=lambda i: -probability[i]), 1):
+    order = sorted(range(len(probability)), key=probability.__getitem__, reverse=True)
+    for rank, i in enumerate(order, 1):
         ranks[i] = rank
     return ranks
 
@@ -327,5 +331,7 @@ def _top_k_by_key(magnitude: np.ndarray, k: int) -> np.ndarray:
 
 
 def _top_k_small(row: list[float], k: int) -> list[int]:
-    """``_top_k_by_magnitude`` for one row, in plain Python."""
-    return sorted(range(len(row)), key=lambda j: -abs(row[j]))[:k]
+    """``_top_k_by_magnitude`` for one row, in plain Python (stable with ``reverse``, as in
+    ``_ranks_small``: of equal magnitudes the first column comes first)."""
+    magnitude = list(map(abs, row))
+    return sorted(range(len(row)), key=magnitude.__getitem__, reverse=True)[:k]
