@@ -42,6 +42,16 @@ from runtimes.errors import Unavailable
 READY_TIMEOUT_S = 120.0
 SUMMARIES_PROCESS = "leadgw-summaries"  # its multiprocessing name; workers are leadgw-<i>
 
+# A summaries process that dies soon after it starts (a bad environment, a crash at import, out
+# of memory while loading) would otherwise be started again and again at once, each start
+# seconds of CPU (the ONNX models, the embedder) taken from the workers' scoring. The first
+# wait, 1 s, keeps a one-off death cheap for summaries; doubling to 60 s bounds a crash loop to
+# one start a minute, and a fixed cause is still picked up within a minute. A process that ran
+# 60 s had loaded everything and served: its death says nothing of the next start's.
+SUMMARIES_FIRST_WAIT_S = 1.0
+SUMMARIES_MAX_WAIT_S = 60.0
+SUMMARIES_RAN_LONG_S = 60.0
+
 
 def _reserve_port(host: str, port: int) -> socket.socket:
     """Holds the port (bound, not listening) so that port 0 resolves once for every worker."""
@@ -268,6 +278,7 @@ def _run(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward_reload)
+    summaries_started_at = time.monotonic()
     for worker in everyone:
         worker.start()
     try:
@@ -297,7 +308,13 @@ def _run(
         return replacement
 
     try:
-        _join_workers(workers, summarizing, lambda: started and not stopping, respawn)
+        _join_workers(
+            workers,
+            summarizing,
+            lambda: started and not stopping,
+            respawn,
+            summaries_started_at=summaries_started_at,
+        )
     finally:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
@@ -321,25 +338,48 @@ def _join_workers(
     summarizing: list[Any],
     serving: Callable[[], bool],
     respawn: Callable[[], Any],
+    *,
+    summaries_started_at: float,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Waits for the workers to exit, starting another summaries process (``respawn``) if it
-    dies while they serve; then stops it (SIGTERM) and waits for it. ``summarizing``: it, or
-    nothing; a new one replaces it in place."""
+    dies while they serve, after a wait if it died soon after its start
+    (``_restart_wait_s``); then stops it (SIGTERM) and waits for it. ``summarizing``: it, or
+    nothing; a new one replaces it in place. ``summaries_started_at``: its start, on ``clock``."""
+    wait_s = 0.0
+    restart_at: float | None = None  # while the dead one waits for its replacement
     while alive := [worker for worker in workers if worker.is_alive()]:
+        # Polling the workers through the wait too: their exit or a SIGTERM ends it.
         alive[0].join(0.5)
-        if summarizing and not summarizing[0].is_alive() and serving():
-            gone = summarizing[0]
+        if not summarizing or not serving():
+            continue
+        if restart_at is None and not summarizing[0].is_alive():
+            gone, ran_s = summarizing[0], clock() - summaries_started_at
+            wait_s = _restart_wait_s(ran_s, wait_s)
+            restart_at = clock() + wait_s
+            when = f" in {wait_s:g} s" if wait_s else ""
             print(
                 f"leadgw serve: the summaries process (pid {gone.pid}) "
-                f"{_exit_words(gone.exitcode or 0)}; starting another",
+                f"{_exit_words(gone.exitcode or 0)}; starting another{when} "
+                f"(it ran for {ran_s:.1f} s)",
                 file=sys.stderr,
                 flush=True,
             )
+        if restart_at is not None and clock() >= restart_at:
             summarizing[0] = respawn()
+            summaries_started_at, restart_at = clock(), None
     for process in summarizing:
         if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
         process.join()
+
+
+def _restart_wait_s(ran_s: float, last_wait_s: float) -> float:
+    """The wait before starting another summaries process after one that ran ``ran_s``: none
+    after a long run, else twice the last wait (at least the first, at most the cap)."""
+    if ran_s >= SUMMARIES_RAN_LONG_S:
+        return 0.0
+    return min(max(2 * last_wait_s, SUMMARIES_FIRST_WAIT_S), SUMMARIES_MAX_WAIT_S)
 
 
 _STOPPING = "asked to stop"

@@ -37,7 +37,18 @@ if "sweep" in args:
 """
 
 
-def run_script(tmp_path: Path, **env: str) -> tuple[list[list[str]], str]:
+# A stand-in for MLServer's set-up: records whether any bench had run before it.
+MLSERVER_SETUP = """#!/usr/bin/env bash
+here="$(cd "$(dirname "${{BASH_SOURCE[0]}}")/../.." && pwd)"
+if [[ -e "$here/.venv/bin/calls.txt" ]]; then echo after > "$here/setup.txt"
+else echo before > "$here/setup.txt"; fi
+exit {status}
+"""
+
+
+def run_script(
+    tmp_path: Path, mlserver_setup_status: int = 0, **env: str
+) -> tuple[list[list[str]], str]:
     (tmp_path / "scripts").mkdir()
     shutil.copy(SCRIPT, tmp_path / "scripts" / SCRIPT.name)
     bin_dir = tmp_path / ".venv" / "bin"
@@ -45,6 +56,10 @@ def run_script(tmp_path: Path, **env: str) -> tuple[list[list[str]], str]:
     (bin_dir / "leadgw").write_text(STAND_IN.format(python=sys.executable))
     (bin_dir / "leadgw").chmod(0o755)
     os.symlink(sys.executable, bin_dir / "python")
+    setup = tmp_path / "benchmarks" / "mlserver" / "setup.sh"
+    setup.parent.mkdir(parents=True)
+    setup.write_text(MLSERVER_SETUP.format(status=mlserver_setup_status))
+    setup.chmod(0o755)
     out = tmp_path / "out"
     subprocess.run(
         ["bash", str(tmp_path / "scripts" / SCRIPT.name), str(out)],
@@ -116,3 +131,19 @@ def test_closed_open_and_sweep_runs_take_rounds(tmp_path: Path) -> None:
         o25 = next(call for call in calls if out_name(call) == "o25")
         # ROUNDS=5: the median of 1,240, 640, 2,000 and 3,000/s is 1,620/s.
         assert o25[o25.index("--rate") + 1] == {"3": "235", "5": "405"}[expected]
+
+
+def test_mlserver_is_set_up_before_the_first_run(tmp_path: Path) -> None:
+    calls, _ = run_script(tmp_path)
+    assert (tmp_path / "setup.txt").read_text() == "before\n"
+    assert len(calls) == 8
+
+
+def test_a_pass_stops_before_measuring_when_mlserver_cannot_be_set_up(tmp_path: Path) -> None:
+    try:
+        run_script(tmp_path, mlserver_setup_status=1)
+    except subprocess.CalledProcessError as failed:
+        assert "MLServer could not be set up" in failed.stderr.decode()
+    else:
+        raise AssertionError("the pass went on without MLServer")
+    assert not (tmp_path / ".venv" / "bin" / "calls.txt").exists()  # no bench ran

@@ -1,6 +1,6 @@
 """``scripts/batcher_cost.py``, ``llm_stream_cost.py``, ``summary_cpu.py``, ``serve_cpu_ab.py``,
 ``infer_cost_parts.py``, ``registered_methods_cost.py``, ``metrics_cost.py``, ``auth_cost.py`` and
-``cold_calls.py``, ``ort_cold_run.py``
+``cold_calls.py``, ``ort_cold_run.py``, ``servicer_loop.py``
 run and report what they measured
 (the figures themselves are the bench's business, not a test's)."""
 
@@ -426,3 +426,40 @@ def test_serve_cpu_ab_sends_b_its_own_request() -> None:
     assert re.search(
         r"^B used less CPU than A in [0-2] of 2 rounds \(infer-1 against leads-1\)$", out, re.M
     )
+
+
+@pytest.mark.parametrize("request_kind", ["leads-1", "infer-1"])
+def test_servicer_loop_times_each_servicer_on_its_answers(request_kind: str) -> None:
+    out = _run(
+        "scripts/servicer_loop.py", "--request", request_kind, "--calls", "50", "--blocks", "2"
+    )
+    figure = re.fullmatch(rf"{request_kind}: ([\d.]+) µs a call, best of 2 blocks \(.+\)\n", out)
+    assert figure is not None, out
+    assert float(figure.group(1)) > 0
+
+
+def test_servicer_loop_refuses_answers_that_are_not_whole() -> None:
+    from leadgw_client.pb.inference import grpc_service_pb2
+    from leadgw_client.pb.leadgw.v1 import lead_service_pb2
+
+    script = runpy.run_path(str(ROOT / "scripts" / "servicer_loop.py"))
+    no_reasons = lead_service_pb2.ScoreLeadsResponse(scores=[lead_service_pb2.LeadScore()])
+    with pytest.raises(SystemExit, match="expected 1 with 3 reasons"):
+        script["_check"]("leads-1", [no_reasons.SerializeToString()])
+    one_output = grpc_service_pb2.ModelInferResponse(
+        outputs=[grpc_service_pb2.ModelInferResponse.InferOutputTensor(name="probability")]
+    )
+    with pytest.raises(SystemExit, match=r"outputs \['probability'\]"):
+        script["_check"]("infer-1", [one_output.SerializeToString()])
+
+
+def test_servicer_loop_refuses_a_tree_without_leadgw(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "scripts/servicer_loop.py", "--tree", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "holds no leadgw sources" in out.stderr
