@@ -242,7 +242,8 @@ class FeatureSpec:
         ``encode_column`` (for any value both give the same number, and both call the same values
         bad). Made once per schema, specialised to this feature's kind and settings, because the
         row-wise path calls it for every feature of every lead: a closure over locals with no
-        branch on the kind costs about half of a method that branches on it."""
+        branch on the kind costs about a fifth less (the bundled model's 16 values: 1.3 µs
+        against 1.6-1.7 µs through the method it replaced)."""
         missing = None if self.required else self.default
         if self.kind == "number":
             low, high, numbers, isfinite = self.minimum, self.maximum, _NUMBER_TYPES, math.isfinite
